@@ -1,0 +1,71 @@
+//! `kit`: the Hearth developer tool. This file only parses the command line
+//! and dispatches; each subcommand lives in its own module. To add one: a
+//! variant in [`Command`] and an arm in [`run`].
+
+mod admin;
+mod build;
+mod fake;
+mod inject;
+mod new;
+mod start;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "kit", version, about = "Build, run and poke Hearth apps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new package from the echo template
+    New(new::NewArgs),
+    /// Build a package's processes for wasm32-wasip2 into pkg/
+    B(build::BuildArgs),
+    /// Install and start a built package on a running node
+    S(start::StartArgs),
+    /// Build, then start
+    Bs(start::StartArgs),
+    /// Send a JSON request to a process and print the response
+    I(inject::InjectArgs),
+    /// Run a development node in the foreground
+    F(fake::FakeArgs),
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::New(args) => new::run(&args),
+        Command::B(args) => build::run(&args),
+        Command::S(args) => start::run(&args),
+        Command::Bs(args) => start::build_and_start(&args),
+        Command::I(args) => inject::run(args),
+        Command::F(args) => fake::run(args),
+    }
+}
+
+/// Exit code when the node answered with a typed error (`ApiError`).
+const EXIT_NODE_ERROR: u8 = 2;
+/// Exit code for every failure on this side: bad arguments, no node,
+/// connection refused, build failures.
+const EXIT_LOCAL_ERROR: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<admin::NodeError>() {
+            Some(node_error) => {
+                eprintln!("{node_error}");
+                ExitCode::from(EXIT_NODE_ERROR)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_LOCAL_ERROR)
+            }
+        },
+    }
+}

@@ -1,0 +1,461 @@
+//! `kit new NAME`: create a package from the echo template.
+//!
+//! The files of `apps/echo/` are embedded when kit is compiled. `echo` is
+//! replaced by the new name, the crate directory is renamed, and the
+//! crate's `Cargo.toml` is made standalone: an empty `[workspace]` table,
+//! `hearth-sdk` as a path dependency on this repository's `process-sdk`,
+//! and every `*.workspace = true` replaced by the workspace's value.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// The template's name, replaced by the new package's name.
+const TEMPLATE_NAME: &str = "echo";
+
+/// One embedded template file; `path` is relative to the package root.
+struct TemplateFile {
+    path: &'static str,
+    text: &'static str,
+}
+
+const TEMPLATE: &[TemplateFile] = &[
+    TemplateFile {
+        path: "metadata.json",
+        text: include_str!("../../apps/echo/metadata.json"),
+    },
+    TemplateFile {
+        path: "pkg/manifest.json",
+        text: include_str!("../../apps/echo/pkg/manifest.json"),
+    },
+    TemplateFile {
+        path: "echo/Cargo.toml",
+        text: include_str!("../../apps/echo/echo/Cargo.toml"),
+    },
+    TemplateFile {
+        path: "echo/src/lib.rs",
+        text: include_str!("../../apps/echo/echo/src/lib.rs"),
+    },
+    TemplateFile {
+        path: ".gitignore",
+        text: include_str!("../../apps/echo/.gitignore"),
+    },
+];
+
+/// The workspace manifest, for the values `*.workspace = true` refers to.
+const WORKSPACE_MANIFEST: &str = include_str!("../../Cargo.toml");
+
+/// This repository's `process-sdk`, as seen when kit was compiled.
+const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../process-sdk");
+
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// Package name: lowercase letters, digits and `-`, starting with a letter
+    pub name: String,
+    /// Create the package in this directory
+    #[arg(long, default_value = ".", value_name = "PARENT")]
+    pub dir: PathBuf,
+}
+
+pub fn run(args: &NewArgs) -> Result<()> {
+    validate_name(&args.name)?;
+    let root = args.dir.join(&args.name);
+    if root.exists() {
+        bail!(
+            "{} already exists; pick another name or --dir",
+            root.display()
+        );
+    }
+    let sdk = Path::new(SDK_DIR).canonicalize().with_context(|| {
+        format!(
+            "kit was built from a repository whose process-sdk ({SDK_DIR}) is gone; rebuild kit"
+        )
+    })?;
+    let files = render(&args.name, &sdk)?;
+    for (path, text) in &files {
+        let dest = root.join(path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&dest, text).with_context(|| format!("writing {}", dest.display()))?;
+    }
+    println!("created package {} in {}:", args.name, root.display());
+    for (path, _) in &files {
+        println!("  {path}");
+    }
+    println!("next:");
+    println!("  cd {}", root.display());
+    println!("  kit f                 # in another terminal: a development node");
+    println!("  kit bs                # build and start the package on it");
+    println!("  kit i {} '{{\"hello\": \"world\"}}'", process_id(&files)?);
+    Ok(())
+}
+
+/// `[a-z0-9-]+`, starting with a letter (cargo refuses a leading digit) and
+/// not ending with `-`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let starts_with_letter = name.starts_with(|c: char| c.is_ascii_lowercase());
+    if !valid_chars || !starts_with_letter || name.ends_with('-') {
+        bail!(
+            "`{name}` is not a valid package name: use lowercase letters, digits and `-`, \
+             starting with a letter"
+        );
+    }
+    Ok(())
+}
+
+/// The files of the new package `name`: (path relative to its root, text).
+fn render(name: &str, sdk: &Path) -> Result<Vec<(String, String)>> {
+    TEMPLATE
+        .iter()
+        .map(|file| {
+            let path = rename_path(file.path, name);
+            let text = if file.path.ends_with("Cargo.toml") {
+                let manifest = standalone_manifest(file.text, sdk)?;
+                substitute(&manifest, name)
+            } else if file.path.ends_with(".rs") {
+                substitute_rust(file.text, name)
+            } else {
+                substitute(file.text, name)
+            };
+            Ok((path, text))
+        })
+        .collect()
+}
+
+/// `echo/src/lib.rs` -> `NAME/src/lib.rs`: only whole path components.
+fn rename_path(path: &str, name: &str) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .map(|part| if part == TEMPLATE_NAME { name } else { part })
+        .collect();
+    parts.join("/")
+}
+
+/// Replaces the template name in manifests and JSON, where names keep `-`.
+fn substitute(text: &str, name: &str) -> String {
+    text.replace(TEMPLATE_NAME, name)
+}
+
+/// Replaces the template name in Rust source: in comments and string
+/// literals the name stays as typed (`my-app`); in code it becomes an
+/// identifier (`my_app`), and the type name `Echo` becomes `MyApp`.
+fn substitute_rust(text: &str, name: &str) -> String {
+    let ident = name.replace('-', "_");
+    let type_name = camel_case(name);
+    let template_type = camel_case(TEMPLATE_NAME);
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (code, comment) = match line.find("//") {
+            Some(i) if !line[..i].contains('"') => line.split_at(i),
+            _ => (line, ""),
+        };
+        let mut in_string = false;
+        for (i, segment) in code.split('"').enumerate() {
+            if i > 0 {
+                out.push('"');
+                in_string = !in_string;
+            }
+            if in_string {
+                out.push_str(&segment.replace(TEMPLATE_NAME, name));
+            } else {
+                let segment = segment.replace(&template_type, &type_name);
+                out.push_str(&segment.replace(TEMPLATE_NAME, &ident));
+            }
+        }
+        out.push_str(&comment.replace(TEMPLATE_NAME, name));
+    }
+    out
+}
+
+/// `my-app` -> `MyApp`.
+fn camel_case(name: &str) -> String {
+    name.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// The process id of the first process in the rendered package, for the
+/// "next" hint: `process:package:publisher`.
+fn process_id(files: &[(String, String)]) -> Result<String> {
+    let find = |path: &str| -> Result<serde_json::Value> {
+        let (_, text) = files
+            .iter()
+            .find(|(p, _)| p == path)
+            .with_context(|| format!("template has no {path}"))?;
+        serde_json::from_str(text).with_context(|| format!("template {path} is not JSON"))
+    };
+    let metadata = find("metadata.json")?;
+    let properties = &metadata["properties"];
+    let manifest = find("pkg/manifest.json")?;
+    let field = |value: &serde_json::Value, key: &str| -> Result<String> {
+        value[key]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("template lacks `{key}`"))
+    };
+    Ok(format!(
+        "{}:{}:{}",
+        field(&manifest[0], "process_name")?,
+        field(properties, "package_name")?,
+        field(properties, "publisher")?,
+    ))
+}
+
+/// Makes a workspace member's manifest build on its own.
+fn standalone_manifest(template: &str, sdk: &Path) -> Result<String> {
+    let workspace = WorkspaceValues::parse(WORKSPACE_MANIFEST);
+    let mut out = String::new();
+    let mut section = String::new();
+    for line in template.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+            if section == "lints" {
+                continue; // `[lints] workspace = true` has nothing to inherit from.
+            }
+        } else if section == "lints" {
+            if trimmed == "workspace = true" || trimmed.is_empty() {
+                continue;
+            }
+            bail!("template [lints] has entries besides `workspace = true`");
+        } else if let Some(rewritten) = rewrite_line(trimmed, &section, &workspace, sdk)? {
+            out.push_str(&rewritten);
+            out.push('\n');
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("\n# Not a member of any enclosing workspace.\n[workspace]\n");
+    Ok(out)
+}
+
+/// The rewrite of one `key = value` line, or `None` to keep it.
+fn rewrite_line(
+    line: &str,
+    section: &str,
+    workspace: &WorkspaceValues,
+    sdk: &Path,
+) -> Result<Option<String>> {
+    let Some((key, value)) = line.split_once('=') else {
+        return Ok(None);
+    };
+    let (key, value) = (key.trim(), value.trim());
+    let is_dependency_section = section.ends_with("dependencies");
+    if section == "package" {
+        let Some(field) = key.strip_suffix(".workspace") else {
+            return Ok(None);
+        };
+        let value = workspace
+            .package
+            .get(field)
+            .with_context(|| format!("the workspace has no package.{field}"))?;
+        return Ok(Some(format!("{field} = {value}")));
+    }
+    if !is_dependency_section {
+        return Ok(None);
+    }
+    // `dep.workspace = true` or `dep = { workspace = true, rest... }`.
+    let (dep, rest) = if let Some(dep) = key.strip_suffix(".workspace") {
+        (dep, String::new())
+    } else if let Some(inner) = value.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
+        let fields: Vec<&str> = inner.split(',').map(str::trim).collect();
+        if !fields.contains(&"workspace = true") {
+            return Ok(None);
+        }
+        let rest: Vec<&str> = fields
+            .into_iter()
+            .filter(|f| *f != "workspace = true" && !f.is_empty())
+            .collect();
+        (key, rest.join(", "))
+    } else {
+        return Ok(None);
+    };
+    let source = if dep == "hearth-sdk" {
+        format!("path = {}", toml_string(&sdk.to_string_lossy()))
+    } else {
+        let value = workspace
+            .dependencies
+            .get(dep)
+            .with_context(|| format!("the workspace has no dependency `{dep}`"))?;
+        match value.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
+            Some(inner) => {
+                if inner.contains("path") {
+                    bail!("cannot inline the workspace path dependency `{dep}`");
+                }
+                if inner.contains("features") && rest.contains("features") {
+                    bail!("cannot merge the features of `{dep}`");
+                }
+                inner.trim().to_string()
+            }
+            None => format!("version = {value}"),
+        }
+    };
+    let fields = if rest.is_empty() {
+        source
+    } else {
+        format!("{source}, {rest}")
+    };
+    Ok(Some(format!("{dep} = {{ {fields} }}")))
+}
+
+/// `[workspace.package]` and `[workspace.dependencies]` of the workspace
+/// manifest, one `key = value` per line (values kept as TOML text).
+struct WorkspaceValues {
+    package: HashMap<String, String>,
+    dependencies: HashMap<String, String>,
+}
+
+impl WorkspaceValues {
+    fn parse(manifest: &str) -> Self {
+        let mut values = Self {
+            package: HashMap::new(),
+            dependencies: HashMap::new(),
+        };
+        let mut section = "";
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line;
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let table = match section {
+                "[workspace.package]" => &mut values.package,
+                "[workspace.dependencies]" => &mut values.dependencies,
+                _ => continue,
+            };
+            table.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        values
+    }
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["chat", "my-app", "app2", "a"] {
+            validate_name(good).unwrap();
+        }
+        for bad in [
+            "", "My", "my_app", "2app", "-app", "app-", "a.b", "a b", "é",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn paths_are_renamed_by_component() {
+        assert_eq!(
+            rename_path("echo/src/lib.rs", "my-app"),
+            "my-app/src/lib.rs"
+        );
+        assert_eq!(
+            rename_path("pkg/manifest.json", "my-app"),
+            "pkg/manifest.json"
+        );
+        assert_eq!(rename_path("echoes/echo.rs", "x"), "echoes/echo.rs");
+    }
+
+    #[test]
+    fn rust_names_use_underscores_in_code_only() {
+        let src = "//! `echo`: hi\nuse echo::Thing;\nstruct Echo;\n\
+                   const ID: &str = \"echo:echo:x.os\"; // echo\n";
+        assert_eq!(
+            substitute_rust(src, "my-app"),
+            "//! `my-app`: hi\nuse my_app::Thing;\nstruct MyApp;\n\
+             const ID: &str = \"my-app:my-app:x.os\"; // my-app\n"
+        );
+        assert_eq!(camel_case("a-b2-c"), "AB2C");
+    }
+
+    #[test]
+    fn workspace_values_are_read() {
+        let ws = WorkspaceValues::parse(WORKSPACE_MANIFEST);
+        assert!(ws.package.contains_key("version"));
+        assert!(ws.package.contains_key("edition"));
+        assert!(ws.dependencies.contains_key("hearth-sdk"));
+    }
+
+    #[test]
+    fn manifest_rewrites() {
+        let template = "[package]\nname = \"echo\"\nversion.workspace = true\n\n\
+                        [lib]\ncrate-type = [\"cdylib\"]\n\n\
+                        [dependencies]\nhearth-sdk = { workspace = true }\n\
+                        serde = { workspace = true, features = [\"rc\"] }\n\
+                        serde_json.workspace = true\n\n[lints]\nworkspace = true\n";
+        let out = standalone_manifest(template, Path::new("/repo/process-sdk")).unwrap();
+        assert!(
+            out.contains("hearth-sdk = { path = \"/repo/process-sdk\" }"),
+            "{out}"
+        );
+        assert!(out.contains("serde_json = { version = \"1\" }"), "{out}");
+        assert!(!out.contains("[lints]"), "{out}");
+        assert!(out.trim_end().ends_with("[workspace]"), "{out}");
+        assert!(
+            !out.contains("workspace = true") && !out.contains(".workspace"),
+            "{out}"
+        );
+    }
+
+    /// The real template renders to a standalone package named `my-app`.
+    #[test]
+    fn template_renders() {
+        let files = render("my-app", Path::new("/repo/process-sdk")).unwrap();
+        let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(paths.contains(&"my-app/Cargo.toml"), "{paths:?}");
+        assert!(paths.contains(&"my-app/src/lib.rs"), "{paths:?}");
+        let manifest = &files
+            .iter()
+            .find(|(p, _)| p == "my-app/Cargo.toml")
+            .unwrap()
+            .1;
+        assert!(manifest.contains("name = \"my-app\""), "{manifest}");
+        assert!(
+            manifest.contains("path = \"/repo/process-sdk\""),
+            "{manifest}"
+        );
+        assert!(!manifest.contains(".workspace") && !manifest.contains("workspace = true"));
+        for (path, text) in &files {
+            let lower = text.to_lowercase();
+            assert!(
+                !lower.contains(TEMPLATE_NAME),
+                "{path} still says echo:\n{text}"
+            );
+        }
+        let lib = &files
+            .iter()
+            .find(|(p, _)| p == "my-app/src/lib.rs")
+            .unwrap()
+            .1;
+        assert!(lib.contains("struct MyApp;"), "{lib}");
+        assert!(lib.contains("process!(MyApp)"), "{lib}");
+        let id = process_id(&files).unwrap();
+        assert!(id.starts_with("my-app:my-app:"), "{id}");
+    }
+}

@@ -1,0 +1,98 @@
+//! The admin API between `kit` and a node: paths, headers, files and the
+//! JSON/bincode bodies. Both sides use these types, so they cannot drift.
+//!
+//! Every admin call goes to `http://127.0.0.1:PORT/admin/...`, carries the
+//! header [`SECRET_HEADER`] with the contents of `<home>/`[`SECRET_FILE`],
+//! and comes from a loopback address. Calls with an `Origin` header are
+//! refused, so a web page cannot reach the endpoint.
+
+use serde::{Deserialize, Serialize};
+
+/// Header that carries the admin secret.
+pub const SECRET_HEADER: &str = "x-hearth-secret";
+/// File in the node's home holding the admin secret (mode 0600).
+pub const SECRET_FILE: &str = "admin.secret";
+/// File in the node's home holding the HTTP port actually bound.
+pub const PORT_FILE: &str = "http.port";
+/// Directory, under the user's home, where each running node leaves a file
+/// named after its HTTP port that holds the path of its home. `kit` uses it
+/// to find the secret of the node on `--port`.
+pub const RUN_DIR: &str = ".hearth/run";
+
+/// `POST /admin/install`, body: bincode of [`PackageUpload`].
+pub const INSTALL_PATH: &str = "/admin/install";
+/// `POST /admin/message`, body: JSON [`InjectRequest`].
+pub const MESSAGE_PATH: &str = "/admin/message";
+/// `GET /admin/processes`: JSON `Vec<`[`ProcessInfo`]`>`.
+pub const PROCESSES_PATH: &str = "/admin/processes";
+/// `GET /admin/status`: JSON [`NodeStatus`].
+pub const STATUS_PATH: &str = "/admin/status";
+
+/// A package as uploaded by `kit s`: every file of the package directory
+/// that the node needs (`metadata.json` and everything under `pkg/`), with
+/// paths relative to the package root, using `/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackageUpload {
+    pub files: Vec<PackageFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackageFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstallResponse {
+    /// `package:publisher`.
+    pub package: String,
+    pub version: String,
+    /// Process ids started, `process:package:publisher`.
+    pub processes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InjectRequest {
+    /// `process:package:publisher` or `node@process:package:publisher`.
+    pub target: String,
+    /// Sent as the request body, serialised as JSON.
+    pub body: serde_json::Value,
+    /// How long to wait for the response; `None` means the node's default.
+    pub timeout_ms: Option<u64>,
+    /// Fire-and-forget: return once the message is accepted.
+    #[serde(default)]
+    pub non_block: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InjectResponse {
+    /// Correlation id of the injected request.
+    pub id: u64,
+    /// The response body: JSON when it parses as JSON, otherwise a string
+    /// (lossy UTF-8). `None` for `non_block`.
+    pub body: Option<serde_json::Value>,
+}
+
+/// Body of every admin error (any non-2xx status).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable kebab-case kind, such as `unknown-process`, `timeout`,
+    /// `capability-missing`, `unauthorized`, `bad-request`.
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub id: String,
+    pub public: bool,
+    pub networking: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub version: String,
+    pub http_port: u16,
+    pub processes: usize,
+}

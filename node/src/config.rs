@@ -1,0 +1,112 @@
+//! Node configuration. Built by the binary from its command line, or by
+//! tests and `kit` directly; the library never reads the command line.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Directory holding the node's keys, secret, packages and state.
+    pub home: PathBuf,
+    /// The node's name, such as `alice.os`.
+    pub name: String,
+    /// HTTP port; 0 picks a free one (written to `<home>/http.port`).
+    pub http_port: u16,
+    /// Address the HTTP server binds. Loopback by default: the admin API
+    /// refuses non-loopback clients in any case.
+    pub http_bind: IpAddr,
+    pub limits: Limits,
+    pub restart: RestartPolicy,
+    /// Write `$HOME/.hearth/run/<port>` so `kit` can find this node.
+    pub register_run_file: bool,
+}
+
+impl NodeConfig {
+    pub fn new(home: impl Into<PathBuf>, name: impl Into<String>) -> Self {
+        Self {
+            home: home.into(),
+            name: name.into(),
+            http_port: 8080,
+            http_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            limits: Limits::default(),
+            restart: RestartPolicy::default(),
+            register_run_file: true,
+        }
+    }
+}
+
+/// Per-process and per-message limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest body + metadata + blob of one message.
+    pub max_message_bytes: usize,
+    /// Requests queued in one mailbox before senders get `mailbox-full`.
+    pub mailbox_requests: usize,
+    /// Requests a process may have awaiting a response at once.
+    pub max_pending_asks: usize,
+    /// Largest linear memory of one process.
+    pub max_memory_bytes: usize,
+    /// Longest a single `init` or `handle` call may run before it is
+    /// interrupted (epoch interruption) and the process is stopped.
+    pub max_call_time: Duration,
+    /// Timeout given to injected requests that name none.
+    pub default_inject_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024 * 1024,
+            mailbox_requests: 4096,
+            max_pending_asks: 16 * 1024,
+            max_memory_bytes: 256 * 1024 * 1024,
+            max_call_time: Duration::from_secs(5),
+            default_inject_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Backoff for processes whose `on_exit` is `Restart`: the n-th consecutive
+/// restart waits `base * 2^(n-1)`, capped at `max`; the count resets once
+/// the process has stayed up for `5 x` its last backoff.
+#[derive(Debug, Clone)]
+pub struct RestartPolicy {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// Delay before the `attempt`-th consecutive restart (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RestartPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        assert_eq!(p.backoff(1), Duration::from_millis(100));
+        assert_eq!(p.backoff(2), Duration::from_millis(200));
+        assert_eq!(p.backoff(4), Duration::from_millis(800));
+        assert_eq!(p.backoff(5), Duration::from_secs(1));
+        assert_eq!(p.backoff(40), Duration::from_secs(1));
+    }
+}

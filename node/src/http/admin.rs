@@ -1,0 +1,186 @@
+//! The admin API (`/admin/*`): install packages, inject messages, list
+//! processes. See `crate::api` for the contract.
+//!
+//! **Invariant:** every admin call passes [`guard`]: the client is on
+//! loopback, the `Host` is a loopback name (no DNS rebinding), there is no
+//! `Origin` header (no web page), and the secret header matches.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::HttpState;
+use crate::api::{
+    ApiError, InjectRequest, InjectResponse, NodeStatus, PackageUpload, ProcessInfo, SECRET_HEADER,
+};
+use crate::package;
+use crate::types::{Address, SendError, SendErrorKind};
+
+/// Largest package upload accepted.
+const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
+
+pub fn router(state: HttpState) -> axum::Router<HttpState> {
+    Router::new()
+        .route("/install", post(install).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+        .route("/message", post(message))
+        .route("/processes", get(processes))
+        .route("/status", get(status))
+        .layer(middleware::from_fn_with_state(state, guard))
+}
+
+fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    let body = ApiError {
+        kind: kind.into(),
+        message: message.into(),
+    };
+    (status, Json(body)).into_response()
+}
+
+fn send_error(e: SendError) -> Response {
+    let status = match e.kind {
+        SendErrorKind::UnknownProcess => StatusCode::NOT_FOUND,
+        SendErrorKind::CapabilityMissing => StatusCode::FORBIDDEN,
+        SendErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        SendErrorKind::MailboxFull => StatusCode::SERVICE_UNAVAILABLE,
+        SendErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        SendErrorKind::BadAddress => StatusCode::BAD_REQUEST,
+        SendErrorKind::Offline | SendErrorKind::ProcessExited | SendErrorKind::NoAsker => {
+            StatusCode::BAD_GATEWAY
+        }
+    };
+    error(status, e.kind.as_str(), e.to_string())
+}
+
+fn is_loopback_host(host: &str, port: u16) -> bool {
+    let port = port.to_string();
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|name| host == *name || host.strip_prefix(name).and_then(|r| r.strip_prefix(':')) == Some(&port))
+}
+
+/// Compare without an early exit, so timing does not reveal the secret.
+fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    given.len() == secret.len() && given.iter().zip(secret).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn guard(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    if !peer.ip().is_loopback() {
+        return error(StatusCode::FORBIDDEN, "forbidden", "the admin API answers loopback clients only");
+    }
+    if headers.contains_key(header::ORIGIN) {
+        return error(StatusCode::FORBIDDEN, "forbidden", "the admin API refuses calls from web pages");
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !is_loopback_host(host, state.port) {
+        return error(StatusCode::FORBIDDEN, "forbidden", format!("the admin API refuses Host {host:?}"));
+    }
+    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or(b"");
+    if !same_secret(given, state.secret.as_bytes()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("missing or wrong {SECRET_HEADER} header; kit reads it from the node's home"),
+        );
+    }
+    next.run(request).await
+}
+
+async fn install(State(state): State<HttpState>, body: Bytes) -> Response {
+    let config = bincode::config::standard().with_limit::<MAX_UPLOAD_BYTES>();
+    let upload: PackageUpload = match bincode::serde::decode_from_slice(&body, config) {
+        Ok((upload, _)) => upload,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad-request", format!("package upload: {e}")),
+    };
+    match package::install(&state.services, upload.files).await {
+        Ok(installed) => Json(installed).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, "install-failed", e.to_string()),
+    }
+}
+
+async fn message(State(state): State<HttpState>, Json(req): Json<InjectRequest>) -> Response {
+    let kernel = &state.services.kernel;
+    let target = match Address::parse_with_default(&req.target, kernel.our()) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad-address", e.to_string()),
+    };
+    let body = match serde_json::to_vec(&req.body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad-request", e.to_string()),
+    };
+    let timeout = (!req.non_block).then(|| {
+        req.timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(kernel.limits().default_inject_timeout)
+    });
+    match state.injector.inject(target, body, timeout).await {
+        Ok((id, answer)) => {
+            let body = answer.map(|km| match km.message {
+                crate::types::Message::Response(r) => serde_json::from_slice(&r.body)
+                    .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())),
+                crate::types::Message::Request(_) => serde_json::Value::Null,
+            });
+            Json(InjectResponse { id, body }).into_response()
+        }
+        Err(e) => send_error(e),
+    }
+}
+
+async fn processes(State(state): State<HttpState>) -> Json<Vec<ProcessInfo>> {
+    let list = state
+        .services
+        .kernel
+        .processes()
+        .into_iter()
+        .map(|(id, caps)| ProcessInfo {
+            id: id.to_string(),
+            public: caps.public,
+            networking: caps.networking,
+        })
+        .collect();
+    Json(list)
+}
+
+async fn status(State(state): State<HttpState>) -> Json<NodeStatus> {
+    let kernel = &state.services.kernel;
+    Json(NodeStatus {
+        name: kernel.our().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        http_port: state.port,
+        processes: kernel.processes().len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_check_accepts_loopback_names_only() {
+        assert!(is_loopback_host("127.0.0.1:8080", 8080));
+        assert!(is_loopback_host("localhost:8080", 8080));
+        assert!(is_loopback_host("[::1]:8080", 8080));
+        assert!(!is_loopback_host("evil.example:8080", 8080));
+        assert!(!is_loopback_host("127.0.0.1.evil.example:8080", 8080));
+        assert!(!is_loopback_host("localhost:9999", 8080));
+    }
+
+    #[test]
+    fn secret_compare() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abd", b"abc"));
+        assert!(!same_secret(b"", b"abc"));
+    }
+}

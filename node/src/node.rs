@@ -1,0 +1,193 @@
+//! Booting and stopping a node.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::api::{PORT_FILE, RUN_DIR, SECRET_FILE};
+use crate::config::NodeConfig;
+use crate::http::{self, HttpState};
+use crate::package;
+use crate::rpc::Injector;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::services::Services;
+use crate::state::{StateError, StateStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("home directory {path}: {source}")]
+    Home {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("bad node name {0:?}: names are [a-z0-9-.]")]
+    Name(String),
+}
+
+/// A running node. Dropping it without [`Node::shutdown`] leaves its tasks
+/// running until the runtime ends.
+pub struct Node {
+    services: Arc<Services>,
+    http_addr: SocketAddr,
+    home: PathBuf,
+    run_file: Option<PathBuf>,
+    shutdown_tx: watch::Sender<bool>,
+    http_task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    /// Boot: open the home, start the runtime and HTTP server, and start
+    /// every installed package.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        if config.name.is_empty()
+            || !config
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            return Err(NodeError::Name(config.name.clone()));
+        }
+        let home = config.home.clone();
+        let home_err = |source| NodeError::Home {
+            path: home.clone(),
+            source,
+        };
+        std::fs::create_dir_all(home.join("packages")).map_err(home_err)?;
+        let secret = load_or_create_secret(&home).map_err(home_err)?;
+        let state = StateStore::open(&home)?;
+        let runtime = Runtime::new()?;
+        let services = Services::new(&config, runtime, state);
+        let injector = Injector::start(&services);
+
+        let addr = SocketAddr::new(config.http_bind, config.http_port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Listen { addr, source })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| NodeError::Listen { addr, source })?;
+        std::fs::write(home.join(PORT_FILE), http_addr.port().to_string()).map_err(home_err)?;
+        let run_file = config
+            .register_run_file
+            .then(|| register_run_file(&home, http_addr.port()))
+            .flatten();
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = HttpState {
+            services: services.clone(),
+            injector,
+            secret: secret.into(),
+            port: http_addr.port(),
+        };
+        let http_task = tokio::spawn(http::serve(listener, state, shutdown_rx));
+
+        let started = package::start_all_installed(&services).await;
+        info!(
+            name = %config.name,
+            http = %http_addr,
+            packages = started.len(),
+            "node started"
+        );
+        Ok(Node {
+            services,
+            http_addr,
+            home,
+            run_file,
+            shutdown_tx,
+            http_task,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn name(&self) -> &str {
+        self.services.kernel.our()
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// Stop serving, stop every process, and remove the run file.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        self.services.stop_where(|_| true).await;
+        match self.http_task.await {
+            Ok(Err(e)) => warn!("http server ended with an error: {e}"),
+            Err(e) => warn!("http server task failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+        if let Some(run_file) = self.run_file {
+            let _ = std::fs::remove_file(run_file);
+        }
+        info!("node stopped");
+    }
+}
+
+/// The admin secret: 32 random bytes, hex, in `<home>/admin.secret` with
+/// owner-only permissions. Never logged.
+fn load_or_create_secret(home: &Path) -> std::io::Result<String> {
+    let path = home.join(SECRET_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_string();
+        if existing.len() >= 32 {
+            return Ok(existing);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, secret.as_bytes())?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// `$HOME/.hearth/run/<port>` holds the absolute path of this node's home.
+fn register_run_file(home: &Path, port: u16) -> Option<PathBuf> {
+    let user_home = std::env::var_os("HOME")?;
+    let dir = Path::new(&user_home).join(RUN_DIR);
+    let home = std::fs::canonicalize(home).ok()?;
+    let file = dir.join(port.to_string());
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&file, home.to_string_lossy().as_bytes()));
+    match written {
+        Ok(()) => Some(file),
+        Err(e) => {
+            warn!("cannot write {}: {e}; kit will need --home", file.display());
+            None
+        }
+    }
+}

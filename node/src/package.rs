@@ -1,0 +1,354 @@
+//! Packages: `metadata.json`, `pkg/manifest.json`, `pkg/*.wasm` and an
+//! optional `pkg/ui/`. Installing writes the files under
+//! `<home>/packages/<package>:<publisher>/`, compiles each component once,
+//! grants the manifest's capabilities and starts the processes. At boot the
+//! node starts every package found there again.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::api::{InstallResponse, PackageFile};
+use crate::process::{self, ProcessSpec, StartError};
+use crate::services::Services;
+use crate::types::{Address, ExitRequest, OnExit, ProcessId};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub properties: Properties,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Properties {
+    pub package_name: String,
+    pub publisher: String,
+    pub current_version: String,
+}
+
+/// One entry of `pkg/manifest.json`; the fields of the reference system.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ManifestEntry {
+    pub process_name: String,
+    pub process_wasm_path: String,
+    #[serde(default)]
+    pub on_exit: ManifestOnExit,
+    #[serde(default)]
+    pub request_networking: bool,
+    #[serde(default)]
+    pub request_capabilities: Vec<CapabilityRef>,
+    #[serde(default)]
+    pub grant_capabilities: Vec<CapabilityRef>,
+    #[serde(default)]
+    pub public: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub enum ManifestOnExit {
+    #[default]
+    None,
+    Restart,
+    Requests(Vec<ManifestExitRequest>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ManifestExitRequest {
+    /// `process:package:publisher` (this node) or a full address.
+    pub target: String,
+    pub body: serde_json::Value,
+}
+
+/// A capability as written in a manifest: a process id, or an object with
+/// the process id and parameters (only messaging is known for now).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CapabilityRef {
+    Process(String),
+    Full {
+        process: String,
+        #[serde(default)]
+        params: Option<String>,
+    },
+}
+
+impl CapabilityRef {
+    fn process(&self) -> &str {
+        match self {
+            Self::Process(p) | Self::Full { process: p, .. } => p,
+        }
+    }
+}
+
+/// An installed package, shared by its processes.
+#[derive(Debug)]
+pub struct PackageInfo {
+    /// `package:publisher`.
+    pub id: String,
+    pub version: String,
+    pub dir: PathBuf,
+}
+
+impl PackageInfo {
+    /// Cache key of a compiled component of this package version.
+    pub fn component_key(&self, wasm_path: &str) -> String {
+        format!("{}@{}{}", self.id, self.version, wasm_path)
+    }
+
+    /// The file behind a manifest `process_wasm_path` such as `/echo.wasm`.
+    pub fn wasm_file(&self, wasm_path: &str) -> PathBuf {
+        self.dir.join("pkg").join(wasm_path.trim_start_matches('/'))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("invalid package: {0}")]
+    Invalid(String),
+    #[error("io error at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
+    move |source| InstallError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A relative path with no `..`, root or prefix, so it stays inside the
+/// package directory.
+fn safe_relative(path: &str) -> Option<PathBuf> {
+    let p = Path::new(path);
+    let ok = !path.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
+    ok.then(|| p.to_path_buf())
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, InstallError> {
+    serde_json::from_slice(bytes).map_err(|e| InstallError::Invalid(format!("{what}: {e}")))
+}
+
+/// Install (or replace) a package from uploaded files and start it.
+pub async fn install(
+    services: &Arc<Services>,
+    files: Vec<PackageFile>,
+) -> Result<InstallResponse, InstallError> {
+    let metadata_file = files
+        .iter()
+        .find(|f| f.path == "metadata.json")
+        .ok_or_else(|| InstallError::Invalid("metadata.json is missing".into()))?;
+    let metadata: Metadata = parse_json(&metadata_file.bytes, "metadata.json")?;
+    let package_id = package_id(&metadata)?;
+    let dir = services.packages_dir.join(&package_id);
+
+    // Replace: stop the old processes before their files change.
+    let (pkg, publisher) = (
+        metadata.properties.package_name.clone(),
+        metadata.properties.publisher.clone(),
+    );
+    services
+        .stop_where(|id| id.package == pkg && id.publisher == publisher)
+        .await;
+    services.runtime.evict(&format!("{package_id}@"));
+
+    let staging = services.packages_dir.join(format!(".{package_id}.new"));
+    let _ = std::fs::remove_dir_all(&staging);
+    for file in &files {
+        let rel = safe_relative(&file.path)
+            .ok_or_else(|| InstallError::Invalid(format!("bad file path {:?}", file.path)))?;
+        if file.path != "metadata.json" && !file.path.starts_with("pkg/") {
+            continue;
+        }
+        let path = staging.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        std::fs::write(&path, &file.bytes).map_err(io_err(&path))?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&staging, &dir).map_err(io_err(&dir))?;
+    start_installed(services, &dir).await
+}
+
+/// Start every package under `<home>/packages`. A broken package is logged
+/// and skipped; the others start.
+pub async fn start_all_installed(services: &Arc<Services>) -> Vec<InstallResponse> {
+    let Ok(entries) = std::fs::read_dir(&services.packages_dir) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    dirs.sort();
+    let mut started = Vec::new();
+    for dir in dirs {
+        match start_installed(services, &dir).await {
+            Ok(r) => started.push(r),
+            Err(e) => warn!(dir = %dir.display(), "installed package not started: {e}"),
+        }
+    }
+    started
+}
+
+fn package_id(metadata: &Metadata) -> Result<String, InstallError> {
+    let p = &metadata.properties;
+    let probe = ProcessId::new("x", &p.package_name, &p.publisher);
+    if !probe.is_valid() {
+        return Err(InstallError::Invalid(format!(
+            "bad package name {:?} or publisher {:?}: names are [a-z0-9-], publishers may add '.'",
+            p.package_name, p.publisher
+        )));
+    }
+    Ok(probe.package_id())
+}
+
+async fn start_installed(services: &Arc<Services>, dir: &Path) -> Result<InstallResponse, InstallError> {
+    let read = |rel: &str| {
+        let path = dir.join(rel);
+        std::fs::read(&path).map_err(io_err(&path))
+    };
+    let metadata: Metadata = parse_json(&read("metadata.json")?, "metadata.json")?;
+    let manifest: Vec<ManifestEntry> = parse_json(&read("pkg/manifest.json")?, "pkg/manifest.json")?;
+    let package = Arc::new(PackageInfo {
+        id: package_id(&metadata)?,
+        version: metadata.properties.current_version.clone(),
+        dir: dir.to_path_buf(),
+    });
+    let specs = manifest
+        .iter()
+        .map(|entry| spec_for(services, &package, &metadata, entry))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Compile each distinct component once, off the async workers.
+    let mut keys: Vec<(String, PathBuf)> = specs
+        .iter()
+        .map(|s| (package.component_key(&s.wasm_path), package.wasm_file(&s.wasm_path)))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let svc = services.clone();
+    tokio::task::spawn_blocking(move || {
+        keys.iter()
+            .try_for_each(|(key, file)| svc.runtime.prepare(key, file).map(|_| ()))
+    })
+    .await
+    .map_err(|e| InstallError::Invalid(format!("compile task failed: {e}")))?
+    .map_err(StartError::from)?;
+
+    grant_capabilities(services, &manifest, &specs)?;
+    let mut processes = Vec::new();
+    for spec in specs {
+        processes.push(spec.id.to_string());
+        process::start(services, spec)?;
+    }
+    info!(package = %package.id, version = %package.version, ?processes, "package started");
+    Ok(InstallResponse {
+        package: package.id.clone(),
+        version: package.version.clone(),
+        processes,
+    })
+}
+
+fn spec_for(
+    services: &Services,
+    package: &Arc<PackageInfo>,
+    metadata: &Metadata,
+    entry: &ManifestEntry,
+) -> Result<ProcessSpec, InstallError> {
+    let p = &metadata.properties;
+    let id = ProcessId::new(&entry.process_name, &p.package_name, &p.publisher);
+    if !id.is_valid() {
+        return Err(InstallError::Invalid(format!(
+            "bad process name {:?}",
+            entry.process_name
+        )));
+    }
+    safe_relative(entry.process_wasm_path.trim_start_matches('/')).ok_or_else(|| {
+        InstallError::Invalid(format!("bad process_wasm_path {:?}", entry.process_wasm_path))
+    })?;
+    let our = services.kernel.our();
+    let on_exit = match &entry.on_exit {
+        ManifestOnExit::None => OnExit::None,
+        ManifestOnExit::Restart => OnExit::Restart,
+        ManifestOnExit::Requests(list) => OnExit::Requests(
+            list.iter()
+                .map(|r| {
+                    let target = Address::parse_with_default(&r.target, our)
+                        .map_err(|e| InstallError::Invalid(e.to_string()))?;
+                    let body = serde_json::to_vec(&r.body)
+                        .map_err(|e| InstallError::Invalid(e.to_string()))?;
+                    Ok(ExitRequest { target, body })
+                })
+                .collect::<Result<_, InstallError>>()?,
+        ),
+    };
+    Ok(ProcessSpec {
+        id,
+        package: package.clone(),
+        wasm_path: entry.process_wasm_path.clone(),
+        on_exit,
+        public: entry.public,
+        networking: entry.request_networking,
+    })
+}
+
+fn grant_capabilities(
+    services: &Services,
+    manifest: &[ManifestEntry],
+    specs: &[ProcessSpec],
+) -> Result<(), InstallError> {
+    let caps = &services.kernel.caps;
+    for (entry, spec) in manifest.iter().zip(specs) {
+        caps.revoke_all(&spec.id);
+        for cap in &entry.request_capabilities {
+            caps.grant_messaging(&spec.id, &parse_cap(cap)?);
+        }
+        for cap in &entry.grant_capabilities {
+            caps.grant_messaging(&parse_cap(cap)?, &spec.id);
+        }
+    }
+    Ok(())
+}
+
+fn parse_cap(cap: &CapabilityRef) -> Result<ProcessId, InstallError> {
+    cap.process()
+        .parse()
+        .map_err(|e: crate::types::ParseError| InstallError::Invalid(format!("capability: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_paths_that_leave_the_package() {
+        assert!(safe_relative("pkg/echo.wasm").is_some());
+        for bad in ["../x", "/etc/passwd", "pkg/../../x", ""] {
+            assert!(safe_relative(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_reference_manifest_fields() {
+        let json = r#"[{"process_name":"a","process_wasm_path":"/a.wasm","on_exit":"Restart",
+            "request_networking":true,"request_capabilities":["b:p:x",{"process":"c:p:x","params":"messaging"}],
+            "grant_capabilities":[],"public":false},
+            {"process_name":"b","process_wasm_path":"/a.wasm",
+             "on_exit":{"Requests":[{"target":"a:p:x","body":{"died":true}}]}}]"#;
+        let m: Vec<ManifestEntry> = serde_json::from_str(json).unwrap();
+        assert!(matches!(m[0].on_exit, ManifestOnExit::Restart));
+        assert_eq!(m[0].request_capabilities[1].process(), "c:p:x");
+        assert!(matches!(&m[1].on_exit, ManifestOnExit::Requests(r) if r.len() == 1));
+        assert!(!m[1].public);
+    }
+}

@@ -1,0 +1,399 @@
+//! The host side of the WIT boundary: bindings generated from `wit/`, the
+//! per-process store data, and the `kernel` interface a guest imports.
+//!
+//! Two error levels are kept apart: a guest that misbehaves traps, while
+//! anything it may reasonably handle (a refused send, a missing asker)
+//! comes back as a WIT `result`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, error, info, trace, warn};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::asks::{Asks, Pending};
+use super::{ProcessContext, SpawnRequest};
+use crate::types::{self as t, Address, KernelMessage, ProcessId, SendError, SendErrorKind};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "process",
+    });
+}
+
+pub use bindings::hearth::process::types as wit;
+pub use bindings::{Process, ProcessPre};
+
+/// The linker every process is instantiated with: WASI p2 plus `kernel`.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Process::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// The request being handled, for `inherit`.
+#[derive(Debug)]
+pub struct Current {
+    pub id: u64,
+    pub rsvp: Option<Address>,
+    pub blob: Option<t::Blob>,
+}
+
+/// Store data of one process incarnation.
+pub struct HostState {
+    pub ctx: Arc<ProcessContext>,
+    pub asks: Asks,
+    pub current: Option<Current>,
+    pub limits: StoreLimits,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub fn new(ctx: Arc<ProcessContext>) -> Self {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(ctx.services.kernel.limits().max_memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        Self {
+            ctx,
+            asks: Asks::default(),
+            current: None,
+            limits,
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn address(&self) -> &Address {
+        &self.ctx.address
+    }
+
+    fn error(&self, kind: SendErrorKind, target: &Address, detail: impl Into<String>) -> wit::SendError {
+        SendError::new(kind, target, detail).into()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit::Host for HostState {}
+
+impl bindings::hearth::process::kernel::Host for HostState {
+    fn our(&mut self) -> wit::Address {
+        self.address().into()
+    }
+
+    fn send_request(
+        &mut self,
+        target: wit::Address,
+        request: wit::Request,
+        context: Option<Vec<u8>>,
+        blob: Option<wit::Blob>,
+    ) -> Result<u64, wit::SendError> {
+        let target = Address::try_from(target).map_err(|(target, reason)| {
+            self.error(SendErrorKind::BadAddress, &target, reason)
+        })?;
+        let kernel = &self.ctx.services.kernel;
+        let mut blob: Option<t::Blob> = blob.map(Into::into);
+        let current = if request.inherit { self.current.as_ref() } else { None };
+        if blob.is_none() {
+            blob = current.and_then(|c| c.blob.clone());
+        }
+        // inherit without a timeout hands our duty to answer to the target.
+        let forward = current
+            .filter(|_| request.expects_response.is_none())
+            .and_then(|c| c.rsvp.clone().map(|rsvp| (c.id, rsvp)));
+        let (id, rsvp) = match &forward {
+            Some((id, rsvp)) => (*id, Some(rsvp.clone())),
+            None => (
+                kernel.next_id(),
+                request.expects_response.map(|_| self.address().clone()),
+            ),
+        };
+        if request.expects_response.is_some()
+            && self.asks.pending_len() >= kernel.limits().max_pending_asks
+        {
+            return Err(self.error(
+                SendErrorKind::MailboxFull,
+                &target,
+                format!(
+                    "{} requests already await a response; the limit is {}",
+                    self.asks.pending_len(),
+                    kernel.limits().max_pending_asks
+                ),
+            ));
+        }
+        let timeout = request.expects_response;
+        let km = KernelMessage {
+            id,
+            source: self.address().clone(),
+            target: target.clone(),
+            rsvp,
+            message: t::Message::Request(request.into()),
+            blob,
+        };
+        kernel.route(km).map_err(wit::SendError::from)?;
+        match (forward, timeout) {
+            (Some((id, _)), _) => {
+                self.asks.take_owed(id);
+            }
+            (None, Some(ms)) => {
+                let deadline = Instant::now() + Duration::from_millis(ms);
+                self.asks.add_pending(id, Pending { target, context }, deadline);
+            }
+            (None, None) => {}
+        }
+        Ok(id)
+    }
+
+    fn send_response(
+        &mut self,
+        answering: u64,
+        response: wit::Response,
+        blob: Option<wit::Blob>,
+    ) -> Result<(), wit::SendError> {
+        let Some(rsvp) = self.asks.take_owed(answering) else {
+            let me = self.address().clone();
+            return Err(self.error(
+                SendErrorKind::NoAsker,
+                &me,
+                format!(
+                    "request {answering} awaits no answer: it was fire-and-forget, already \
+                     answered, forwarded, or its asker stopped waiting"
+                ),
+            ));
+        };
+        let km = KernelMessage {
+            id: answering,
+            source: self.address().clone(),
+            target: rsvp.clone(),
+            rsvp: None,
+            message: t::Message::Response(t::Response {
+                body: response.body,
+                metadata: response.metadata,
+            }),
+            blob: blob.map(Into::into),
+        };
+        match self.ctx.services.kernel.route(km) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if e.kind == SendErrorKind::PayloadTooLarge {
+                    // Still owed: the process may answer again, smaller. The
+                    // deadline entry is gone, so give it a short grace.
+                    let grace = Instant::now() + Duration::from_secs(30);
+                    self.asks.add_owed(answering, rsvp, grace);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn get_state(&mut self) -> Option<Vec<u8>> {
+        match self.ctx.services.state.get(&self.ctx.address.process) {
+            Ok(v) => v,
+            Err(e) => {
+                error!("get-state failed: {e}");
+                None
+            }
+        }
+    }
+
+    fn set_state(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        self.ctx
+            .services
+            .state
+            .set(&self.ctx.address.process, &bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    fn clear_state(&mut self) -> Result<(), String> {
+        self.ctx
+            .services
+            .state
+            .clear(&self.ctx.address.process)
+            .map_err(|e| e.to_string())
+    }
+
+    fn spawn(&mut self, name: String, options: wit::SpawnOptions) -> Result<wit::ProcessId, String> {
+        let parent = &self.ctx.address.process;
+        let id = ProcessId::new(&name, &parent.package, &parent.publisher);
+        if !id.is_valid() {
+            return Err(format!("bad process name {name:?}: names are [a-z0-9-]"));
+        }
+        let on_exit = match options.on_exit {
+            wit::OnExit::None => t::OnExit::None,
+            wit::OnExit::Restart => t::OnExit::Restart,
+            wit::OnExit::Requests(list) => t::OnExit::Requests(
+                list.into_iter()
+                    .map(|r| {
+                        Address::try_from(r.target)
+                            .map(|target| t::ExitRequest {
+                                target,
+                                body: r.request.body,
+                            })
+                            .map_err(|(_, reason)| reason)
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        let request = SpawnRequest {
+            id: id.clone(),
+            wasm_path: options.wasm_path,
+            on_exit,
+            public: options.public,
+            networking: options.request_networking,
+        };
+        super::spawn_child(&self.ctx, request).map_err(|e| e.to_string())?;
+        Ok((&id).into())
+    }
+
+    fn log(&mut self, level: wit::LogLevel, message: String) {
+        let process = &self.ctx.address.process;
+        match level {
+            wit::LogLevel::Error => error!(%process, "{message}"),
+            wit::LogLevel::Warn => warn!(%process, "{message}"),
+            wit::LogLevel::Info => info!(%process, "{message}"),
+            wit::LogLevel::Debug => debug!(%process, "{message}"),
+            wit::LogLevel::Trace => trace!(%process, "{message}"),
+        }
+    }
+}
+
+// Conversions between WIT records and the node's types.
+
+impl From<&ProcessId> for wit::ProcessId {
+    fn from(p: &ProcessId) -> Self {
+        Self {
+            process: p.process.clone(),
+            package: p.package.clone(),
+            publisher: p.publisher.clone(),
+        }
+    }
+}
+
+impl From<&Address> for wit::Address {
+    fn from(a: &Address) -> Self {
+        Self {
+            node: a.node.clone(),
+            process: (&a.process).into(),
+        }
+    }
+}
+
+impl TryFrom<wit::Address> for Address {
+    /// The address as far as it could be read, and why it is refused.
+    type Error = (Address, String);
+    fn try_from(a: wit::Address) -> Result<Self, Self::Error> {
+        let process = ProcessId::new(&a.process.process, &a.process.package, &a.process.publisher);
+        let address = Address::new(a.node, process);
+        match address.to_string().parse::<Address>() {
+            Ok(valid) => Ok(valid),
+            Err(e) => Err((address, e.to_string())),
+        }
+    }
+}
+
+impl From<wit::Blob> for t::Blob {
+    fn from(b: wit::Blob) -> Self {
+        Self {
+            mime: b.mime,
+            bytes: b.bytes,
+        }
+    }
+}
+
+impl From<t::Blob> for wit::Blob {
+    fn from(b: t::Blob) -> Self {
+        Self {
+            mime: b.mime,
+            bytes: b.bytes,
+        }
+    }
+}
+
+impl From<wit::Request> for t::Request {
+    fn from(r: wit::Request) -> Self {
+        Self {
+            inherit: r.inherit,
+            expects_response: r.expects_response,
+            body: r.body,
+            metadata: r.metadata,
+        }
+    }
+}
+
+impl From<t::Message> for wit::Message {
+    fn from(m: t::Message) -> Self {
+        match m {
+            t::Message::Request(r) => wit::Message::Request(wit::Request {
+                inherit: r.inherit,
+                expects_response: r.expects_response,
+                body: r.body,
+                metadata: r.metadata,
+            }),
+            t::Message::Response(r) => wit::Message::Response(wit::Response {
+                body: r.body,
+                metadata: r.metadata,
+            }),
+        }
+    }
+}
+
+impl From<SendErrorKind> for wit::SendErrorKind {
+    fn from(k: SendErrorKind) -> Self {
+        use wit::SendErrorKind as W;
+        match k {
+            SendErrorKind::UnknownProcess => W::UnknownProcess,
+            SendErrorKind::CapabilityMissing => W::CapabilityMissing,
+            SendErrorKind::PayloadTooLarge => W::PayloadTooLarge,
+            SendErrorKind::MailboxFull => W::MailboxFull,
+            SendErrorKind::Timeout => W::Timeout,
+            SendErrorKind::Offline => W::Offline,
+            SendErrorKind::ProcessExited => W::ProcessExited,
+            SendErrorKind::NoAsker => W::NoAsker,
+            SendErrorKind::BadAddress => W::BadAddress,
+        }
+    }
+}
+
+impl From<SendError> for wit::SendError {
+    fn from(e: SendError) -> Self {
+        Self {
+            kind: e.kind.into(),
+            target: (&e.target).into(),
+            detail: e.detail,
+        }
+    }
+}
+
+/// The event handed to the guest for a delivered message.
+pub fn incoming(km: KernelMessage, context: Option<Vec<u8>>) -> wit::Event {
+    wit::Event::Message(wit::Incoming {
+        id: km.id,
+        source: (&km.source).into(),
+        message: km.message.into(),
+        blob: km.blob.map(Into::into),
+        context,
+    })
+}
+
+/// The event handed to the guest for a failed request of its own.
+pub fn failed(id: u64, error: SendError, context: Option<Vec<u8>>) -> wit::Event {
+    wit::Event::Failed(wit::Failure {
+        id,
+        error: error.into(),
+        context,
+    })
+}

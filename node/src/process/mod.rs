@@ -1,0 +1,371 @@
+//! Running processes: one tokio task per process owns its wasm store and
+//! its mailbox, hands each delivered envelope to the guest's `handle`, and
+//! applies the process's `on_exit` policy when the guest traps.
+//!
+//! **Invariant:** a guest never takes the node down. A trap, a call that
+//! runs past `Limits::max_call_time` (epoch interruption) or a memory grow
+//! past `Limits::max_memory_bytes` ends that incarnation only; every
+//! request it owed an answer to gets `process-exited` at once.
+
+pub mod asks;
+pub mod host;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn, Instrument};
+use wasmtime::Store;
+
+use crate::kernel::caps::ProcessCaps;
+use crate::kernel::mailbox::{mailbox, Envelope, MailboxRx};
+use crate::kernel::{AlreadyRunning, Endpoint};
+use crate::package::PackageInfo;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::services::{Running, Services};
+use crate::types::{
+    Address, KernelMessage, Message, OnExit, ProcessId, Request, SendError, SendErrorKind,
+};
+use host::{HostState, Process, ProcessPre};
+
+/// Envelopes handled per wake-up before the task checks its timers and
+/// yields; keeps one busy process from starving its own deadlines.
+const BATCH: usize = 64;
+
+/// What a process is: everything needed to (re)start it.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub id: ProcessId,
+    pub package: Arc<PackageInfo>,
+    pub wasm_path: String,
+    pub on_exit: OnExit,
+    pub public: bool,
+    pub networking: bool,
+}
+
+/// Read-only facts about a running process, shared with its host state.
+pub struct ProcessContext {
+    pub address: Address,
+    pub spec: ProcessSpec,
+    pub services: Arc<Services>,
+}
+
+/// A child asked for by a running process.
+pub struct SpawnRequest {
+    pub id: ProcessId,
+    pub wasm_path: String,
+    pub on_exit: OnExit,
+    pub public: bool,
+    pub networking: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    AlreadyRunning(#[from] AlreadyRunning),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Register `spec` with the kernel and start its task.
+pub fn start(services: &Arc<Services>, spec: ProcessSpec) -> Result<(), StartError> {
+    let key = spec.package.component_key(&spec.wasm_path);
+    let pre = services
+        .runtime
+        .prepare(&key, &spec.package.wasm_file(&spec.wasm_path))?;
+    let (mailbox_tx, mailbox_rx) = mailbox(services.kernel.limits().mailbox_requests);
+    let caps = ProcessCaps {
+        public: spec.public,
+        networking: spec.networking,
+        system: false,
+    };
+    services.kernel.register(
+        spec.id.clone(),
+        Endpoint {
+            mailbox: mailbox_tx,
+            caps,
+        },
+    )?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Arc::new(ProcessContext {
+        address: services.kernel.address(&spec.id),
+        spec: spec.clone(),
+        services: services.clone(),
+    });
+    let span = tracing::info_span!("process", id = %spec.id);
+    let runner = Runner {
+        ctx,
+        pre,
+        mailbox: mailbox_rx,
+        stop: stop_rx,
+    };
+    let task = tokio::spawn(runner.run().instrument(span));
+    services.add_running(spec.id, Running {
+        stop: stop_tx,
+        task,
+    });
+    Ok(())
+}
+
+/// Start a child of the process `parent`, from a wasm file of its package.
+/// The child holds the parent's capabilities; each may message the other.
+pub fn spawn_child(parent: &ProcessContext, req: SpawnRequest) -> Result<(), StartError> {
+    let services = &parent.services;
+    let parent_id = &parent.address.process;
+    let spec = ProcessSpec {
+        id: req.id,
+        package: parent.spec.package.clone(),
+        wasm_path: req.wasm_path,
+        on_exit: req.on_exit,
+        public: req.public,
+        networking: req.networking && parent.spec.networking,
+    };
+    services.kernel.caps.inherit(parent_id, &spec.id);
+    services.kernel.caps.grant_messaging(parent_id, &spec.id);
+    services.kernel.caps.grant_messaging(&spec.id, parent_id);
+    start(services, spec)
+}
+
+/// Why an incarnation ended.
+enum Exit {
+    /// The guest trapped, ran too long or outgrew its memory.
+    Crashed(String),
+    /// The node or an admin stopped the process.
+    Stopped,
+}
+
+struct Runner {
+    ctx: Arc<ProcessContext>,
+    pre: ProcessPre<HostState>,
+    mailbox: MailboxRx,
+    stop: watch::Receiver<bool>,
+}
+
+impl Runner {
+    async fn run(mut self) {
+        let restart = self.ctx.services.restart.clone();
+        let mut attempt: u32 = 0;
+        let mut last_backoff = Duration::ZERO;
+        loop {
+            let started = Instant::now();
+            let (exit, mut state) = self.incarnation().await;
+            self.fail_owed(&mut state);
+            let reason = match exit {
+                Exit::Stopped => break,
+                Exit::Crashed(reason) => reason,
+            };
+            match &self.ctx.spec.on_exit {
+                OnExit::Restart => {
+                    if started.elapsed() > last_backoff * 5 {
+                        attempt = 0;
+                    }
+                    attempt = attempt.saturating_add(1);
+                    last_backoff = restart.backoff(attempt);
+                    warn!(%reason, attempt, backoff_ms = last_backoff.as_millis() as u64, "process crashed; restarting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(last_backoff) => continue,
+                        _ = self.stop.changed() => break,
+                    }
+                }
+                OnExit::None => {
+                    warn!(%reason, "process crashed; on_exit is None, it stays down");
+                    break;
+                }
+                OnExit::Requests(requests) => {
+                    warn!(%reason, count = requests.len(), "process crashed; sending its on_exit requests");
+                    self.send_exit_requests(requests);
+                    break;
+                }
+            }
+        }
+        self.retire();
+    }
+
+    /// Run one instance of the guest until it crashes or is stopped.
+    async fn incarnation(&mut self) -> (Exit, Option<HostState>) {
+        let services = &self.ctx.services;
+        let ticks = Runtime::ticks(services.kernel.limits().max_call_time);
+        let mut store = Store::new(services.runtime.engine(), HostState::new(self.ctx.clone()));
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(ticks);
+        let our = (&self.ctx.address).into();
+        let guest = match self.pre.instantiate(&mut store) {
+            Ok(guest) => guest,
+            Err(e) => return (Exit::Crashed(format!("instantiate: {e:#}")), Some(store.into_data())),
+        };
+        if let Err(e) = guest.call_init(&mut store, &our) {
+            return (Exit::Crashed(format!("init: {e:#}")), Some(store.into_data()));
+        }
+        debug!("process started");
+        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        loop {
+            let next = store.data_mut().asks.next_deadline();
+            if next != armed {
+                if let Some(at) = next {
+                    timer.as_mut().reset(at);
+                }
+                armed = next;
+            }
+            let outcome = tokio::select! {
+                biased;
+                _ = self.stop.changed() => return (Exit::Stopped, Some(store.into_data())),
+                envelope = self.mailbox.recv() => match envelope {
+                    Some(envelope) => self.deliver_batch(&mut store, &guest, ticks, envelope),
+                    None => return (Exit::Stopped, Some(store.into_data())),
+                },
+                _ = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    expire(&mut store, &guest, ticks)
+                }
+            };
+            if let Err(reason) = outcome {
+                return (Exit::Crashed(reason), Some(store.into_data()));
+            }
+        }
+    }
+
+    fn deliver_batch(
+        &mut self,
+        store: &mut Store<HostState>,
+        guest: &Process,
+        ticks: u64,
+        first: Envelope,
+    ) -> Result<(), String> {
+        deliver(store, guest, ticks, first)?;
+        for _ in 1..BATCH {
+            match self.mailbox.try_recv() {
+                Some(envelope) => deliver(store, guest, ticks, envelope)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Every request the dead incarnation owed an answer to fails at once.
+    fn fail_owed(&self, state: &mut Option<HostState>) {
+        let Some(state) = state else { return };
+        let kernel = &self.ctx.services.kernel;
+        for (id, rsvp) in state.asks.drain_owed() {
+            let error = SendError::new(
+                SendErrorKind::ProcessExited,
+                &self.ctx.address,
+                "the process exited before it answered",
+            );
+            kernel.fail(&rsvp, id, error);
+        }
+    }
+
+    fn send_exit_requests(&self, requests: &[crate::types::ExitRequest]) {
+        let kernel = &self.ctx.services.kernel;
+        for r in requests {
+            let km = KernelMessage {
+                id: kernel.next_id(),
+                source: self.ctx.address.clone(),
+                target: r.target.clone(),
+                rsvp: None,
+                message: Message::Request(Request {
+                    inherit: false,
+                    expects_response: None,
+                    body: r.body.clone(),
+                    metadata: None,
+                }),
+                blob: None,
+            };
+            if let Err(e) = kernel.route(km) {
+                warn!(%e, "on_exit request refused");
+            }
+        }
+    }
+
+    /// Leave the process table; fail whatever is still queued.
+    fn retire(mut self) {
+        let services = &self.ctx.services;
+        let id = &self.ctx.address.process;
+        services.kernel.unregister(id);
+        services.remove_running(id);
+        self.mailbox.close();
+        while let Some(envelope) = self.mailbox.try_recv() {
+            if let Envelope::Message(km) = envelope {
+                if let (Some(rsvp), true) = (&km.rsvp, km.is_request()) {
+                    let error = SendError::new(
+                        SendErrorKind::ProcessExited,
+                        &self.ctx.address,
+                        "the process exited before it handled the request",
+                    );
+                    services.kernel.fail(rsvp, km.id, error);
+                }
+            }
+        }
+        info!("process stopped");
+    }
+}
+
+/// Hand one envelope to the guest.
+fn deliver(
+    store: &mut Store<HostState>,
+    guest: &Process,
+    ticks: u64,
+    envelope: Envelope,
+) -> Result<(), String> {
+    let event = match envelope {
+        Envelope::Message(km) => match &km.message {
+            Message::Request(req) => {
+                let state = store.data_mut();
+                if let (Some(rsvp), Some(ms)) = (&km.rsvp, req.expects_response) {
+                    let deadline = Instant::now() + Duration::from_millis(ms);
+                    state.asks.add_owed(km.id, rsvp.clone(), deadline);
+                }
+                state.current = Some(host::Current {
+                    id: km.id,
+                    rsvp: km.rsvp.clone(),
+                    blob: km.blob.clone(),
+                });
+                host::incoming(km, None)
+            }
+            Message::Response(_) => match store.data_mut().asks.take_pending(km.id) {
+                Some(pending) => host::incoming(km, pending.context),
+                None => {
+                    debug!(id = km.id, source = %km.source, "response to no pending request (late or duplicate); discarded");
+                    return Ok(());
+                }
+            },
+        },
+        Envelope::Failed { id, error } => match store.data_mut().asks.take_pending(id) {
+            Some(pending) => host::failed(id, error, pending.context),
+            None => {
+                debug!(id, %error, "failure for no pending request; discarded");
+                return Ok(());
+            }
+        },
+    };
+    call(store, guest, ticks, &event)
+}
+
+/// Report every ask whose deadline passed as a `timeout` failure.
+fn expire(store: &mut Store<HostState>, guest: &Process, ticks: u64) -> Result<(), String> {
+    let expired = store.data_mut().asks.expire(Instant::now());
+    for (id, pending) in expired {
+        let error = SendError::new(
+            SendErrorKind::Timeout,
+            &pending.target,
+            "no response within the request's timeout",
+        );
+        call(store, guest, ticks, &host::failed(id, error, pending.context))?;
+    }
+    Ok(())
+}
+
+fn call(
+    store: &mut Store<HostState>,
+    guest: &Process,
+    ticks: u64,
+    event: &host::wit::Event,
+) -> Result<(), String> {
+    store.set_epoch_deadline(ticks);
+    let result = guest.call_handle(&mut *store, event);
+    store.data_mut().current = None;
+    result.map_err(|e| format!("{e:#}"))
+}

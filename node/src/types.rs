@@ -1,0 +1,294 @@
+//! The node's own message types. The WIT types generated for the guest
+//! boundary are converted to and from these in `process::host` only.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// `process:package:publisher`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessId {
+    pub process: String,
+    pub package: String,
+    pub publisher: String,
+}
+
+/// `node@process:package:publisher`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Address {
+    pub node: String,
+    pub process: ProcessId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad address {input:?}: {reason}")]
+pub struct ParseError {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+fn valid_name(s: &str, allow_dot: bool) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (allow_dot && b == b'.')
+        })
+}
+
+impl ProcessId {
+    pub fn new(process: &str, package: &str, publisher: &str) -> Self {
+        Self {
+            process: process.into(),
+            package: package.into(),
+            publisher: publisher.into(),
+        }
+    }
+
+    /// `package:publisher`.
+    pub fn package_id(&self) -> String {
+        format!("{}:{}", self.package, self.publisher)
+    }
+
+    pub fn is_valid(&self) -> bool {
+        valid_name(&self.process, false)
+            && valid_name(&self.package, false)
+            && valid_name(&self.publisher, true)
+    }
+}
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.process, self.package, self.publisher)
+    }
+}
+
+impl FromStr for ProcessId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| ParseError {
+            input: s.into(),
+            reason,
+        };
+        let mut parts = s.split(':');
+        let (Some(process), Some(package), Some(publisher), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(err("expected process:package:publisher"));
+        };
+        let id = ProcessId::new(process, package, publisher);
+        if !id.is_valid() {
+            return Err(err(
+                "names are [a-z0-9-]; the publisher may also contain '.'",
+            ));
+        }
+        Ok(id)
+    }
+}
+
+impl Address {
+    pub fn new(node: impl Into<String>, process: ProcessId) -> Self {
+        Self {
+            node: node.into(),
+            process,
+        }
+    }
+
+    /// Parses `node@process:package:publisher`, or a bare process id, which
+    /// is taken to live on `default_node`.
+    pub fn parse_with_default(s: &str, default_node: &str) -> Result<Self, ParseError> {
+        match s.split_once('@') {
+            Some(_) => s.parse(),
+            None => Ok(Address::new(default_node, s.parse()?)),
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.node, self.process)
+    }
+}
+
+impl FromStr for Address {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((node, process)) = s.split_once('@') else {
+            return Err(ParseError {
+                input: s.into(),
+                reason: "expected node@process:package:publisher",
+            });
+        };
+        if !valid_name(node, true) {
+            return Err(ParseError {
+                input: s.into(),
+                reason: "node names are [a-z0-9-.]",
+            });
+        }
+        Ok(Address::new(node, process.parse()?))
+    }
+}
+
+macro_rules! serde_as_string {
+    ($ty:ty) => {
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+serde_as_string!(ProcessId);
+serde_as_string!(Address);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blob {
+    pub mime: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub inherit: bool,
+    /// Timeout in milliseconds; `None` is fire-and-forget.
+    pub expects_response: Option<u64>,
+    pub body: Vec<u8>,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub body: Vec<u8>,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Request(Request),
+    Response(Response),
+}
+
+/// A message as the kernel routes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelMessage {
+    /// Correlation id; a response carries the id of its request.
+    pub id: u64,
+    pub source: Address,
+    pub target: Address,
+    /// Who gets the response to this request; `None` for fire-and-forget
+    /// requests and for responses.
+    pub rsvp: Option<Address>,
+    pub message: Message,
+    pub blob: Option<Blob>,
+}
+
+impl KernelMessage {
+    /// Bytes counted against the message size limit.
+    pub fn payload_len(&self) -> usize {
+        let body = match &self.message {
+            Message::Request(r) => r.body.len() + r.metadata.as_ref().map_or(0, String::len),
+            Message::Response(r) => r.body.len() + r.metadata.as_ref().map_or(0, String::len),
+        };
+        body + self.blob.as_ref().map_or(0, |b| b.bytes.len())
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.message, Message::Request(_))
+    }
+}
+
+/// Why a message could not be delivered or answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SendErrorKind {
+    UnknownProcess,
+    CapabilityMissing,
+    PayloadTooLarge,
+    MailboxFull,
+    Timeout,
+    Offline,
+    ProcessExited,
+    NoAsker,
+    BadAddress,
+}
+
+impl SendErrorKind {
+    /// Stable kebab-case name, as in the WIT and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownProcess => "unknown-process",
+            Self::CapabilityMissing => "capability-missing",
+            Self::PayloadTooLarge => "payload-too-large",
+            Self::MailboxFull => "mailbox-full",
+            Self::Timeout => "timeout",
+            Self::Offline => "offline",
+            Self::ProcessExited => "process-exited",
+            Self::NoAsker => "no-asker",
+            Self::BadAddress => "bad-address",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{}: {target}: {detail}", kind.as_str())]
+pub struct SendError {
+    pub kind: SendErrorKind,
+    pub target: Address,
+    pub detail: String,
+}
+
+impl SendError {
+    pub fn new(kind: SendErrorKind, target: &Address, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            target: target.clone(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What the node does when a process exits.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OnExit {
+    #[default]
+    None,
+    Restart,
+    Requests(Vec<ExitRequest>),
+}
+
+/// A request sent on behalf of a process that exited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRequest {
+    pub target: Address,
+    pub body: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_addresses() {
+        let a: Address = "alice.os@echo:echo:sys".parse().unwrap();
+        assert_eq!(a.node, "alice.os");
+        assert_eq!(a.process, ProcessId::new("echo", "echo", "sys"));
+        assert_eq!(a.to_string(), "alice.os@echo:echo:sys");
+        let b = Address::parse_with_default("echo:echo:sys", "bob.os").unwrap();
+        assert_eq!(b.node, "bob.os");
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        for bad in ["echo:echo", "Echo:echo:sys", "a:b:c:d", "a::c", "a.b:c:d", ""] {
+            assert!(bad.parse::<ProcessId>().is_err(), "{bad}");
+        }
+        assert!("x@y".parse::<Address>().is_err());
+        assert!("a b@x:y:z".parse::<Address>().is_err());
+        assert!("x:y:pub.os".parse::<ProcessId>().is_ok());
+    }
+}

@@ -1,0 +1,187 @@
+//! What the node delivers to a process: [`Incoming`] messages and
+//! [`Failure`]s of our own requests.
+
+use serde::de::DeserializeOwned;
+
+use crate::{wit, Address, SendError};
+
+/// Bulk bytes that travel beside a request or response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blob {
+    /// Optional MIME type, for example `image/png`.
+    pub mime: Option<String>,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Blob {
+    /// A blob of `bytes` with a MIME type.
+    pub fn new(mime: Option<&str>, bytes: impl Into<Vec<u8>>) -> Self {
+        Blob {
+            mime: mime.map(str::to_string),
+            bytes: bytes.into(),
+        }
+    }
+}
+
+impl From<wit::Blob> for Blob {
+    fn from(blob: wit::Blob) -> Self {
+        Blob {
+            mime: blob.mime,
+            bytes: blob.bytes,
+        }
+    }
+}
+
+impl From<Blob> for wit::Blob {
+    fn from(blob: Blob) -> Self {
+        wit::Blob {
+            mime: blob.mime,
+            bytes: blob.bytes,
+        }
+    }
+}
+
+/// A request or response delivered to this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    id: u64,
+    source: Address,
+    is_request: bool,
+    inherit: bool,
+    expects_response: Option<u64>,
+    body: Vec<u8>,
+    metadata: Option<String>,
+    blob: Option<Blob>,
+    context: Option<Vec<u8>>,
+}
+
+impl Incoming {
+    /// The correlation id. For a request, pass it to [`crate::respond`];
+    /// for a response, it is the id `send` returned for our request.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Who sent it.
+    pub fn source(&self) -> &Address {
+        &self.source
+    }
+
+    /// Whether this is a request (otherwise a response to one of ours).
+    pub fn is_request(&self) -> bool {
+        self.is_request
+    }
+
+    /// Whether this is a response to one of our requests.
+    pub fn is_response(&self) -> bool {
+        !self.is_request
+    }
+
+    /// For a request that awaits an answer: its timeout in milliseconds.
+    /// `None` for fire-and-forget requests and for responses.
+    pub fn expects_response(&self) -> Option<u64> {
+        self.expects_response
+    }
+
+    /// Whether the sender set `inherit` on this request.
+    pub fn inherit(&self) -> bool {
+        self.inherit
+    }
+
+    /// The body bytes.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Takes the body bytes.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+
+    /// The body parsed as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// The optional metadata string.
+    pub fn metadata(&self) -> Option<&str> {
+        self.metadata.as_deref()
+    }
+
+    /// The blob that came with the message, if any.
+    pub fn blob(&self) -> Option<&Blob> {
+        self.blob.as_ref()
+    }
+
+    /// Takes the blob out of the message.
+    pub fn take_blob(&mut self) -> Option<Blob> {
+        self.blob.take()
+    }
+
+    /// For a response: the context we attached to our request.
+    pub fn context(&self) -> Option<&[u8]> {
+        self.context.as_deref()
+    }
+}
+
+impl From<wit::Incoming> for Incoming {
+    fn from(incoming: wit::Incoming) -> Self {
+        let (is_request, inherit, expects_response, body, metadata) = match incoming.message {
+            wit::Message::Request(r) => (true, r.inherit, r.expects_response, r.body, r.metadata),
+            wit::Message::Response(r) => (false, false, None, r.body, r.metadata),
+        };
+        Incoming {
+            id: incoming.id,
+            source: incoming.source.into(),
+            is_request,
+            inherit,
+            expects_response,
+            body,
+            metadata,
+            blob: incoming.blob.map(Blob::from),
+            context: incoming.context,
+        }
+    }
+}
+
+/// One of our requests that failed after the node accepted it (for example
+/// a timeout, or the target exiting before it answered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    id: u64,
+    error: SendError,
+    context: Option<Vec<u8>>,
+}
+
+impl Failure {
+    /// The correlation id `send` returned for the failed request.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// What went wrong.
+    pub fn error(&self) -> &SendError {
+        &self.error
+    }
+
+    /// Takes the error.
+    pub fn into_error(self) -> SendError {
+        self.error
+    }
+
+    /// The context we attached to the request.
+    pub fn context(&self) -> Option<&[u8]> {
+        self.context.as_deref()
+    }
+}
+
+impl From<wit::Failure> for Failure {
+    fn from(failure: wit::Failure) -> Self {
+        Failure {
+            id: failure.id,
+            error: failure.error.into(),
+            context: failure.context,
+        }
+    }
+}
