@@ -54,7 +54,13 @@ pub struct NodeError {
 
 impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.error.kind, self.error.message)
+        let ApiError { kind, message } = &self.error;
+        // Some messages already start with their kind; say it once.
+        let message = message
+            .strip_prefix(kind.as_str())
+            .and_then(|rest| rest.strip_prefix(": "))
+            .unwrap_or(message);
+        write!(f, "{kind}: {message}")
     }
 }
 
@@ -326,6 +332,24 @@ pub(crate) mod tests {
         let tmp = TempDir::new("no-secret");
         let err = format!("{:#}", discover(Some(1), Some(&tmp.0), None).unwrap_err());
         assert!(err.contains(SECRET_FILE), "{err}");
+    }
+
+    #[test]
+    fn node_errors_name_their_kind_once() {
+        let error = |message: &str| NodeError {
+            error: ApiError {
+                kind: "timeout".into(),
+                message: message.into(),
+            },
+        };
+        assert_eq!(
+            error("no answer in 1s").to_string(),
+            "timeout: no answer in 1s"
+        );
+        assert_eq!(
+            error("timeout: no answer").to_string(),
+            "timeout: no answer"
+        );
     }
 
     #[test]

@@ -46,8 +46,9 @@ const TEMPLATE: &[TemplateFile] = &[
 /// The workspace manifest, for the values `*.workspace = true` refers to.
 const WORKSPACE_MANIFEST: &str = include_str!("../../Cargo.toml");
 
-/// This repository's `process-sdk`, as seen when kit was compiled.
-const SDK_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../process-sdk");
+/// This repository's root (kit's parent), as seen when kit was compiled:
+/// the new package depends on its `process-sdk` by absolute path.
+const REPO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 #[derive(Debug, clap::Args)]
 pub struct NewArgs {
@@ -67,12 +68,11 @@ pub fn run(args: &NewArgs) -> Result<()> {
             root.display()
         );
     }
-    let sdk = Path::new(SDK_DIR).canonicalize().with_context(|| {
-        format!(
-            "kit was built from a repository whose process-sdk ({SDK_DIR}) is gone; rebuild kit"
-        )
-    })?;
-    let files = render(&args.name, &sdk)?;
+    let repo = Path::new(REPO_DIR).canonicalize().ok();
+    let Some(repo) = repo.filter(|r| r.join("process-sdk/Cargo.toml").is_file()) else {
+        bail!("kit was built from {REPO_DIR}, which has no process-sdk any more; rebuild kit");
+    };
+    let files = render(&args.name, &repo)?;
     for (path, text) in &files {
         let dest = root.join(path);
         if let Some(parent) = dest.parent() {
@@ -110,22 +110,40 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// The files of the new package `name`: (path relative to its root, text).
-fn render(name: &str, sdk: &Path) -> Result<Vec<(String, String)>> {
+fn render(name: &str, repo: &Path) -> Result<Vec<(String, String)>> {
     TEMPLATE
         .iter()
         .map(|file| {
             let path = rename_path(file.path, name);
             let text = if file.path.ends_with("Cargo.toml") {
-                let manifest = standalone_manifest(file.text, sdk)?;
+                let manifest = standalone_manifest(file.text, repo)?;
                 substitute(&manifest, name)
             } else if file.path.ends_with(".rs") {
                 substitute_rust(file.text, name)
+            } else if file.path == ".gitignore" {
+                standalone_gitignore(file.text)
             } else {
                 substitute(file.text, name)
             };
             Ok((path, text))
         })
         .collect()
+}
+
+/// A standalone crate builds into its own `target/` and `Cargo.lock`
+/// (the template, a workspace member, uses the workspace's).
+fn standalone_gitignore(template: &str) -> String {
+    let mut text = template.to_string();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    for pattern in ["target/", "Cargo.lock"] {
+        if !text.lines().any(|line| line.trim() == pattern) {
+            text.push_str(pattern);
+            text.push('\n');
+        }
+    }
+    text
 }
 
 /// `echo/src/lib.rs` -> `NAME/src/lib.rs`: only whole path components.
@@ -137,9 +155,13 @@ fn rename_path(path: &str, name: &str) -> String {
     parts.join("/")
 }
 
-/// Replaces the template name in manifests and JSON, where names keep `-`.
+/// Replaces the template name in manifests and JSON, where names keep `-`,
+/// except in the component's file name, which cargo derives from the
+/// library name (`my_app.wasm`).
 fn substitute(text: &str, name: &str) -> String {
-    text.replace(TEMPLATE_NAME, name)
+    let wasm = format!("{TEMPLATE_NAME}.wasm");
+    let lib_wasm = format!("{}.wasm", name.replace('-', "_"));
+    text.replace(&wasm, &lib_wasm).replace(TEMPLATE_NAME, name)
 }
 
 /// Replaces the template name in Rust source: in comments and string
@@ -151,26 +173,60 @@ fn substitute_rust(text: &str, name: &str) -> String {
     let template_type = camel_case(TEMPLATE_NAME);
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
-        let (code, comment) = match line.find("//") {
-            Some(i) if !line[..i].contains('"') => line.split_at(i),
-            _ => (line, ""),
-        };
-        let mut in_string = false;
-        for (i, segment) in code.split('"').enumerate() {
-            if i > 0 {
-                out.push('"');
-                in_string = !in_string;
-            }
-            if in_string {
-                out.push_str(&segment.replace(TEMPLATE_NAME, name));
-            } else {
-                let segment = segment.replace(&template_type, &type_name);
-                out.push_str(&segment.replace(TEMPLATE_NAME, &ident));
+        for (kind, segment) in rust_segments(line) {
+            match kind {
+                Segment::Code => {
+                    let segment = segment.replace(&template_type, &type_name);
+                    out.push_str(&segment.replace(TEMPLATE_NAME, &ident));
+                }
+                Segment::Text => out.push_str(&segment.replace(TEMPLATE_NAME, name)),
             }
         }
-        out.push_str(&comment.replace(TEMPLATE_NAME, name));
     }
     out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    /// Identifiers, paths, punctuation.
+    Code,
+    /// String literals and comments.
+    Text,
+}
+
+/// Splits one line of Rust into code and text (strings, `//` comments).
+/// Good enough for the template: no raw strings or block comments.
+fn rust_segments(line: &str) -> Vec<(Segment, &str)> {
+    let mut segments = Vec::new();
+    let (mut start, mut in_string, mut escaped) = (0, false, false);
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    segments.push((Segment::Text, &line[start..=i]));
+                    (start, in_string) = (i + 1, false);
+                }
+                _ => {}
+            }
+        } else if c == '"' {
+            segments.push((Segment::Code, &line[start..i]));
+            (start, in_string) = (i, true);
+        } else if c == '/' && chars.peek().map(|&(_, next)| next) == Some('/') {
+            segments.push((Segment::Code, &line[start..i]));
+            segments.push((Segment::Text, &line[i..]));
+            return segments;
+        }
+    }
+    let kind = if in_string {
+        Segment::Text
+    } else {
+        Segment::Code
+    };
+    segments.push((kind, &line[start..]));
+    segments
 }
 
 /// `my-app` -> `MyApp`.
@@ -213,8 +269,9 @@ fn process_id(files: &[(String, String)]) -> Result<String> {
     ))
 }
 
-/// Makes a workspace member's manifest build on its own.
-fn standalone_manifest(template: &str, sdk: &Path) -> Result<String> {
+/// Makes a workspace member's manifest build on its own; `workspace_root`
+/// anchors the workspace's relative path dependencies.
+fn standalone_manifest(template: &str, workspace_root: &Path) -> Result<String> {
     let workspace = WorkspaceValues::parse(WORKSPACE_MANIFEST);
     let mut out = String::new();
     let mut section = String::new();
@@ -233,7 +290,8 @@ fn standalone_manifest(template: &str, sdk: &Path) -> Result<String> {
                 continue;
             }
             bail!("template [lints] has entries besides `workspace = true`");
-        } else if let Some(rewritten) = rewrite_line(trimmed, &section, &workspace, sdk)? {
+        } else if let Some(rewritten) = rewrite_line(trimmed, &section, &workspace, workspace_root)?
+        {
             out.push_str(&rewritten);
             out.push('\n');
             continue;
@@ -250,13 +308,12 @@ fn rewrite_line(
     line: &str,
     section: &str,
     workspace: &WorkspaceValues,
-    sdk: &Path,
+    workspace_root: &Path,
 ) -> Result<Option<String>> {
     let Some((key, value)) = line.split_once('=') else {
         return Ok(None);
     };
     let (key, value) = (key.trim(), value.trim());
-    let is_dependency_section = section.ends_with("dependencies");
     if section == "package" {
         let Some(field) = key.strip_suffix(".workspace") else {
             return Ok(None);
@@ -267,51 +324,99 @@ fn rewrite_line(
             .with_context(|| format!("the workspace has no package.{field}"))?;
         return Ok(Some(format!("{field} = {value}")));
     }
-    if !is_dependency_section {
+    if !section.ends_with("dependencies") {
         return Ok(None);
     }
-    // `dep.workspace = true` or `dep = { workspace = true, rest... }`.
-    let (dep, rest) = if let Some(dep) = key.strip_suffix(".workspace") {
-        (dep, String::new())
-    } else if let Some(inner) = value.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
-        let fields: Vec<&str> = inner.split(',').map(str::trim).collect();
-        if !fields.contains(&"workspace = true") {
-            return Ok(None);
-        }
-        let rest: Vec<&str> = fields
-            .into_iter()
-            .filter(|f| *f != "workspace = true" && !f.is_empty())
-            .collect();
-        (key, rest.join(", "))
-    } else {
-        return Ok(None);
-    };
-    let source = if dep == "hearth-sdk" {
-        format!("path = {}", toml_string(&sdk.to_string_lossy()))
-    } else {
-        let value = workspace
-            .dependencies
-            .get(dep)
-            .with_context(|| format!("the workspace has no dependency `{dep}`"))?;
-        match value.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
-            Some(inner) => {
-                if inner.contains("path") {
-                    bail!("cannot inline the workspace path dependency `{dep}`");
-                }
-                if inner.contains("features") && rest.contains("features") {
-                    bail!("cannot merge the features of `{dep}`");
-                }
-                inner.trim().to_string()
+    // `dep.workspace = true` or `dep = { workspace = true, own fields... }`.
+    let (dep, own) = match key.strip_suffix(".workspace") {
+        Some(dep) => (dep, Vec::new()),
+        None => {
+            let Some(fields) = inline_table(value) else {
+                return Ok(None);
+            };
+            if !fields.iter().any(|(k, v)| k == "workspace" && v == "true") {
+                return Ok(None);
             }
-            None => format!("version = {value}"),
+            (
+                key,
+                fields
+                    .into_iter()
+                    .filter(|(k, _)| k != "workspace")
+                    .collect(),
+            )
         }
     };
-    let fields = if rest.is_empty() {
-        source
-    } else {
-        format!("{source}, {rest}")
+    let inherited = workspace
+        .dependencies
+        .get(dep)
+        .with_context(|| format!("the workspace has no dependency `{dep}`"))?;
+    let mut fields = match inline_table(inherited) {
+        Some(fields) => fields,
+        None => vec![("version".to_string(), inherited.clone())],
     };
-    Ok(Some(format!("{dep} = {{ {fields} }}")))
+    for (k, v) in &mut fields {
+        if k == "path" {
+            let relative = v.trim_matches('"');
+            *v = toml_string(&workspace_root.join(relative).to_string_lossy());
+        }
+    }
+    for (k, v) in own {
+        match fields.iter_mut().find(|(existing, _)| *existing == k) {
+            Some((_, existing)) if k == "features" => *existing = merge_arrays(existing, &v),
+            Some((_, existing)) => *existing = v,
+            None => fields.push((k, v)),
+        }
+    }
+    let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    Ok(Some(format!("{dep} = {{ {} }}", fields.join(", "))))
+}
+
+/// The `key = value` pairs of a one-line TOML inline table `{ ... }`.
+fn inline_table(value: &str) -> Option<Vec<(String, String)>> {
+    let inner = value.trim().strip_prefix('{')?.strip_suffix('}')?;
+    split_top_level(inner)
+        .into_iter()
+        .map(|field| {
+            let (k, v) = field.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The union of two TOML arrays of strings, `a`'s items first.
+fn merge_arrays(a: &str, b: &str) -> String {
+    let items = |array: &str| -> Vec<String> {
+        let inner = array.trim().trim_start_matches('[').trim_end_matches(']');
+        split_top_level(inner)
+    };
+    let mut merged = items(a);
+    for item in items(b) {
+        if !merged.contains(&item) {
+            merged.push(item);
+        }
+    }
+    format!("[{}]", merged.join(", "))
+}
+
+/// Splits on commas outside strings, arrays and tables; drops empty parts.
+fn split_top_level(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let (mut depth, mut in_string, mut start) = (0i32, false, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => in_string = !in_string,
+            '[' | '{' if !in_string => depth += 1,
+            ']' | '}' if !in_string => depth -= 1,
+            ',' if !in_string && depth == 0 => {
+                parts.push(text[start..i].trim().to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(text[start..].trim().to_string());
+    parts.retain(|p| !p.is_empty());
+    parts
 }
 
 /// `[workspace.package]` and `[workspace.dependencies]` of the workspace
@@ -370,6 +475,15 @@ mod tests {
     }
 
     #[test]
+    fn gitignore_covers_the_standalone_build() {
+        assert_eq!(
+            standalone_gitignore("pkg/*.wasm"),
+            "pkg/*.wasm\ntarget/\nCargo.lock\n"
+        );
+        assert_eq!(standalone_gitignore("target/\n"), "target/\nCargo.lock\n");
+    }
+
+    #[test]
     fn paths_are_renamed_by_component() {
         assert_eq!(
             rename_path("echo/src/lib.rs", "my-app"),
@@ -395,6 +509,23 @@ mod tests {
     }
 
     #[test]
+    fn toml_helpers() {
+        assert_eq!(
+            split_top_level(r#"a = "x,y", b = [1, 2], "#),
+            [r#"a = "x,y""#, "b = [1, 2]"]
+        );
+        assert_eq!(
+            merge_arrays(r#"["a", "b"]"#, r#"["b", "c"]"#),
+            r#"["a", "b", "c"]"#
+        );
+        assert_eq!(inline_table("\"1\""), None);
+        assert_eq!(
+            inline_table("{ workspace = true }"),
+            Some(vec![("workspace".to_string(), "true".to_string())])
+        );
+    }
+
+    #[test]
     fn workspace_values_are_read() {
         let ws = WorkspaceValues::parse(WORKSPACE_MANIFEST);
         assert!(ws.package.contains_key("version"));
@@ -409,12 +540,14 @@ mod tests {
                         [dependencies]\nhearth-sdk = { workspace = true }\n\
                         serde = { workspace = true, features = [\"rc\"] }\n\
                         serde_json.workspace = true\n\n[lints]\nworkspace = true\n";
-        let out = standalone_manifest(template, Path::new("/repo/process-sdk")).unwrap();
+        let out = standalone_manifest(template, Path::new("/repo")).unwrap();
         assert!(
             out.contains("hearth-sdk = { path = \"/repo/process-sdk\" }"),
             "{out}"
         );
         assert!(out.contains("serde_json = { version = \"1\" }"), "{out}");
+        let serde = "serde = { version = \"1\", features = [\"derive\", \"rc\"] }";
+        assert!(out.contains(serde), "{out}");
         assert!(!out.contains("[lints]"), "{out}");
         assert!(out.trim_end().ends_with("[workspace]"), "{out}");
         assert!(
@@ -426,7 +559,7 @@ mod tests {
     /// The real template renders to a standalone package named `my-app`.
     #[test]
     fn template_renders() {
-        let files = render("my-app", Path::new("/repo/process-sdk")).unwrap();
+        let files = render("my-app", Path::new("/repo")).unwrap();
         let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
         assert!(paths.contains(&"my-app/Cargo.toml"), "{paths:?}");
         assert!(paths.contains(&"my-app/src/lib.rs"), "{paths:?}");
@@ -455,6 +588,12 @@ mod tests {
             .1;
         assert!(lib.contains("struct MyApp;"), "{lib}");
         assert!(lib.contains("process!(MyApp)"), "{lib}");
+        let manifest = &files
+            .iter()
+            .find(|(p, _)| p == "pkg/manifest.json")
+            .unwrap()
+            .1;
+        assert!(manifest.contains("\"/my_app.wasm\""), "{manifest}");
         let id = process_id(&files).unwrap();
         assert!(id.starts_with("my-app:my-app:"), "{id}");
     }

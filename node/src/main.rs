@@ -9,7 +9,11 @@ use clap::Parser;
 use hearth::{Node, NodeConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "hearth", version, about = "A Hearth node: hosts WebAssembly processes that talk by messages")]
+#[command(
+    name = "hearth",
+    version,
+    about = "A Hearth node: hosts WebAssembly processes that talk by messages"
+)]
 struct Args {
     /// Directory for the node's secret, packages and state.
     #[arg(long, env = "HEARTH_HOME")]

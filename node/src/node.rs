@@ -42,6 +42,7 @@ pub enum NodeError {
 /// running until the runtime ends.
 pub struct Node {
     services: Arc<Services>,
+    injector: Arc<Injector>,
     http_addr: SocketAddr,
     home: PathBuf,
     run_file: Option<PathBuf>,
@@ -89,7 +90,7 @@ impl Node {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = HttpState {
             services: services.clone(),
-            injector,
+            injector: injector.clone(),
             secret: secret.into(),
             port: http_addr.port(),
         };
@@ -104,6 +105,7 @@ impl Node {
         );
         Ok(Node {
             services,
+            injector,
             http_addr,
             home,
             run_file,
@@ -126,6 +128,11 @@ impl Node {
 
     pub fn services(&self) -> &Arc<Services> {
         &self.services
+    }
+
+    /// Sends requests on behalf of an administrator, as `kit i` does.
+    pub fn injector(&self) -> &Arc<Injector> {
+        &self.injector
     }
 
     /// Stop serving, stop every process, and remove the run file.

@@ -187,7 +187,12 @@ pub async fn start_all_installed(services: &Arc<Services>) -> Vec<InstallRespons
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     dirs.sort();
     let mut started = Vec::new();
@@ -212,13 +217,17 @@ fn package_id(metadata: &Metadata) -> Result<String, InstallError> {
     Ok(probe.package_id())
 }
 
-async fn start_installed(services: &Arc<Services>, dir: &Path) -> Result<InstallResponse, InstallError> {
+async fn start_installed(
+    services: &Arc<Services>,
+    dir: &Path,
+) -> Result<InstallResponse, InstallError> {
     let read = |rel: &str| {
         let path = dir.join(rel);
         std::fs::read(&path).map_err(io_err(&path))
     };
     let metadata: Metadata = parse_json(&read("metadata.json")?, "metadata.json")?;
-    let manifest: Vec<ManifestEntry> = parse_json(&read("pkg/manifest.json")?, "pkg/manifest.json")?;
+    let manifest: Vec<ManifestEntry> =
+        parse_json(&read("pkg/manifest.json")?, "pkg/manifest.json")?;
     let package = Arc::new(PackageInfo {
         id: package_id(&metadata)?,
         version: metadata.properties.current_version.clone(),
@@ -232,7 +241,12 @@ async fn start_installed(services: &Arc<Services>, dir: &Path) -> Result<Install
     // Compile each distinct component once, off the async workers.
     let mut keys: Vec<(String, PathBuf)> = specs
         .iter()
-        .map(|s| (package.component_key(&s.wasm_path), package.wasm_file(&s.wasm_path)))
+        .map(|s| {
+            (
+                package.component_key(&s.wasm_path),
+                package.wasm_file(&s.wasm_path),
+            )
+        })
         .collect();
     keys.sort();
     keys.dedup();
@@ -274,7 +288,10 @@ fn spec_for(
         )));
     }
     safe_relative(entry.process_wasm_path.trim_start_matches('/')).ok_or_else(|| {
-        InstallError::Invalid(format!("bad process_wasm_path {:?}", entry.process_wasm_path))
+        InstallError::Invalid(format!(
+            "bad process_wasm_path {:?}",
+            entry.process_wasm_path
+        ))
     })?;
     let our = services.kernel.our();
     let on_exit = match &entry.on_exit {

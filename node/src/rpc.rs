@@ -42,7 +42,9 @@ impl Injector {
         };
         let id = Self::process_id();
         // A fresh kernel has no endpoint of this name.
-        let _ = services.kernel.register(id.clone(), Endpoint { mailbox: tx, caps });
+        let _ = services
+            .kernel
+            .register(id.clone(), Endpoint { mailbox: tx, caps });
         let injector = Arc::new(Self {
             address: services.kernel.address(&id),
             services: services.clone(),
@@ -51,7 +53,9 @@ impl Injector {
         let weak = Arc::downgrade(&injector);
         tokio::spawn(async move {
             while let Some(envelope) = rx.recv().await {
-                let Some(injector) = weak.upgrade() else { break };
+                let Some(injector) = weak.upgrade() else {
+                    break;
+                };
                 injector.on_envelope(envelope);
             }
         });
@@ -78,12 +82,18 @@ impl Injector {
             Some(waiter) => {
                 let _ = waiter.send(result);
             }
-            None => debug!(id, "answer for an injected request nobody awaits; discarded"),
+            None => debug!(
+                id,
+                "answer for an injected request nobody awaits; discarded"
+            ),
         }
     }
 
     fn take_waiter(&self, id: u64) -> Option<Waiter> {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
     }
 
     /// Send `body` to `target`. With a timeout, wait for the answer;

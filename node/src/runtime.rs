@@ -13,8 +13,8 @@ use wasmtime::{Config, Engine};
 
 use crate::process::host::{self, HostState, ProcessPre};
 
-/// How often the epoch advances. A guest call may run for
-/// `Limits::max_call_time` rounded up to this granularity.
+/// How often the epoch advances. At each tick a running guest yields to
+/// the scheduler, and one past `Limits::max_call_time` is interrupted.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,7 @@ impl Runtime {
     pub fn new() -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        config.async_support(true);
         config.wasm_component_model(true);
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let linker = host::linker(&engine).map_err(|e| RuntimeError::Engine(e.to_string()))?;
@@ -100,11 +101,6 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|k, _| !k.starts_with(prefix));
-    }
-
-    /// Epoch ticks in `limit`, at least one.
-    pub fn ticks(limit: Duration) -> u64 {
-        (limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
 }
 

@@ -284,7 +284,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for bad in ["echo:echo", "Echo:echo:sys", "a:b:c:d", "a::c", "a.b:c:d", ""] {
+        for bad in [
+            "echo:echo",
+            "Echo:echo:sys",
+            "a:b:c:d",
+            "a::c",
+            "a.b:c:d",
+            "",
+        ] {
             assert!(bad.parse::<ProcessId>().is_err(), "{bad}");
         }
         assert!("x@y".parse::<Address>().is_err());

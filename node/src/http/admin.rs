@@ -28,7 +28,10 @@ const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
 
 pub fn router(state: HttpState) -> axum::Router<HttpState> {
     Router::new()
-        .route("/install", post(install).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+        .route(
+            "/install",
+            post(install).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
         .route("/message", post(message))
         .route("/processes", get(processes))
         .route("/status", get(status))
@@ -60,14 +63,19 @@ fn send_error(e: SendError) -> Response {
 
 fn is_loopback_host(host: &str, port: u16) -> bool {
     let port = port.to_string();
-    ["127.0.0.1", "localhost", "[::1]"]
-        .iter()
-        .any(|name| host == *name || host.strip_prefix(name).and_then(|r| r.strip_prefix(':')) == Some(&port))
+    ["127.0.0.1", "localhost", "[::1]"].iter().any(|name| {
+        host == *name || host.strip_prefix(name).and_then(|r| r.strip_prefix(':')) == Some(&port)
+    })
 }
 
 /// Compare without an early exit, so timing does not reveal the secret.
 fn same_secret(given: &[u8], secret: &[u8]) -> bool {
-    given.len() == secret.len() && given.iter().zip(secret).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    given.len() == secret.len()
+        && given
+            .iter()
+            .zip(secret)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 async fn guard(
@@ -78,16 +86,34 @@ async fn guard(
 ) -> Response {
     let headers = request.headers();
     if !peer.ip().is_loopback() {
-        return error(StatusCode::FORBIDDEN, "forbidden", "the admin API answers loopback clients only");
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the admin API answers loopback clients only",
+        );
     }
     if headers.contains_key(header::ORIGIN) {
-        return error(StatusCode::FORBIDDEN, "forbidden", "the admin API refuses calls from web pages");
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the admin API refuses calls from web pages",
+        );
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     if !is_loopback_host(host, state.port) {
-        return error(StatusCode::FORBIDDEN, "forbidden", format!("the admin API refuses Host {host:?}"));
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the admin API refuses Host {host:?}"),
+        );
     }
-    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or(b"");
+    let given = headers
+        .get(SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or(b"");
     if !same_secret(given, state.secret.as_bytes()) {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -102,7 +128,13 @@ async fn install(State(state): State<HttpState>, body: Bytes) -> Response {
     let config = bincode::config::standard().with_limit::<MAX_UPLOAD_BYTES>();
     let upload: PackageUpload = match bincode::serde::decode_from_slice(&body, config) {
         Ok((upload, _)) => upload,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad-request", format!("package upload: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!("package upload: {e}"),
+            )
+        }
     };
     match package::install(&state.services, upload.files).await {
         Ok(installed) => Json(installed).into_response(),
@@ -129,7 +161,9 @@ async fn message(State(state): State<HttpState>, Json(req): Json<InjectRequest>)
         Ok((id, answer)) => {
             let body = answer.map(|km| match km.message {
                 crate::types::Message::Response(r) => serde_json::from_slice(&r.body)
-                    .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())),
+                    .unwrap_or_else(|_| {
+                        serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())
+                    }),
                 crate::types::Message::Request(_) => serde_json::Value::Null,
             });
             Json(InjectResponse { id, body }).into_response()

@@ -113,7 +113,10 @@ mod tests {
             system: true,
             ..Default::default()
         };
-        assert_eq!(t.check_local(&a, &private, &b, &private), Err(Denied::Messaging));
+        assert_eq!(
+            t.check_local(&a, &private, &b, &private),
+            Err(Denied::Messaging)
+        );
         assert!(t.check_local(&a, &private, &b, &public).is_ok());
         assert!(t.check_local(&a, &system, &b, &private).is_ok());
         t.grant_messaging(&a, &b);

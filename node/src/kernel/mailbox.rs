@@ -20,7 +20,10 @@ use crate::types::{KernelMessage, SendError, SendErrorKind};
 pub enum Envelope {
     Message(KernelMessage),
     /// A request of the receiver's failed after it was accepted.
-    Failed { id: u64, error: SendError },
+    Failed {
+        id: u64,
+        error: SendError,
+    },
 }
 
 impl Envelope {

@@ -190,7 +190,10 @@ impl Kernel {
             debug!(%rsvp, id, %error, "failure for a remote asker dropped: no network yet");
             return;
         }
-        let mailbox = self.read_table().get(&rsvp.process).map(|e| e.mailbox.clone());
+        let mailbox = self
+            .read_table()
+            .get(&rsvp.process)
+            .map(|e| e.mailbox.clone());
         match mailbox {
             Some(mailbox) => {
                 if mailbox.deliver(Envelope::Failed { id, error }).is_err() {

@@ -65,7 +65,8 @@ impl Asks {
     /// Forget every pending ask (their answers go to a dead incarnation).
     pub fn clear_pending(&mut self) {
         self.pending.clear();
-        self.deadlines.retain(|Reverse((_, _, kind))| *kind == Kind::Owed);
+        self.deadlines
+            .retain(|Reverse((_, _, kind))| *kind == Kind::Owed);
     }
 
     /// The earliest deadline still live, dropping stale heap entries.

@@ -22,6 +22,7 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "process",
+        exports: { default: async },
     });
 }
 
@@ -31,7 +32,7 @@ pub use bindings::{Process, ProcessPre};
 /// The linker every process is instantiated with: WASI p2 plus `kernel`.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     Process::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
     Ok(linker)
 }
@@ -50,6 +51,8 @@ pub struct HostState {
     pub asks: Asks,
     pub current: Option<Current>,
     pub limits: StoreLimits,
+    /// When the running guest call began, for the call time limit.
+    pub call_started: std::time::Instant,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -65,6 +68,7 @@ impl HostState {
             asks: Asks::default(),
             current: None,
             limits,
+            call_started: std::time::Instant::now(),
             wasi: WasiCtx::builder().inherit_stderr().build(),
             table: ResourceTable::new(),
         }
@@ -74,7 +78,12 @@ impl HostState {
         &self.ctx.address
     }
 
-    fn error(&self, kind: SendErrorKind, target: &Address, detail: impl Into<String>) -> wit::SendError {
+    fn error(
+        &self,
+        kind: SendErrorKind,
+        target: &Address,
+        detail: impl Into<String>,
+    ) -> wit::SendError {
         SendError::new(kind, target, detail).into()
     }
 }
@@ -102,12 +111,15 @@ impl bindings::hearth::process::kernel::Host for HostState {
         context: Option<Vec<u8>>,
         blob: Option<wit::Blob>,
     ) -> Result<u64, wit::SendError> {
-        let target = Address::try_from(target).map_err(|(target, reason)| {
-            self.error(SendErrorKind::BadAddress, &target, reason)
-        })?;
+        let target = Address::try_from(target)
+            .map_err(|(target, reason)| self.error(SendErrorKind::BadAddress, &target, reason))?;
         let kernel = &self.ctx.services.kernel;
         let mut blob: Option<t::Blob> = blob.map(Into::into);
-        let current = if request.inherit { self.current.as_ref() } else { None };
+        let current = if request.inherit {
+            self.current.as_ref()
+        } else {
+            None
+        };
         if blob.is_none() {
             blob = current.and_then(|c| c.blob.clone());
         }
@@ -151,7 +163,8 @@ impl bindings::hearth::process::kernel::Host for HostState {
             }
             (None, Some(ms)) => {
                 let deadline = Instant::now() + Duration::from_millis(ms);
-                self.asks.add_pending(id, Pending { target, context }, deadline);
+                self.asks
+                    .add_pending(id, Pending { target, context }, deadline);
             }
             (None, None) => {}
         }
@@ -226,7 +239,11 @@ impl bindings::hearth::process::kernel::Host for HostState {
             .map_err(|e| e.to_string())
     }
 
-    fn spawn(&mut self, name: String, options: wit::SpawnOptions) -> Result<wit::ProcessId, String> {
+    fn spawn(
+        &mut self,
+        name: String,
+        options: wit::SpawnOptions,
+    ) -> Result<wit::ProcessId, String> {
         let parent = &self.ctx.address.process;
         let id = ProcessId::new(&name, &parent.package, &parent.publisher);
         if !id.is_valid() {

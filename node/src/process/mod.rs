@@ -16,13 +16,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 use crate::kernel::caps::ProcessCaps;
 use crate::kernel::mailbox::{mailbox, Envelope, MailboxRx};
 use crate::kernel::{AlreadyRunning, Endpoint};
 use crate::package::PackageInfo;
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::RuntimeError;
 use crate::services::{Running, Services};
 use crate::types::{
     Address, KernelMessage, Message, OnExit, ProcessId, Request, SendError, SendErrorKind,
@@ -101,10 +101,13 @@ pub fn start(services: &Arc<Services>, spec: ProcessSpec) -> Result<(), StartErr
         stop: stop_rx,
     };
     let task = tokio::spawn(runner.run().instrument(span));
-    services.add_running(spec.id, Running {
-        stop: stop_tx,
-        task,
-    });
+    services.add_running(
+        spec.id,
+        Running {
+            stop: stop_tx,
+            task,
+        },
+    );
     Ok(())
 }
 
@@ -185,17 +188,36 @@ impl Runner {
     /// Run one instance of the guest until it crashes or is stopped.
     async fn incarnation(&mut self) -> (Exit, Option<HostState>) {
         let services = &self.ctx.services;
-        let ticks = Runtime::ticks(services.kernel.limits().max_call_time);
         let mut store = Store::new(services.runtime.engine(), HostState::new(self.ctx.clone()));
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(ticks);
+        let max_call_time = services.kernel.limits().max_call_time;
+        // Every epoch tick a running guest yields to the scheduler, so a
+        // long call never blocks a worker thread; past the call time limit
+        // it is interrupted (a trap).
+        store.epoch_deadline_callback(move |ctx| {
+            if ctx.data().call_started.elapsed() > max_call_time {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store.data_mut().call_started = std::time::Instant::now();
         let our = (&self.ctx.address).into();
-        let guest = match self.pre.instantiate(&mut store) {
+        let guest = match self.pre.instantiate_async(&mut store).await {
             Ok(guest) => guest,
-            Err(e) => return (Exit::Crashed(format!("instantiate: {e:#}")), Some(store.into_data())),
+            Err(e) => {
+                return (
+                    Exit::Crashed(format!("instantiate: {e:#}")),
+                    Some(store.into_data()),
+                )
+            }
         };
-        if let Err(e) = guest.call_init(&mut store, &our) {
-            return (Exit::Crashed(format!("init: {e:#}")), Some(store.into_data()));
+        if let Err(e) = guest.call_init(&mut store, &our).await {
+            return (
+                Exit::Crashed(format!("init: {e:#}")),
+                Some(store.into_data()),
+            );
         }
         debug!("process started");
         let timer = tokio::time::sleep(Duration::from_secs(3600));
@@ -213,12 +235,12 @@ impl Runner {
                 biased;
                 _ = self.stop.changed() => return (Exit::Stopped, Some(store.into_data())),
                 envelope = self.mailbox.recv() => match envelope {
-                    Some(envelope) => self.deliver_batch(&mut store, &guest, ticks, envelope),
+                    Some(envelope) => self.deliver_batch(&mut store, &guest, envelope).await,
                     None => return (Exit::Stopped, Some(store.into_data())),
                 },
                 _ = &mut timer, if armed.is_some() => {
                     armed = None;
-                    expire(&mut store, &guest, ticks)
+                    expire(&mut store, &guest).await
                 }
             };
             if let Err(reason) = outcome {
@@ -227,17 +249,16 @@ impl Runner {
         }
     }
 
-    fn deliver_batch(
+    async fn deliver_batch(
         &mut self,
         store: &mut Store<HostState>,
         guest: &Process,
-        ticks: u64,
         first: Envelope,
     ) -> Result<(), String> {
-        deliver(store, guest, ticks, first)?;
+        deliver(store, guest, first).await?;
         for _ in 1..BATCH {
             match self.mailbox.try_recv() {
-                Some(envelope) => deliver(store, guest, ticks, envelope)?,
+                Some(envelope) => deliver(store, guest, envelope).await?,
                 None => break,
             }
         }
@@ -304,10 +325,9 @@ impl Runner {
 }
 
 /// Hand one envelope to the guest.
-fn deliver(
+async fn deliver(
     store: &mut Store<HostState>,
     guest: &Process,
-    ticks: u64,
     envelope: Envelope,
 ) -> Result<(), String> {
     let event = match envelope {
@@ -341,11 +361,11 @@ fn deliver(
             }
         },
     };
-    call(store, guest, ticks, &event)
+    call(store, guest, &event).await
 }
 
 /// Report every ask whose deadline passed as a `timeout` failure.
-fn expire(store: &mut Store<HostState>, guest: &Process, ticks: u64) -> Result<(), String> {
+async fn expire(store: &mut Store<HostState>, guest: &Process) -> Result<(), String> {
     let expired = store.data_mut().asks.expire(Instant::now());
     for (id, pending) in expired {
         let error = SendError::new(
@@ -353,19 +373,19 @@ fn expire(store: &mut Store<HostState>, guest: &Process, ticks: u64) -> Result<(
             &pending.target,
             "no response within the request's timeout",
         );
-        call(store, guest, ticks, &host::failed(id, error, pending.context))?;
+        call(store, guest, &host::failed(id, error, pending.context)).await?;
     }
     Ok(())
 }
 
-fn call(
+async fn call(
     store: &mut Store<HostState>,
     guest: &Process,
-    ticks: u64,
     event: &host::wit::Event,
 ) -> Result<(), String> {
-    store.set_epoch_deadline(ticks);
-    let result = guest.call_handle(&mut *store, event);
+    store.data_mut().call_started = std::time::Instant::now();
+    store.set_epoch_deadline(1);
+    let result = guest.call_handle(&mut *store, event).await;
     store.data_mut().current = None;
     result.map_err(|e| format!("{e:#}"))
 }

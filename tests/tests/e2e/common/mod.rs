@@ -1,0 +1,253 @@
+//! Test harness: real nodes booted in this process on port 0 with
+//! throw-away homes, real components built from the workspace.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use hearth::api::PackageFile;
+use hearth::types::{Address, SendError};
+use hearth::{Node, NodeConfig};
+use serde_json::{json, Value};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Build the guest components once per test binary and return the
+/// directory holding `echo.wasm` and `probe.wasm`.
+pub fn guests() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace_root();
+        let status = Command::new(cargo())
+            .current_dir(&root)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "echo",
+                "-p",
+                "probe",
+            ])
+            .status()
+            .expect("run cargo to build the guests");
+        assert!(status.success(), "building the guest components failed");
+        root.join("target/wasm32-wasip2/release")
+    })
+}
+
+/// The release binaries `hearth` and `kit`, built once.
+pub fn binaries() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace_root();
+        let status = Command::new(cargo())
+            .current_dir(&root)
+            .args(["build", "--release", "-p", "hearth", "-p", "kit"])
+            .status()
+            .expect("run cargo to build the binaries");
+        assert!(status.success(), "building hearth and kit failed");
+        root.join("target/release")
+    })
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "hearth-test-{label}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Limits small enough that crash tests run fast.
+pub fn test_config(home: &Path, name: &str) -> NodeConfig {
+    let mut config = NodeConfig::new(home, name);
+    config.http_port = 0;
+    config.register_run_file = false;
+    config.limits.max_call_time = Duration::from_millis(300);
+    config.limits.max_memory_bytes = 64 * 1024 * 1024;
+    config.limits.max_message_bytes = 1024 * 1024;
+    config.restart.base = Duration::from_millis(100);
+    config
+}
+
+pub struct TestNode {
+    pub node: Node,
+    pub home: TempDir,
+}
+
+impl TestNode {
+    pub async fn start(name: &str) -> Self {
+        let home = TempDir::new(name);
+        Self::start_with(test_config(home.path(), name), home).await
+    }
+
+    pub async fn start_with(config: NodeConfig, home: TempDir) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let node = Node::start(config).await.expect("node starts");
+        Self { node, home }
+    }
+
+    /// Install the probe package with the given manifest entries.
+    pub async fn install_probe(&self, manifest: Value) -> Vec<String> {
+        self.install(probe_package(manifest)).await
+    }
+
+    pub async fn install(&self, files: Vec<PackageFile>) -> Vec<String> {
+        hearth::package::install(self.node.services(), files)
+            .await
+            .expect("package installs")
+            .processes
+    }
+
+    /// Send `body` to `target` as an admin would and await the JSON reply.
+    pub async fn ask(&self, target: &str, body: Value) -> Result<Value, SendError> {
+        self.ask_within(target, body, Duration::from_secs(10)).await
+    }
+
+    pub async fn ask_within(
+        &self,
+        target: &str,
+        body: Value,
+        timeout: Duration,
+    ) -> Result<Value, SendError> {
+        let target = Address::parse_with_default(target, self.node.name()).expect("valid address");
+        let bytes = serde_json::to_vec(&body).expect("json");
+        let (_, answer) = self
+            .node
+            .injector()
+            .inject(target, bytes, Some(timeout))
+            .await?;
+        let km = answer.expect("an answer");
+        match km.message {
+            hearth::types::Message::Response(r) => {
+                Ok(serde_json::from_slice(&r.body).expect("json reply"))
+            }
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+
+    pub async fn tell(&self, target: &str, body: Value) -> Result<(), SendError> {
+        let target = Address::parse_with_default(target, self.node.name()).expect("valid address");
+        let bytes = serde_json::to_vec(&body).expect("json");
+        self.node
+            .injector()
+            .inject(target, bytes, None)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn stop(self) -> TempDir {
+        self.node.shutdown().await;
+        self.home
+    }
+}
+
+/// A manifest entry for a probe process.
+pub fn probe(name: &str, public: bool, on_exit: Value, caps: &[&str]) -> Value {
+    json!({
+        "process_name": name,
+        "process_wasm_path": "/probe.wasm",
+        "on_exit": on_exit,
+        "request_networking": false,
+        "request_capabilities": caps,
+        "grant_capabilities": [],
+        "public": public,
+    })
+}
+
+pub fn probe_package(manifest: Value) -> Vec<PackageFile> {
+    let metadata = json!({
+        "name": "probe",
+        "description": "test probe",
+        "properties": {"package_name": "probe", "publisher": "test", "current_version": "0.1.0"}
+    });
+    vec![
+        file(
+            "metadata.json",
+            serde_json::to_vec(&metadata).expect("json"),
+        ),
+        file(
+            "pkg/manifest.json",
+            serde_json::to_vec(&manifest).expect("json"),
+        ),
+        file(
+            "pkg/probe.wasm",
+            std::fs::read(guests().join("probe.wasm")).expect("probe.wasm built"),
+        ),
+    ]
+}
+
+pub fn echo_package() -> Vec<PackageFile> {
+    let root = workspace_root().join("apps/echo");
+    vec![
+        file(
+            "metadata.json",
+            std::fs::read(root.join("metadata.json")).expect("echo metadata"),
+        ),
+        file(
+            "pkg/manifest.json",
+            std::fs::read(root.join("pkg/manifest.json")).expect("echo manifest"),
+        ),
+        file(
+            "pkg/echo.wasm",
+            std::fs::read(guests().join("echo.wasm")).expect("echo.wasm built"),
+        ),
+    ]
+}
+
+fn file(path: &str, bytes: Vec<u8>) -> PackageFile {
+    PackageFile {
+        path: path.into(),
+        bytes,
+    }
+}
+
+/// The standard test package: `alpha` (public, may message beta),
+/// `beta` (private), `guarded` (private, nobody may message it),
+/// `mortal` (public, stays down), `phoenix` (public, restarts).
+pub fn standard_manifest() -> Value {
+    json!([
+        probe("alpha", true, json!("None"), &["beta:probe:test"]),
+        probe("beta", false, json!("None"), &[]),
+        probe("guarded", false, json!("None"), &[]),
+        probe("mortal", true, json!("None"), &[]),
+        probe("phoenix", true, json!("Restart"), &[]),
+    ])
+}

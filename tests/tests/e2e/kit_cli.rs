@@ -1,0 +1,1 @@
+//! filled in once kit lands

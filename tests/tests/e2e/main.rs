@@ -1,0 +1,10 @@
+//! One integration binary for the whole workspace. Each module boots real
+//! nodes in this process (port 0, throw-away homes) with real components,
+//! except `kit_cli`, which drives the real `hearth` and `kit` binaries.
+
+mod common;
+
+mod admin;
+mod isolation;
+mod kit_cli;
+mod messaging;
