@@ -130,18 +130,16 @@ fn render(name: &str, repo: &Path) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// A standalone crate builds into its own `target/` and `Cargo.lock`
-/// (the template, a workspace member, uses the workspace's).
+/// A standalone crate builds into its own `target/` (the template, a
+/// workspace member, uses the workspace's). Its `Cargo.lock` is worth
+/// committing, as for any application.
 fn standalone_gitignore(template: &str) -> String {
     let mut text = template.to_string();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    for pattern in ["target/", "Cargo.lock"] {
-        if !text.lines().any(|line| line.trim() == pattern) {
-            text.push_str(pattern);
-            text.push('\n');
-        }
+    if !text.lines().any(|line| line.trim() == "target/") {
+        text.push_str("target/\n");
     }
     text
 }
@@ -476,11 +474,8 @@ mod tests {
 
     #[test]
     fn gitignore_covers_the_standalone_build() {
-        assert_eq!(
-            standalone_gitignore("pkg/*.wasm"),
-            "pkg/*.wasm\ntarget/\nCargo.lock\n"
-        );
-        assert_eq!(standalone_gitignore("target/\n"), "target/\nCargo.lock\n");
+        assert_eq!(standalone_gitignore("pkg/*.wasm"), "pkg/*.wasm\ntarget/\n");
+        assert_eq!(standalone_gitignore("target/\n"), "target/\n");
     }
 
     #[test]

@@ -187,38 +187,10 @@ impl Runner {
 
     /// Run one instance of the guest until it crashes or is stopped.
     async fn incarnation(&mut self) -> (Exit, Option<HostState>) {
-        let services = &self.ctx.services;
-        let mut store = Store::new(services.runtime.engine(), HostState::new(self.ctx.clone()));
-        store.limiter(|s| &mut s.limits);
-        let max_call_time = services.kernel.limits().max_call_time;
-        // Every epoch tick a running guest yields to the scheduler, so a
-        // long call never blocks a worker thread; past the call time limit
-        // it is interrupted (a trap).
-        store.epoch_deadline_callback(move |ctx| {
-            if ctx.data().call_started.elapsed() > max_call_time {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store.set_epoch_deadline(1);
-        store.data_mut().call_started = std::time::Instant::now();
-        let our = (&self.ctx.address).into();
-        let guest = match self.pre.instantiate_async(&mut store).await {
-            Ok(guest) => guest,
-            Err(e) => {
-                return (
-                    Exit::Crashed(format!("instantiate: {e:#}")),
-                    Some(store.into_data()),
-                )
-            }
+        let (mut store, guest) = match boot(self.ctx.clone(), &self.pre).await {
+            Ok(booted) => booted,
+            Err((reason, store)) => return (Exit::Crashed(reason), Some(store.into_data())),
         };
-        if let Err(e) = guest.call_init(&mut store, &our).await {
-            return (
-                Exit::Crashed(format!("init: {e:#}")),
-                Some(store.into_data()),
-            );
-        }
         debug!("process started");
         let timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(timer);
@@ -322,6 +294,39 @@ impl Runner {
         }
         info!("process stopped");
     }
+}
+
+/// A fresh instance of the process's component with its `init` run: what
+/// every start and restart costs.
+pub async fn boot(
+    ctx: Arc<ProcessContext>,
+    pre: &ProcessPre<HostState>,
+) -> Result<(Store<HostState>, Process), (String, Store<HostState>)> {
+    let services = ctx.services.clone();
+    let max_call_time = services.kernel.limits().max_call_time;
+    let our = (&ctx.address).into();
+    let mut store = Store::new(services.runtime.engine(), HostState::new(ctx));
+    store.limiter(|s| &mut s.limits);
+    // Every epoch tick a running guest yields to the scheduler, so a long
+    // call never blocks a worker thread; past the call time limit it is
+    // interrupted (a trap).
+    store.epoch_deadline_callback(move |ctx| {
+        if ctx.data().call_started.elapsed() > max_call_time {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    store.data_mut().call_started = std::time::Instant::now();
+    let guest = match pre.instantiate_async(&mut store).await {
+        Ok(guest) => guest,
+        Err(e) => return Err((format!("instantiate: {e:#}"), store)),
+    };
+    if let Err(e) = guest.call_init(&mut store, &our).await {
+        return Err((format!("init: {e:#}"), store));
+    }
+    Ok((store, guest))
 }
 
 /// Hand one envelope to the guest.

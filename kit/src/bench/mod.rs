@@ -1,0 +1,71 @@
+//! `kit bench SUITE [--json]`: performance figures with their baselines,
+//! measured in the same run, as a table. Targets are printed, never
+//! asserted: the machines are noisy, so this is a report, not a test.
+
+mod local;
+mod table;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use hearth::api::PackageFile;
+use hearth::{Node, NodeConfig};
+
+use crate::build::build_package;
+use crate::start::collect_package;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Suite {
+    /// Messaging, spawn and memory on one node.
+    Local,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark suite to run.
+    suite: Suite,
+    /// Print the table as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The repository this kit was built from (for the bench packages).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Build a package of this repository and return its files.
+fn package(rel: &str) -> Result<Vec<PackageFile>> {
+    let dir = repo_root().join(rel);
+    build_package(&dir).with_context(|| format!("build {}", dir.display()))?;
+    Ok(collect_package(&dir)?.files)
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let echo = package("apps/echo")?;
+    let probe = package("tests/apps/probe")?;
+    let home = std::env::temp_dir().join(format!("hearth-bench-{}", std::process::id()));
+    let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
+    let result = runtime.block_on(async {
+        let mut config = NodeConfig::new(&home, "bench.os");
+        config.http_port = 0;
+        config.register_run_file = false;
+        let node = Node::start(config).await?;
+        let rows = match args.suite {
+            Suite::Local => local::run(&node, echo, probe).await,
+        };
+        node.shutdown().await;
+        rows
+    });
+    let _ = std::fs::remove_dir_all(&home);
+    let rows = result?;
+    let title = match args.suite {
+        Suite::Local => "kit bench local (one node, 2-core machine figures are noisy; run twice)",
+    };
+    table::print(title, &rows, args.json);
+    Ok(())
+}
