@@ -3,6 +3,7 @@
 //! variant in [`Command`] and an arm in [`run`].
 
 mod admin;
+mod bench;
 mod build;
 mod fake;
 mod inject;
@@ -34,6 +35,8 @@ enum Command {
     I(inject::InjectArgs),
     /// Run a development node in the foreground
     F(fake::FakeArgs),
+    /// Measure performance next to baselines and print a table
+    Bench(bench::BenchArgs),
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
@@ -44,6 +47,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bs(args) => start::build_and_start(&args),
         Command::I(args) => inject::run(args),
         Command::F(args) => fake::run(args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

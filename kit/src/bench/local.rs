@@ -30,8 +30,12 @@ const BASELINE_CHANNEL: usize = 1_024;
 
 pub async fn run(node: &Node, echo: Vec<PackageFile>, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
     let services = node.services();
-    hearth::package::install(services, echo).await.context("install echo")?;
-    hearth::package::install(services, probe).await.context("install probe")?;
+    hearth::package::install(services, echo)
+        .await
+        .context("install echo")?;
+    hearth::package::install(services, probe)
+        .await
+        .context("install probe")?;
 
     let mut rows = Vec::new();
     let (p50, p99) = wasm_round_trip(node).await?;
@@ -41,7 +45,10 @@ pub async fn run(node: &Node, echo: Vec<PackageFile>, probe: Vec<PackageFile>) -
             .baseline("tokio mpsc + oneshot", b50)
             .target(Better::Lower, 10.0),
     );
-    rows.push(Row::new("request/response round trip, WASM to WASM, p99", "us", p99).baseline("tokio mpsc + oneshot", b99));
+    rows.push(
+        Row::new("request/response round trip, WASM to WASM, p99", "us", p99)
+            .baseline("tokio mpsc + oneshot", b99),
+    );
 
     let rate = wasm_fire_and_forget(node).await?;
     let base = baseline_fire_and_forget().await;
@@ -52,13 +59,24 @@ pub async fn run(node: &Node, echo: Vec<PackageFile>, probe: Vec<PackageFile>) -
     );
 
     let (spawn_p50, per_sec) = spawn(node).await?;
-    rows.push(Row::new("process spawn (instantiate + init), p50", "us", spawn_p50).target(Better::Lower, 100.0));
-    rows.push(Row::new("process spawns per second, sequential", "spawn/s", per_sec));
+    rows.push(
+        Row::new("process spawn (instantiate + init), p50", "us", spawn_p50)
+            .target(Better::Lower, 100.0),
+    );
+    rows.push(Row::new(
+        "process spawns per second, sequential",
+        "spawn/s",
+        per_sec,
+    ));
 
     let kib = idle_memory(node).await?;
     rows.push(
-        Row::new(format!("resident memory per idle echo process, N = {IDLE}"), "KiB", kib)
-            .target(Better::Lower, 512.0),
+        Row::new(
+            format!("resident memory per idle echo process, N = {IDLE}"),
+            "KiB",
+            kib,
+        )
+        .target(Better::Lower, 512.0),
     );
     Ok(rows)
 }
@@ -89,7 +107,15 @@ async fn wasm_round_trip(node: &Node) -> Result<(f64, f64)> {
     Ok((field(&v, "p50_ns")? / 1e3, field(&v, "p99_ns")? / 1e3))
 }
 
+/// The baselines run their client loop in a spawned task, on a runtime
+/// worker, as a process task does.
 async fn baseline_round_trip() -> (f64, f64) {
+    tokio::spawn(baseline_round_trip_task())
+        .await
+        .unwrap_or((f64::NAN, f64::NAN))
+}
+
+async fn baseline_round_trip_task() -> (f64, f64) {
     let (tx, mut rx) = mpsc::channel::<(Vec<u8>, oneshot::Sender<Vec<u8>>)>(BASELINE_CHANNEL);
     tokio::spawn(async move {
         while let Some((body, reply)) = rx.recv().await {
@@ -113,12 +139,19 @@ async fn baseline_round_trip() -> (f64, f64) {
 /// Messages per second from probe `alpha` to probe `beta`, windows of
 /// fire-and-forget messages separated by a request/response barrier.
 async fn wasm_fire_and_forget(node: &Node) -> Result<f64> {
-    let cmd = json!({"bench_blast": {"target": "beta:probe:test", "count": BLAST, "window": WINDOW}});
+    let cmd =
+        json!({"bench_blast": {"target": "beta:probe:test", "count": BLAST, "window": WINDOW}});
     let v = ask(node, "alpha:probe:test", cmd, Duration::from_secs(300)).await?;
     if field(&v, "errors")? > 0.0 {
         return Err(anyhow!("fire-and-forget run had errors: {v}"));
     }
-    let got = ask(node, "beta:probe:test", json!({"received": null}), Duration::from_secs(10)).await?;
+    let got = ask(
+        node,
+        "beta:probe:test",
+        json!({"received": null}),
+        Duration::from_secs(10),
+    )
+    .await?;
     if field(&got, "count")? < BLAST as f64 || field(&got, "out_of_order")? > 0.0 {
         return Err(anyhow!("receiver saw {got} after sending {BLAST}"));
     }
@@ -126,6 +159,12 @@ async fn wasm_fire_and_forget(node: &Node) -> Result<f64> {
 }
 
 async fn baseline_fire_and_forget() -> f64 {
+    tokio::spawn(baseline_fire_and_forget_task())
+        .await
+        .unwrap_or(f64::NAN)
+}
+
+async fn baseline_fire_and_forget_task() -> f64 {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(BASELINE_CHANNEL);
     let consumer = tokio::spawn(async move {
         let mut n = 0u64;
@@ -166,9 +205,10 @@ fn echo_spec(node: &Node, name: &str) -> ProcessSpec {
 async fn spawn(node: &Node) -> Result<(f64, f64)> {
     let services = node.services();
     let spec = echo_spec(node, "spawn-bench");
-    let pre = services
-        .runtime
-        .prepare(&spec.package.component_key(&spec.wasm_path), &spec.package.wasm_file(&spec.wasm_path))?;
+    let pre = services.runtime.prepare(
+        &spec.package.component_key(&spec.wasm_path),
+        &spec.package.wasm_file(&spec.wasm_path),
+    )?;
     let ctx = Arc::new(ProcessContext {
         address: services.kernel.address(&spec.id),
         spec,
@@ -204,7 +244,13 @@ async fn idle_memory(node: &Node) -> Result<f64> {
         process::start(node.services(), echo_spec(node, &format!("idle-{i}")))?;
     }
     for i in 0..IDLE {
-        ask(node, &format!("idle-{i}:echo:sys"), json!(i), Duration::from_secs(30)).await?;
+        ask(
+            node,
+            &format!("idle-{i}:echo:sys"),
+            json!(i),
+            Duration::from_secs(30),
+        )
+        .await?;
     }
     let after = rss_kib()?;
     Ok((after - before) / IDLE as f64)

@@ -89,7 +89,13 @@ pub fn print(title: &str, rows: &[Row], json: bool) {
                 Some(false) => format!("{} (MISSED)", r.target),
                 None => r.target.clone(),
             };
-            [r.metric.clone(), format!("{} {}", human(r.hearth), r.unit), baseline, ratio, target]
+            [
+                r.metric.clone(),
+                format!("{} {}", human(r.hearth), r.unit),
+                baseline,
+                ratio,
+                target,
+            ]
         })
         .collect();
     let header = ["metric", "hearth", "baseline", "ratio", "target"];
@@ -100,7 +106,11 @@ pub fn print(title: &str, rows: &[Row], json: bool) {
         }
     }
     let line = |row: [&str; 5]| {
-        let padded: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("| {} |", padded.join(" | "));
     };
     println!("{title}\n");
@@ -127,7 +137,9 @@ mod tests {
 
     #[test]
     fn ratio_and_target() {
-        let r = Row::new("x", "us", 8.0).baseline("y", 2.0).target(Better::Lower, 10.0);
+        let r = Row::new("x", "us", 8.0)
+            .baseline("y", 2.0)
+            .target(Better::Lower, 10.0);
         assert_eq!(r.ratio, Some(4.0));
         assert_eq!(r.meets_target, Some(true));
         let r = Row::new("x", "msg/s", 400.0).target(Better::Higher, 500.0);

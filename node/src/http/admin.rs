@@ -58,7 +58,11 @@ fn send_error(e: SendError) -> Response {
             StatusCode::BAD_GATEWAY
         }
     };
-    error(status, e.kind.as_str(), e.to_string())
+    error(
+        status,
+        e.kind.as_str(),
+        format!("{}: {}", e.target, e.detail),
+    )
 }
 
 fn is_loopback_host(host: &str, port: u16) -> bool {
