@@ -49,10 +49,11 @@ pub fn build_package(dir: &Path) -> Result<()> {
             );
         }
     }
+    let n = wasm_paths.len();
     eprintln!(
-        "kit: package {} built ({} processes)",
+        "kit: package {} built ({n} {})",
         dir.display(),
-        wasm_paths.len()
+        if n == 1 { "process" } else { "processes" }
     );
     Ok(())
 }

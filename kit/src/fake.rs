@@ -40,6 +40,10 @@ pub struct FakeArgs {
     /// Keep the node's data in DIR [default: a throw-away directory]
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
+    /// Build this package and start it on the node once it is up
+    /// (repeatable)
+    #[arg(long = "app", value_name = "DIR")]
+    pub apps: Vec<PathBuf>,
     /// Extra arguments passed to `hearth` as they are
     #[arg(last = true, value_name = "HEARTH_ARGS")]
     pub extra: Vec<String>,
@@ -47,6 +51,10 @@ pub struct FakeArgs {
 
 pub fn run(args: FakeArgs) -> Result<()> {
     let hearth = find_hearth()?;
+    // Build before booting: a build error should not leave a node behind.
+    for app in &args.apps {
+        crate::build::build_package(app)?;
+    }
     let home = NodeHome::new(args.home.as_deref(), &args.name)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -62,6 +70,8 @@ pub fn run(args: FakeArgs) -> Result<()> {
 
 async fn supervise(hearth: &Path, args: &FakeArgs, home: &Path) -> Result<()> {
     let mut signals = StopSignals::new()?;
+    // A port file left by an earlier run would say "ready" too early.
+    let _ = std::fs::remove_file(home.join(hearth::api::PORT_FILE));
     let mut command = Command::new(hearth);
     command
         .arg("--home")
@@ -90,11 +100,22 @@ async fn supervise(hearth: &Path, args: &FakeArgs, home: &Path) -> Result<()> {
         args.port,
         home.display()
     );
-    let status = tokio::select! {
-        status = child.wait() => status.context("waiting for the node")?,
-        name = signals.recv() => {
-            eprintln!("kit: {name}: stopping node {} (again to kill it)", args.name);
-            stop(&mut child, &mut signals).await?
+    let install = install_apps(&args.apps, home);
+    tokio::pin!(install);
+    let mut installing = !args.apps.is_empty();
+    let status = loop {
+        tokio::select! {
+            result = &mut install, if installing => {
+                installing = false;
+                if let Err(e) = result {
+                    eprintln!("kit: starting the apps failed: {e:#}");
+                }
+            }
+            status = child.wait() => break status.context("waiting for the node")?,
+            name = signals.recv() => {
+                eprintln!("kit: {name}: stopping node {} (again to kill it)", args.name);
+                break stop(&mut child, &mut signals).await?;
+            }
         }
     };
     if status.success() || stopped_by_us(status) {
@@ -103,6 +124,34 @@ async fn supervise(hearth: &Path, args: &FakeArgs, home: &Path) -> Result<()> {
     } else {
         bail!("node {} exited with {status}", args.name)
     }
+}
+
+/// Once the node has written its port, upload each (already built) app.
+async fn install_apps(apps: &[PathBuf], home: &Path) -> Result<()> {
+    if apps.is_empty() {
+        return Ok(());
+    }
+    let port_file = home.join(hearth::api::PORT_FILE);
+    let waited = std::time::Instant::now();
+    while !port_file.exists() {
+        if waited.elapsed() > STOP_GRACE {
+            bail!("the node did not start within {STOP_GRACE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for app in apps {
+        let args = crate::start::StartArgs {
+            dir: app.clone(),
+            node: crate::admin::NodeArgs {
+                port: None,
+                home: Some(home.to_path_buf()),
+            },
+        };
+        tokio::task::spawn_blocking(move || crate::start::run(&args))
+            .await
+            .context("upload task")??;
+    }
+    Ok(())
 }
 
 /// SIGTERM, then SIGKILL after [`STOP_GRACE`] or on the next signal.

@@ -1,1 +1,176 @@
-//! filled in once kit lands
+//! The real binaries, as a user runs them: `hearth` boots a node, `kit`
+//! builds, starts and pokes apps through the admin API.
+
+use std::path::Path;
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// A `hearth` child process, stopped with SIGTERM on drop.
+struct NodeProcess {
+    child: Child,
+    port: u16,
+}
+
+impl NodeProcess {
+    fn start(user_home: &Path, node_home: &Path, name: &str) -> Self {
+        let child = Command::new(binaries().join("hearth"))
+            .env("HOME", user_home)
+            .args(["--name", name, "--port", "0", "--home"])
+            .arg(node_home)
+            .spawn()
+            .expect("start hearth");
+        let port_file = node_home.join(hearth::api::PORT_FILE);
+        let t = Instant::now();
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break port;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "node never wrote its port"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Self { child, port }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn kit(user_home: &Path, args: &[&str]) -> Output {
+    Command::new(binaries().join("kit"))
+        .env("HOME", user_home)
+        // Apps outside the workspace build into the shared target dir too.
+        .env("CARGO_TARGET_DIR", workspace_root().join("target"))
+        .args(args)
+        .output()
+        .expect("run kit")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text}"))
+}
+
+#[test]
+fn kit_bs_then_kit_i_round_trip_and_typed_errors() {
+    let user_home = TempDir::new("kit-user");
+    let node_home = TempDir::new("kit-node");
+    let node = NodeProcess::start(user_home.path(), node_home.path(), "kit.os");
+    let port = node.port.to_string();
+    let echo_dir = workspace_root().join("apps/echo");
+    let echo_dir = echo_dir.to_str().expect("utf-8 path");
+
+    let out = kit(user_home.path(), &["bs", echo_dir, "--port", &port]);
+    assert!(
+        out.status.success(),
+        "kit bs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("echo:echo:sys"), "kit bs said: {said}");
+
+    // The secret is found through ~/.hearth/run/<port>, not typed.
+    let out = kit(
+        user_home.path(),
+        &["i", "echo:echo:sys", r#"{"ping":1}"#, "--port", &port],
+    );
+    assert!(
+        out.status.success(),
+        "kit i failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out), json!({"ping": 1}));
+
+    let out = kit(
+        user_home.path(),
+        &[
+            "i",
+            "echo:echo:sys",
+            r#"{"quiet":true}"#,
+            "--port",
+            &port,
+            "--non-block",
+        ],
+    );
+    assert!(out.status.success());
+    assert!(stdout_json(&out)["id"].is_u64());
+
+    // Typed errors: non-zero exit, the kind on stderr.
+    let out = kit(
+        user_home.path(),
+        &["i", "nope:echo:sys", "{}", "--port", &port],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown-process"));
+    let out = kit(
+        user_home.path(),
+        &["i", "echo:echo:sys", "{not json", "--port", &port],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    // Without the run file kit cannot find the secret, and says so.
+    let stranger = TempDir::new("kit-stranger");
+    let out = kit(
+        stranger.path(),
+        &["i", "echo:echo:sys", "{}", "--port", &port],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+}
+
+#[test]
+fn kit_new_builds_and_runs_a_fresh_app() {
+    let user_home = TempDir::new("new-user");
+    let node_home = TempDir::new("new-node");
+    let apps = TempDir::new("new-apps");
+    let node = NodeProcess::start(user_home.path(), node_home.path(), "new.os");
+    let port = node.port.to_string();
+    let parent = apps.path().to_str().expect("utf-8 path");
+
+    let out = kit(user_home.path(), &["new", "notes", "--dir", parent]);
+    assert!(
+        out.status.success(),
+        "kit new: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = apps.path().join("notes");
+    let out = kit(
+        user_home.path(),
+        &["bs", app.to_str().expect("utf-8"), "--port", &port],
+    );
+    assert!(
+        out.status.success(),
+        "kit bs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kit(
+        user_home.path(),
+        &[
+            "i",
+            "notes:notes:sys",
+            r#"{"hello":"world"}"#,
+            "--port",
+            &port,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "kit i: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out), json!({"hello": "world"}));
+}
