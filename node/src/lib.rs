@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod http;
 pub mod kernel;
+pub mod native;
 pub mod node;
 pub mod package;
 pub mod process;

@@ -13,7 +13,8 @@ use crate::api::{PORT_FILE, RUN_DIR, SECRET_FILE};
 use crate::config::NodeConfig;
 use crate::http::{self, HttpState};
 use crate::package;
-use crate::rpc::Injector;
+use crate::native::NativeEndpoint;
+use crate::rpc;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::services::Services;
 use crate::state::{StateError, StateStore};
@@ -36,13 +37,15 @@ pub enum NodeError {
     },
     #[error("bad node name {0:?}: names are [a-z0-9-.]")]
     Name(String),
+    #[error("boot: {0}")]
+    Boot(String),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] leaves its tasks
 /// running until the runtime ends.
 pub struct Node {
     services: Arc<Services>,
-    injector: Arc<Injector>,
+    injector: Arc<NativeEndpoint>,
     http_addr: SocketAddr,
     home: PathBuf,
     run_file: Option<PathBuf>,
@@ -72,7 +75,7 @@ impl Node {
         let state = StateStore::open(&home)?;
         let runtime = Runtime::new()?;
         let services = Services::new(&config, runtime, state);
-        let injector = Injector::start(&services);
+        let injector = rpc::start(&services).map_err(|e| NodeError::Boot(e.to_string()))?;
 
         let addr = SocketAddr::new(config.http_bind, config.http_port);
         let listener = TcpListener::bind(addr)
@@ -131,7 +134,7 @@ impl Node {
     }
 
     /// Sends requests on behalf of an administrator, as `kit i` does.
-    pub fn injector(&self) -> &Arc<Injector> {
+    pub fn injector(&self) -> &Arc<NativeEndpoint> {
         &self.injector
     }
 

@@ -85,10 +85,10 @@ async fn ask(node: &Node, target: &str, body: Value, timeout: Duration) -> Resul
     let target = Address::parse_with_default(target, node.name())?;
     let (_, answer) = node
         .injector()
-        .inject(target, serde_json::to_vec(&body)?, Some(timeout))
+        .ask(target, serde_json::to_vec(&body)?, None, timeout)
         .await?;
-    match answer.map(|km| km.message) {
-        Some(Message::Response(r)) => Ok(serde_json::from_slice(&r.body)?),
+    match answer.message {
+        Message::Response(r) => Ok(serde_json::from_slice(&r.body)?),
         other => Err(anyhow!("expected a response, got {other:?}")),
     }
 }

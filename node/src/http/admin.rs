@@ -156,21 +156,24 @@ async fn message(State(state): State<HttpState>, Json(req): Json<InjectRequest>)
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad-request", e.to_string()),
     };
-    let timeout = (!req.non_block).then(|| {
-        req.timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(kernel.limits().default_inject_timeout)
-    });
-    match state.injector.inject(target, body, timeout).await {
+    if req.non_block {
+        return match state.injector.tell(target, body, None) {
+            Ok(id) => Json(InjectResponse { id, body: None }).into_response(),
+            Err(e) => send_error(e),
+        };
+    }
+    let timeout = req
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(kernel.limits().default_inject_timeout);
+    match state.injector.ask(target, body, None, timeout).await {
         Ok((id, answer)) => {
-            let body = answer.map(|km| match km.message {
+            let body = match answer.message {
                 crate::types::Message::Response(r) => serde_json::from_slice(&r.body)
-                    .unwrap_or_else(|_| {
-                        serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())
-                    }),
+                    .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())),
                 crate::types::Message::Request(_) => serde_json::Value::Null,
-            });
-            Json(InjectResponse { id, body }).into_response()
+            };
+            Json(InjectResponse { id, body: Some(body) }).into_response()
         }
         Err(e) => send_error(e),
     }

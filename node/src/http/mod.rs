@@ -12,14 +12,14 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::rpc::Injector;
+use crate::native::NativeEndpoint;
 use crate::services::Services;
 
 /// What HTTP handlers share.
 #[derive(Clone)]
 pub struct HttpState {
     pub services: Arc<Services>,
-    pub injector: Arc<Injector>,
+    pub injector: Arc<NativeEndpoint>,
     pub secret: Arc<str>,
     pub port: u16,
 }

@@ -149,12 +149,7 @@ impl TestNode {
     ) -> Result<Value, SendError> {
         let target = Address::parse_with_default(target, self.node.name()).expect("valid address");
         let bytes = serde_json::to_vec(&body).expect("json");
-        let (_, answer) = self
-            .node
-            .injector()
-            .inject(target, bytes, Some(timeout))
-            .await?;
-        let km = answer.expect("an answer");
+        let (_, km) = self.node.injector().ask(target, bytes, None, timeout).await?;
         match km.message {
             hearth::types::Message::Response(r) => {
                 Ok(serde_json::from_slice(&r.body).expect("json reply"))
@@ -166,11 +161,7 @@ impl TestNode {
     pub async fn tell(&self, target: &str, body: Value) -> Result<(), SendError> {
         let target = Address::parse_with_default(target, self.node.name()).expect("valid address");
         let bytes = serde_json::to_vec(&body).expect("json");
-        self.node
-            .injector()
-            .inject(target, bytes, None)
-            .await
-            .map(|_| ())
+        self.node.injector().tell(target, bytes, None).map(|_| ())
     }
 
     pub async fn stop(self) -> TempDir {

@@ -1,0 +1,230 @@
+//! Native endpoints: parts of the node addressed like processes
+//! (`name:distro:sys`), such as the admin injector and the runtime services.
+//! One shared loop for all of them: each service only implements
+//! [`Service::handle`].
+//!
+//! An endpoint can serve requests and ask other processes. Two tasks keep
+//! those apart: the *dispatcher* reads the mailbox and hands answers to the
+//! callers awaiting them (so an `ask` never waits behind a request being
+//! served), and the *worker* serves requests one at a time, in arrival
+//! order.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn, Instrument};
+
+use crate::kernel::caps::ProcessCaps;
+use crate::kernel::mailbox::{mailbox, Envelope};
+use crate::kernel::Endpoint;
+use crate::services::Services;
+use crate::types::{
+    Address, Blob, KernelMessage, Message, ProcessId, Request, Response, SendError, SendErrorKind,
+};
+
+/// Requests accepted from the mailbox but not yet served. Past this the
+/// asker gets `mailbox-full`; the mailbox itself admits
+/// `Limits::mailbox_requests` more.
+pub const SERVICE_BACKLOG: usize = 1024;
+
+/// What a service answers: a body and an optional blob. `None` means the
+/// request needs no answer (fire-and-forget requests get none anyway).
+pub struct Reply {
+    pub body: Vec<u8>,
+    pub blob: Option<Blob>,
+}
+
+impl Reply {
+    pub fn json<T: serde::Serialize>(value: &T) -> Self {
+        Self {
+            body: serde_json::to_vec(value).unwrap_or_else(|e| {
+                format!(r#"{{"error":"cannot encode the reply: {e}"}}"#).into_bytes()
+            }),
+            blob: None,
+        }
+    }
+}
+
+pub type ReplyFuture<'a> = Pin<Box<dyn Future<Output = Option<Reply>> + Send + 'a>>;
+
+/// A runtime service. `handle` gets each request in arrival order.
+pub trait Service: Send + Sync + 'static {
+    fn handle(&self, request: KernelMessage) -> ReplyFuture<'_>;
+}
+
+type Waiter = oneshot::Sender<Result<KernelMessage, SendError>>;
+
+pub struct NativeEndpoint {
+    address: Address,
+    services: Arc<Services>,
+    waiters: Mutex<HashMap<u64, Waiter>>,
+}
+
+impl NativeEndpoint {
+    /// Register `id` with the kernel and start its tasks. Without a
+    /// service, requests to it fail with `unknown-process`.
+    pub fn start(
+        services: &Arc<Services>,
+        id: ProcessId,
+        caps: ProcessCaps,
+        service: Option<Arc<dyn Service>>,
+    ) -> Result<Arc<Self>, crate::kernel::AlreadyRunning> {
+        let (tx, mut rx) = mailbox(services.kernel.limits().mailbox_requests);
+        services
+            .kernel
+            .register(id.clone(), Endpoint { mailbox: tx, caps })?;
+        let endpoint = Arc::new(Self {
+            address: services.kernel.address(&id),
+            services: services.clone(),
+            waiters: Mutex::default(),
+        });
+        let (work_tx, work_rx) = mpsc::channel(SERVICE_BACKLOG);
+        if let Some(service) = service {
+            let worker = endpoint.clone();
+            tokio::spawn(worker.serve(service, work_rx).instrument(tracing::info_span!("service", %id)));
+        }
+        let weak = Arc::downgrade(&endpoint);
+        tokio::spawn(async move {
+            while let Some(envelope) = rx.recv().await {
+                let Some(endpoint) = weak.upgrade() else { break };
+                endpoint.dispatch(envelope, &work_tx);
+            }
+        });
+        Ok(endpoint)
+    }
+
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    fn dispatch(&self, envelope: Envelope, work_tx: &mpsc::Sender<KernelMessage>) {
+        let (id, result) = match envelope {
+            Envelope::Message(km) if km.is_request() => {
+                if let Err(e) = work_tx.try_send(km) {
+                    let (kind, km) = match e {
+                        mpsc::error::TrySendError::Full(km) => (SendErrorKind::MailboxFull, km),
+                        mpsc::error::TrySendError::Closed(km) => (SendErrorKind::UnknownProcess, km),
+                    };
+                    if let Some(rsvp) = &km.rsvp {
+                        let detail = match kind {
+                            SendErrorKind::MailboxFull => "the service is overloaded; retry later",
+                            _ => "this endpoint serves no requests",
+                        };
+                        let error = SendError::new(kind, &self.address, detail);
+                        self.services.kernel.fail(rsvp, km.id, error);
+                    }
+                }
+                return;
+            }
+            Envelope::Message(km) => (km.id, Ok(km)),
+            Envelope::Failed { id, error } => (id, Err(error)),
+        };
+        match self.take_waiter(id) {
+            Some(waiter) => {
+                let _ = waiter.send(result);
+            }
+            None => debug!(id, "answer nobody awaits (late or duplicate); discarded"),
+        }
+    }
+
+    async fn serve(self: Arc<Self>, service: Arc<dyn Service>, mut work_rx: mpsc::Receiver<KernelMessage>) {
+        while let Some(km) = work_rx.recv().await {
+            let (id, rsvp) = (km.id, km.rsvp.clone());
+            let reply = service.handle(km).await;
+            if let (Some(rsvp), Some(reply)) = (rsvp, reply) {
+                if let Err(e) = self.respond(rsvp, id, reply) {
+                    warn!(%e, "service reply not delivered");
+                }
+            }
+        }
+    }
+
+    fn take_waiter(&self, id: u64) -> Option<Waiter> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
+    }
+
+    /// Answer request `id` of `rsvp`.
+    pub fn respond(&self, rsvp: Address, id: u64, reply: Reply) -> Result<(), SendError> {
+        self.services.kernel.route(KernelMessage {
+            id,
+            source: self.address.clone(),
+            target: rsvp,
+            rsvp: None,
+            message: Message::Response(Response {
+                body: reply.body,
+                metadata: None,
+            }),
+            blob: reply.blob,
+        })
+    }
+
+    fn request(&self, id: u64, target: Address, body: Vec<u8>, blob: Option<Blob>, timeout: Option<Duration>) -> KernelMessage {
+        KernelMessage {
+            id,
+            source: self.address.clone(),
+            target,
+            rsvp: timeout.map(|_| self.address.clone()),
+            message: Message::Request(Request {
+                inherit: false,
+                expects_response: timeout.map(|t| t.as_millis() as u64),
+                body,
+                metadata: None,
+            }),
+            blob,
+        }
+    }
+
+    /// Fire-and-forget. Returns the correlation id once accepted.
+    pub fn tell(&self, target: Address, body: Vec<u8>, blob: Option<Blob>) -> Result<u64, SendError> {
+        let id = self.services.kernel.next_id();
+        self.services
+            .kernel
+            .route(self.request(id, target, body, blob, None))
+            .map(|()| id)
+    }
+
+    /// Send a request and await its answer for at most `timeout`. Returns
+    /// the correlation id and the response message.
+    pub async fn ask(
+        &self,
+        target: Address,
+        body: Vec<u8>,
+        blob: Option<Blob>,
+        timeout: Duration,
+    ) -> Result<(u64, KernelMessage), SendError> {
+        let kernel = &self.services.kernel;
+        let id = kernel.next_id();
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        if let Err(e) = kernel.route(self.request(id, target.clone(), body, blob, Some(timeout))) {
+            self.take_waiter(id);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer.map(|km| (id, km)),
+            Ok(Err(_)) => Err(SendError::new(
+                SendErrorKind::Offline,
+                &target,
+                "the node is shutting down",
+            )),
+            Err(_) => {
+                self.take_waiter(id);
+                Err(SendError::new(
+                    SendErrorKind::Timeout,
+                    &target,
+                    format!("no response within {} ms", timeout.as_millis()),
+                ))
+            }
+        }
+    }
+}
