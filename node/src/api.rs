@@ -96,3 +96,43 @@ pub struct NodeStatus {
     pub http_port: u16,
     pub processes: usize,
 }
+
+/// `GET /admin/peers`: JSON `Vec<PeerInfo>`.
+pub const PEERS_PATH: &str = "/admin/peers";
+
+/// A connected peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The node name bound to the peer's key, once it said hello.
+    pub name: Option<String>,
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+    /// Last ping round trip.
+    pub rtt_ms: Option<f64>,
+}
+
+/// `GET /admin/disk`: JSON [`DiskUsage`].
+pub const DISK_PATH: &str = "/admin/disk";
+
+/// Disk use of a node, per package.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiskUsage {
+    /// Size of the state store's files (`<home>/state.sled`), all
+    /// packages together (sled keeps some slack beyond the live data).
+    pub store_bytes: u64,
+    pub packages: Vec<PackageDisk>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackageDisk {
+    /// `package:publisher`.
+    pub package: String,
+    /// Installed files under `<home>/packages`.
+    pub package_bytes: u64,
+    /// Per-process state (live keys and values in the store).
+    pub state_bytes: u64,
+    /// Key-value databases (live keys and values in the store).
+    pub kv_bytes: u64,
+    /// The package's drive under `<home>/vfs`.
+    pub vfs_bytes: u64,
+}

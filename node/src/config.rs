@@ -20,6 +20,10 @@ pub struct NodeConfig {
     pub restart: RestartPolicy,
     /// Write `$HOME/.hearth/run/<port>` so `kit` can find this node.
     pub register_run_file: bool,
+    /// Browser UIs, process bindings, WebSockets and login.
+    pub http: crate::http::HttpConfig,
+    /// Peer-to-peer transport and discovery.
+    pub net: crate::net::NetConfig,
 }
 
 impl NodeConfig {
@@ -32,6 +36,8 @@ impl NodeConfig {
             limits: Limits::default(),
             restart: RestartPolicy::default(),
             register_run_file: true,
+            http: crate::http::HttpConfig::default(),
+            net: crate::net::NetConfig::default(),
         }
     }
 }

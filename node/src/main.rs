@@ -28,6 +28,38 @@ struct Args {
     /// whatever this is.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
+    /// File whose first line becomes the node password for browser logins
+    /// (stored as a salted Argon2id hash; the file can be deleted after).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Mark session cookies Secure (the node is served over TLS).
+    #[arg(long)]
+    secure_cookies: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// Peer-to-peer options.
+#[derive(clap::Args, Debug)]
+struct NetArgs {
+    /// TCP and UDP (QUIC) port for peers (0 picks free ones).
+    #[arg(long, default_value_t = 0)]
+    p2p_port: u16,
+    /// Address to accept peers on.
+    #[arg(long, default_value = "0.0.0.0")]
+    p2p_bind: IpAddr,
+    /// A peer to join at boot, as /ip4/.../tcp/.../p2p/<peer id> (repeatable).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Do not discover peers on the local network with mDNS.
+    #[arg(long)]
+    no_mdns: bool,
+    /// Milliseconds a dial may take before waiting requests fail with offline.
+    #[arg(long, default_value_t = 5000)]
+    dial_timeout_ms: u64,
+    /// Seconds an idle connection stays open.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout_secs: u64,
 }
 
 #[tokio::main]
@@ -45,6 +77,19 @@ async fn main() -> anyhow::Result<()> {
     let mut config = NodeConfig::new(&args.home, &args.name);
     config.http_port = args.port;
     config.http_bind = args.bind;
+    config.http.secure_cookies = args.secure_cookies;
+    config.net.port = args.net.p2p_port;
+    config.net.listen_ip = args.net.p2p_bind;
+    config.net.bootstrap = args.net.bootstrap.clone();
+    config.net.mdns = !args.net.no_mdns;
+    config.net.dial_timeout = std::time::Duration::from_millis(args.net.dial_timeout_ms);
+    config.net.idle_timeout = std::time::Duration::from_secs(args.net.idle_timeout_secs);
+    if let Some(path) = &args.password_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the password file {}", path.display()))?;
+        let password = text.lines().next().unwrap_or("").to_string();
+        config.http.password = Some(hearth::http::Password(password));
+    }
     let node = Node::start(config).await.context("cannot start the node")?;
     println!(
         "hearth node {} serving http://{} (home {})",

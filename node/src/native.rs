@@ -85,12 +85,18 @@ impl NativeEndpoint {
         let (work_tx, work_rx) = mpsc::channel(SERVICE_BACKLOG);
         if let Some(service) = service {
             let worker = endpoint.clone();
-            tokio::spawn(worker.serve(service, work_rx).instrument(tracing::info_span!("service", %id)));
+            tokio::spawn(
+                worker
+                    .serve(service, work_rx)
+                    .instrument(tracing::info_span!("service", %id)),
+            );
         }
         let weak = Arc::downgrade(&endpoint);
         tokio::spawn(async move {
             while let Some(envelope) = rx.recv().await {
-                let Some(endpoint) = weak.upgrade() else { break };
+                let Some(endpoint) = weak.upgrade() else {
+                    break;
+                };
                 endpoint.dispatch(envelope, &work_tx);
             }
         });
@@ -107,7 +113,9 @@ impl NativeEndpoint {
                 if let Err(e) = work_tx.try_send(km) {
                     let (kind, km) = match e {
                         mpsc::error::TrySendError::Full(km) => (SendErrorKind::MailboxFull, km),
-                        mpsc::error::TrySendError::Closed(km) => (SendErrorKind::UnknownProcess, km),
+                        mpsc::error::TrySendError::Closed(km) => {
+                            (SendErrorKind::UnknownProcess, km)
+                        }
                     };
                     if let Some(rsvp) = &km.rsvp {
                         let detail = match kind {
@@ -131,7 +139,11 @@ impl NativeEndpoint {
         }
     }
 
-    async fn serve(self: Arc<Self>, service: Arc<dyn Service>, mut work_rx: mpsc::Receiver<KernelMessage>) {
+    async fn serve(
+        self: Arc<Self>,
+        service: Arc<dyn Service>,
+        mut work_rx: mpsc::Receiver<KernelMessage>,
+    ) {
         while let Some(km) = work_rx.recv().await {
             let (id, rsvp) = (km.id, km.rsvp.clone());
             let reply = service.handle(km).await;
@@ -165,7 +177,14 @@ impl NativeEndpoint {
         })
     }
 
-    fn request(&self, id: u64, target: Address, body: Vec<u8>, blob: Option<Blob>, timeout: Option<Duration>) -> KernelMessage {
+    fn request(
+        &self,
+        id: u64,
+        target: Address,
+        body: Vec<u8>,
+        blob: Option<Blob>,
+        timeout: Option<Duration>,
+    ) -> KernelMessage {
         KernelMessage {
             id,
             source: self.address.clone(),
@@ -182,7 +201,12 @@ impl NativeEndpoint {
     }
 
     /// Fire-and-forget. Returns the correlation id once accepted.
-    pub fn tell(&self, target: Address, body: Vec<u8>, blob: Option<Blob>) -> Result<u64, SendError> {
+    pub fn tell(
+        &self,
+        target: Address,
+        body: Vec<u8>,
+        blob: Option<Blob>,
+    ) -> Result<u64, SendError> {
         let id = self.services.kernel.next_id();
         self.services
             .kernel

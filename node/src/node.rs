@@ -12,12 +12,13 @@ use tracing::{info, warn};
 use crate::api::{PORT_FILE, RUN_DIR, SECRET_FILE};
 use crate::config::NodeConfig;
 use crate::http::{self, HttpState};
-use crate::package;
 use crate::native::NativeEndpoint;
+use crate::package;
 use crate::rpc;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::services::Services;
 use crate::state::{StateError, StateStore};
+use crate::{kv, timer, vfs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -39,6 +40,8 @@ pub enum NodeError {
     Name(String),
     #[error("boot: {0}")]
     Boot(String),
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] leaves its tasks
@@ -76,6 +79,12 @@ impl Node {
         let runtime = Runtime::new()?;
         let services = Services::new(&config, runtime, state);
         let injector = rpc::start(&services).map_err(|e| NodeError::Boot(e.to_string()))?;
+        let boot_err = |e: crate::kernel::AlreadyRunning| NodeError::Boot(e.to_string());
+        kv::start(&services).map_err(boot_err)?;
+        vfs::start(&services, home.join(vfs::VFS_DIR)).map_err(boot_err)?;
+        timer::start(&services).map_err(boot_err)?;
+        let web = http::Web::start(&services, &config.http, &home)
+            .map_err(|e| NodeError::Boot(e.to_string()))?;
 
         let addr = SocketAddr::new(config.http_bind, config.http_port);
         let listener = TcpListener::bind(addr)
@@ -96,14 +105,22 @@ impl Node {
             injector: injector.clone(),
             secret: secret.into(),
             port: http_addr.port(),
+            web,
         };
         let http_task = tokio::spawn(http::serve(listener, state, shutdown_rx));
 
         let started = package::start_all_installed(&services).await;
+        let children = package::restore_children(&services).await;
+        // Join the network once every local process is back, so a peer
+        // never sees `unknown-process` for one that is still starting.
+        let net = crate::net::Net::start(&config.net, &home, &services)?;
+        services.kernel.set_remote(net.clone());
+        let _ = services.net.set(net);
         info!(
             name = %config.name,
             http = %http_addr,
             packages = started.len(),
+            children,
             "node started"
         );
         Ok(Node {
@@ -150,7 +167,29 @@ impl Node {
         if let Some(run_file) = self.run_file {
             let _ = std::fs::remove_file(run_file);
         }
+        close_store(self.services, self.injector).await;
         info!("node stopped");
+    }
+}
+
+/// Unregister the native endpoints so their tasks end, then wait (a
+/// bounded while) for the last handle on the services: dropping it closes
+/// the state store (final flush, file lock released), so the same home can
+/// be opened again at once.
+async fn close_store(services: Arc<Services>, injector: Arc<NativeEndpoint>) {
+    drop(injector);
+    for (id, _) in services.kernel.processes() {
+        services.kernel.unregister(&id);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while Arc::strong_count(&services) > 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    if Arc::strong_count(&services) > 1 {
+        warn!("state store still referenced at shutdown; it closes when the last task ends");
+    }
+    if let Err(e) = services.state.durable().await {
+        warn!("final state flush failed: {e}");
     }
 }
 
@@ -171,7 +210,7 @@ fn load_or_create_secret(home: &Path) -> std::io::Result<String> {
     Ok(secret)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -155,9 +155,17 @@ pub async fn install(
         metadata.properties.publisher.clone(),
     );
     services
-        .stop_where(|id| id.package == pkg && id.publisher == publisher)
+        .stop_where(|id| *id.package == *pkg && *id.publisher == *publisher)
         .await;
     services.runtime.evict(&format!("{package_id}@"));
+    // Children spawned by the old version are not restored into the new.
+    for child in services
+        .state
+        .children_of_package(&package_id)
+        .unwrap_or_default()
+    {
+        let _ = services.state.forget_child(&child.id);
+    }
 
     let staging = services.packages_dir.join(format!(".{package_id}.new"));
     let _ = std::fs::remove_dir_all(&staging);
@@ -203,6 +211,75 @@ pub async fn start_all_installed(services: &Arc<Services>) -> Vec<InstallRespons
         }
     }
     started
+}
+
+/// Start again the children spawned before the node stopped, from the
+/// persisted process table, with the capabilities a spawn gives. A child
+/// starts after its parent's capabilities are back, so children of children
+/// inherit the right set. Returns how many started.
+pub async fn restore_children(services: &Arc<Services>) -> usize {
+    let mut waiting = match services.state.children() {
+        Ok(children) => children,
+        Err(e) => {
+            warn!("process table unreadable; spawned children not restored: {e}");
+            return 0;
+        }
+    };
+    let mut started = 0;
+    loop {
+        let (ready, rest): (Vec<_>, Vec<_>) = waiting
+            .into_iter()
+            .partition(|c| !parent_missing(c, services));
+        if ready.is_empty() {
+            for orphan in &rest {
+                warn!(child = %orphan.id, parent = %orphan.parent, "child not restored: its parent is not running");
+            }
+            return started;
+        }
+        for child in ready {
+            match restore_child(services, &child) {
+                Ok(()) => started += 1,
+                Err(e) => warn!(child = %child.id, "child not restored: {e}"),
+            }
+        }
+        waiting = rest;
+    }
+}
+
+/// Whether `child` must wait: its parent is not running yet.
+fn parent_missing(child: &crate::state::table::ChildRecord, services: &Services) -> bool {
+    !services.kernel.is_running(&child.parent)
+}
+
+fn restore_child(
+    services: &Arc<Services>,
+    child: &crate::state::table::ChildRecord,
+) -> Result<(), InstallError> {
+    let dir = services.packages_dir.join(child.id.package_id());
+    let path = dir.join("metadata.json");
+    let metadata: Metadata = parse_json(
+        &std::fs::read(&path).map_err(io_err(&path))?,
+        "metadata.json",
+    )?;
+    let package = Arc::new(PackageInfo {
+        id: package_id(&metadata)?,
+        version: metadata.properties.current_version.clone(),
+        dir,
+    });
+    let caps = &services.kernel.caps;
+    caps.inherit(&child.parent, &child.id);
+    caps.grant_messaging(&child.parent, &child.id);
+    caps.grant_messaging(&child.id, &child.parent);
+    let spec = ProcessSpec {
+        id: child.id.clone(),
+        package,
+        wasm_path: child.wasm_path.clone(),
+        on_exit: child.on_exit.clone(),
+        public: child.public,
+        networking: child.networking,
+    };
+    process::start(services, spec)?;
+    Ok(())
 }
 
 fn package_id(metadata: &Metadata) -> Result<String, InstallError> {

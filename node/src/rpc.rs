@@ -14,7 +14,9 @@ pub fn process_id() -> ProcessId {
 }
 
 /// Register the injector. It may message any process, on any node.
-pub fn start(services: &Arc<Services>) -> Result<Arc<NativeEndpoint>, crate::kernel::AlreadyRunning> {
+pub fn start(
+    services: &Arc<Services>,
+) -> Result<Arc<NativeEndpoint>, crate::kernel::AlreadyRunning> {
     let caps = ProcessCaps {
         public: false,
         networking: true,

@@ -39,12 +39,16 @@ pub mod address;
 pub mod app;
 pub mod error;
 pub mod executor;
+pub mod http;
 pub mod json;
+pub mod kv;
 pub mod log;
 pub mod message;
 pub mod request;
 pub mod spawn;
 pub mod state;
+pub mod timer;
+pub mod vfs;
 
 /// Raw bindings generated from `wit/process.wit`.
 ///
@@ -69,7 +73,9 @@ pub use address::{Address, AddressError, ProcessId};
 pub use app::{our, Process};
 pub use error::{SendError, SendErrorKind};
 pub use executor::{spawn_task, Ask};
+pub use kv::{Kv, KvBatch, KvError};
 pub use message::{Blob, Failure, Incoming};
 pub use request::{respond, respond_json, Request, Response, DEFAULT_ASK_TIMEOUT_MS};
 pub use spawn::{spawn, OnExit, SpawnError, SpawnOptions};
 pub use state::{clear_state, get_state, set_state, StateError};
+pub use vfs::{Vfs, VfsError};

@@ -2,6 +2,8 @@
 //! measured in the same run, as a table. Targets are printed, never
 //! asserted: the machines are noisy, so this is a report, not a test.
 
+mod http;
+mod loadgen;
 mod local;
 mod table;
 
@@ -19,6 +21,8 @@ use crate::start::collect_package;
 pub enum Suite {
     /// Messaging, spawn and memory on one node.
     Local,
+    /// HTTP to a process endpoint vs plain axum; WebSocket publish fan-out.
+    Http,
 }
 
 #[derive(Debug, Args)]
@@ -48,15 +52,21 @@ fn package(rel: &str) -> Result<Vec<PackageFile>> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let echo = package("apps/echo")?;
     let probe = package("tests/apps/probe")?;
+    let chat = match args.suite {
+        Suite::Http => package("apps/chat")?,
+        Suite::Local => Vec::new(),
+    };
     let home = std::env::temp_dir().join(format!("hearth-bench-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
     let result = runtime.block_on(async {
         let mut config = NodeConfig::new(&home, "bench.os");
         config.http_port = 0;
         config.register_run_file = false;
+        config.http.password = Some(hearth::http::Password(http::PASSWORD.into()));
         let node = Node::start(config).await?;
         let rows = match args.suite {
             Suite::Local => local::run(&node, echo, probe).await,
+            Suite::Http => http::run(&node, chat).await,
         };
         node.shutdown().await;
         rows
@@ -65,6 +75,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let rows = result?;
     let title = match args.suite {
         Suite::Local => "kit bench local (one node, 2-core machine figures are noisy; run twice)",
+        Suite::Http => "kit bench http (one node, load generator in the same process; 2-core machine figures are noisy)",
     };
     table::print(title, &rows, args.json);
     Ok(())

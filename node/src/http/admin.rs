@@ -35,6 +35,8 @@ pub fn router(state: HttpState) -> axum::Router<HttpState> {
         .route("/message", post(message))
         .route("/processes", get(processes))
         .route("/status", get(status))
+        .route("/disk", get(disk))
+        .route("/peers", get(peers))
         .layer(middleware::from_fn_with_state(state, guard))
 }
 
@@ -170,10 +172,16 @@ async fn message(State(state): State<HttpState>, Json(req): Json<InjectRequest>)
         Ok((id, answer)) => {
             let body = match answer.message {
                 crate::types::Message::Response(r) => serde_json::from_slice(&r.body)
-                    .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())),
+                    .unwrap_or_else(|_| {
+                        serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())
+                    }),
                 crate::types::Message::Request(_) => serde_json::Value::Null,
             };
-            Json(InjectResponse { id, body: Some(body) }).into_response()
+            Json(InjectResponse {
+                id,
+                body: Some(body),
+            })
+            .into_response()
         }
         Err(e) => send_error(e),
     }
@@ -192,6 +200,30 @@ async fn processes(State(state): State<HttpState>) -> Json<Vec<ProcessInfo>> {
         })
         .collect();
     Json(list)
+}
+
+async fn peers(State(state): State<HttpState>) -> Json<Vec<crate::api::PeerInfo>> {
+    match state.services.net.get() {
+        Some(net) => Json(net.peers().await),
+        None => Json(Vec::new()),
+    }
+}
+
+/// Disk use per package (walks the package and drive directories).
+async fn disk(State(state): State<HttpState>) -> Response {
+    let services = state.services.clone();
+    let usage = tokio::task::spawn_blocking(move || {
+        let packages = &services.packages_dir;
+        let home = packages.parent().unwrap_or(packages);
+        services
+            .state
+            .disk_usage(packages, &home.join(crate::vfs::VFS_DIR))
+    })
+    .await;
+    match usage {
+        Ok(usage) => Json(usage).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
 }
 
 async fn status(State(state): State<HttpState>) -> Json<NodeStatus> {

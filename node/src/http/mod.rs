@@ -1,19 +1,173 @@
-//! The node's HTTP server: the home page and the admin API used by `kit`.
+//! The node's HTTP server (axum): the home page, login, `/our.js`,
+//! `/metrics`, the admin API used by `kit`, and everything under
+//! `/<process-id>/` (process bindings, WebSockets, app UIs).
+//!
+//! - `pages.rs`: home, login/logout, `/our.js`, `/metrics`.
+//! - `proxy.rs`: `/<process-id>/...`: bindings, then UI files.
+//! - `bindings.rs`: the binding table and the `http-server:distro:sys`
+//!   service processes message to bind paths and push on WebSockets.
+//! - `ws.rs`: WebSocket connections and topics.
+//! - `auth.rs`: the node password and sessions.
+//! - `ui.rs`: static UI files and `our.js`.
+//! - `wire.rs`: the JSON messages between the server and processes.
+//! - `admin.rs`: the guarded admin API.
 
 pub mod admin;
+pub mod auth;
+pub mod bindings;
+mod pages;
+mod proxy;
+pub mod ui;
+pub mod wire;
+pub mod ws;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::response::Html;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::kernel::caps::ProcessCaps;
 use crate::native::NativeEndpoint;
 use crate::services::Services;
+use auth::{Auth, AuthError};
+use bindings::{BindingTable, HttpServerService};
+use ws::WsHub;
+
+/// A password that never shows in `Debug` output or logs.
+#[derive(Clone, Default)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<hidden>)")
+    }
+}
+
+/// Browser-facing HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Set (or replace) the node password at boot. Without it, a node that
+    /// has none lets the first loopback visitor of `/login` choose one.
+    pub password: Option<Password>,
+    /// Mark the session cookie `Secure`: set when the node is served over
+    /// TLS (for example behind a TLS-terminating proxy).
+    pub secure_cookies: bool,
+    pub session_ttl: Duration,
+    /// How long a process may take to answer an HTTP request (then 504).
+    pub request_timeout: Duration,
+    /// Largest request body (then 413) and WebSocket message.
+    pub max_body_bytes: usize,
+    /// Most open WebSocket connections (then 503).
+    pub max_ws_connections: usize,
+    /// Frames buffered per WebSocket client; a client that lets its buffer
+    /// fill is dropped.
+    pub ws_client_buffer: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            password: None,
+            secure_cookies: false,
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_ws_connections: 10_000,
+            ws_client_buffer: 256,
+        }
+    }
+}
+
+/// Lists connected peers for the home page and `/metrics`.
+pub type PeerList = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+/// The browser side of the node: auth, bindings, WebSockets.
+pub struct Web {
+    pub config: HttpConfig,
+    pub auth: Arc<Auth>,
+    pub bindings: Arc<BindingTable>,
+    pub hub: Arc<WsHub>,
+    /// `http-server:distro:sys`: forwards requests and WebSocket events.
+    pub server: Arc<NativeEndpoint>,
+    peers: OnceLock<PeerList>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Register(#[from] crate::kernel::AlreadyRunning),
+}
+
+impl Web {
+    /// Open the password store and register `http-server:distro:sys`.
+    pub fn start(
+        services: &Arc<Services>,
+        config: &HttpConfig,
+        home: &Path,
+    ) -> Result<Arc<Self>, WebError> {
+        let password = config.password.as_ref().map(|p| p.0.as_str());
+        let our = services.kernel.our();
+        let auth = Arc::new(Auth::open(
+            home,
+            our,
+            password,
+            config.session_ttl,
+            config.secure_cookies,
+        )?);
+        let bindings = Arc::new(BindingTable::default());
+        let hub = Arc::new(WsHub::new(
+            services.clone(),
+            config.max_ws_connections,
+            config.ws_client_buffer,
+        ));
+        let service = HttpServerService {
+            bindings: bindings.clone(),
+            hub: hub.clone(),
+            our: our.into(),
+        };
+        // Public so every process may bind; system so it may forward
+        // requests to processes that are not public.
+        let caps = ProcessCaps {
+            public: true,
+            networking: false,
+            system: true,
+        };
+        let server = NativeEndpoint::start(
+            services,
+            bindings::process_id(),
+            caps,
+            Some(Arc::new(service)),
+        )?;
+        Ok(Arc::new(Self {
+            config: config.clone(),
+            auth,
+            bindings,
+            hub,
+            server,
+            peers: OnceLock::new(),
+        }))
+    }
+
+    /// Hook for the network layer: how to list connected peers. Until it is
+    /// set the node reports none.
+    pub fn set_peer_list(&self, peers: PeerList) {
+        let _ = self.peers.set(peers);
+    }
+
+    pub fn peers(&self) -> Vec<String> {
+        self.peers.get().map(|f| f()).unwrap_or_default()
+    }
+}
 
 /// What HTTP handlers share.
 #[derive(Clone)]
@@ -22,13 +176,40 @@ pub struct HttpState {
     pub injector: Arc<NativeEndpoint>,
     pub secret: Arc<str>,
     pub port: u16,
+    pub web: Arc<Web>,
 }
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
-        .route("/", get(home))
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", axum::routing::post(pages::logout))
+        .route("/our.js", get(pages::our_js))
+        .route("/metrics", get(pages::metrics))
         .nest("/admin", admin::router(state.clone()))
+        .fallback(app)
+        .layer(middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
+}
+
+async fn app(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    proxy::app(state, peer, request).await
+}
+
+/// Count every request and its latency.
+async fn count(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .services
+        .kernel
+        .metrics
+        .http_response(response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// Serve until `shutdown` turns true.
@@ -43,31 +224,4 @@ pub async fn serve(
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await
-}
-
-async fn home(State(state): State<HttpState>) -> Html<String> {
-    let kernel = &state.services.kernel;
-    let rows: String = kernel
-        .processes()
-        .iter()
-        .map(|(id, caps)| {
-            format!(
-                "<li><code>{}</code>{}</li>",
-                escape(&id.to_string()),
-                if caps.public { " (public)" } else { "" }
-            )
-        })
-        .collect();
-    Html(format!(
-        "<!doctype html><meta charset=utf-8><title>{name} · Hearth</title>\
-         <h1>{name}</h1><p>Hearth node {version}</p><h2>Processes</h2><ul>{rows}</ul>",
-        name = escape(kernel.our()),
-        version = env!("CARGO_PKG_VERSION"),
-    ))
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

@@ -11,7 +11,7 @@ pub mod mailbox;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use tracing::debug;
 
@@ -32,15 +32,28 @@ pub struct Endpoint {
 pub struct AlreadyRunning(pub ProcessId);
 
 pub struct Kernel {
-    our: String,
+    our: Arc<str>,
     limits: Limits,
     table: RwLock<HashMap<ProcessId, Endpoint>>,
     pub caps: CapabilityTable,
     next_id: AtomicU64,
+    /// Counters rendered at `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// The network, for targets on other nodes.
+    remote: std::sync::OnceLock<Arc<dyn Remote>>,
+}
+
+/// How the kernel hands messages to other nodes (implemented by `net`).
+pub trait Remote: Send + Sync {
+    /// Send to a remote target; errors the network can see at once come
+    /// back here, later ones arrive as failures.
+    fn send(&self, km: KernelMessage) -> Result<(), SendError>;
+    /// Tell a remote asker that its request failed here.
+    fn fail(&self, rsvp: &Address, id: u64, error: SendError);
 }
 
 impl Kernel {
-    pub fn new(our: impl Into<String>, limits: Limits) -> Self {
+    pub fn new(our: impl Into<Arc<str>>, limits: Limits) -> Self {
         // Correlation ids start at a random point so that ids minted by
         // different nodes (or by this node before a restart) do not meet.
         let mut seed = [0u8; 8];
@@ -54,6 +67,8 @@ impl Kernel {
             table: RwLock::default(),
             caps: CapabilityTable::default(),
             next_id: AtomicU64::new(start.max(1)),
+            metrics: crate::metrics::Metrics::default(),
+            remote: std::sync::OnceLock::new(),
         }
     }
 
@@ -111,8 +126,32 @@ impl Kernel {
     }
 
     /// Decide delivery of one message: queue it in the target's mailbox or
-    /// say at once why not.
+    /// say at once why not. The sender's capabilities are looked up in the
+    /// process table.
     pub fn route(&self, km: KernelMessage) -> Result<(), SendError> {
+        let result = self.route_with(km, None);
+        self.metrics.route_result(&result);
+        result
+    }
+
+    /// [`Kernel::route`] for a sender that is a registered process of this
+    /// node and passes its own registered capabilities, which saves a
+    /// table lookup per message. The decision is the same.
+    pub fn route_from(
+        &self,
+        km: KernelMessage,
+        source_caps: &ProcessCaps,
+    ) -> Result<(), SendError> {
+        let result = self.route_with(km, Some(source_caps));
+        self.metrics.route_result(&result);
+        result
+    }
+
+    fn route_with(
+        &self,
+        km: KernelMessage,
+        known_caps: Option<&ProcessCaps>,
+    ) -> Result<(), SendError> {
         let fail = |kind, detail: String| Err(SendError::new(kind, &km.target, detail));
         let len = km.payload_len();
         if len > self.limits.max_message_bytes {
@@ -126,9 +165,12 @@ impl Kernel {
         }
         let table = self.read_table();
         let no_caps = ProcessCaps::default();
-        let source_caps = match table.get(&km.source.process) {
-            Some(e) if km.source.node == self.our => &e.caps,
-            _ => &no_caps,
+        let source_caps = match known_caps {
+            Some(caps) => caps,
+            _ => match table.get(&km.source.process) {
+                Some(e) if km.source.node == self.our => &e.caps,
+                _ => &no_caps,
+            },
         };
         if km.target.node != self.our {
             if CapabilityTable::check_network(source_caps) == Err(Denied::Networking) {
@@ -137,10 +179,14 @@ impl Kernel {
                     format!("{} lacks the network capability", km.source.process),
                 );
             }
-            return fail(
-                SendErrorKind::Offline,
-                format!("node {} is not reachable from {}", km.target.node, self.our),
-            );
+            drop(table);
+            return match self.remote.get() {
+                Some(remote) => remote.send(km),
+                None => fail(
+                    SendErrorKind::Offline,
+                    format!("node {} has no network", self.our),
+                ),
+            };
         }
         let Some(target) = table.get(&km.target.process) else {
             return fail(
@@ -183,11 +229,60 @@ impl Kernel {
         })
     }
 
+    /// Deliver a message that arrived from another node (already checked
+    /// to come from the node it names). A request needs its target to hold
+    /// the network capability.
+    pub fn deliver_from_network(&self, km: KernelMessage) -> Result<(), SendError> {
+        if km.target.node != self.our {
+            return Err(SendError::new(
+                SendErrorKind::BadAddress,
+                &km.target,
+                format!("this node is {}, not {}", self.our, km.target.node),
+            ));
+        }
+        if km.is_request() {
+            let caps = self
+                .read_table()
+                .get(&km.target.process)
+                .map(|e| e.caps.clone());
+            if let Some(caps) = caps {
+                if CapabilityTable::check_network(&caps) == Err(Denied::Networking) {
+                    return Err(SendError::new(
+                        SendErrorKind::CapabilityMissing,
+                        &km.target,
+                        format!(
+                            "{} does not accept messages from other nodes",
+                            km.target.process
+                        ),
+                    ));
+                }
+            }
+        }
+        // The sender is remote: no local capabilities, and none needed
+        // beyond the target's network capability checked above.
+        let system = ProcessCaps {
+            system: true,
+            ..ProcessCaps::default()
+        };
+        let result = self.route_with(km, Some(&system));
+        self.metrics.route_result(&result);
+        result
+    }
+
+    /// Attach the network. Set once at boot.
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
+        let _ = self.remote.set(remote);
+    }
+
     /// Tell the asker `rsvp` that its request `id` failed. If the asker is
     /// gone there is nobody left to tell.
     pub fn fail(&self, rsvp: &Address, id: u64, error: SendError) {
+        self.metrics.error(error.kind);
         if rsvp.node != self.our {
-            debug!(%rsvp, id, %error, "failure for a remote asker dropped: no network yet");
+            match self.remote.get() {
+                Some(remote) => remote.fail(rsvp, id, error),
+                None => debug!(%rsvp, id, %error, "failure for a remote asker dropped: no network"),
+            }
             return;
         }
         let mailbox = self

@@ -16,13 +16,22 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::asks::{Asks, Pending};
 use super::{ProcessContext, SpawnRequest};
-use crate::types::{self as t, Address, KernelMessage, ProcessId, SendError, SendErrorKind};
+use crate::kernel::caps::ProcessCaps;
+use crate::types::{
+    self as t, valid_name, Address, KernelMessage, ProcessId, SendError, SendErrorKind,
+};
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "process",
         exports: { default: async },
+        // Durable state waits for the group commit (`state::commit`): the
+        // process task yields meanwhile, so one flush covers many writers.
+        imports: {
+            "hearth:process/kernel/set-state": async,
+            "hearth:process/kernel/clear-state": async,
+        },
     });
 }
 
@@ -53,6 +62,12 @@ pub struct HostState {
     pub limits: StoreLimits,
     /// When the running guest call began, for the call time limit.
     pub call_started: std::time::Instant,
+    /// Our registered capabilities, handed to `Kernel::route_from`.
+    caps: ProcessCaps,
+    /// The last target we sent to: a process usually sends many messages
+    /// to the same peer, and reusing its (shared) address saves checking
+    /// and allocating the four names per send.
+    last_target: Option<Address>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -64,11 +79,13 @@ impl HostState {
             .trap_on_grow_failure(true)
             .build();
         Self {
+            caps: ctx.spec.caps(),
             ctx,
             asks: Asks::default(),
             current: None,
             limits,
             call_started: std::time::Instant::now(),
+            last_target: None,
             wasi: WasiCtx::builder().inherit_stderr().build(),
             table: ResourceTable::new(),
         }
@@ -76,6 +93,20 @@ impl HostState {
 
     fn address(&self) -> &Address {
         &self.ctx.address
+    }
+
+    /// The node's address for a guest-given target, checked.
+    fn target(&mut self, target: wit::Address) -> Result<Address, wit::SendError> {
+        let p = &target.process;
+        if let Some(last) = &self.last_target {
+            if last.is(&target.node, &p.process, &p.package, &p.publisher) {
+                return Ok(last.clone());
+            }
+        }
+        let target = Address::try_from(target)
+            .map_err(|(target, reason)| self.error(SendErrorKind::BadAddress, &target, reason))?;
+        self.last_target = Some(target.clone());
+        Ok(target)
     }
 
     fn error(
@@ -111,8 +142,7 @@ impl bindings::hearth::process::kernel::Host for HostState {
         context: Option<Vec<u8>>,
         blob: Option<wit::Blob>,
     ) -> Result<u64, wit::SendError> {
-        let target = Address::try_from(target)
-            .map_err(|(target, reason)| self.error(SendErrorKind::BadAddress, &target, reason))?;
+        let target = self.target(target)?;
         let kernel = &self.ctx.services.kernel;
         let mut blob: Option<t::Blob> = blob.map(Into::into);
         let current = if request.inherit {
@@ -156,7 +186,9 @@ impl bindings::hearth::process::kernel::Host for HostState {
             message: t::Message::Request(request.into()),
             blob,
         };
-        kernel.route(km).map_err(wit::SendError::from)?;
+        kernel
+            .route_from(km, &self.caps)
+            .map_err(wit::SendError::from)?;
         match (forward, timeout) {
             (Some((id, _)), _) => {
                 self.asks.take_owed(id);
@@ -199,7 +231,7 @@ impl bindings::hearth::process::kernel::Host for HostState {
             }),
             blob: blob.map(Into::into),
         };
-        match self.ctx.services.kernel.route(km) {
+        match self.ctx.services.kernel.route_from(km, &self.caps) {
             Ok(()) => Ok(()),
             Err(e) => {
                 if e.kind == SendErrorKind::PayloadTooLarge {
@@ -223,19 +255,21 @@ impl bindings::hearth::process::kernel::Host for HostState {
         }
     }
 
-    fn set_state(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+    async fn set_state(&mut self, bytes: Vec<u8>) -> Result<(), String> {
         self.ctx
             .services
             .state
             .set(&self.ctx.address.process, &bytes)
+            .await
             .map_err(|e| e.to_string())
     }
 
-    fn clear_state(&mut self) -> Result<(), String> {
+    async fn clear_state(&mut self) -> Result<(), String> {
         self.ctx
             .services
             .state
             .clear(&self.ctx.address.process)
+            .await
             .map_err(|e| e.to_string())
     }
 
@@ -293,9 +327,9 @@ impl bindings::hearth::process::kernel::Host for HostState {
 impl From<&ProcessId> for wit::ProcessId {
     fn from(p: &ProcessId) -> Self {
         Self {
-            process: p.process.clone(),
-            package: p.package.clone(),
-            publisher: p.publisher.clone(),
+            process: p.process.to_string(),
+            package: p.package.to_string(),
+            publisher: p.publisher.to_string(),
         }
     }
 }
@@ -303,7 +337,7 @@ impl From<&ProcessId> for wit::ProcessId {
 impl From<&Address> for wit::Address {
     fn from(a: &Address) -> Self {
         Self {
-            node: a.node.clone(),
+            node: a.node.to_string(),
             process: (&a.process).into(),
         }
     }
@@ -312,12 +346,30 @@ impl From<&Address> for wit::Address {
 impl TryFrom<wit::Address> for Address {
     /// The address as far as it could be read, and why it is refused.
     type Error = (Address, String);
+    /// Checks each part in place (the rules of `Address::from_str`).
     fn try_from(a: wit::Address) -> Result<Self, Self::Error> {
-        let process = ProcessId::new(&a.process.process, &a.process.package, &a.process.publisher);
+        let p = &a.process;
+        let refusal = if !valid_name(&a.node, true) {
+            Some("node names are [a-z0-9-.]")
+        } else if !valid_name(&p.process, false)
+            || !valid_name(&p.package, false)
+            || !valid_name(&p.publisher, true)
+        {
+            Some("names are [a-z0-9-]; the publisher may also contain '.'")
+        } else {
+            None
+        };
+        let process = ProcessId::new(&p.process, &p.package, &p.publisher);
         let address = Address::new(a.node, process);
-        match address.to_string().parse::<Address>() {
-            Ok(valid) => Ok(valid),
-            Err(e) => Err((address, e.to_string())),
+        match refusal {
+            None => Ok(address),
+            Some(reason) => {
+                let error = t::ParseError {
+                    input: address.to_string(),
+                    reason,
+                };
+                Err((address, error.to_string()))
+            }
         }
     }
 }

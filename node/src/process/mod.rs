@@ -44,6 +44,17 @@ pub struct ProcessSpec {
     pub networking: bool,
 }
 
+impl ProcessSpec {
+    /// The capabilities the kernel registers for this process.
+    pub fn caps(&self) -> ProcessCaps {
+        ProcessCaps {
+            public: self.public,
+            networking: self.networking,
+            system: false,
+        }
+    }
+}
+
 /// Read-only facts about a running process, shared with its host state.
 pub struct ProcessContext {
     pub address: Address,
@@ -75,11 +86,7 @@ pub fn start(services: &Arc<Services>, spec: ProcessSpec) -> Result<(), StartErr
         .runtime
         .prepare(&key, &spec.package.wasm_file(&spec.wasm_path))?;
     let (mailbox_tx, mailbox_rx) = mailbox(services.kernel.limits().mailbox_requests);
-    let caps = ProcessCaps {
-        public: spec.public,
-        networking: spec.networking,
-        system: false,
-    };
+    let caps = spec.caps();
     services.kernel.register(
         spec.id.clone(),
         Endpoint {
@@ -127,7 +134,20 @@ pub fn spawn_child(parent: &ProcessContext, req: SpawnRequest) -> Result<(), Sta
     services.kernel.caps.inherit(parent_id, &spec.id);
     services.kernel.caps.grant_messaging(parent_id, &spec.id);
     services.kernel.caps.grant_messaging(&spec.id, parent_id);
-    start(services, spec)
+    let record = crate::state::table::ChildRecord {
+        id: spec.id.clone(),
+        parent: parent_id.clone(),
+        wasm_path: spec.wasm_path.clone(),
+        on_exit: spec.on_exit.clone(),
+        public: spec.public,
+        networking: spec.networking,
+    };
+    start(services, spec)?;
+    // Persisted for restart recovery; on disk at the next group commit.
+    if let Err(e) = services.state.record_child_soon(&record) {
+        warn!(child = %record.id, "spawned child not persisted: {e}");
+    }
+    Ok(())
 }
 
 /// Why an incarnation ended.
@@ -173,11 +193,13 @@ impl Runner {
                 }
                 OnExit::None => {
                     warn!(%reason, "process crashed; on_exit is None, it stays down");
+                    self.forget_child();
                     break;
                 }
                 OnExit::Requests(requests) => {
                     warn!(%reason, count = requests.len(), "process crashed; sending its on_exit requests");
                     self.send_exit_requests(requests);
+                    self.forget_child();
                     break;
                 }
             }
@@ -270,6 +292,18 @@ impl Runner {
             if let Err(e) = kernel.route(km) {
                 warn!(%e, "on_exit request refused");
             }
+        }
+    }
+
+    /// A spawned child that exited for good is not restored at boot.
+    fn forget_child(&self) {
+        if let Err(e) = self
+            .ctx
+            .services
+            .state
+            .forget_child(&self.ctx.address.process)
+        {
+            warn!("process table: {e}");
         }
     }
 

@@ -5,6 +5,11 @@
 mod common;
 
 mod admin;
+mod durability;
+mod http;
 mod isolation;
 mod kit_cli;
 mod messaging;
+mod p2p;
+mod services;
+mod ui;

@@ -101,6 +101,10 @@ pub fn test_config(home: &Path, name: &str) -> NodeConfig {
     config.limits.max_memory_bytes = 64 * 1024 * 1024;
     config.limits.max_message_bytes = 1024 * 1024;
     config.restart.base = Duration::from_millis(100);
+    // Peers on loopback, found through explicit bootstrap addresses.
+    config.net.listen_ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    config.net.mdns = false;
+    config.net.dial_timeout = Duration::from_secs(3);
     config
 }
 
@@ -149,7 +153,11 @@ impl TestNode {
     ) -> Result<Value, SendError> {
         let target = Address::parse_with_default(target, self.node.name()).expect("valid address");
         let bytes = serde_json::to_vec(&body).expect("json");
-        let (_, km) = self.node.injector().ask(target, bytes, None, timeout).await?;
+        let (_, km) = self
+            .node
+            .injector()
+            .ask(target, bytes, None, timeout)
+            .await?;
         match km.message {
             hearth::types::Message::Response(r) => {
                 Ok(serde_json::from_slice(&r.body).expect("json reply"))
@@ -162,6 +170,20 @@ impl TestNode {
         let target = Address::parse_with_default(target, self.node.name()).expect("valid address");
         let bytes = serde_json::to_vec(&body).expect("json");
         self.node.injector().tell(target, bytes, None).map(|_| ())
+    }
+
+    /// Our TCP multiaddr with `/p2p/<peer id>`, once listening.
+    pub async fn p2p_addr(&self) -> String {
+        let net = self.node.services().net.get().expect("network started");
+        let t = std::time::Instant::now();
+        loop {
+            let record = net.record();
+            if let Some(addr) = record.addrs.iter().find(|a| a.contains("/tcp/")) {
+                return format!("{addr}/p2p/{}", net.peer_id());
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "node never listened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn stop(self) -> TempDir {
@@ -181,6 +203,13 @@ pub fn probe(name: &str, public: bool, on_exit: Value, caps: &[&str]) -> Value {
         "grant_capabilities": [],
         "public": public,
     })
+}
+
+/// A public probe that may talk to other nodes.
+pub fn net_probe(name: &str) -> Value {
+    let mut entry = probe(name, true, json!("None"), &[]);
+    entry["request_networking"] = json!(true);
+    entry
 }
 
 pub fn probe_package(manifest: Value) -> Vec<PackageFile> {

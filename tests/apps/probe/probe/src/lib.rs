@@ -4,6 +4,7 @@
 
 mod bench;
 mod relay;
+mod services;
 
 use std::collections::HashMap;
 
@@ -35,6 +36,10 @@ enum Command {
     Spawn(SpawnArgs),
     BenchPing(bench::PingArgs),
     BenchBlast(bench::BlastArgs),
+    Kv(services::KvCmd),
+    Vfs(services::VfsCmd),
+    Timers(Vec<u64>),
+    StateBurst(u64),
 }
 
 #[derive(Deserialize)]
@@ -159,6 +164,10 @@ impl Probe {
             Command::Spawn(args) => reply_if_asked(&msg, &spawn(args)),
             Command::BenchPing(args) => bench::ping(&self.our, msg.id(), args),
             Command::BenchBlast(args) => bench::blast(&self.our, msg.id(), args),
+            Command::Kv(cmd) => services::kv(msg.id(), cmd),
+            Command::Vfs(cmd) => services::vfs(msg.id(), cmd),
+            Command::Timers(delays) => services::timers(msg.id(), delays),
+            Command::StateBurst(count) => reply_if_asked(&msg, &services::state_burst(count)),
         }
     }
 

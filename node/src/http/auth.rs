@@ -1,0 +1,254 @@
+//! The node password and browser sessions.
+//!
+//! The password is kept only as an Argon2id PHC string in
+//! `<home>/`[`PASSWORD_FILE`] (mode 0600). It is set by
+//! `HttpConfig::password` (the `--password-file` flag) or, on a node that
+//! has none, by the first loopback visitor of `/login`. A login issues a
+//! random 256-bit session token in a cookie (HttpOnly, SameSite=Strict,
+//! Secure when `secure_cookies`); sessions live in memory until they expire
+//! or the user logs out. Neither the password nor tokens are ever logged.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::{header, HeaderMap};
+
+/// File in the node's home holding the password hash.
+pub const PASSWORD_FILE: &str = "password.hash";
+/// Most live sessions; past it the oldest is forgotten (bounds memory
+/// against a client that logs in in a loop).
+const MAX_SESSIONS: usize = 4096;
+/// Shortest password accepted when one is set.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("password file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the password must have at least {MIN_PASSWORD_LEN} characters")]
+    TooShort,
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+}
+
+pub struct Auth {
+    hash_path: PathBuf,
+    hash: RwLock<Option<String>>,
+    /// token -> expiry.
+    sessions: Mutex<HashMap<String, Instant>>,
+    ttl: Duration,
+    pub cookie_name: String,
+    secure: bool,
+}
+
+impl Auth {
+    /// Load the stored hash, or store `password`'s when given.
+    pub fn open(
+        home: &Path,
+        node: &str,
+        password: Option<&str>,
+        ttl: Duration,
+        secure: bool,
+    ) -> Result<Self, AuthError> {
+        let hash_path = home.join(PASSWORD_FILE);
+        let auth = Self {
+            hash: RwLock::new(
+                std::fs::read_to_string(&hash_path)
+                    .ok()
+                    .map(|s| s.trim().to_string()),
+            ),
+            hash_path,
+            sessions: Mutex::default(),
+            ttl,
+            cookie_name: format!("hearth-{node}"),
+            secure,
+        };
+        if let Some(password) = password {
+            auth.set_password(password)?;
+        }
+        Ok(auth)
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.hash
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    pub fn set_password(&self, password: &str) -> Result<(), AuthError> {
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(AuthError::TooShort);
+        }
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| AuthError::Hash(e.to_string()))?
+            .to_string();
+        write_private(&self.hash_path, hash.as_bytes()).map_err(|source| AuthError::Io {
+            path: self.hash_path.clone(),
+            source,
+        })?;
+        *self.hash.write().unwrap_or_else(|e| e.into_inner()) = Some(hash);
+        Ok(())
+    }
+
+    /// Whether `password` is the node's. CPU-heavy (Argon2): call it off
+    /// the async workers.
+    pub fn verify(&self, password: &str) -> bool {
+        let Some(stored) = self.hash.read().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return false;
+        };
+        PasswordHash::new(&stored)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    }
+
+    /// A new session; returns the `Set-Cookie` value.
+    pub fn start_session(&self) -> Result<String, AuthError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| AuthError::Hash(e.to_string()))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|_, expiry| *expiry > now);
+        }
+        if sessions.len() >= MAX_SESSIONS {
+            let oldest = sessions
+                .iter()
+                .min_by_key(|(_, e)| **e)
+                .map(|(t, _)| t.clone());
+            if let Some(oldest) = oldest {
+                sessions.remove(&oldest);
+            }
+        }
+        sessions.insert(token.clone(), now + self.ttl);
+        Ok(self.cookie(&token, self.ttl.as_secs()))
+    }
+
+    fn cookie(&self, value: &str, max_age: u64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
+            self.cookie_name
+        )
+    }
+
+    fn token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.cookie_name)
+            .map(|(_, value)| value)
+    }
+
+    /// Whether the request carries a live session cookie.
+    pub fn is_logged_in(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = self.token(headers) else {
+            return false;
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match sessions.get(token) {
+            Some(expiry) if *expiry > Instant::now() => true,
+            Some(_) => {
+                sessions.remove(token);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// End the request's session; returns the `Set-Cookie` that clears it.
+    pub fn end_session(&self, headers: &HeaderMap) -> String {
+        if let Some(token) = self.token(headers) {
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(token);
+        }
+        self.cookie("", 0)
+    }
+
+    /// The `Cookie` header without our session cookie, for forwarding to
+    /// processes (which must never see the token).
+    pub fn strip_cookie(&self, value: &str) -> String {
+        value
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| {
+                pair.split_once('=')
+                    .is_none_or(|(n, _)| n != self.cookie_name)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_sessions_and_expiry() {
+        let dir = std::env::temp_dir().join(format!("hearth-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let auth = Auth::open(
+            &dir,
+            "a.os",
+            Some("correct horse"),
+            Duration::from_millis(50),
+            true,
+        )
+        .unwrap();
+        assert!(auth.verify("correct horse"));
+        assert!(!auth.verify("wrong horse!"));
+        assert!(!std::fs::read_to_string(dir.join(PASSWORD_FILE))
+            .unwrap()
+            .contains("horse"));
+        let cookie = auth.start_session().unwrap();
+        assert!(
+            cookie.contains("HttpOnly")
+                && cookie.contains("SameSite=Strict")
+                && cookie.ends_with("Secure")
+        );
+        let pair = cookie.split(';').next().unwrap().to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, format!("x=1; {pair}").parse().unwrap());
+        assert!(auth.is_logged_in(&headers));
+        assert_eq!(auth.strip_cookie(&format!("x=1; {pair}")), "x=1");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!auth.is_logged_in(&headers));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,254 @@
+//! The binding table and `http-server:distro:sys`, the native service that
+//! processes message to bind paths and to push or publish on WebSockets.
+//! It runs on the shared loop of `crate::native` and only implements
+//! [`Service::handle`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use tracing::debug;
+
+use super::wire::{Access, HttpServerError, HttpServerReply, HttpServerRequest};
+use super::ws::WsHub;
+use crate::native::{Reply, ReplyFuture, Service};
+use crate::types::{KernelMessage, ProcessId};
+
+pub fn process_id() -> ProcessId {
+    ProcessId::new("http-server", "distro", "sys")
+}
+
+/// Longest path pattern accepted, and most bindings per process: a
+/// process cannot grow the table without bound.
+const MAX_PATTERN_BYTES: usize = 512;
+const MAX_BINDINGS_PER_PROCESS: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+    Rest(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub pattern: String,
+    segments: Vec<Segment>,
+    pub access: Access,
+    pub websocket: bool,
+}
+
+/// A binding that matched a request path, with its captured parameters.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    pub pattern: String,
+    pub access: Access,
+    pub websocket: bool,
+    pub params: BTreeMap<String, String>,
+}
+
+fn parse_pattern(path: &str) -> Result<Vec<Segment>, HttpServerError> {
+    let bad = |why: &str| HttpServerError::BadPath(format!("{path:?}: {why}"));
+    if !path.starts_with('/') || path.len() > MAX_PATTERN_BYTES {
+        return Err(bad("must start with '/' and be at most 512 bytes"));
+    }
+    let parts: Vec<&str> = path[1..].split('/').filter(|s| !s.is_empty()).collect();
+    let mut segments = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        let seg = if let Some(name) = part.strip_prefix(':') {
+            Segment::Param(name.to_string())
+        } else if let Some(name) = part.strip_prefix('*') {
+            if i + 1 != parts.len() {
+                return Err(bad("'*name' must be the last segment"));
+            }
+            Segment::Rest(name.to_string())
+        } else {
+            if part
+                .bytes()
+                .any(|b| !(b.is_ascii_alphanumeric() || b"-._~".contains(&b)))
+                || *part == ".."
+            {
+                return Err(bad("literal segments are [A-Za-z0-9-._~]"));
+            }
+            Segment::Literal(part.to_string())
+        };
+        segments.push(seg);
+    }
+    Ok(segments)
+}
+
+fn match_segments(segments: &[Segment], path: &str) -> Option<BTreeMap<String, String>> {
+    let mut parts = path.split('/').filter(|s| !s.is_empty()).peekable();
+    let mut params = BTreeMap::new();
+    for seg in segments {
+        match seg {
+            Segment::Literal(lit) => (parts.next()? == lit).then_some(())?,
+            Segment::Param(name) => {
+                params.insert(name.clone(), parts.next()?.to_string());
+            }
+            Segment::Rest(name) => {
+                params.insert(name.clone(), parts.by_ref().collect::<Vec<_>>().join("/"));
+            }
+        }
+    }
+    parts.peek().is_none().then_some(params)
+}
+
+/// Paths bound by each process, below `/<process-id>`.
+#[derive(Default)]
+pub struct BindingTable {
+    by_process: RwLock<HashMap<ProcessId, Vec<Binding>>>,
+}
+
+impl BindingTable {
+    pub fn bind(
+        &self,
+        owner: &ProcessId,
+        pattern: &str,
+        access: Access,
+        websocket: bool,
+    ) -> HttpServerReply {
+        let segments = parse_pattern(pattern)?;
+        let mut table = self.by_process.write().unwrap_or_else(|e| e.into_inner());
+        let list = table.entry(owner.clone()).or_default();
+        list.retain(|b| b.segments != segments);
+        if list.len() >= MAX_BINDINGS_PER_PROCESS {
+            return Err(HttpServerError::BadRequest(format!(
+                "at most {MAX_BINDINGS_PER_PROCESS} bindings per process"
+            )));
+        }
+        list.push(Binding {
+            pattern: pattern.to_string(),
+            segments,
+            access,
+            websocket,
+        });
+        debug!(%owner, pattern, ?access, websocket, "bound");
+        Ok(0)
+    }
+
+    pub fn unbind(&self, owner: &ProcessId, pattern: &str) -> HttpServerReply {
+        let segments = parse_pattern(pattern)?;
+        let mut table = self.by_process.write().unwrap_or_else(|e| e.into_inner());
+        let list = table.entry(owner.clone()).or_default();
+        let before = list.len();
+        list.retain(|b| b.segments != segments);
+        Ok((before - list.len()) as u64)
+    }
+
+    /// The first binding of `owner` matching `path` (literal segments
+    /// before parameters: bindings are tried most specific first).
+    pub fn find(&self, owner: &ProcessId, path: &str) -> Option<Matched> {
+        let table = self.by_process.read().unwrap_or_else(|e| e.into_inner());
+        let mut best: Option<(usize, Matched)> = None;
+        for b in table.get(owner)? {
+            if let Some(params) = match_segments(&b.segments, path) {
+                let literals = b
+                    .segments
+                    .iter()
+                    .filter(|s| matches!(s, Segment::Literal(_)))
+                    .count();
+                if best.as_ref().is_none_or(|(l, _)| literals > *l) {
+                    let m = Matched {
+                        pattern: b.pattern.clone(),
+                        access: b.access,
+                        websocket: b.websocket,
+                        params,
+                    };
+                    best = Some((literals, m));
+                }
+            }
+        }
+        best.map(|(_, m)| m)
+    }
+}
+
+/// The `http-server:distro:sys` service.
+pub struct HttpServerService {
+    pub bindings: Arc<BindingTable>,
+    pub hub: Arc<WsHub>,
+    pub our: Arc<str>,
+}
+
+impl HttpServerService {
+    fn apply(
+        &self,
+        owner: &ProcessId,
+        request: HttpServerRequest,
+        payload: Vec<u8>,
+    ) -> HttpServerReply {
+        match request {
+            HttpServerRequest::Bind { path, access } => {
+                self.bindings.bind(owner, &path, access, false)
+            }
+            HttpServerRequest::BindWs { path, access } => {
+                self.bindings.bind(owner, &path, access, true)
+            }
+            HttpServerRequest::Unbind { path } => self.bindings.unbind(owner, &path),
+            HttpServerRequest::WsPush { conn, binary } => {
+                self.hub.push(owner, conn, binary, payload)
+            }
+            HttpServerRequest::WsPublish { topic, binary } => {
+                Ok(self.hub.publish(owner, &topic, binary, payload))
+            }
+            HttpServerRequest::WsJoin { conn, topic } => self.hub.join(owner, conn, topic),
+            HttpServerRequest::WsLeave { conn, topic } => self.hub.leave(owner, conn, &topic),
+            HttpServerRequest::WsClose { conn } => self.hub.close(owner, conn),
+        }
+    }
+}
+
+impl Service for HttpServerService {
+    fn handle(&self, km: KernelMessage) -> ReplyFuture<'_> {
+        Box::pin(async move {
+            let reply: HttpServerReply = if *km.source.node != *self.our {
+                Err(HttpServerError::BadRequest(
+                    "only local processes may bind".into(),
+                ))
+            } else {
+                let body = match &km.message {
+                    crate::types::Message::Request(r) => r.body.as_slice(),
+                    crate::types::Message::Response(_) => &[],
+                };
+                match serde_json::from_slice::<HttpServerRequest>(body) {
+                    Ok(request) => {
+                        let payload = km.blob.map(|b| b.bytes).unwrap_or_default();
+                        self.apply(&km.source.process, request, payload)
+                    }
+                    Err(e) => Err(HttpServerError::BadRequest(e.to_string())),
+                }
+            };
+            Some(Reply::json(&reply))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_capture_params_and_rest() {
+        let t = BindingTable::default();
+        let p: ProcessId = "chat:chat:demo.os".parse().unwrap();
+        t.bind(&p, "/api/rooms/:room", Access::Authenticated, false)
+            .unwrap();
+        t.bind(&p, "/api/rooms/lobby", Access::Public, false)
+            .unwrap();
+        t.bind(&p, "/files/*rest", Access::Public, false).unwrap();
+        let m = t.find(&p, "/api/rooms/kitchen").unwrap();
+        assert_eq!(m.params["room"], "kitchen");
+        assert_eq!(
+            t.find(&p, "/api/rooms/lobby").unwrap().access,
+            Access::Public
+        );
+        assert_eq!(
+            t.find(&p, "/files/a/b.txt").unwrap().params["rest"],
+            "a/b.txt"
+        );
+        assert!(t.find(&p, "/api/rooms").is_none());
+        assert!(t.find(&p, "/api/rooms/a/b").is_none());
+        assert!(t.bind(&p, "no-slash", Access::Public, false).is_err());
+        assert!(t.bind(&p, "/a/*x/b", Access::Public, false).is_err());
+        assert_eq!(t.unbind(&p, "/files/*rest"), Ok(1));
+    }
+}

@@ -1,0 +1,227 @@
+//! The node's own pages: home, login and logout, `/our.js`, `/metrics`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::{proxy, ui, HttpState};
+use crate::metrics::Gauges;
+
+/// Pause after a wrong password, on top of Argon2's own cost, to slow
+/// guessing.
+const WRONG_PASSWORD_DELAY: Duration = Duration::from_millis(300);
+
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
+         <title>{title}</title><style>body{{font:16px system-ui;max-width:40em;margin:2em auto;padding:0 1em}}\
+         code{{background:#eee;padding:0 .2em}}</style></head><body>{body}</body></html>"
+    )
+}
+
+pub async fn home(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if !state.web.auth.is_logged_in(&headers) {
+        return proxy::login_redirect("/");
+    }
+    let kernel = &state.services.kernel;
+    let apps: String = kernel
+        .processes()
+        .iter()
+        .map(|(id, caps)| {
+            let has_ui = ui::ui_dir(&state.services.packages_dir, id)
+                .join("index.html")
+                .is_file();
+            let name = escape(&id.to_string());
+            let link = if has_ui {
+                format!("<a href=\"/{name}/\">{name}</a>")
+            } else {
+                format!("<code>{name}</code>")
+            };
+            format!(
+                "<li>{link}{}</li>",
+                if caps.public { " (public)" } else { "" }
+            )
+        })
+        .collect();
+    let peers = state.web.peers();
+    let peers = if peers.is_empty() {
+        "<p>No peers connected.</p>".to_string()
+    } else {
+        format!(
+            "<ul>{}</ul>",
+            peers
+                .iter()
+                .map(|p| format!("<li>{}</li>", escape(p)))
+                .collect::<String>()
+        )
+    };
+    let name = escape(kernel.our());
+    let body = format!(
+        "<h1>{name}</h1><p>Hearth node {version} · status: running · {processes} processes · \
+         {ws} WebSocket connections</p><h2>Apps</h2><ul>{apps}</ul><h2>Peers</h2>{peers}\
+         <form method=post action=/logout><button>Log out</button></form>",
+        version = env!("CARGO_PKG_VERSION"),
+        processes = kernel.processes().len(),
+        ws = state.web.hub.open_count(),
+    );
+    Html(page(&format!("{name} · Hearth"), &body)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// A path on this node only: no scheme, no `//host`.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}
+
+fn login_form(state: &HttpState, next: &str, error: &str) -> String {
+    let setup = !state.web.auth.has_password();
+    let (title, hint) = if setup {
+        ("Set the node password", "This node has no password yet. Choose one (8 characters or more); only a browser on this machine may set it.")
+    } else {
+        ("Log in", "Enter the node password.")
+    };
+    let error = if error.is_empty() {
+        String::new()
+    } else {
+        format!("<p role=alert style=color:#b00>{}</p>", escape(error))
+    };
+    page(
+        title,
+        &format!(
+            "<h1>{title}</h1><p>Node <code>{node}</code>. {hint}</p>{error}\
+             <form method=post action=/login><input type=hidden name=next value=\"{next}\">\
+             <input type=password name=password autocomplete=current-password autofocus required>\
+             <button type=submit>{title}</button></form>",
+            node = escape(state.services.kernel.our()),
+            next = escape(next),
+        ),
+    )
+}
+
+pub async fn login_page(
+    State(state): State<HttpState>,
+    Query(q): Query<NextQuery>,
+) -> Html<String> {
+    Html(login_form(&state, safe_next(q.next.as_deref()), ""))
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn login(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = safe_next(form.next.as_deref()).to_string();
+    let auth = state.web.auth.clone();
+    let refuse = |status, msg: &str| (status, Html(login_form(&state, &next, msg))).into_response();
+    if !auth.has_password() {
+        if !peer.ip().is_loopback() {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "The password can only be set from this machine.",
+            );
+        }
+        let password = form.password;
+        let set = tokio::task::spawn_blocking(move || auth.set_password(&password)).await;
+        match set {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+            Err(_) => {
+                return refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "could not set the password",
+                )
+            }
+        }
+    } else {
+        let password = form.password;
+        let check = auth.clone();
+        let ok = tokio::task::spawn_blocking(move || check.verify(&password))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            tokio::time::sleep(WRONG_PASSWORD_DELAY).await;
+            return refuse(StatusCode::UNAUTHORIZED, "Wrong password.");
+        }
+    }
+    match state.web.auth.start_session() {
+        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response(),
+        Err(_) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not start a session",
+        ),
+    }
+}
+
+pub async fn logout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let cookie = state.web.auth.end_session(&headers);
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+/// `/our.js`: `process` is taken from the page that loads it (the
+/// `Referer`'s first path segment) when that names a running process.
+pub async fn our_js(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let kernel = &state.services.kernel;
+    let process = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.parse::<axum::http::Uri>().ok())
+        .and_then(|uri| {
+            uri.path()
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .map(str::to_string)
+        })
+        .and_then(|first| first.parse().ok())
+        .filter(|p| kernel.is_running(p));
+    ui::our_js(kernel.our(), process.as_ref())
+}
+
+/// `/metrics`: loopback clients, or a logged-in browser.
+pub async fn metrics(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if !peer.ip().is_loopback() && !state.web.auth.is_logged_in(&headers) {
+        return (StatusCode::UNAUTHORIZED, "log in or ask from this machine").into_response();
+    }
+    let gauges = Gauges {
+        processes: state.services.kernel.processes().len(),
+        peers: state.web.peers().len(),
+        ws_open: state.web.hub.open_count(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.services.kernel.metrics.render(&gauges),
+    )
+        .into_response()
+}

@@ -1,0 +1,281 @@
+//! Everything under `/<process-id>/`: the process's bindings first (HTTP
+//! requests forwarded as messages, WebSocket upgrades), then `our.js`, then
+//! the package's UI files.
+//!
+//! Status codes: 404 unknown path, 401 not logged in, 403 local-only from a
+//! remote client, 413 body over `HttpConfig::max_body_bytes`, 504 no answer
+//! within `HttpConfig::request_timeout`, 502 the process crashed or is not
+//! running, 503 its mailbox is full or too many WebSockets are open.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::wire::{Access, HttpAnswer, HttpServerEvent, IncomingHttp};
+use super::ws::{run_connection, Opening};
+use super::{ui, HttpState};
+use crate::types::{Blob, Message, ProcessId, SendErrorKind};
+
+fn plain(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text.to_string(),
+    )
+        .into_response()
+}
+
+/// Where an unauthenticated browser is sent: the login page, then back.
+pub fn login_redirect(path_and_query: &str) -> Response {
+    let next: String = path_and_query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Redirect::to(&format!("/login?next={next}")).into_response()
+}
+
+pub fn parse_query(query: Option<&str>) -> BTreeMap<String, String> {
+    query.map(|q| serde_urlencoded_pairs(q)).unwrap_or_default()
+}
+
+fn serde_urlencoded_pairs(q: &str) -> BTreeMap<String, String> {
+    axum::extract::Query::<BTreeMap<String, String>>::try_from_uri(
+        &format!("/?{q}").parse().unwrap_or_default(),
+    )
+    .map(|axum::extract::Query(m)| m)
+    .unwrap_or_default()
+}
+
+/// Who is asking: whether they may pass `access`, and the user to report.
+fn admit(
+    state: &HttpState,
+    access: Access,
+    peer: &SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Option<String>, StatusCode> {
+    let logged_in = state.web.auth.is_logged_in(headers);
+    let user = logged_in.then(|| state.services.kernel.our().to_string());
+    match access {
+        Access::Public => Ok(user),
+        Access::LocalOnly if peer.ip().is_loopback() => Ok(user),
+        Access::LocalOnly => Err(StatusCode::FORBIDDEN),
+        Access::Authenticated if logged_in => Ok(user),
+        Access::Authenticated => Err(StatusCode::UNAUTHORIZED),
+    }
+}
+
+/// The fallback handler: `/<process-id>/...`.
+pub async fn app(state: HttpState, peer: SocketAddr, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    let trimmed = path.trim_start_matches('/');
+    let (first, rest) = match trimmed.find('/') {
+        Some(i) => (&trimmed[..i], &trimmed[i..]),
+        None => (trimmed, ""),
+    };
+    let Ok(process) = first.parse::<ProcessId>() else {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    };
+    if !state.services.kernel.is_running(&process) {
+        return plain(StatusCode::NOT_FOUND, "no such app");
+    }
+    if rest.is_empty() {
+        return Redirect::permanent(&format!("/{process}/")).into_response();
+    }
+    if let Some(m) = state.web.bindings.find(&process, rest) {
+        let user = match admit(&state, m.access, &peer, request.headers()) {
+            Ok(user) => user,
+            Err(StatusCode::FORBIDDEN) => {
+                return plain(
+                    StatusCode::FORBIDDEN,
+                    "this path answers local clients only",
+                )
+            }
+            Err(status) => return plain(status, "log in first: POST /login"),
+        };
+        let query = parse_query(request.uri().query());
+        if m.websocket {
+            return websocket(state, process, rest.to_string(), query, user, request).await;
+        }
+        let incoming = IncomingHttp {
+            method: request.method().to_string(),
+            path: rest.to_string(),
+            bound_path: m.pattern,
+            params: m.params,
+            query,
+            headers: BTreeMap::new(),
+            user,
+        };
+        return forward(state, process, incoming, request).await;
+    }
+    if rest == "/our.js" {
+        return ui::our_js(state.services.kernel.our(), Some(&process));
+    }
+    let ui_dir = ui::ui_dir(&state.services.packages_dir, &process);
+    if !tokio::fs::metadata(&ui_dir).await.is_ok_and(|m| m.is_dir()) {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    }
+    if !state.web.auth.is_logged_in(request.headers()) {
+        let pq = request
+            .uri()
+            .path_and_query()
+            .map_or(path.as_str(), |p| p.as_str());
+        return login_redirect(pq);
+    }
+    ui::serve(
+        &state.services.packages_dir,
+        &process,
+        rest,
+        request.headers(),
+    )
+    .await
+}
+
+async fn websocket(
+    state: HttpState,
+    process: ProcessId,
+    path: String,
+    query: BTreeMap<String, String>,
+    user: Option<String>,
+    request: Request,
+) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if state.web.hub.is_full() {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many WebSocket connections",
+        );
+    }
+    let (hub, server) = (state.web.hub.clone(), state.web.server.clone());
+    let opening = Opening {
+        owner: process,
+        path,
+        query,
+        user,
+    };
+    upgrade
+        .max_message_size(state.web.config.max_body_bytes)
+        .on_upgrade(move |socket| run_connection(hub, server, socket, opening))
+}
+
+async fn forward(
+    state: HttpState,
+    process: ProcessId,
+    mut incoming: IncomingHttp,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let limit = state.web.config.max_body_bytes;
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    };
+    for (name, value) in &parts.headers {
+        let Ok(value) = value.to_str() else { continue };
+        let value = if *name == header::COOKIE {
+            state.web.auth.strip_cookie(value)
+        } else {
+            value.to_string()
+        };
+        incoming
+            .headers
+            .entry(name.as_str().to_string())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let mime = incoming.headers.get("content-type").cloned();
+    let event = serde_json::to_vec(&HttpServerEvent::Http(incoming)).unwrap_or_default();
+    let blob = (!bytes.is_empty()).then(|| Blob {
+        mime,
+        bytes: bytes.to_vec(),
+    });
+    let target = state.services.kernel.address(&process);
+    let answer = state
+        .web
+        .server
+        .ask(target, event, blob, state.web.config.request_timeout)
+        .await;
+    let response = match answer {
+        Ok((_, km)) => answer_response(km.message, km.blob),
+        Err(e) => {
+            if e.kind == SendErrorKind::Timeout {
+                // `NativeEndpoint::ask` times out on its own, past the kernel.
+                state.services.kernel.metrics.error(e.kind);
+            }
+            let status = match e.kind {
+                SendErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                SendErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                SendErrorKind::MailboxFull => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            plain(status, e.kind.as_str())
+        }
+    };
+    state
+        .services
+        .kernel
+        .metrics
+        .http_process_latency
+        .observe(started.elapsed());
+    response
+}
+
+fn answer_response(message: Message, blob: Option<Blob>) -> Response {
+    let Message::Response(r) = message else {
+        return plain(StatusCode::BAD_GATEWAY, "the process sent no response");
+    };
+    let Ok(answer) = serde_json::from_slice::<HttpAnswer>(&r.body) else {
+        return plain(
+            StatusCode::BAD_GATEWAY,
+            "the process answered something that is not an HTTP answer",
+        );
+    };
+    let Ok(status) = StatusCode::from_u16(answer.status) else {
+        return plain(
+            StatusCode::BAD_GATEWAY,
+            "the process answered a bad status code",
+        );
+    };
+    let mime = blob.as_ref().and_then(|b| b.mime.clone());
+    let mut response = Response::new(Body::from(blob.map(|b| b.bytes).unwrap_or_default()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for (name, value) in answer.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            if name != header::SET_COOKIE || !value.as_bytes().starts_with(b"hearth-") {
+                headers.append(name, value);
+            }
+        }
+    }
+    if !headers.contains_key(header::CONTENT_TYPE) {
+        if let Some(v) = mime.and_then(|m| HeaderValue::try_from(m).ok()) {
+            headers.insert(header::CONTENT_TYPE, v);
+        }
+    }
+    response
+}

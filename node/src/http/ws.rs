@@ -1,0 +1,288 @@
+//! WebSocket connections of processes: the hub (connections and topics)
+//! and one task per connection.
+//!
+//! A process never waits on a client: pushes and publishes go into each
+//! connection's bounded buffer with `try_send`; a connection whose buffer
+//! is full is dropped at once (counted in `hearth_ws_dropped_slow_total`).
+//! Events from clients reach the owning process as fire-and-forget
+//! requests through its mailbox, in order: open, messages, close.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use super::wire::{HttpServerError, HttpServerEvent, HttpServerReply};
+use crate::native::NativeEndpoint;
+use crate::services::Services;
+use crate::types::{Blob, ProcessId};
+
+/// Close code sent when the owning process cannot take more events
+/// (1013: try again later).
+const CLOSE_TRY_LATER: u16 = 1013;
+
+struct Conn {
+    owner: ProcessId,
+    out_tx: mpsc::Sender<Message>,
+    kill_tx: Option<oneshot::Sender<()>>,
+    topics: HashSet<String>,
+}
+
+#[derive(Default)]
+struct HubState {
+    conns: HashMap<u64, Conn>,
+    /// (owner, topic) -> members. Topics are per process: two apps may use
+    /// the same topic name without meeting.
+    topics: HashMap<(ProcessId, String), HashSet<u64>>,
+}
+
+pub struct WsHub {
+    state: Mutex<HubState>,
+    next_conn: AtomicU64,
+    /// Most open connections; past it upgrades get 503.
+    pub max_connections: usize,
+    /// Messages buffered per connection before it is dropped as too slow.
+    pub client_buffer: usize,
+    services: Arc<Services>,
+}
+
+impl WsHub {
+    pub fn new(services: Arc<Services>, max_connections: usize, client_buffer: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            next_conn: AtomicU64::new(1),
+            max_connections,
+            client_buffer: client_buffer.max(1),
+            services,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.open_count() >= self.max_connections
+    }
+
+    fn remove(state: &mut HubState, conn: u64) -> Option<Conn> {
+        let mut c = state.conns.remove(&conn)?;
+        for topic in c.topics.drain() {
+            let key = (c.owner.clone(), topic);
+            if let Some(members) = state.topics.get_mut(&key) {
+                members.remove(&conn);
+                if members.is_empty() {
+                    state.topics.remove(&key);
+                }
+            }
+        }
+        Some(c)
+    }
+
+    /// Queue `msg` for `conn`; a full buffer drops the connection.
+    fn offer(&self, state: &mut HubState, conn: u64, msg: Message) -> bool {
+        let Some(c) = state.conns.get(&conn) else {
+            return false;
+        };
+        match c.out_tx.try_send(msg) {
+            Ok(()) => {
+                self.services
+                    .kernel
+                    .metrics
+                    .ws_messages_out
+                    .fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                if let Some(mut c) = Self::remove(state, conn) {
+                    debug!(conn, owner = %c.owner, "WebSocket client too slow; dropped");
+                    self.services
+                        .kernel
+                        .metrics
+                        .ws_dropped_slow
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let Some(kill) = c.kill_tx.take() {
+                        let _ = kill.send(());
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    fn frame(binary: bool, payload: Vec<u8>) -> Result<Message, HttpServerError> {
+        if binary {
+            Ok(Message::Binary(payload.into()))
+        } else {
+            String::from_utf8(payload)
+                .map(|s| Message::Text(s.into()))
+                .map_err(|_| HttpServerError::BadRequest("a text frame must be UTF-8".into()))
+        }
+    }
+
+    pub fn push(
+        &self,
+        owner: &ProcessId,
+        conn: u64,
+        binary: bool,
+        payload: Vec<u8>,
+    ) -> HttpServerReply {
+        let msg = Self::frame(binary, payload)?;
+        let mut state = self.lock();
+        match state.conns.get(&conn) {
+            Some(c) if c.owner == *owner => Ok(u64::from(self.offer(&mut state, conn, msg))),
+            _ => Err(HttpServerError::NoSuchConnection(conn)),
+        }
+    }
+
+    /// Queue one frame for every member of `topic`; returns how many took it.
+    pub fn publish(&self, owner: &ProcessId, topic: &str, binary: bool, payload: Vec<u8>) -> u64 {
+        let started = Instant::now();
+        let Ok(msg) = Self::frame(binary, payload) else {
+            return 0;
+        };
+        let mut state = self.lock();
+        let members: Vec<u64> = match state.topics.get(&(owner.clone(), topic.to_string())) {
+            Some(m) => m.iter().copied().collect(),
+            None => return 0,
+        };
+        let delivered = members
+            .into_iter()
+            .filter(|c| self.offer(&mut state, *c, msg.clone()))
+            .count();
+        drop(state);
+        self.services
+            .kernel
+            .metrics
+            .ws_publish_latency
+            .observe(started.elapsed());
+        delivered as u64
+    }
+
+    pub fn join(&self, owner: &ProcessId, conn: u64, topic: String) -> HttpServerReply {
+        let mut state = self.lock();
+        match state.conns.get_mut(&conn) {
+            Some(c) if c.owner == *owner => {
+                c.topics.insert(topic.clone());
+                state
+                    .topics
+                    .entry((owner.clone(), topic))
+                    .or_default()
+                    .insert(conn);
+                Ok(0)
+            }
+            _ => Err(HttpServerError::NoSuchConnection(conn)),
+        }
+    }
+
+    pub fn leave(&self, owner: &ProcessId, conn: u64, topic: &str) -> HttpServerReply {
+        let mut state = self.lock();
+        match state.conns.get_mut(&conn) {
+            Some(c) if c.owner == *owner => {
+                c.topics.remove(topic);
+                let key = (owner.clone(), topic.to_string());
+                if let Some(m) = state.topics.get_mut(&key) {
+                    m.remove(&conn);
+                }
+                Ok(0)
+            }
+            _ => Err(HttpServerError::NoSuchConnection(conn)),
+        }
+    }
+
+    /// Close a connection of `owner` (its close event still follows).
+    pub fn close(&self, owner: &ProcessId, conn: u64) -> HttpServerReply {
+        let state = self.lock();
+        match state.conns.get(&conn) {
+            Some(c) if c.owner == *owner => {
+                let _ = c.out_tx.try_send(Message::Close(None));
+                Ok(0)
+            }
+            _ => Err(HttpServerError::NoSuchConnection(conn)),
+        }
+    }
+}
+
+/// What a new connection needs to know.
+pub struct Opening {
+    pub owner: ProcessId,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub user: Option<String>,
+}
+
+/// Run one upgraded connection until either side ends it.
+pub async fn run_connection(
+    hub: Arc<WsHub>,
+    server: Arc<NativeEndpoint>,
+    mut socket: WebSocket,
+    opening: Opening,
+) {
+    let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (out_tx, mut out_rx) = mpsc::channel(hub.client_buffer);
+    let (kill_tx, mut kill_rx) = oneshot::channel();
+    let owner = opening.owner.clone();
+    hub.lock().conns.insert(
+        conn,
+        Conn {
+            owner: owner.clone(),
+            out_tx,
+            kill_tx: Some(kill_tx),
+            topics: HashSet::new(),
+        },
+    );
+    let metrics = &hub.services.kernel.metrics;
+    metrics.ws_opened.fetch_add(1, Ordering::Relaxed);
+    let target = hub.services.kernel.address(&owner);
+    let tell = |event: &HttpServerEvent, blob: Option<Blob>| {
+        let body = serde_json::to_vec(event).unwrap_or_default();
+        server.tell(target.clone(), body, blob)
+    };
+    let open = HttpServerEvent::WsOpen {
+        conn,
+        path: opening.path,
+        query: opening.query,
+        user: opening.user,
+    };
+    let mut alive = tell(&open, None).is_ok();
+    while alive {
+        tokio::select! {
+            biased;
+            _ = &mut kill_rx => break,
+            out = out_rx.recv() => match out {
+                Some(Message::Close(frame)) => {
+                    let _ = socket.send(Message::Close(frame)).await;
+                    break;
+                }
+                Some(msg) => alive = socket.send(msg).await.is_ok(),
+                None => break,
+            },
+            incoming = socket.recv() => {
+                let (binary, bytes) = match incoming {
+                    Some(Ok(Message::Text(t))) => (false, t.as_str().as_bytes().to_vec()),
+                    Some(Ok(Message::Binary(b))) => (true, b.to_vec()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                };
+                metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);
+                let event = HttpServerEvent::WsMessage { conn, binary };
+                if let Err(e) = tell(&event, Some(Blob { mime: None, bytes })) {
+                    debug!(conn, %e, "WebSocket event refused; closing");
+                    let frame = CloseFrame { code: CLOSE_TRY_LATER, reason: "the app cannot take more messages".into() };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+            }
+        }
+    }
+    WsHub::remove(&mut hub.lock(), conn);
+    let _ = tell(&HttpServerEvent::WsClose { conn }, None);
+}

@@ -1,0 +1,56 @@
+//! The libp2p behaviour: identify and ping with their standard protocol
+//! ids (so they interoperate with any libp2p peer), mDNS, a Kademlia DHT
+//! under Hearth's own protocol id, and raw streams for Hearth messages.
+//! Relay, DCUtR and AutoNAT slot in here later as further fields.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, mdns, ping, StreamProtocol};
+
+/// The message stream protocol.
+pub const MESSAGES: StreamProtocol = StreamProtocol::new("/hearth/messages/0.1.0");
+/// The DHT protocol: Hearth nodes form their own DHT, not the IPFS one.
+pub const KAD: StreamProtocol = StreamProtocol::new("/hearth/kad/1.0.0");
+/// Sent in identify's `protocol_version`.
+pub const IDENTIFY_VERSION: &str = "/hearth/0.1.0";
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub kad: kad::Behaviour<MemoryStore>,
+    pub stream: libp2p_stream::Behaviour,
+}
+
+impl Behaviour {
+    pub fn new(key: &Keypair, use_mdns: bool, ping_interval: Duration) -> std::io::Result<Self> {
+        let peer = key.public().to_peer_id();
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                .with_agent_version(format!("hearth/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        let mut kad_config = kad::Config::new(KAD);
+        kad_config.set_query_timeout(Duration::from_secs(10));
+        let mut kad = kad::Behaviour::with_config(peer, MemoryStore::new(peer), kad_config);
+        // Nodes on loopback or a LAN have no confirmed external address;
+        // serve the DHT anyway so small networks work.
+        kad.set_mode(Some(kad::Mode::Server));
+        let mdns = if use_mdns {
+            Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            identify,
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
+            mdns: mdns.into(),
+            kad,
+            stream: libp2p_stream::Behaviour::new(),
+        })
+    }
+}

@@ -1,0 +1,342 @@
+//! The network event loop: owns the `Swarm`, resolves names (address book,
+//! then the DHT), dials, publishes our signed record, and tracks peers.
+//! Messages do not pass through it; only connection set-up and queries do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, GetRecordOk, QueryId, QueryResult, Quorum};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::behaviour::{Behaviour, BehaviourEvent};
+use super::record::NameRecord;
+use super::{now_millis, peer, Command, NetConfig, NetError, Shared};
+use crate::api::PeerInfo;
+
+/// How often the loop sweeps expired state and checks deadlines.
+const TICK: Duration = Duration::from_millis(250);
+/// How often our name record is put into the DHT again.
+const REPUBLISH: Duration = Duration::from_secs(60);
+
+fn name_key(name: &str) -> kad::RecordKey {
+    kad::RecordKey::new(&format!("/hearth/name/{name}"))
+}
+
+#[derive(Default)]
+struct PeerState {
+    addrs: Vec<Multiaddr>,
+    rtt: Option<Duration>,
+}
+
+pub(super) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    control: libp2p_stream::Control,
+    /// DHT lookups in flight: query -> node name.
+    lookups: HashMap<QueryId, String>,
+    /// Nodes we are connecting to, with the deadline for their link.
+    waiting: HashMap<String, Instant>,
+    peers: HashMap<PeerId, PeerState>,
+    listen_addrs: Vec<Multiaddr>,
+    publish_at: Option<Instant>,
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        config: &NetConfig,
+        keypair: Keypair,
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<Command>,
+    ) -> Result<Self, NetError> {
+        let transport = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
+        let (use_mdns, ping_every) = (config.mdns, config.ping_interval);
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| transport(&e))?
+            .with_quic()
+            .with_behaviour(|key| {
+                Behaviour::new(key, use_mdns, ping_every)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|e| transport(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+            .build();
+        let ip = match config.listen_ip {
+            std::net::IpAddr::V4(ip) => Protocol::Ip4(ip),
+            std::net::IpAddr::V6(ip) => Protocol::Ip6(ip),
+        };
+        let tcp_addr = Multiaddr::empty()
+            .with(ip.clone())
+            .with(Protocol::Tcp(config.port));
+        let quic_addr = Multiaddr::empty()
+            .with(ip)
+            .with(Protocol::Udp(config.port))
+            .with(Protocol::QuicV1);
+        swarm.listen_on(tcp_addr).map_err(|e| transport(&e))?;
+        swarm.listen_on(quic_addr).map_err(|e| transport(&e))?;
+        for addr in &config.bootstrap {
+            let parsed: Multiaddr = addr
+                .parse()
+                .map_err(|_| NetError::Bootstrap(addr.clone()))?;
+            let Some(Protocol::P2p(peer)) = parsed.iter().last() else {
+                return Err(NetError::Bootstrap(addr.clone()));
+            };
+            swarm.behaviour_mut().kad.add_address(&peer, parsed.clone());
+            if let Err(e) = swarm.dial(parsed) {
+                warn!(%addr, "bootstrap dial failed: {e}");
+            }
+        }
+        let control = swarm.behaviour().stream.new_control();
+        tokio::spawn(peer::accept_loop(shared.clone(), control.clone()));
+        Ok(Self {
+            swarm,
+            shared,
+            commands,
+            control,
+            lookups: HashMap::new(),
+            waiting: HashMap::new(),
+            peers: HashMap::new(),
+            listen_addrs: Vec::new(),
+            publish_at: None,
+        })
+    }
+
+    pub(super) async fn run(mut self) {
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        debug!("network event loop ended");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Connect(name) => self.connect(name),
+            Command::Peers(reply) => {
+                let list = self
+                    .peers
+                    .iter()
+                    .map(|(peer, state)| PeerInfo {
+                        name: self.shared.book.name_of(peer),
+                        peer_id: peer.to_base58(),
+                        addrs: state.addrs.iter().map(ToString::to_string).collect(),
+                        rtt_ms: state.rtt.map(|d| d.as_secs_f64() * 1e3),
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+        }
+    }
+
+    fn connect(&mut self, name: String) {
+        if self.shared.links.is_connected(&name) {
+            return;
+        }
+        self.waiting
+            .entry(name.clone())
+            .or_insert_with(|| Instant::now() + self.shared.dial_timeout);
+        match self.shared.book.get(&name) {
+            Some(record) => self.connect_known(&name, &record),
+            None => {
+                let query = self.swarm.behaviour_mut().kad.get_record(name_key(&name));
+                self.lookups.insert(query, name);
+            }
+        }
+    }
+
+    fn connect_known(&mut self, name: &str, record: &NameRecord) {
+        let peer = match record.verify() {
+            Ok(peer) => peer,
+            Err(e) => return self.give_up(name, &e.to_string()),
+        };
+        if self.swarm.is_connected(&peer) {
+            return peer::open_link(&self.shared, &self.control, peer);
+        }
+        let addrs: Vec<Multiaddr> = record.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        for addr in &addrs {
+            self.swarm.add_peer_address(peer, addr.clone());
+        }
+        let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+        if let Err(e) = self.swarm.dial(opts) {
+            self.give_up(name, &format!("dial failed: {e}"));
+        }
+    }
+
+    fn give_up(&mut self, name: &str, why: &str) {
+        self.waiting.remove(name);
+        debug!(name, why, "cannot reach node");
+        self.shared.unreachable(name, why);
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        self.shared.links.sweep(now);
+        let links = &self.shared.links;
+        self.waiting.retain(|name, _| !links.is_connected(name));
+        let expired: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            self.give_up(&name, "timed out connecting");
+        }
+        if self.publish_at.is_some_and(|at| at <= now) {
+            self.publish();
+        }
+    }
+
+    /// Put our signed record into the DHT.
+    fn publish(&mut self) {
+        let record = self.shared.our_record();
+        let kad_record = kad::Record::new(name_key(&record.name), record.to_bytes());
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(kad_record, Quorum::One)
+        {
+            warn!("cannot store our name record: {e}");
+        }
+        self.publish_at = Some(Instant::now() + REPUBLISH);
+    }
+
+    fn refresh_record(&mut self) {
+        let addrs = self.listen_addrs.iter().map(ToString::to_string).collect();
+        match NameRecord::sign(&self.shared.keypair, &self.shared.our, addrs, now_millis()) {
+            Ok(record) => *self.shared.record.lock().unwrap_or_else(|e| e.into_inner()) = record,
+            Err(e) => warn!("cannot sign our name record: {e}"),
+        }
+        self.publish_at = Some(Instant::now());
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen_addrs.push(address);
+                self.refresh_record();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let state = self.peers.entry(peer_id).or_default();
+                let addr = endpoint.get_remote_address().clone();
+                if !state.addrs.contains(&addr) {
+                    state.addrs.push(addr);
+                }
+                if endpoint.is_dialer() {
+                    peer::open_link(&self.shared, &self.control, peer_id);
+                }
+                // A new neighbour: make sure our record reaches the DHT.
+                self.publish_at = Some(Instant::now() + Duration::from_millis(200));
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
+            } => {
+                debug!(%peer_id, ?cause, "disconnected");
+                self.peers.remove(&peer_id);
+                let orphans = self.shared.links.disconnected(&peer_id);
+                self.shared.fail_orphans(orphans, "the peer disconnected");
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                if let Some(name) = self.shared.book.name_of(&peer) {
+                    if self.waiting.contains_key(&name) && !self.swarm.is_connected(&peer) {
+                        self.give_up(&name, &format!("dial failed: {error}"));
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => {
+                self.peers.entry(peer).or_default().rtt = Some(rtt);
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self
+                            .swarm
+                            .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                    }
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, .. }) => {
+                if let QueryResult::GetRecord(result) = result {
+                    self.on_lookup(id, result);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_lookup(&mut self, id: QueryId, result: kad::GetRecordResult) {
+        let Some(name) = self.lookups.remove(&id) else {
+            return;
+        };
+        let found = match result {
+            Ok(GetRecordOk::FoundRecord(found)) => found.record,
+            Ok(_) => return self.give_up(&name, "no record for that name in the DHT"),
+            Err(e) => return self.give_up(&name, &format!("name lookup failed: {e}")),
+        };
+        let record = match NameRecord::from_bytes(&found.value) {
+            Ok(record) if record.name == name => record,
+            Ok(_) => return self.give_up(&name, "the DHT returned a record for another name"),
+            Err(e) => return self.give_up(&name, &e.to_string()),
+        };
+        if let Err(e) = record.verify() {
+            return self.give_up(&name, &format!("bad record: {e}"));
+        }
+        if let Err(refused) = self.shared.book.bind(&record) {
+            return self.give_up(&name, &refused.to_string());
+        }
+        self.connect_known(&name, &record);
+    }
+}

@@ -1,0 +1,234 @@
+//! Outbound links to other nodes, by name: the send path of the network.
+//!
+//! A link is `Connecting` (frames queue, bounded, in order) until a stream
+//! to the peer is open and its name verified, then `Connected` (frames go
+//! straight to the stream's writer task). The switch happens under the
+//! lock after the queue is drained into the writer, so a sender's frames
+//! keep their order across it.
+//!
+//! **Invariant:** every request sent to a peer that awaits a response is
+//! tracked here until answered or past its deadline. When the peer goes
+//! away, or cannot be reached, each one fails with `offline` at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::wire::Frame;
+use crate::types::{Address, SendErrorKind};
+
+/// Frames queued for a peer while its link is being set up.
+pub const CONNECT_QUEUE: usize = 4096;
+
+/// A request sent to a peer and not answered yet.
+#[derive(Debug)]
+pub struct Awaited {
+    pub rsvp: Address,
+    pub target: Address,
+    deadline: Instant,
+}
+
+enum State {
+    Connecting(Vec<Frame>),
+    Connected {
+        peer: PeerId,
+        tx: mpsc::Sender<Frame>,
+    },
+}
+
+struct Link {
+    state: State,
+    awaited: HashMap<u64, Awaited>,
+}
+
+/// What `send` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Handed to the stream writer.
+    Written,
+    /// Queued while connecting.
+    Queued,
+    /// Queued, and no connection attempt is under way yet: start one.
+    Connect,
+}
+
+#[derive(Default)]
+pub struct Links {
+    inner: Mutex<HashMap<String, Link>>,
+}
+
+/// Requests that can no longer be answered, to fail with `offline`.
+pub type Orphans = Vec<(u64, Awaited)>;
+
+impl Links {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Send `frame` to `node`. `awaited` tracks a request expecting an
+    /// answer. A full queue or writer is `mailbox-full`, at once.
+    pub fn send(
+        &self,
+        node: &str,
+        frame: Frame,
+        awaited: Option<(u64, Address, Address, Instant)>,
+    ) -> Result<Sent, SendErrorKind> {
+        let mut links = self.lock();
+        let link = links.entry(node.to_string()).or_insert_with(|| Link {
+            state: State::Connecting(Vec::new()),
+            awaited: HashMap::new(),
+        });
+        let sent = match &mut link.state {
+            State::Connected { tx, .. } => match tx.try_send(frame) {
+                Ok(()) => Sent::Written,
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(SendErrorKind::MailboxFull),
+                Err(mpsc::error::TrySendError::Closed(frame)) => {
+                    // The writer died; its disconnect is being handled.
+                    // Start over with a fresh connection.
+                    link.state = State::Connecting(vec![frame]);
+                    Sent::Connect
+                }
+            },
+            State::Connecting(queue) => {
+                if queue.len() >= CONNECT_QUEUE {
+                    return Err(SendErrorKind::MailboxFull);
+                }
+                let first = queue.is_empty();
+                queue.push(frame);
+                if first {
+                    Sent::Connect
+                } else {
+                    Sent::Queued
+                }
+            }
+        };
+        if let Some((id, rsvp, target, deadline)) = awaited {
+            link.awaited.insert(
+                id,
+                Awaited {
+                    rsvp,
+                    target,
+                    deadline,
+                },
+            );
+        }
+        Ok(sent)
+    }
+
+    /// The link to `node` is up: drain its queue into `tx`, in order.
+    pub fn connected(&self, node: &str, peer: PeerId, tx: mpsc::Sender<Frame>) {
+        let mut links = self.lock();
+        let link = links.entry(node.to_string()).or_insert_with(|| Link {
+            state: State::Connecting(Vec::new()),
+            awaited: HashMap::new(),
+        });
+        if let State::Connecting(queue) = &mut link.state {
+            for frame in queue.drain(..) {
+                // The writer's channel is as large as the connect queue.
+                let _ = tx.try_send(frame);
+            }
+        }
+        link.state = State::Connected { peer, tx };
+    }
+
+    pub fn is_connected(&self, node: &str) -> bool {
+        matches!(
+            self.lock().get(node).map(|l| &l.state),
+            Some(State::Connected { .. })
+        )
+    }
+
+    /// `node` could not be reached: drop the link; its queued requests and
+    /// awaited answers are orphans. Returns them and how many
+    /// fire-and-forget frames were lost.
+    pub fn unreachable(&self, node: &str) -> (Orphans, usize) {
+        let Some(link) = self.lock().remove(node) else {
+            return (Vec::new(), 0);
+        };
+        let lost = match link.state {
+            State::Connecting(queue) => queue.len(),
+            State::Connected { .. } => 0,
+        };
+        (link.awaited.into_iter().collect(), lost.saturating_sub(0))
+    }
+
+    /// Every link over `peer` is gone.
+    pub fn disconnected(&self, peer: &PeerId) -> Orphans {
+        let mut links = self.lock();
+        let nodes: Vec<String> = links
+            .iter()
+            .filter(|(_, l)| matches!(&l.state, State::Connected { peer: p, .. } if p == peer))
+            .map(|(n, _)| n.clone())
+            .collect();
+        nodes
+            .iter()
+            .filter_map(|n| links.remove(n))
+            .flat_map(|l| l.awaited.into_iter())
+            .collect()
+    }
+
+    /// `node` answered request `id`.
+    pub fn answered(&self, node: &str, id: u64) {
+        if let Some(link) = self.lock().get_mut(node) {
+            link.awaited.remove(&id);
+        }
+    }
+
+    /// Forget awaited requests past their deadline: their askers have
+    /// already had `timeout`.
+    pub fn sweep(&self, now: Instant) {
+        for link in self.lock().values_mut() {
+            link.awaited.retain(|_, a| a.deadline > now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{KernelMessage, Message, Response};
+
+    fn frame(id: u64) -> Frame {
+        let a: Address = "a.os@x:y:z".parse().unwrap();
+        Frame::Deliver(KernelMessage {
+            id,
+            source: a.clone(),
+            target: a,
+            rsvp: None,
+            message: Message::Response(Response {
+                body: vec![],
+                metadata: None,
+            }),
+            blob: None,
+        })
+    }
+
+    #[test]
+    fn queue_then_drain_in_order_and_orphans_on_disconnect() {
+        let links = Links::default();
+        let rsvp: Address = "me.os@p:q:r".parse().unwrap();
+        let far = Instant::now() + std::time::Duration::from_secs(60);
+        assert_eq!(
+            links.send("b.os", frame(1), Some((1, rsvp.clone(), rsvp.clone(), far))),
+            Ok(Sent::Connect)
+        );
+        assert_eq!(links.send("b.os", frame(2), None), Ok(Sent::Queued));
+        let (tx, mut rx) = mpsc::channel(CONNECT_QUEUE);
+        let peer = PeerId::random();
+        links.connected("b.os", peer, tx);
+        assert_eq!(links.send("b.os", frame(3), None), Ok(Sent::Written));
+        for want in 1..=3 {
+            match rx.try_recv() {
+                Ok(Frame::Deliver(km)) => assert_eq!(km.id, want),
+                other => panic!("{other:?}"),
+            }
+        }
+        let orphans = links.disconnected(&peer);
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].0, 1);
+        assert!(!links.is_connected("b.os"));
+    }
+}

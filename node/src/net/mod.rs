@@ -1,0 +1,267 @@
+//! The network: nodes find each other by name and exchange kernel messages
+//! over libp2p (TCP and QUIC, Noise, Yamux), with no central server.
+//!
+//! - `identity`: the node's key pair; `record`: signed name records;
+//!   `book`: names seen and verified (first key to claim a name keeps it).
+//! - `behaviour`: identify, ping, mDNS, Kademlia, raw streams.
+//! - `event_loop`: owns the `Swarm`; resolves names, dials, publishes our
+//!   record, tracks peers.
+//! - `peer`: one long-lived outbound stream per peer with length-prefixed
+//!   frames (`wire`), and a reader per inbound stream.
+//! - `links`: the send path by node name, with the requests awaiting an
+//!   answer from each peer.
+//!
+//! The kernel reaches the network through [`Net`], which implements
+//! `kernel::Remote`.
+
+mod behaviour;
+pub mod book;
+mod event_loop;
+pub mod identity;
+pub mod links;
+mod peer;
+pub mod record;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::api::PeerInfo;
+use crate::services::Services;
+use crate::types::{Address, KernelMessage, Message, SendError, SendErrorKind};
+use book::AddressBook;
+use links::{Links, Orphans, Sent};
+use record::NameRecord;
+use wire::Frame;
+
+/// Commands queued for the event loop. Only connection set-up and queries
+/// go through it; messages to connected peers do not.
+const COMMANDS: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// TCP and UDP (QUIC) port to listen on; 0 picks free ones.
+    pub port: u16,
+    /// Address to listen on.
+    pub listen_ip: std::net::IpAddr,
+    /// Peers to join at boot (multiaddrs ending in `/p2p/<peer id>`).
+    pub bootstrap: Vec<String>,
+    pub mdns: bool,
+    /// How long a dial or stream open may take before pending requests
+    /// fail with `offline`.
+    pub dial_timeout: Duration,
+    /// Connections idle this long are closed.
+    pub idle_timeout: Duration,
+    pub ping_interval: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            listen_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            bootstrap: Vec::new(),
+            mdns: true,
+            dial_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            ping_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("node identity at {path}: {reason}")]
+    Identity { path: String, reason: String },
+    #[error("network transport: {0}")]
+    Transport(String),
+    #[error("bad bootstrap address {0:?}: expected a multiaddr ending in /p2p/<peer id>")]
+    Bootstrap(String),
+}
+
+enum Command {
+    /// Set up a link to this node (resolve, dial, open the stream).
+    Connect(String),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+}
+
+/// An outbound stream to a peer, being opened or open.
+enum Outbound {
+    Opening,
+    Open(mpsc::Sender<Frame>),
+}
+
+/// State shared by the event loop, the stream tasks and [`Net`].
+struct Shared {
+    our: String,
+    keypair: Keypair,
+    book: AddressBook,
+    links: Links,
+    outbound: Mutex<HashMap<PeerId, Outbound>>,
+    record: Mutex<NameRecord>,
+    services: Weak<Services>,
+    max_frame: usize,
+    dial_timeout: Duration,
+    commands: mpsc::Sender<Command>,
+}
+
+impl Shared {
+    fn our_record(&self) -> NameRecord {
+        self.record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Fail requests that can no longer be answered.
+    fn fail_orphans(&self, orphans: Orphans, why: &str) {
+        let Some(services) = self.services.upgrade() else {
+            return;
+        };
+        for (id, awaited) in orphans {
+            let error = SendError::new(SendErrorKind::Offline, &awaited.target, why);
+            services.kernel.fail(&awaited.rsvp, id, error);
+        }
+    }
+
+    /// Send a frame to `node`, asking the event loop to connect if needed.
+    fn send_frame(
+        &self,
+        node: &str,
+        frame: Frame,
+        awaited: Option<(u64, Address, Address, Instant)>,
+    ) -> Result<(), SendErrorKind> {
+        match self.links.send(node, frame, awaited)? {
+            Sent::Written | Sent::Queued => Ok(()),
+            Sent::Connect => {
+                if self
+                    .commands
+                    .try_send(Command::Connect(node.to_string()))
+                    .is_err()
+                {
+                    self.unreachable(node, "the network is overloaded");
+                    return Err(SendErrorKind::MailboxFull);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `node` cannot be reached: fail everything waiting for it.
+    fn unreachable(&self, node: &str, why: &str) {
+        let (orphans, lost) = self.links.unreachable(node);
+        if lost > 0 {
+            warn!(node, lost, why, "frames for an unreachable node dropped");
+        }
+        self.fail_orphans(orphans, &format!("node {node} is unreachable: {why}"));
+    }
+}
+
+/// The kernel's handle on the network.
+pub struct Net {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+impl Net {
+    /// Start listening, join the bootstrap peers and run the event loop.
+    pub fn start(
+        config: &NetConfig,
+        home: &std::path::Path,
+        services: &Arc<Services>,
+    ) -> Result<Arc<Self>, NetError> {
+        let keypair = identity::load_or_create(home)?;
+        let our = services.kernel.our().to_string();
+        let record = NameRecord::sign(&keypair, &our, Vec::new(), now_millis())
+            .map_err(|e| NetError::Transport(e.to_string()))?;
+        let (commands, commands_rx) = mpsc::channel(COMMANDS);
+        let shared = Arc::new(Shared {
+            our,
+            commands: commands.clone(),
+            book: AddressBook::open(home),
+            links: Links::default(),
+            outbound: Mutex::default(),
+            record: Mutex::new(record),
+            services: Arc::downgrade(services),
+            max_frame: services.kernel.limits().max_message_bytes + wire::FRAME_OVERHEAD,
+            dial_timeout: config.dial_timeout,
+            keypair: keypair.clone(),
+        });
+        let event_loop =
+            event_loop::EventLoop::new(config, keypair.clone(), shared.clone(), commands_rx)?;
+        tokio::spawn(event_loop.run());
+        Ok(Arc::new(Self {
+            shared,
+            commands,
+            peer_id: keypair.public().to_peer_id(),
+        }))
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Our signed name record (addresses fill in once listening).
+    pub fn record(&self) -> NameRecord {
+        self.shared.our_record()
+    }
+
+    /// Connected peers with their names, addresses and round-trip times.
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Peers(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+impl crate::kernel::Remote for Net {
+    fn send(&self, km: KernelMessage) -> Result<(), SendError> {
+        let target = km.target.clone();
+        let awaited = match (&km.message, &km.rsvp) {
+            (Message::Request(r), Some(rsvp)) if *rsvp.node == *self.shared.our => {
+                r.expects_response.map(|ms| {
+                    (
+                        km.id,
+                        rsvp.clone(),
+                        target.clone(),
+                        Instant::now() + Duration::from_millis(ms),
+                    )
+                })
+            }
+            _ => None,
+        };
+        self.shared
+            .send_frame(&target.node, Frame::Deliver(km), awaited)
+            .map_err(|kind| {
+                SendError::new(kind, &target, "the link to that node is full; retry later")
+            })
+    }
+
+    fn fail(&self, rsvp: &Address, id: u64, error: SendError) {
+        let frame = Frame::Failed {
+            id,
+            rsvp: rsvp.clone(),
+            error,
+        };
+        if self.shared.send_frame(&rsvp.node, frame, None).is_err() {
+            warn!(%rsvp, id, "could not tell a remote asker that its request failed");
+        }
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+}

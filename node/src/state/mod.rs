@@ -1,0 +1,178 @@
+//! Durable storage on sled. This is the only module that opens sled; the
+//! rest of the node sees per-process state ([`StateStore::get`], `set`,
+//! `clear`), the persisted process table ([`table`]), key-value databases
+//! ([`kv`]) and grants, never a sled type.
+//!
+//! **Invariant:** when `set`, `clear` or any kv write returns `Ok`, the write
+//! is on disk, so an acknowledged write survives `kill -9`. Durability is a
+//! group commit ([`commit`]): one flush acks every writer queued behind it.
+
+pub mod baseline;
+pub mod commit;
+pub mod disk;
+pub mod kv;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+
+use crate::types::ProcessId;
+use commit::Committer;
+
+/// The store's directory under the node home.
+pub const STORE_DIR: &str = "state.sled";
+/// Tree of the persisted process table.
+const TABLE_TREE: &str = "process-table";
+/// Tree of grants (kv databases and vfs drives shared with other packages).
+const GRANTS_TREE: &str = "grants";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "cannot open the state store at {path}: {reason}. If the node crashed while \
+         writing, move that directory aside (for example `mv {path} {path}.broken`) and \
+         start again to get an empty store; it is never deleted for you"
+    )]
+    Open { path: PathBuf, reason: String },
+    #[error("state store: {0}")]
+    Io(String),
+    #[error("the process table entry {key} is unreadable: {reason}")]
+    Table { key: String, reason: String },
+}
+
+fn io(e: impl std::fmt::Display) -> StateError {
+    StateError::Io(e.to_string())
+}
+
+pub struct StateStore {
+    path: PathBuf,
+    /// Per-process state, keyed by process id (the default tree).
+    db: sled::Db,
+    table: sled::Tree,
+    grants: sled::Tree,
+    commit: Committer,
+}
+
+impl StateStore {
+    /// Open (or create) `<home>/state.sled`. A corrupt or unreadable store
+    /// is an error naming the directory, never a panic.
+    pub fn open(home: &Path) -> Result<Self, StateError> {
+        let path = home.join(STORE_DIR);
+        let open_err = |reason: String| StateError::Open {
+            path: path.clone(),
+            reason,
+        };
+        // sled may panic on some corruptions instead of returning an error.
+        let opened = std::panic::catch_unwind(|| {
+            let db = sled::Config::new().path(&path).open()?;
+            let table = db.open_tree(TABLE_TREE)?;
+            let grants = db.open_tree(GRANTS_TREE)?;
+            Ok::<_, sled::Error>((db, table, grants))
+        });
+        let (db, table, grants) = match opened {
+            Ok(Ok(trees)) => trees,
+            Ok(Err(e)) => return Err(open_err(e.to_string())),
+            Err(_) => {
+                return Err(open_err(
+                    "the store is corrupt (sled panicked while reading it)".into(),
+                ))
+            }
+        };
+        let commit = Committer::start(db.clone()).map_err(|e| open_err(e.to_string()))?;
+        let store = Self {
+            path,
+            db,
+            table,
+            grants,
+            commit,
+        };
+        store.check_table()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn get(&self, process: &ProcessId) -> Result<Option<Vec<u8>>, StateError> {
+        self.db
+            .get(process.to_string())
+            .map(|v| v.map(|ivec| ivec.to_vec()))
+            .map_err(io)
+    }
+
+    /// Store the state of `process`; durable when it returns.
+    pub async fn set(&self, process: &ProcessId, bytes: &[u8]) -> Result<(), StateError> {
+        self.db.insert(process.to_string(), bytes).map_err(io)?;
+        self.durable().await
+    }
+
+    /// Remove the state of `process`; durable when it returns.
+    pub async fn clear(&self, process: &ProcessId) -> Result<(), StateError> {
+        self.db.remove(process.to_string()).map_err(io)?;
+        self.durable().await
+    }
+
+    /// Wait until every write applied so far is on disk (group commit).
+    pub async fn durable(&self) -> Result<(), StateError> {
+        self.commit.durable().await.map_err(StateError::Io)
+    }
+
+    /// Flushes done and writes they covered since the store opened.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.commit.stats;
+        (s.flushes.load(Relaxed), s.writes.load(Relaxed))
+    }
+
+    /// Bytes of per-process state (keys and values) held for `package`
+    /// (`package:publisher`).
+    pub fn state_bytes(&self, package: &str) -> u64 {
+        let suffix = format!(":{package}");
+        self.db
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| k.ends_with(suffix.as_bytes()))
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
+    }
+
+    /// Bytes the store's files take on disk, all packages together.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    fn grant_key(kind: &str, owner: &str, resource: &str, grantee: &str) -> Vec<u8> {
+        format!("{kind}\0{owner}\0{resource}\0{grantee}").into_bytes()
+    }
+
+    /// Let package `grantee` use `resource` (a kv database, a drive) of
+    /// package `owner`. Durable when it returns.
+    pub async fn grant(
+        &self,
+        kind: &str,
+        owner: &str,
+        resource: &str,
+        grantee: &str,
+    ) -> Result<(), StateError> {
+        let key = Self::grant_key(kind, owner, resource, grantee);
+        self.grants.insert(key, &[]).map_err(io)?;
+        self.durable().await
+    }
+
+    pub async fn revoke(
+        &self,
+        kind: &str,
+        owner: &str,
+        resource: &str,
+        grantee: &str,
+    ) -> Result<(), StateError> {
+        let key = Self::grant_key(kind, owner, resource, grantee);
+        self.grants.remove(key).map_err(io)?;
+        self.durable().await
+    }
+
+    pub fn is_granted(&self, kind: &str, owner: &str, resource: &str, grantee: &str) -> bool {
+        let key = Self::grant_key(kind, owner, resource, grantee);
+        self.grants.contains_key(key).unwrap_or(false)
+    }
+}

@@ -1,0 +1,352 @@
+//! HTTP and WebSocket helpers: bind paths under `/<our-process-id>/`,
+//! read the requests and WebSocket events the node's `http-server`
+//! delivers, answer, push and publish.
+//!
+//! The JSON shapes mirror `node/src/http/wire.rs` (the SDK never depends
+//! on the node).
+//!
+//! ```ignore
+//! use hearth_sdk::http::{self, Access, HttpEvent};
+//!
+//! // in init:
+//! http::bind("/api/send", Access::Authenticated)?;
+//! http::bind_ws("/ws", Access::Authenticated)?;
+//!
+//! // in handle:
+//! match http::event(&msg) {
+//!     Some(HttpEvent::Http(req)) => http::answer(msg.id(), 200, &[], b"ok".to_vec())?,
+//!     Some(HttpEvent::WsOpen { conn, query, .. }) => http::join(conn, "lobby")?,
+//!     Some(HttpEvent::WsMessage { conn, payload, .. }) => http::publish_text("lobby", &payload)?,
+//!     Some(HttpEvent::WsClose { .. }) | None => {}
+//! }
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Address, Blob, Incoming, ProcessId, Request, Response, SendError};
+
+/// Timeout of binding requests (the server answers at once).
+const BIND_TIMEOUT_MS: u64 = 5_000;
+
+/// Who may reach a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Anyone who can reach the node.
+    Public,
+    /// Logged-in browsers (session cookie) only.
+    Authenticated,
+    /// Clients on the node's machine (loopback) only.
+    LocalOnly,
+}
+
+#[derive(Serialize)]
+enum ServerRequest<'a> {
+    Bind { path: &'a str, access: Access },
+    BindWs { path: &'a str, access: Access },
+    Unbind { path: &'a str },
+    WsPush { conn: u64, binary: bool },
+    WsPublish { topic: &'a str, binary: bool },
+    WsJoin { conn: u64, topic: &'a str },
+    WsLeave { conn: u64, topic: &'a str },
+    WsClose { conn: u64 },
+}
+
+/// An HTTP request for one of our bindings. The body is in [`HttpRequest::body`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    /// Path below our prefix, such as `/api/rooms/lobby`.
+    pub path: String,
+    /// The bound pattern that matched, such as `/api/rooms/:room`.
+    pub bound_path: String,
+    pub params: BTreeMap<String, String>,
+    pub query: BTreeMap<String, String>,
+    /// Lower-case names.
+    pub headers: BTreeMap<String, String>,
+    /// The logged-in user, `None` for anonymous clients of public bindings.
+    pub user: Option<String>,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+enum WireEvent {
+    Http(HttpRequest),
+    WsOpen {
+        conn: u64,
+        path: String,
+        query: BTreeMap<String, String>,
+        user: Option<String>,
+    },
+    WsMessage {
+        conn: u64,
+        binary: bool,
+    },
+    WsClose {
+        conn: u64,
+    },
+}
+
+/// What the HTTP server delivers to a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpEvent {
+    /// Answer it with [`answer`] (the request awaits a response).
+    Http(HttpRequest),
+    WsOpen {
+        conn: u64,
+        path: String,
+        query: BTreeMap<String, String>,
+        user: Option<String>,
+    },
+    WsMessage {
+        conn: u64,
+        binary: bool,
+        payload: Vec<u8>,
+    },
+    WsClose {
+        conn: u64,
+    },
+}
+
+/// The node's HTTP server, `http-server:distro:sys` on our node.
+pub fn server() -> Address {
+    let our = crate::our();
+    // The names are valid constants and our node name is valid, so this
+    // cannot fail; `our` is only a type-correct fallback.
+    ProcessId::new("http-server", "distro", "sys")
+        .and_then(|id| Address::new(our.node(), id))
+        .unwrap_or(our)
+}
+
+/// Whether `msg` comes from our node's HTTP server.
+pub fn is_from_server(msg: &Incoming) -> bool {
+    let source = msg.source();
+    let id = source.process();
+    id.process() == "http-server"
+        && id.package() == "distro"
+        && id.publisher() == "sys"
+        && source.node() == crate::our().node()
+}
+
+/// Parse a request from the HTTP server; `None` for any other message.
+pub fn event(msg: &Incoming) -> Option<HttpEvent> {
+    if !msg.is_request() || !is_from_server(msg) {
+        return None;
+    }
+    let payload = || msg.blob().map(|b| b.bytes.clone()).unwrap_or_default();
+    Some(match msg.json::<WireEvent>().ok()? {
+        WireEvent::Http(mut req) => {
+            req.body = payload();
+            HttpEvent::Http(req)
+        }
+        WireEvent::WsOpen {
+            conn,
+            path,
+            query,
+            user,
+        } => HttpEvent::WsOpen {
+            conn,
+            path,
+            query,
+            user,
+        },
+        WireEvent::WsMessage { conn, binary } => HttpEvent::WsMessage {
+            conn,
+            binary,
+            payload: payload(),
+        },
+        WireEvent::WsClose { conn } => HttpEvent::WsClose { conn },
+    })
+}
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    status: u16,
+    headers: BTreeMap<&'a str, &'a str>,
+}
+
+/// Answer HTTP request `id` with a status, headers and a body.
+pub fn answer(
+    id: u64,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<(), SendError> {
+    let headers = headers.iter().copied().collect();
+    Response::new()
+        .json(&Answer { status, headers })
+        .blob(Blob::new(None, body))
+        .send(id)
+}
+
+/// Answer HTTP request `id` with `value` as JSON and status 200.
+pub fn answer_json<T: Serialize + ?Sized>(id: u64, value: &T) -> Result<(), SendError> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    answer(id, 200, &[("content-type", "application/json")], body)
+}
+
+/// Why a call to the HTTP server failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    // No `#[from]`: a second `From<SendError>` impl in the SDK breaks type
+    // inference of `?` in other modules' generic helpers.
+    #[error(transparent)]
+    Send(SendError),
+    /// The server refused (bad path pattern, unknown connection...).
+    #[error("http-server refused: {0}")]
+    Refused(String),
+}
+
+/// Send to the server without waiting: fast, and errors the kernel sees
+/// at once are returned. Refusals by the server itself (a bad pattern)
+/// need the awaited forms, [`bind_checked`] and [`publish_counted`].
+fn tell(request: &ServerRequest<'_>, blob: Option<Blob>) -> Result<(), SendError> {
+    let mut r = Request::to(server()).json(request);
+    if let Some(blob) = blob {
+        r = r.blob(blob);
+    }
+    r.send().map(|_| ())
+}
+
+/// Ask the server and await its answer (the count for a publish).
+async fn call(request_json: &ServerRequest<'_>, blob: Option<Blob>) -> Result<u64, HttpError> {
+    let mut r = Request::to(server())
+        .json(request_json)
+        .timeout_ms(BIND_TIMEOUT_MS);
+    if let Some(blob) = blob {
+        r = r.blob(blob);
+    }
+    let reply = r.ask().await.map_err(HttpError::Send)?;
+    match reply.json::<Result<u64, serde_json::Value>>() {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(HttpError::Refused(e.to_string())),
+        Err(e) => Err(HttpError::Refused(format!("unreadable answer: {e}"))),
+    }
+}
+
+/// Bind an HTTP path under our prefix. `:name` segments capture path
+/// parameters, a last `*name` segment the rest of the path.
+pub fn bind(path: &str, access: Access) -> Result<(), SendError> {
+    tell(&ServerRequest::Bind { path, access }, None)
+}
+
+/// Bind a WebSocket path under our prefix.
+pub fn bind_ws(path: &str, access: Access) -> Result<(), SendError> {
+    tell(&ServerRequest::BindWs { path, access }, None)
+}
+
+/// [`bind`] or [`bind_ws`], awaiting the server's answer (inside
+/// [`crate::spawn_task`]).
+pub async fn bind_checked(path: &str, access: Access, websocket: bool) -> Result<(), HttpError> {
+    let request = if websocket {
+        ServerRequest::BindWs { path, access }
+    } else {
+        ServerRequest::Bind { path, access }
+    };
+    call(&request, None).await.map(|_| ())
+}
+
+/// [`publish_text`], awaiting the number of connections it reached.
+pub async fn publish_counted(topic: &str, text: &str) -> Result<u64, HttpError> {
+    call(
+        &ServerRequest::WsPublish {
+            topic,
+            binary: false,
+        },
+        Some(Blob::new(None, text.as_bytes())),
+    )
+    .await
+}
+
+pub fn unbind(path: &str) -> Result<(), SendError> {
+    tell(&ServerRequest::Unbind { path }, None)
+}
+
+/// Send a text frame to one of our connections.
+pub fn push_text(conn: u64, text: &str) -> Result<(), SendError> {
+    tell(
+        &ServerRequest::WsPush {
+            conn,
+            binary: false,
+        },
+        Some(Blob::new(None, text.as_bytes())),
+    )
+}
+
+/// Send a binary frame to one of our connections.
+pub fn push_binary(conn: u64, bytes: Vec<u8>) -> Result<(), SendError> {
+    tell(
+        &ServerRequest::WsPush { conn, binary: true },
+        Some(Blob::new(None, bytes)),
+    )
+}
+
+/// Send a text frame to every connection that joined `topic`.
+pub fn publish_text(topic: &str, text: &str) -> Result<(), SendError> {
+    tell(
+        &ServerRequest::WsPublish {
+            topic,
+            binary: false,
+        },
+        Some(Blob::new(None, text.as_bytes())),
+    )
+}
+
+/// Send a binary frame to every connection that joined `topic`.
+pub fn publish_binary(topic: &str, bytes: Vec<u8>) -> Result<(), SendError> {
+    tell(
+        &ServerRequest::WsPublish {
+            topic,
+            binary: true,
+        },
+        Some(Blob::new(None, bytes)),
+    )
+}
+
+/// Put connection `conn` in `topic`: the process decides who joins what.
+pub fn join(conn: u64, topic: &str) -> Result<(), SendError> {
+    tell(&ServerRequest::WsJoin { conn, topic }, None)
+}
+
+pub fn leave(conn: u64, topic: &str) -> Result<(), SendError> {
+    tell(&ServerRequest::WsLeave { conn, topic }, None)
+}
+
+/// Close one of our connections.
+pub fn close(conn: u64) -> Result<(), SendError> {
+    tell(&ServerRequest::WsClose { conn }, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shapes_match_the_node() {
+        let bind = serde_json::to_string(&ServerRequest::Bind {
+            path: "/a",
+            access: Access::LocalOnly,
+        })
+        .unwrap();
+        assert_eq!(bind, r#"{"Bind":{"path":"/a","access":"local-only"}}"#);
+        let publish = serde_json::to_string(&ServerRequest::WsPublish {
+            topic: "t",
+            binary: false,
+        })
+        .unwrap();
+        assert_eq!(publish, r#"{"WsPublish":{"topic":"t","binary":false}}"#);
+        let open: WireEvent = serde_json::from_str(
+            r#"{"WsOpen":{"conn":3,"path":"/ws","query":{"room":"a"},"user":null}}"#,
+        )
+        .unwrap();
+        assert!(matches!(open, WireEvent::WsOpen { conn: 3, .. }));
+        let http: WireEvent = serde_json::from_str(
+            r#"{"Http":{"method":"GET","path":"/x/1","bound_path":"/x/:id","params":{"id":"1"},"query":{},"headers":{},"user":"a.os"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(http, WireEvent::Http(r) if r.params["id"] == "1"));
+    }
+}

@@ -1,0 +1,83 @@
+//! The chat app in real headless Chromium (Debian's `chromium`), driven by
+//! `tests/ui/chat.mjs` with playwright-core: log in, `window.our`, a button
+//! calling a process endpoint, WebSocket push and publish to two pages,
+//! refusal without a session, logout.
+//!
+//! Fails (never skips) when Chromium or the npm packages are missing:
+//! `.ci/setup` installs both.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::http::{web_node, PASSWORD};
+use crate::common::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_in_headless_chromium() {
+    assert!(
+        Path::new(CHROMIUM).is_file(),
+        "{CHROMIUM} is missing: run .ci/setup (apt-get install chromium)"
+    );
+    let ui_dir = workspace_root().join("tests/ui");
+    assert!(
+        ui_dir.join("node_modules/playwright-core").is_dir(),
+        "tests/ui/node_modules is missing: run .ci/setup (npm ci in tests/ui)"
+    );
+    let n = web_node(
+        "ui.os",
+        IpAddr::from([127, 0, 0, 1]),
+        Duration::from_secs(3600),
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{}", n.node.http_addr().port());
+    let output = tokio::task::block_in_place(|| {
+        Command::new("node")
+            .current_dir(&ui_dir)
+            .args(["chat.mjs", &base, "ui.os", "chat:chat:sys", PASSWORD])
+            .env("CHROMIUM", CHROMIUM)
+            .output()
+            .expect("run node (Node.js) for the browser script")
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("browser script printed no JSON ({e}):\n{stdout}\n{stderr}"));
+    let checks = report["checks"].as_array().expect("checks");
+    for c in checks {
+        eprintln!(
+            "{} {} {}",
+            if c["ok"] == true { "ok  " } else { "FAIL" },
+            c["name"],
+            c["detail"]
+        );
+    }
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    for expected in [
+        "unauthenticated UI redirects to login",
+        "unauthenticated API request refused",
+        "login returns to the app",
+        "window.our holds node and process",
+        "WebSocket push to one connection shown",
+        "button calls the process endpoint",
+        "publish reaches page 1 over WebSocket without reload",
+        "publish reaches page 2 over WebSocket without reload",
+        "another room does not receive it",
+        "logout ends the session",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "check {expected:?} did not run:\n{stdout}\n{stderr}"
+        );
+    }
+    assert!(
+        output.status.success() && report["ok"] == true,
+        "browser checks failed:\n{stdout}\n{stderr}"
+    );
+    n.stop().await;
+}
