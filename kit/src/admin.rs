@@ -179,13 +179,37 @@ impl AdminClient {
 
     /// POSTs `body` to `path`; returns the body of a 2xx answer.
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Vec<u8>> {
-        let url = format!("http://127.0.0.1:{}{path}", self.location.port);
+        let url = self.url(path);
         let result = self
             .agent
             .post(&url)
             .header(SECRET_HEADER, &self.location.secret)
             .header("content-type", content_type)
             .send(body);
+        self.answer(result, &url)
+    }
+
+    /// GETs `path`; returns the body of a 2xx answer.
+    pub fn get(&self, path: &str) -> Result<Vec<u8>> {
+        let url = self.url(path);
+        let result = self
+            .agent
+            .get(&url)
+            .header(SECRET_HEADER, &self.location.secret)
+            .call();
+        self.answer(result, &url)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.location.port)
+    }
+
+    fn answer(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        url: &str,
+    ) -> Result<Vec<u8>> {
+        let url = url.to_string();
         let mut response = match result {
             Ok(response) => response,
             Err(e) => return Err(self.transport_error(e, &url)),

@@ -8,6 +8,7 @@ mod build;
 mod fake;
 mod inject;
 mod new;
+mod peers;
 mod start;
 
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     F(fake::FakeArgs),
     /// Measure performance next to baselines and print a table
     Bench(bench::BenchArgs),
+    /// List the peers a node is connected to
+    Peers(peers::PeersArgs),
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
@@ -48,6 +51,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::I(args) => inject::run(args),
         Command::F(args) => fake::run(args),
         Command::Bench(args) => bench::run(&args),
+        Command::Peers(args) => peers::run(&args),
     }
 }
 

@@ -158,7 +158,12 @@ impl Node {
     /// Stop serving, stop every process, and remove the run file.
     pub async fn shutdown(self) {
         let _ = self.shutdown_tx.send(true);
+        // Processes first, so remote askers hear `process-exited` for what
+        // was in flight; then peers see the connections close.
         self.services.stop_where(|_| true).await;
+        if let Some(net) = self.services.net.get() {
+            net.shutdown().await;
+        }
         match self.http_task.await {
             Ok(Err(e)) => warn!("http server ended with an error: {e}"),
             Err(e) => warn!("http server task failed: {e}"),

@@ -37,35 +37,71 @@ const RECEIPTS: usize = 2 * SUBSCRIBERS;
 const APP: &str = "/chat:chat:sys";
 
 pub async fn run(node: &Node, chat: Vec<PackageFile>) -> Result<Vec<Row>> {
-    hearth::package::install(node.services(), chat).await.context("install chat")?;
+    hearth::package::install(node.services(), chat)
+        .await
+        .context("install chat")?;
     let addr = node.http_addr();
     wait_until_bound(addr).await?;
 
     let baseline_addr = plain_axum().await?;
     // Warm both up, then measure each in turn on the same machine.
-    loadgen::run(baseline_addr, "/health", CONNECTIONS, Duration::from_millis(500)).await?;
-    loadgen::run(addr, &format!("{APP}/api/health"), CONNECTIONS, Duration::from_millis(500)).await?;
+    loadgen::run(
+        baseline_addr,
+        "/health",
+        CONNECTIONS,
+        Duration::from_millis(500),
+    )
+    .await?;
+    loadgen::run(
+        addr,
+        &format!("{APP}/api/health"),
+        CONNECTIONS,
+        Duration::from_millis(500),
+    )
+    .await?;
     let base = loadgen::run(baseline_addr, "/health", CONNECTIONS, LOAD_TIME).await?;
     let ours = loadgen::run(addr, &format!("{APP}/api/health"), CONNECTIONS, LOAD_TIME).await?;
 
     let mut rows = vec![
-        Row::new(format!("HTTP GET to a process endpoint, {CONNECTIONS} keep-alive connections"), "req/s", ours.requests_per_sec)
-            .baseline("plain axum handler", base.requests_per_sec)
-            .target(Better::Higher, 0.4 * base.requests_per_sec),
-        Row::new("HTTP GET to a process endpoint, p50", "us", percentile(&ours.latencies_us, 50.0))
-            .baseline("plain axum handler", percentile(&base.latencies_us, 50.0)),
-        Row::new("HTTP GET to a process endpoint, p99", "us", percentile(&ours.latencies_us, 99.0))
-            .baseline("plain axum handler", percentile(&base.latencies_us, 99.0)),
+        Row::new(
+            format!("HTTP GET to a process endpoint, {CONNECTIONS} keep-alive connections"),
+            "req/s",
+            ours.requests_per_sec,
+        )
+        .baseline("plain axum handler", base.requests_per_sec)
+        .target(Better::Higher, 0.4 * base.requests_per_sec),
+        Row::new(
+            "HTTP GET to a process endpoint, p50",
+            "us",
+            percentile(&ours.latencies_us, 50.0),
+        )
+        .baseline("plain axum handler", percentile(&base.latencies_us, 50.0)),
+        Row::new(
+            "HTTP GET to a process endpoint, p99",
+            "us",
+            percentile(&ours.latencies_us, 99.0),
+        )
+        .baseline("plain axum handler", percentile(&base.latencies_us, 99.0)),
     ];
     let (p50, p99) = publish_fan_out(addr).await?;
-    rows.push(Row::new(format!("one publish reaching all of {SUBSCRIBERS} WebSocket subscribers, p50"), "ms", p50));
-    rows.push(Row::new(format!("one publish reaching all of {SUBSCRIBERS} WebSocket subscribers, p99"), "ms", p99));
+    rows.push(Row::new(
+        format!("one publish reaching all of {SUBSCRIBERS} WebSocket subscribers, p50"),
+        "ms",
+        p50,
+    ));
+    rows.push(Row::new(
+        format!("one publish reaching all of {SUBSCRIBERS} WebSocket subscribers, p99"),
+        "ms",
+        p99,
+    ));
     Ok(rows)
 }
 
 async fn wait_until_bound(addr: SocketAddr) -> Result<()> {
     for _ in 0..200 {
-        if let Ok((200, _, _)) = loadgen::once(addr, "GET", &format!("{APP}/api/health"), &[], b"").await {
+        if let Ok((200, _, _)) =
+            loadgen::once(addr, "GET", &format!("{APP}/api/health"), &[], b"").await
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -89,7 +125,14 @@ async fn plain_axum() -> Result<SocketAddr> {
 
 async fn login(addr: SocketAddr) -> Result<String> {
     let body = format!("password={PASSWORD}");
-    let (status, head, _) = loadgen::once(addr, "POST", "/login", &[("content-type", "application/x-www-form-urlencoded")], body.as_bytes()).await?;
+    let (status, head, _) = loadgen::once(
+        addr,
+        "POST",
+        "/login",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+    .await?;
     if status != 303 {
         bail!("login answered {status}");
     }
@@ -110,11 +153,16 @@ async fn publish_fan_out(addr: SocketAddr) -> Result<(f64, f64)> {
     let mut readers = JoinSet::new();
     for i in 0..SUBSCRIBERS {
         if connecting.len() >= CONNECT_CONCURRENCY {
-            readers.spawn(connecting.join_next().await.context("connect task")??);
+            let ready = connecting.join_next().await.context("no connect task")?;
+            readers.spawn(ready.context("connect task")??);
         }
         let cookie = cookie.clone();
         let tx = receipt_tx.clone();
-        connecting.spawn(async move { subscribe(addr, &cookie, tx).await.with_context(|| format!("subscriber {i}")) });
+        connecting.spawn(async move {
+            subscribe(addr, &cookie, tx)
+                .await
+                .with_context(|| format!("subscriber {i}"))
+        });
     }
     while let Some(ready) = connecting.join_next().await {
         readers.spawn(ready.context("connect task")??);
@@ -125,11 +173,20 @@ async fn publish_fan_out(addr: SocketAddr) -> Result<(f64, f64)> {
     for n in 0..PUBLISHES {
         let body = format!(r#"{{"text":"bench {n}"}}"#);
         let t0 = Instant::now();
-        let (status, _, reply) = loadgen::once(addr, "POST", &format!("{APP}/api/rooms/bench/messages"), &[("cookie", &cookie), ("content-type", "application/json")], body.as_bytes()).await?;
+        let (status, _, reply) = loadgen::once(
+            addr,
+            "POST",
+            &format!("{APP}/api/rooms/bench/messages"),
+            &[("cookie", &cookie), ("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .await?;
         if status != 200 {
             bail!("post answered {status}");
         }
-        let id = serde_json::from_slice::<serde_json::Value>(&reply)?["id"].as_u64().ok_or_else(|| anyhow!("no id"))?;
+        let id = serde_json::from_slice::<serde_json::Value>(&reply)?["id"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no id"))?;
         let mut got = 0;
         let mut last = t0;
         while got < SUBSCRIBERS {
@@ -153,7 +210,11 @@ type Reader = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Connect one subscriber to the `bench` room, wait for its welcome, and
 /// return the task that reports each message id it receives.
-async fn subscribe(addr: SocketAddr, cookie: &str, tx: mpsc::Sender<(u64, Instant)>) -> Result<Reader> {
+async fn subscribe(
+    addr: SocketAddr,
+    cookie: &str,
+    tx: mpsc::Sender<(u64, Instant)>,
+) -> Result<Reader> {
     let mut request = format!("ws://{addr}{APP}/ws?room=bench").into_client_request()?;
     request.headers_mut().insert("cookie", cookie.parse()?);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
@@ -165,7 +226,9 @@ async fn subscribe(addr: SocketAddr, cookie: &str, tx: mpsc::Sender<(u64, Instan
         while let Some(Ok(msg)) = socket.next().await {
             let at = Instant::now();
             if let Message::Text(t) = msg {
-                let id = serde_json::from_str::<serde_json::Value>(t.as_str()).ok().and_then(|v| v["id"].as_u64());
+                let id = serde_json::from_str::<serde_json::Value>(t.as_str())
+                    .ok()
+                    .and_then(|v| v["id"].as_u64());
                 if let Some(id) = id {
                     if tx.send((id, at)).await.is_err() {
                         break;

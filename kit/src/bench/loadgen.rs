@@ -19,7 +19,12 @@ pub struct Load {
 }
 
 /// `connections` keep-alive connections sending `GET path` for `duration`.
-pub async fn run(addr: SocketAddr, path: &str, connections: usize, duration: Duration) -> Result<Load> {
+pub async fn run(
+    addr: SocketAddr,
+    path: &str,
+    connections: usize,
+    duration: Duration,
+) -> Result<Load> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
     let started = Instant::now();
     let deadline = started + duration;
@@ -34,7 +39,10 @@ pub async fn run(addr: SocketAddr, path: &str, connections: usize, duration: Dur
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies_us.sort_by(f64::total_cmp);
-    Ok(Load { requests_per_sec: latencies_us.len() as f64 / elapsed, latencies_us })
+    Ok(Load {
+        requests_per_sec: latencies_us.len() as f64 / elapsed,
+        latencies_us,
+    })
 }
 
 async fn connection(addr: SocketAddr, request: &[u8], deadline: Instant) -> Result<Vec<f64>> {
@@ -56,7 +64,10 @@ async fn connection(addr: SocketAddr, request: &[u8], deadline: Instant) -> Resu
 
 /// Read one response (Content-Length framed) from `stream`; returns its
 /// status, head and body. Bytes past it stay in `buf`.
-pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, String, Vec<u8>)> {
+pub async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<(u16, String, Vec<u8>)> {
     let mut chunk = [0u8; 8192];
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -68,7 +79,9 @@ pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<
         }
         buf.extend_from_slice(&chunk[..n]);
     };
-    let head = std::str::from_utf8(&buf[..head_end]).context("response head")?;
+    let head = std::str::from_utf8(&buf[..head_end])
+        .context("response head")?
+        .to_string();
     let status: u16 = head
         .split(' ')
         .nth(1)
@@ -78,7 +91,8 @@ pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<
         .lines()
         .find_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
         })
         .unwrap_or(0);
     while buf.len() < head_end + length {
@@ -89,16 +103,24 @@ pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<
         buf.extend_from_slice(&chunk[..n]);
     }
     let body = buf[head_end..head_end + length].to_vec();
-    let head = head.to_string();
     buf.drain(..head_end + length);
     Ok((status, head, body))
 }
 
 /// One request on a fresh connection; returns status, head and body.
-pub async fn once(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, String, Vec<u8>)> {
+pub async fn once(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }

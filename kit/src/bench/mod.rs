@@ -5,6 +5,8 @@
 mod http;
 mod loadgen;
 mod local;
+mod net;
+mod state;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +25,10 @@ pub enum Suite {
     Local,
     /// HTTP to a process endpoint vs plain axum; WebSocket publish fan-out.
     Http,
+    /// Messaging between processes on two nodes over loopback.
+    Net,
+    /// Durable state (group commit vs raw sled), kv, vfs, boot time.
+    State,
 }
 
 #[derive(Debug, Args)]
@@ -54,7 +60,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let probe = package("tests/apps/probe")?;
     let chat = match args.suite {
         Suite::Http => package("apps/chat")?,
-        Suite::Local => Vec::new(),
+        Suite::Local | Suite::Net | Suite::State => Vec::new(),
     };
     let home = std::env::temp_dir().join(format!("hearth-bench-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
@@ -62,11 +68,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let mut config = NodeConfig::new(&home, "bench.os");
         config.http_port = 0;
         config.register_run_file = false;
+        config.net.listen_ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        config.net.mdns = false;
         config.http.password = Some(hearth::http::Password(http::PASSWORD.into()));
         let node = Node::start(config).await?;
         let rows = match args.suite {
             Suite::Local => local::run(&node, echo, probe).await,
             Suite::Http => http::run(&node, chat).await,
+            Suite::Net => net::run(&node, probe).await,
+            Suite::State => state::run(&node, probe, &home.join("scratch")).await,
         };
         node.shutdown().await;
         rows
@@ -76,6 +86,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let title = match args.suite {
         Suite::Local => "kit bench local (one node, 2-core machine figures are noisy; run twice)",
         Suite::Http => "kit bench http (one node, load generator in the same process; 2-core machine figures are noisy)",
+        Suite::State => "kit bench state (one node; durable = on disk when acknowledged; 2-core figures are noisy)",
+        Suite::Net => "kit bench net (two nodes in one process over loopback TCP; baselines in the same run)",
     };
     table::print(title, &rows, args.json);
     Ok(())

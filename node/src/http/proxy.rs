@@ -45,11 +45,12 @@ pub fn login_redirect(path_and_query: &str) -> Response {
     Redirect::to(&format!("/login?next={next}")).into_response()
 }
 
+/// The query string as a map (a repeated name keeps its last value).
 pub fn parse_query(query: Option<&str>) -> BTreeMap<String, String> {
-    query.map(|q| serde_urlencoded_pairs(q)).unwrap_or_default()
+    query.map(query_pairs).unwrap_or_default()
 }
 
-fn serde_urlencoded_pairs(q: &str) -> BTreeMap<String, String> {
+fn query_pairs(q: &str) -> BTreeMap<String, String> {
     axum::extract::Query::<BTreeMap<String, String>>::try_from_uri(
         &format!("/?{q}").parse().unwrap_or_default(),
     )

@@ -121,6 +121,23 @@ impl EventLoop {
         loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
+                    Some(Command::Shutdown(done)) => {
+                        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                        for peer in peers {
+                            let _ = self.swarm.disconnect_peer_id(peer);
+                        }
+                        // Let the close frames go out before the swarm drops.
+                        let flush = tokio::time::sleep(Duration::from_millis(50));
+                        tokio::pin!(flush);
+                        loop {
+                            tokio::select! {
+                                _ = &mut flush => break,
+                                _ = self.swarm.select_next_some() => {}
+                            }
+                        }
+                        let _ = done.send(());
+                        break;
+                    }
                     Some(command) => self.on_command(command),
                     None => break,
                 },
@@ -134,6 +151,7 @@ impl EventLoop {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Connect(name) => self.connect(name),
+            Command::Shutdown(_) => {}
             Command::Peers(reply) => {
                 let list = self
                     .peers

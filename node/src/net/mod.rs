@@ -90,6 +90,9 @@ enum Command {
     /// Set up a link to this node (resolve, dial, open the stream).
     Connect(String),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// Close every connection, so peers learn at once that we left, and
+    /// stop.
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// An outbound stream to a peer, being opened or open.
@@ -212,6 +215,14 @@ impl Net {
     /// Our signed name record (addresses fill in once listening).
     pub fn record(&self) -> NameRecord {
         self.shared.our_record()
+    }
+
+    /// Leave the network: close all connections and stop the event loop.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Connected peers with their names, addresses and round-trip times.

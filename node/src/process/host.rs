@@ -30,6 +30,9 @@ mod bindings {
         // process task yields meanwhile, so one flush covers many writers.
         imports: {
             "hearth:process/kernel/set-state": async,
+            // A sender yields now and then so the receiver it woke can run
+            // on the other core (see `SENDS_PER_YIELD`).
+            "hearth:process/kernel/send-request": async,
             "hearth:process/kernel/clear-state": async,
         },
     });
@@ -55,6 +58,12 @@ pub struct Current {
 }
 
 /// Store data of one process incarnation.
+/// A process that sends in a loop yields to the scheduler after this many
+/// sends. Waking a receiver puts it in this worker's LIFO slot, which the
+/// other worker cannot steal; without a yield the receiver waits for the
+/// whole send loop and the two never run in parallel.
+const SENDS_PER_YIELD: u32 = 32;
+
 pub struct HostState {
     pub ctx: Arc<ProcessContext>,
     pub asks: Asks,
@@ -68,6 +77,7 @@ pub struct HostState {
     /// to the same peer, and reusing its (shared) address saves checking
     /// and allocating the four names per send.
     last_target: Option<Address>,
+    sends_since_yield: u32,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -86,6 +96,7 @@ impl HostState {
             limits,
             call_started: std::time::Instant::now(),
             last_target: None,
+            sends_since_yield: 0,
             wasi: WasiCtx::builder().inherit_stderr().build(),
             table: ResourceTable::new(),
         }
@@ -96,15 +107,16 @@ impl HostState {
     }
 
     /// The node's address for a guest-given target, checked.
-    fn target(&mut self, target: wit::Address) -> Result<Address, wit::SendError> {
+    fn target(&mut self, target: wit::Address) -> Result<Address, SendError> {
         let p = &target.process;
         if let Some(last) = &self.last_target {
             if last.is(&target.node, &p.process, &p.package, &p.publisher) {
                 return Ok(last.clone());
             }
         }
-        let target = Address::try_from(target)
-            .map_err(|(target, reason)| self.error(SendErrorKind::BadAddress, &target, reason))?;
+        let target = Address::try_from(target).map_err(|(target, reason)| {
+            SendError::new(SendErrorKind::BadAddress, &target, reason)
+        })?;
         self.last_target = Some(target.clone());
         Ok(target)
     }
@@ -135,14 +147,19 @@ impl bindings::hearth::process::kernel::Host for HostState {
         self.address().into()
     }
 
-    fn send_request(
+    async fn send_request(
         &mut self,
         target: wit::Address,
         request: wit::Request,
         context: Option<Vec<u8>>,
         blob: Option<wit::Blob>,
     ) -> Result<u64, wit::SendError> {
-        let target = self.target(target)?;
+        self.sends_since_yield += 1;
+        if self.sends_since_yield >= SENDS_PER_YIELD {
+            self.sends_since_yield = 0;
+            tokio::task::yield_now().await;
+        }
+        let target = self.target(target).map_err(wit::SendError::from)?;
         let kernel = &self.ctx.services.kernel;
         let mut blob: Option<t::Blob> = blob.map(Into::into);
         let current = if request.inherit {

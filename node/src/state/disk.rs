@@ -21,7 +21,9 @@ fn package_dirs(dir: &Path) -> impl Iterator<Item = String> {
 impl StateStore {
     /// Walks the package and drive directories; blocking.
     pub fn disk_usage(&self, packages_dir: &Path, vfs_dir: &Path) -> DiskUsage {
-        let names: BTreeSet<String> = package_dirs(packages_dir).chain(package_dirs(vfs_dir)).collect();
+        let names: BTreeSet<String> = package_dirs(packages_dir)
+            .chain(package_dirs(vfs_dir))
+            .collect();
         let packages = names
             .into_iter()
             .map(|package| PackageDisk {

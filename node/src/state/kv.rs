@@ -4,6 +4,9 @@
 
 use super::{io, StateError, StateStore};
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// One write of an atomic batch.
 #[derive(Debug, Clone)]
 pub enum KvWrite {
@@ -80,7 +83,7 @@ impl KvDb<'_> {
     }
 
     /// Up to `limit` entries whose key starts with `prefix`, in key order.
-    pub fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    pub fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
         self.tree
             .scan_prefix(prefix)
             .take(limit)

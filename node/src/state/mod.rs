@@ -176,3 +176,82 @@ impl StateStore {
         self.grants.contains_key(key).unwrap_or(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn temp_home(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hearth-state-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_flush_covers_many_concurrent_writers_and_writes_persist() {
+        let home = temp_home("group");
+        let store = Arc::new(StateStore::open(&home).unwrap());
+        let writers: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let id = ProcessId::new(&format!("p{i}"), "pkg", "pub");
+                    for n in 0..20u32 {
+                        store.set(&id, &n.to_le_bytes()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        let (flushes, writes) = store.commit_stats();
+        assert_eq!(writes, 64 * 20);
+        assert!(
+            flushes < writes,
+            "group commit: {flushes} flushes for {writes} writes"
+        );
+        drop(Arc::try_unwrap(store).ok().expect("last handle"));
+        let reopened = StateStore::open(&home).unwrap();
+        let id = ProcessId::new("p7", "pkg", "pub");
+        assert_eq!(
+            reopened.get(&id).unwrap(),
+            Some(19u32.to_le_bytes().to_vec())
+        );
+        assert!(reopened.state_bytes("pkg:pub") > 0);
+        drop(reopened);
+        let _ = std::fs::remove_dir_all(&home);
+    }
+
+    #[tokio::test]
+    async fn process_table_round_trips_and_a_bad_entry_names_itself() {
+        let home = temp_home("table");
+        let store = StateStore::open(&home).unwrap();
+        let record = table::ChildRecord {
+            id: ProcessId::new("kid", "pkg", "pub"),
+            parent: ProcessId::new("main", "pkg", "pub"),
+            wasm_path: "/kid.wasm".into(),
+            on_exit: crate::types::OnExit::Restart,
+            public: false,
+            networking: false,
+        };
+        store.record_child(&record).await.unwrap();
+        assert_eq!(store.children().unwrap(), vec![record.clone()]);
+        store
+            .table
+            .insert("bad:pkg:pub", b"not json".as_slice())
+            .unwrap();
+        store.durable().await.unwrap();
+        drop(store);
+        let error = StateStore::open(&home)
+            .err()
+            .expect("a bad entry refuses to open")
+            .to_string();
+        assert!(
+            error.contains("bad:pkg:pub") && error.contains("state.sled"),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&home);
+    }
+}

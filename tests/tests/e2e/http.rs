@@ -414,3 +414,129 @@ async fn local_only_refuses_remote_clients() {
     );
     n.stop().await;
 }
+
+async fn ws_connect(
+    port: u16,
+    cookie: &str,
+    room: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://127.0.0.1:{port}/chat:chat:sys/ws?room={room}")
+        .into_client_request()
+        .expect("ws request");
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().expect("cookie header"));
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(s, _)| s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_websocket_clients_are_dropped_and_connections_capped() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let home = TempDir::new("http-ws");
+    let mut config = test_config(home.path(), "http-ws");
+    config.http.password = Some(Password(PASSWORD.into()));
+    config.http.ws_client_buffer = 256;
+    config.http.max_ws_connections = 2;
+    let n = TestNode::start_with(config, home).await;
+    n.install(chat_package()).await;
+    let port = n.node.http_addr().port();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::task::block_in_place(|| {
+            call("GET", &format!("{base}/chat:chat:sys/api/health"), &[], b"")
+        })
+        .0 == 200
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cookie = tokio::task::block_in_place(|| login(&base))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // Unauthenticated upgrades are refused before any WebSocket exists.
+    assert!(ws_connect(port, "x=1", "slow").await.is_err());
+
+    // `slow` never reads; `fast` sends and reads everything.
+    let mut slow = ws_connect(port, &cookie, "slow")
+        .await
+        .expect("slow connects");
+    let fast = ws_connect(port, &cookie, "slow")
+        .await
+        .expect("fast connects");
+    // The limit of 2 connections: a third is refused (503).
+    let third = ws_connect(port, &cookie, "slow").await;
+    assert!(
+        matches!(&third, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 503),
+        "third connection: {third:?}"
+    );
+
+    let (mut fast_tx, mut fast_rx) = fast.split();
+    // `fast` reads all the time, in its own task, and reports the number of
+    // the last message it got back.
+    let (seen_tx, mut seen_rx) = tokio::sync::watch::channel(None::<usize>);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = fast_rx.next().await {
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                if let Some(n) = v["text"]
+                    .as_str()
+                    .and_then(|t| t.split(' ').next()?.parse().ok())
+                {
+                    let _ = seen_tx.send(Some(n));
+                }
+            }
+        }
+    });
+    let text = "x".repeat(1900);
+    // Batches well below the buffer, each awaited: the chat process's
+    // mailbox and `fast`'s buffer never fill.
+    const BATCHES: usize = 50;
+    const PER_BATCH: usize = 100;
+    for batch in 0..BATCHES {
+        for i in 0..PER_BATCH {
+            let body = serde_json::json!({"text": format!("{} {text}", batch * PER_BATCH + i)});
+            fast_tx
+                .send(Message::text(body.to_string()))
+                .await
+                .expect("fast sends");
+        }
+        let want = (batch + 1) * PER_BATCH - 1;
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            seen_rx.wait_for(|n| *n == Some(want)),
+        )
+        .await
+        .expect("fast keeps receiving")
+        .expect("fast stays open");
+    }
+    reader.abort();
+    // ~9.5 MB went to `slow`, far past its 256-frame buffer and the socket
+    // buffers: the node dropped it, and `fast` got everything.
+    let metrics =
+        tokio::task::block_in_place(|| call("GET", &format!("{base}/metrics"), &[], b"")).2;
+    assert!(
+        metrics.contains("hearth_ws_dropped_slow_total 1\n"),
+        "slow client dropped once:\n{metrics}"
+    );
+    // Reading now, `slow` finds its stream ends before all 5,000 messages.
+    let mut got = 0;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), slow.next()).await {
+        if matches!(msg, Message::Text(_)) {
+            got += 1;
+        }
+    }
+    assert!(got < BATCHES * PER_BATCH, "slow got {got}");
+    n.stop().await;
+}

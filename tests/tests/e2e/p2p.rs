@@ -12,7 +12,11 @@ use crate::common::*;
 
 /// Probes on every node: `net` may talk to other nodes, `local` may not.
 fn manifest() -> Value {
-    json!([net_probe("net"), net_probe("sink"), probe("local", true, json!("None"), &[])])
+    json!([
+        net_probe("net"),
+        net_probe("sink"),
+        probe("local", true, json!("None"), &[])
+    ])
 }
 
 async fn node(name: &str, bootstrap: &[&str]) -> TestNode {
@@ -56,13 +60,19 @@ async fn cross_node_requests_fire_and_forget_order_and_errors() {
 
     // Fire-and-forget, then 1,000 in order.
     let sent = a
-        .ask("net:probe:test", json!({"blast": {"target": "b.os@sink:probe:test", "count": 1000}}))
+        .ask(
+            "net:probe:test",
+            json!({"blast": {"target": "b.os@sink:probe:test", "count": 1000}}),
+        )
         .await
         .unwrap();
     assert_eq!(sent, json!({"sent": 1000, "errors": 0}));
     let t = Instant::now();
     let got = loop {
-        let got = b.ask("sink:probe:test", json!({"received": null})).await.unwrap();
+        let got = b
+            .ask("sink:probe:test", json!({"received": null}))
+            .await
+            .unwrap();
         if got["count"] == 1000 || t.elapsed() > Duration::from_secs(10) {
             break got;
         }
@@ -87,7 +97,11 @@ async fn cross_node_requests_fire_and_forget_order_and_errors() {
         let reply = ask_via(&a, target, json!({"echo": 1}), 10_000).await;
         assert_eq!(reply["err"]["kind"], kind, "{target}: {reply}");
         assert_eq!(reply["err"]["context"], "ctx", "{reply}");
-        assert!(t.elapsed() < Duration::from_secs(2), "{target}: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{target}: {:?}",
+            t.elapsed()
+        );
     }
     // A process without the network capability cannot leave its node.
     let reply = a
@@ -125,13 +139,28 @@ async fn a_second_key_cannot_take_a_bound_name() {
     assert_eq!(reply["ok"], "real");
     // An impostor with its own key claims a.os and connects to b.
     let impostor = node("a.os", &[&b.p2p_addr().await]).await;
-    let impostor_id = impostor.node.services().net.get().unwrap().peer_id().to_base58();
+    let impostor_id = impostor
+        .node
+        .services()
+        .net
+        .get()
+        .unwrap()
+        .peer_id()
+        .to_base58();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let peers = b.node.services().net.get().unwrap().peers().await;
-    let seen = peers.iter().find(|p| p.peer_id == impostor_id).expect("impostor connected");
-    assert_eq!(seen.name, None, "the impostor's name must not be bound: {peers:?}");
+    let seen = peers
+        .iter()
+        .find(|p| p.peer_id == impostor_id)
+        .expect("impostor connected");
+    assert_eq!(
+        seen.name, None,
+        "the impostor's name must not be bound: {peers:?}"
+    );
     // Messages to a.os still reach the real a.os.
-    a.ask("net:probe:test", json!({"state_set": "the real one"})).await.unwrap();
+    a.ask("net:probe:test", json!({"state_set": "the real one"}))
+        .await
+        .unwrap();
     let reply = ask_via(&b, "a.os@net:probe:test", json!({"state_get": null}), 5000).await;
     assert_eq!(reply["ok"]["value"], "the real one", "{reply}");
     impostor.stop().await;
@@ -149,14 +178,28 @@ impl Peer {
     fn start(home: &Path, user_home: &Path, bootstrap: &str) -> Self {
         let child = Command::new(binaries().join("hearth"))
             .env("HOME", user_home)
-            .args(["--name", "far.os", "--port", "0", "--p2p-bind", "127.0.0.1", "--no-mdns", "--bootstrap", bootstrap, "--home"])
+            .args([
+                "--name",
+                "far.os",
+                "--port",
+                "0",
+                "--p2p-bind",
+                "127.0.0.1",
+                "--no-mdns",
+                "--bootstrap",
+                bootstrap,
+                "--home",
+            ])
             .arg(home)
             .spawn()
             .expect("start hearth");
         let port_file = home.join(hearth::api::PORT_FILE);
         let t = Instant::now();
         let port = loop {
-            if let Some(p) = std::fs::read_to_string(&port_file).ok().and_then(|s| s.trim().parse().ok()) {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
                 break p;
             }
             assert!(t.elapsed() < Duration::from_secs(30), "peer never started");
@@ -225,12 +268,18 @@ async fn killing_the_peer_fails_pending_requests_at_once_and_restart_resumes() {
     let killed_at = Instant::now();
     for (i, task) in pending.into_iter().enumerate() {
         let (_, km) = task.await.unwrap().expect("the probe answers");
-        let hearth::types::Message::Response(r) = km.message else { panic!("a response") };
+        let hearth::types::Message::Response(r) = km.message else {
+            panic!("a response")
+        };
         let reply: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(reply["err"]["kind"], "offline", "{reply}");
         assert_eq!(reply["err"]["context"], format!("p{i}"));
     }
-    assert!(killed_at.elapsed() < Duration::from_secs(3), "offline took {:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(3),
+        "offline took {:?}",
+        killed_at.elapsed()
+    );
 
     // While it is down, a request fails fast rather than waiting 30 s.
     let t = Instant::now();
@@ -239,7 +288,11 @@ async fn killing_the_peer_fails_pending_requests_at_once_and_restart_resumes() {
         .await
         .unwrap();
     assert_eq!(reply["err"]["kind"], "offline", "{reply}");
-    assert!(t.elapsed() < Duration::from_secs(10), "offline took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "offline took {:?}",
+        t.elapsed()
+    );
 
     // Back with the same key and home: messaging resumes.
     let _far = Peer::start(far_home.path(), user_home.path(), &a_addr);
@@ -258,15 +311,30 @@ async fn garbage_from_a_raw_tcp_client_does_not_hurt_the_node() {
         .and_then(|rest| rest.split('/').next())
         .and_then(|p| p.parse().ok())
         .expect("tcp port in the multiaddr");
-    for junk in [&b"\x00\x00\x00\x05hello"[..], &[0xff; 4096][..], b"/multistream/1.0.0\n garbage"] {
+    for junk in [
+        &b"\x00\x00\x00\x05hello"[..],
+        &[0xff; 4096][..],
+        b"/multistream/1.0.0\n garbage",
+    ] {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.write_all(junk);
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(a.ask("net:probe:test", json!({"echo": "still here"})).await.unwrap(), "still here");
+    assert_eq!(
+        a.ask("net:probe:test", json!({"echo": "still here"}))
+            .await
+            .unwrap(),
+        "still here"
+    );
     let b = node("b.os", &[&addr]).await;
-    let reply = ask_via(&b, "a.os@net:probe:test", json!({"echo": "and reachable"}), 5000).await;
+    let reply = ask_via(
+        &b,
+        "a.os@net:probe:test",
+        json!({"echo": "and reachable"}),
+        5000,
+    )
+    .await;
     assert_eq!(reply["ok"], "and reachable", "{reply}");
     b.stop().await;
     a.stop().await;
