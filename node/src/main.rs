@@ -60,6 +60,9 @@ struct NetArgs {
     /// Seconds an idle connection stays open.
     #[arg(long, default_value_t = 300)]
     idle_timeout_secs: u64,
+    /// Most peer connections at once.
+    #[arg(long, default_value_t = 256)]
+    max_connections: u32,
 }
 
 #[tokio::main]
@@ -84,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
     config.net.mdns = !args.net.no_mdns;
     config.net.dial_timeout = std::time::Duration::from_millis(args.net.dial_timeout_ms);
     config.net.idle_timeout = std::time::Duration::from_secs(args.net.idle_timeout_secs);
+    config.net.max_connections = args.net.max_connections;
     if let Some(path) = &args.password_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the password file {}", path.display()))?;

@@ -9,17 +9,21 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, mdns, ping, StreamProtocol};
+use libp2p::{connection_limits, identify, mdns, ping, StreamProtocol};
 
 /// The message stream protocol.
 pub const MESSAGES: StreamProtocol = StreamProtocol::new("/hearth/messages/0.1.0");
 /// The DHT protocol: Hearth nodes form their own DHT, not the IPFS one.
 pub const KAD: StreamProtocol = StreamProtocol::new("/hearth/kad/1.0.0");
+/// Connections to one peer: TCP and QUIC may both be up, plus one from
+/// each side dialling at once.
+const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Sent in identify's `protocol_version`.
 pub const IDENTIFY_VERSION: &str = "/hearth/0.1.0";
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -28,7 +32,12 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, use_mdns: bool, ping_interval: Duration) -> std::io::Result<Self> {
+    pub fn new(
+        key: &Keypair,
+        use_mdns: bool,
+        ping_interval: Duration,
+        max_connections: u32,
+    ) -> std::io::Result<Self> {
         let peer = key.public().to_peer_id();
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_VERSION.into(), key.public())
@@ -45,7 +54,12 @@ impl Behaviour {
         } else {
             None
         };
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(max_connections))
+            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+            .with_max_pending_incoming(Some(max_connections));
         Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
             mdns: mdns.into(),

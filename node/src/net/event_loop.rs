@@ -59,7 +59,8 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
     ) -> Result<Self, NetError> {
         let transport = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
-        let (use_mdns, ping_every) = (config.mdns, config.ping_interval);
+        let (use_mdns, ping_every, max) =
+            (config.mdns, config.ping_interval, config.max_connections);
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -70,7 +71,7 @@ impl EventLoop {
             .map_err(|e| transport(&e))?
             .with_quic()
             .with_behaviour(|key| {
-                Behaviour::new(key, use_mdns, ping_every)
+                Behaviour::new(key, use_mdns, ping_every, max)
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| transport(&e))?

@@ -141,9 +141,8 @@ impl Links {
         )
     }
 
-    /// `node` could not be reached: drop the link; its queued requests and
-    /// awaited answers are orphans. Returns them and how many
-    /// fire-and-forget frames were lost.
+    /// `node` could not be reached: drop the link. Returns the requests
+    /// awaiting an answer (orphans) and how many queued frames were dropped.
     pub fn unreachable(&self, node: &str) -> (Orphans, usize) {
         let Some(link) = self.lock().remove(node) else {
             return (Vec::new(), 0);
@@ -152,7 +151,7 @@ impl Links {
             State::Connecting(queue) => queue.len(),
             State::Connected { .. } => 0,
         };
-        (link.awaited.into_iter().collect(), lost.saturating_sub(0))
+        (link.awaited.into_iter().collect(), lost)
     }
 
     /// Every link over `peer` is gone.

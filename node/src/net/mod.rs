@@ -59,6 +59,8 @@ pub struct NetConfig {
     pub dial_timeout: Duration,
     /// Connections idle this long are closed.
     pub idle_timeout: Duration,
+    /// Established connections at most (and pending inbound ones).
+    pub max_connections: u32,
     pub ping_interval: Duration,
 }
 
@@ -71,6 +73,7 @@ impl Default for NetConfig {
             mdns: true,
             dial_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
+            max_connections: 256,
             ping_interval: Duration::from_secs(10),
         }
     }
