@@ -10,6 +10,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+#[path = "build_api.rs"]
+pub mod api;
+
 /// The target every process is compiled for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -38,6 +41,9 @@ pub fn build_package(dir: &Path) -> Result<()> {
     for crate_dir in &crates {
         let wasm = build_crate(crate_dir, &pkg)?;
         eprintln!("kit: built {}", wasm.display());
+        for file in api::write(dir, &wasm)? {
+            eprintln!("kit: wrote {}", file.display());
+        }
     }
     let wasm_paths = manifest_wasm_paths(&pkg)?;
     for path in &wasm_paths {

@@ -45,6 +45,7 @@ pub mod kv;
 pub mod log;
 pub mod message;
 pub mod request;
+pub mod rpc;
 pub mod spawn;
 pub mod state;
 pub mod timer;
@@ -79,3 +80,7 @@ pub use request::{respond, respond_json, Request, Response, DEFAULT_ASK_TIMEOUT_
 pub use spawn::{spawn, OnExit, SpawnError, SpawnOptions};
 pub use state::{clear_state, get_state, set_state, StateError};
 pub use vfs::{Vfs, VfsError};
+
+/// The app macro: see [`rpc`] for the wire format and runtime.
+pub use hearth_macros::app;
+pub use rpc::{AppError, Ctx, State};

@@ -142,6 +142,18 @@ pub async fn app(state: HttpState, peer: SocketAddr, request: Request) -> Respon
     .await
 }
 
+/// A browser's WebSocket handshake carries `Origin`; only pages of this
+/// node may open one (no cross-site WebSocket hijacking). Clients that are
+/// not browsers send no `Origin` and pass.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    host.is_some() && origin_host == host
+}
+
 async fn websocket(
     state: HttpState,
     process: ProcessId,
@@ -151,6 +163,9 @@ async fn websocket(
     request: Request,
 ) -> Response {
     let (mut parts, _body) = request.into_parts();
+    if !same_origin(&parts.headers) {
+        return plain(StatusCode::FORBIDDEN, "cross-origin WebSocket refused");
+    }
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),

@@ -54,6 +54,12 @@ impl Ctx {
         }
     }
 
+    /// The context of internal calls (`#[timer]`): caller is this process.
+    #[doc(hidden)]
+    pub fn internal() -> Self {
+        Ctx::new(0, crate::our(), Via::Internal)
+    }
+
     pub(crate) fn set_method(&mut self, method: &str) {
         self.method = method.to_string();
     }

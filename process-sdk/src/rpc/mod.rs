@@ -37,11 +37,40 @@ pub use state::{Persist, State};
 #[doc(hidden)]
 pub mod __private {
     pub use super::runtime::{
-        export_init, export_handle, ok_json, parse_args, persisted_decode, persisted_encode,
+        export_handle, export_init, ok_json, parse_args, persisted_decode, persisted_encode,
         AppCell, Reply,
     };
     pub use serde;
     pub use serde_json;
+}
+
+/// Exports an [`App`] as this component's `init` and `handle`; emitted by
+/// [`macro@crate::app`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_app {
+    ($app:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static HEARTH_APP: $crate::rpc::__private::AppCell<$app> =
+                    const { ::std::cell::RefCell::new(::std::option::Option::None) };
+            }
+
+            struct HearthExports;
+
+            impl $crate::bindings::Guest for HearthExports {
+                fn init(our: $crate::bindings::Address) {
+                    $crate::rpc::__private::export_init::<$app>(&HEARTH_APP, our);
+                }
+
+                fn handle(event: $crate::bindings::Event) {
+                    $crate::rpc::__private::export_handle::<$app>(&HEARTH_APP, event);
+                }
+            }
+
+    $crate::bindings::export!(HearthExports with_types_in $crate::bindings);
+        };
+    };
 }
 
 /// Stable error codes raised by the SDK before or around a handler.

@@ -78,9 +78,7 @@ impl<S> State<S> {
         policy: Persist,
         encode: fn(&S) -> Option<Result<Vec<u8>, String>>,
     ) -> Result<(), String> {
-        if policy == Persist::Never
-            || (policy == Persist::OnChange && !self.inner.dirty.get())
-        {
+        if policy == Persist::Never || (policy == Persist::OnChange && !self.inner.dirty.get()) {
             return Ok(());
         }
         let bytes = match self.with(encode) {

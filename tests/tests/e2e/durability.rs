@@ -291,6 +291,7 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
     let home = TempDir::new("kill9");
     let user_home = TempDir::new("kill9-user");
     binaries();
+    let started = Instant::now();
     install_writers(home.path());
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(6)))
@@ -407,5 +408,8 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
         total_acked > (KILLS * WRITERS) as u64,
         "too few writes acknowledged: {total_acked}"
     );
-    eprintln!("{KILLS} kills, {total_acked} acknowledged state writes, {batch_acked} kv batches: none lost");
+    eprintln!(
+        "{KILLS} kills, {total_acked} acknowledged state writes, {batch_acked} kv batches: none lost ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
 }

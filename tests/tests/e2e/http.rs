@@ -468,6 +468,25 @@ async fn slow_websocket_clients_are_dropped_and_connections_capped() {
     // Unauthenticated upgrades are refused before any WebSocket exists.
     assert!(ws_connect(port, "x=1", "slow").await.is_err());
 
+    // A page of another site cannot open one with our cookie.
+    {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://127.0.0.1:{port}/chat:chat:sys/ws")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("origin", "http://evil.example".parse().unwrap());
+        let refused = tokio_tungstenite::connect_async(request).await;
+        assert!(
+            matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403),
+            "cross-origin: {refused:?}"
+        );
+    }
+
     // `slow` never reads; `fast` sends and reads everything.
     let mut slow = ws_connect(port, &cookie, "slow")
         .await

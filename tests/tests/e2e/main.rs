@@ -5,6 +5,7 @@
 mod common;
 
 mod admin;
+mod app_macro;
 mod durability;
 mod http;
 mod isolation;

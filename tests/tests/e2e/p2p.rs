@@ -147,14 +147,21 @@ async fn a_second_key_cannot_take_a_bound_name() {
         .unwrap()
         .peer_id()
         .to_base58();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let peers = b.node.services().net.get().unwrap().peers().await;
-    let seen = peers
-        .iter()
-        .find(|p| p.peer_id == impostor_id)
-        .expect("impostor connected");
-    assert_eq!(
-        seen.name, None,
+    let net = b.node.services().net.get().unwrap();
+    let t = Instant::now();
+    while !net.peers().await.iter().any(|p| p.peer_id == impostor_id) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the impostor never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its hello has had time to arrive, and be refused.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let peers = net.peers().await;
+    let seen = peers.iter().find(|p| p.peer_id == impostor_id);
+    assert!(
+        seen.is_none_or(|p| p.name.is_none()),
         "the impostor's name must not be bound: {peers:?}"
     );
     // Messages to a.os still reach the real a.os.

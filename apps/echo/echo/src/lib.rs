@@ -1,17 +1,32 @@
-//! `echo`: answers each request with the body (and blob) it received, and
-//! logs fire-and-forget messages. The smallest useful Hearth process.
+//! `echo`: the smallest Hearth app. `{"echo": {"message": ..}}` answers
+//! `{"ok": ..}` with the same message; any other request comes back as it
+//! went, body and blob.
 
-use hearth_sdk::{log, Address, Incoming, Process, Response};
+use hearth_sdk::json::Value;
+use hearth_sdk::{app, log, Ctx, Incoming, Response};
 
-struct Echo;
+/// Echo keeps no state.
+#[derive(Default)]
+pub struct Echo;
 
-impl Process for Echo {
-    fn init(our: Address) -> Self {
-        log::info!("{our} started");
-        Echo
+#[app(persist = "never")]
+impl Echo {
+    #[init]
+    fn started(&mut self, ctx: &Ctx) {
+        log::info!("{} started", ctx.caller());
     }
 
-    fn handle(&mut self, mut msg: Incoming) {
+    /// Answers with the message it was given.
+    #[local]
+    #[remote]
+    fn echo(&self, message: Value) -> Value {
+        message
+    }
+
+    /// Any request that names no method of this app: answered with its own
+    /// body and blob; fire-and-forget messages are logged.
+    #[fallback]
+    fn mirror(&mut self, mut msg: Incoming) {
         if msg.expects_response().is_none() {
             log::info!("{} sent {} bytes", msg.source(), msg.body().len());
             return;
@@ -26,5 +41,3 @@ impl Process for Echo {
         }
     }
 }
-
-hearth_sdk::process!(Echo);

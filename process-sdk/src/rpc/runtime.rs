@@ -1,0 +1,464 @@
+//! The runtime of [`macro@crate::app`] apps: loads the state, binds HTTP
+//! and WebSocket paths, starts timers, turns each request into a method
+//! call, runs it (at once or as a task), saves the state when it
+//! completes, and answers with the reply envelope.
+//!
+//! The macro implements [`App`]; everything else is here, written once.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::thread::LocalKey;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{codes, AppError, Ctx, Persist, State, Via};
+use crate::http::{self, Access, HttpEvent};
+use crate::{executor, log, wit, Failure, Incoming};
+
+/// What a handler produced: the JSON of its `ok` value, or the error.
+pub type Reply = Result<Vec<u8>, AppError>;
+
+/// The result of dispatching one call.
+pub enum Outcome {
+    /// A sync handler ran.
+    Ready(Reply),
+    /// An async handler started; the reply comes when it completes.
+    Pending(Pin<Box<dyn Future<Output = Reply>>>),
+    /// No method of that name.
+    UnknownMethod,
+}
+
+/// HTTP or WebSocket binding of a handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// `#[http(method = ...)]`: the upper-case method.
+    Http(&'static str),
+    /// `#[ws]`.
+    Ws,
+}
+
+/// A path bound at init for a handler.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub kind: RouteKind,
+    /// Path under `/<process-id>/`, such as `/api/notes/:key`.
+    pub path: &'static str,
+    pub access: Access,
+    /// The handler's method name.
+    pub handler: &'static str,
+}
+
+/// A WebSocket event for a `#[ws]` handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsEvent {
+    Open {
+        conn: u64,
+        query: BTreeMap<String, String>,
+        user: Option<String>,
+    },
+    Message {
+        conn: u64,
+        binary: bool,
+        payload: Vec<u8>,
+    },
+    Close {
+        conn: u64,
+    },
+}
+
+/// Implemented by [`macro@crate::app`] for the app's state type.
+pub trait App: Default + 'static {
+    /// The machine-readable API description (JSON).
+    const API: &'static str;
+    /// Method names callable by message, for error messages.
+    const METHODS: &'static [&'static str];
+    const PERSIST: Persist;
+    const ROUTES: &'static [Route];
+    /// Period in ms of each `#[timer]`, by index.
+    const TIMERS: &'static [u64];
+
+    /// The state's bytes, `None` if the app is not persisted.
+    fn encode(&self) -> Option<Result<Vec<u8>, String>>;
+    /// The state from saved bytes, `None` if the app is not persisted.
+    fn decode(bytes: &[u8]) -> Option<Result<Self, String>>;
+    fn init(state: &State<Self>, ctx: Ctx) -> Outcome;
+    fn call(state: &State<Self>, ctx: Ctx, method: &str, args: Value) -> Outcome;
+    fn timer(state: &State<Self>, index: usize) -> Outcome;
+    fn ws(state: &State<Self>, ctx: Ctx, handler: &str, event: WsEvent) -> Outcome;
+    /// The `#[fallback]` handler; gives the message back if there is none.
+    fn fallback(state: &State<Self>, msg: Incoming) -> Result<(), Incoming>;
+}
+
+/// Where the generated exports keep the app's state.
+pub type AppCell<A> = RefCell<Option<State<A>>>;
+
+thread_local! {
+    /// Open WebSocket connection -> the `#[ws]` handler it was opened for.
+    static WS_CONNS: RefCell<HashMap<u64, &'static str>> = RefCell::new(HashMap::new());
+}
+
+/// Where a reply goes.
+enum Answer {
+    Message { id: u64, expects: bool },
+    Http { id: u64 },
+    Internal(&'static str),
+}
+
+/// The exported `init`.
+pub fn export_init<A: App>(cell: &'static LocalKey<AppCell<A>>, _our: wit::Address) {
+    let state = load::<A>();
+    cell.with(|c| *c.borrow_mut() = Some(state.clone()));
+    bind_routes::<A>();
+    for (index, &ms) in A::TIMERS.iter().enumerate() {
+        executor::spawn_task(timer_loop(state.clone(), index, ms));
+    }
+    let ctx = Ctx::new(0, crate::our(), Via::Internal);
+    let outcome = A::init(&state, ctx);
+    finish(state, outcome, Answer::Internal("init"));
+    executor::run_ready();
+}
+
+/// The exported `handle`.
+pub fn export_handle<A: App>(cell: &'static LocalKey<AppCell<A>>, event: wit::Event) {
+    let Some(state) = cell.with(|c| c.borrow().clone()) else {
+        log::error("event delivered before init; dropped");
+        return;
+    };
+    match event {
+        wit::Event::Message(incoming) => {
+            let incoming = Incoming::from(incoming);
+            if incoming.is_request() {
+                on_request(state, incoming);
+            } else if let Some(msg) = executor::claim_response(incoming) {
+                log::debug!("response {} awaited by no one; dropped", msg.id());
+            }
+        }
+        wit::Event::Failed(failure) => {
+            if let Some(failure) = executor::claim_failure(Failure::from(failure)) {
+                log::warn!("request {} failed: {}", failure.id(), failure.error());
+            }
+        }
+    }
+    executor::run_ready();
+}
+
+fn load<A: App>() -> State<A> {
+    let Some(bytes) = crate::state::get_state_bytes() else {
+        return State::new(A::default(), None);
+    };
+    match A::decode(&bytes) {
+        Some(Ok(value)) => State::new(value, Some(bytes)),
+        Some(Err(error)) => {
+            log::error!("saved state does not decode ({error}); starting from Default");
+            State::new(A::default(), None)
+        }
+        None => State::new(A::default(), None),
+    }
+}
+
+fn bind_routes<A: App>() {
+    let mut bound: Vec<(&str, bool)> = Vec::new();
+    for route in A::ROUTES {
+        let ws = route.kind == RouteKind::Ws;
+        if bound.contains(&(route.path, ws)) {
+            continue;
+        }
+        bound.push((route.path, ws));
+        let result = if ws {
+            http::bind_ws(route.path, route.access)
+        } else {
+            http::bind(route.path, route.access)
+        };
+        if let Err(error) = result {
+            log::error!("binding {} failed: {error}", route.path);
+        }
+    }
+}
+
+async fn timer_loop<A: App>(state: State<A>, index: usize, ms: u64) {
+    loop {
+        if let Err(error) = crate::timer::sleep_ms(ms).await {
+            log::error!("timer {index} stopped: {error}");
+            return;
+        }
+        let reply = match A::timer(&state, index) {
+            Outcome::Ready(reply) => reply,
+            Outcome::Pending(future) => future.await,
+            Outcome::UnknownMethod => return,
+        };
+        complete(&state, reply, Answer::Internal("timer"));
+    }
+}
+
+fn on_request<A: App>(state: State<A>, msg: Incoming) {
+    if !A::ROUTES.is_empty() && http::is_from_server(&msg) {
+        if let Some(event) = http::event(&msg) {
+            return on_http(state, msg.id(), event);
+        }
+    }
+    let via = if msg.source().node() == crate::our().node() {
+        Via::Local
+    } else {
+        Via::Remote
+    };
+    let answer = Answer::Message {
+        id: msg.id(),
+        expects: msg.expects_response().is_some(),
+    };
+    let (method, args) = match parse_call(msg.body()) {
+        Ok(call) => call,
+        Err(error) => return fallback_or(state, msg, error),
+    };
+    let mut ctx = Ctx::new(msg.id(), msg.source().clone(), via);
+    ctx.set_method(&method);
+    match A::call(&state, ctx, &method, args) {
+        Outcome::UnknownMethod => {
+            let error = AppError::new(
+                codes::UNKNOWN_METHOD,
+                format!("no method `{method}`; methods: {}", A::METHODS.join(", ")),
+            )
+            .with_details(&A::METHODS);
+            fallback_or(state, msg, error)
+        }
+        outcome => finish(state, outcome, answer),
+    }
+}
+
+/// `{"method": args}` out of a body.
+fn parse_call(body: &[u8]) -> Result<(String, Value), AppError> {
+    let expected = "expected a JSON object with one key naming the method and an object \
+                    of named arguments, like {\"method\": {\"arg\": 1}}";
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) if map.len() == 1 => match map.into_iter().next() {
+            Some(call) => Ok(call),
+            None => Err(AppError::bad_request(expected)),
+        },
+        Ok(_) => Err(AppError::bad_request(expected)),
+        Err(error) => Err(AppError::bad_request(format!(
+            "the body is not JSON ({error}); {expected}"
+        ))),
+    }
+}
+
+fn fallback_or<A: App>(state: State<A>, msg: Incoming, error: AppError) {
+    let answer = Answer::Message {
+        id: msg.id(),
+        expects: msg.expects_response().is_some(),
+    };
+    if A::fallback(&state, msg).is_err() {
+        send(answer, Err(error));
+    }
+}
+
+fn on_http<A: App>(state: State<A>, id: u64, event: HttpEvent) {
+    let event = match event {
+        HttpEvent::Http(req) => return on_http_request(state, id, req),
+        HttpEvent::WsOpen {
+            conn,
+            path,
+            query,
+            user,
+        } => {
+            let handler = A::ROUTES
+                .iter()
+                .find(|r| r.kind == RouteKind::Ws && r.path == path)
+                .map(|r| r.handler);
+            if let Some(handler) = handler {
+                WS_CONNS.with(|c| c.borrow_mut().insert(conn, handler));
+            }
+            return on_ws(state, handler, WsEvent::Open { conn, query, user });
+        }
+        HttpEvent::WsMessage {
+            conn,
+            binary,
+            payload,
+        } => WsEvent::Message {
+            conn,
+            binary,
+            payload,
+        },
+        HttpEvent::WsClose { conn } => WsEvent::Close { conn },
+    };
+    let handler = WS_CONNS.with(|c| {
+        let mut conns = c.borrow_mut();
+        match event {
+            WsEvent::Close { conn } => conns.remove(&conn),
+            WsEvent::Message { conn, .. } | WsEvent::Open { conn, .. } => conns.get(&conn).copied(),
+        }
+    });
+    on_ws(state, handler, event);
+}
+
+fn on_http_request<A: App>(state: State<A>, id: u64, req: http::HttpRequest) {
+    let answer = Answer::Http { id };
+    let same_path = || A::ROUTES.iter().filter(|r| r.path == req.bound_path);
+    let route = same_path().find(|r| match r.kind {
+        RouteKind::Http(method) => method.eq_ignore_ascii_case(&req.method),
+        RouteKind::Ws => false,
+    });
+    let Some(route) = route else {
+        let error = if same_path().next().is_some() {
+            AppError::new(
+                codes::NOT_ALLOWED,
+                format!("{} is not bound for {}", req.bound_path, req.method),
+            )
+        } else {
+            AppError::new(
+                codes::UNKNOWN_METHOD,
+                format!("nothing bound at {}", req.bound_path),
+            )
+        };
+        return send(answer, Err(error));
+    };
+    let mut args = match http_args(&req.body) {
+        Ok(args) => args,
+        Err(error) => return send(answer, Err(error)),
+    };
+    for (key, value) in req.params.iter().chain(req.query.iter()) {
+        args.entry(key.clone())
+            .or_insert_with(|| Value::String(value.clone()));
+    }
+    let mut ctx = Ctx::new(id, http::server(), Via::Http);
+    ctx.set_method(route.handler);
+    ctx.set_user(req.user.clone());
+    match A::call(&state, ctx, route.handler, Value::Object(args)) {
+        Outcome::UnknownMethod => send(answer, Err(AppError::internal("route without handler"))),
+        outcome => finish(state, outcome, answer),
+    }
+}
+
+fn http_args(body: &[u8]) -> Result<Map<String, Value>, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(AppError::bad_request(
+            "the body must be a JSON object of named arguments",
+        )),
+    }
+}
+
+fn on_ws<A: App>(state: State<A>, handler: Option<&'static str>, event: WsEvent) {
+    let Some(handler) = handler else {
+        return log::warn!("WebSocket event for no #[ws] handler: {event:?}");
+    };
+    let mut ctx = Ctx::new(0, http::server(), Via::Http);
+    ctx.set_method(handler);
+    let outcome = A::ws(&state, ctx, handler, event);
+    finish(state, outcome, Answer::Internal("ws"));
+}
+
+fn finish<A: App>(state: State<A>, outcome: Outcome, answer: Answer) {
+    match outcome {
+        Outcome::Ready(reply) => complete(&state, reply, answer),
+        Outcome::Pending(future) => executor::spawn_task(async move {
+            let reply = future.await;
+            complete(&state, reply, answer);
+        }),
+        Outcome::UnknownMethod => send(answer, Err(AppError::internal("no such handler"))),
+    }
+}
+
+/// Saves the state (per the app's policy), then answers: the caller sees a
+/// reply only once the handler's effect is durable.
+fn complete<A: App>(state: &State<A>, reply: Reply, answer: Answer) {
+    let saved = state.persist(A::PERSIST, A::encode);
+    let reply = match (reply, saved) {
+        (Ok(_), Err(error)) => {
+            log::error!("state not saved: {error}");
+            Err(AppError::new(codes::STATE_NOT_SAVED, error))
+        }
+        (reply, _) => reply,
+    };
+    send(answer, reply);
+}
+
+fn send(answer: Answer, reply: Reply) {
+    let sent = match answer {
+        Answer::Message { id, expects: true } => crate::respond(id, envelope(reply)),
+        Answer::Message { expects: false, .. } => {
+            if let Err(error) = reply {
+                log::warn!("call without an asker failed: {error}");
+            }
+            Ok(())
+        }
+        Answer::Http { id } => {
+            let (status, body) = match reply {
+                Ok(body) => (200, body),
+                Err(error) => (error.http_status(), envelope(Err(error))),
+            };
+            http::answer(id, status, &[("content-type", "application/json")], body)
+        }
+        Answer::Internal(what) => {
+            if let Err(error) = reply {
+                log::error!("{what} handler failed: {error}");
+            }
+            Ok(())
+        }
+    };
+    if let Err(error) = sent {
+        log::warn!("could not answer: {error}");
+    }
+}
+
+/// `{"ok": ...}` or `{"error": {...}}`.
+pub(crate) fn envelope(reply: Reply) -> Vec<u8> {
+    match reply {
+        Ok(value) => {
+            let mut out = Vec::with_capacity(value.len() + 7);
+            out.extend_from_slice(b"{\"ok\":");
+            out.extend_from_slice(&value);
+            out.push(b'}');
+            out
+        }
+        Err(error) => {
+            #[derive(Serialize)]
+            struct Envelope<'a> {
+                error: &'a AppError,
+            }
+            serde_json::to_vec(&Envelope { error: &error }).unwrap_or_else(|_| {
+                br#"{"error":{"code":"internal","message":"unencodable error"}}"#.to_vec()
+            })
+        }
+    }
+}
+
+/// Deserializes a method's arguments; says what was expected if they do
+/// not fit.
+pub fn parse_args<T: DeserializeOwned>(
+    args: Value,
+    method: &str,
+    expected: &str,
+) -> Result<T, AppError> {
+    let args = if args.is_null() {
+        Value::Object(Map::new())
+    } else {
+        args
+    };
+    serde_json::from_value(args).map_err(|error| {
+        AppError::bad_request(format!(
+            "arguments of `{method}` do not fit ({error}); expected {{\"{method}\": {expected}}}"
+        ))
+        .with_details(&serde_json::json!({ "expected": expected }))
+    })
+}
+
+/// The JSON of a handler's value.
+pub fn ok_json<T: Serialize + ?Sized>(value: &T) -> Reply {
+    serde_json::to_vec(value).map_err(|e| AppError::internal(format!("reply does not encode: {e}")))
+}
+
+/// [`App::encode`] of a persisted app.
+pub fn persisted_encode<T: Serialize>(value: &T) -> Option<Result<Vec<u8>, String>> {
+    Some(serde_json::to_vec(value).map_err(|e| e.to_string()))
+}
+
+/// [`App::decode`] of a persisted app.
+pub fn persisted_decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<Result<T, String>> {
+    Some(serde_json::from_slice(bytes).map_err(|e| e.to_string()))
+}

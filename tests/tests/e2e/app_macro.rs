@@ -1,0 +1,174 @@
+//! Apps written with `#[app]` (apps/echo, apps/notebook) on real nodes:
+//! typed replies for wrong shapes, unknown methods, guards and handler
+//! errors; maps and data-carrying enums through the interface; an async
+//! handler awaiting echo on another node through echo's generated client;
+//! state saved after the await and seen after a restart.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hearth::api::PackageFile;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const NOTEBOOK: &str = "notebook:notebook:sys";
+
+/// apps/notebook's component, built once (it includes apps/echo/api/echo.rs).
+fn notebook_package() -> Vec<PackageFile> {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(cargo())
+            .current_dir(workspace_root())
+            .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "notebook"])
+            .status()
+            .expect("run cargo to build notebook");
+        assert!(status.success(), "building notebook failed");
+    });
+    let root = workspace_root().join("apps/notebook");
+    let file = |path: &str, bytes: Vec<u8>| PackageFile { path: path.into(), bytes };
+    vec![
+        file("metadata.json", std::fs::read(root.join("metadata.json")).expect("metadata")),
+        file("pkg/manifest.json", std::fs::read(root.join("pkg/manifest.json")).expect("manifest")),
+        file(
+            "pkg/notebook.wasm",
+            std::fs::read(guests().join("notebook.wasm")).expect("notebook.wasm built"),
+        ),
+    ]
+}
+
+async fn node_with_apps(name: &str) -> TestNode {
+    let home = TempDir::new(name);
+    let mut config = test_config(home.path(), name);
+    config.limits.max_call_time = std::time::Duration::from_secs(2);
+    let n = TestNode::start_with(config, home).await;
+    n.install(echo_package()).await;
+    n.install(notebook_package()).await;
+    n
+}
+
+fn error_code(reply: &Value) -> &str {
+    reply["error"]["code"].as_str().unwrap_or("<no error>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_shape_unknown_method_guard_and_handler_errors_are_typed() {
+    let n = node_with_apps("macro-errors").await;
+    n.install_probe(standard_manifest()).await;
+
+    let r = n.ask(NOTEBOOK, json!({"put": {"key": "a"}})).await.unwrap();
+    assert_eq!(error_code(&r), "bad-request", "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(message.contains("missing field `text`"), "{message}");
+    assert!(message.contains(r#"{"put": {"key": String, "text": String, "kind": Kind}}"#), "{message}");
+
+    let r = n.ask(NOTEBOOK, json!([1, 2])).await.unwrap();
+    assert_eq!(error_code(&r), "bad-request", "{r}");
+    let r = n.ask(NOTEBOOK, json!({"put": {"key": "a", "text": "t", "kind": "plain", "extra": 1}})).await.unwrap();
+    assert_eq!(error_code(&r), "bad-request", "unknown fields are refused: {r}");
+
+    let r = n.ask(NOTEBOOK, json!({"nope": {}})).await.unwrap();
+    assert_eq!(error_code(&r), "unknown-method", "{r}");
+    assert!(r["error"]["details"].as_array().unwrap().contains(&json!("put")), "{r}");
+
+    let r = n.ask(NOTEBOOK, json!({"put": {"key": "a", "text": "  ", "kind": "plain"}})).await.unwrap();
+    assert_eq!(r, json!({"error": {"code": "empty-note", "message": "a note needs some text"}}));
+    let r = n.ask(NOTEBOOK, json!({"get": {"key": "missing"}})).await.unwrap();
+    assert_eq!(error_code(&r), "not-found", "{r}");
+
+    // The per-method guard: the probe is no owner, the injector is.
+    let via_probe = json!({"ask": {"target": NOTEBOOK, "body": {"clear": {}}, "timeout_ms": 5000, "context": ""}});
+    let r = n.ask("alpha:probe:test", via_probe).await.unwrap();
+    assert_eq!(error_code(&r["ok"]), "forbidden", "{r}");
+    assert!(r["ok"]["error"]["message"].as_str().unwrap().contains("alpha:probe:test"), "{r}");
+    let r = n.ask(NOTEBOOK, json!({"clear": {}})).await.unwrap();
+    assert_eq!(r, json!({"ok": 0}));
+
+    // echo keeps answering any other body as it went.
+    assert_eq!(n.ask("echo:echo:sys", json!({"ping": 1})).await.unwrap(), json!({"ping": 1}));
+    assert_eq!(
+        n.ask("echo:echo:sys", json!({"echo": {"message": [1, "two"]}})).await.unwrap(),
+        json!({"ok": [1, "two"]})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maps_and_data_carrying_enums_round_trip() {
+    let n = node_with_apps("macro-types").await;
+    let notes = json!({
+        "todo": {"text": "buy milk", "kind": {"todo": {"done": false}}, "echoed": null},
+        "link": {"text": "docs", "kind": {"link": {"url": "https://example.org"}}, "echoed": null},
+        "plain": {"text": "hi", "kind": "plain", "echoed": null},
+    });
+    let r = n.ask(NOTEBOOK, json!({"import": {"notes": notes}})).await.unwrap();
+    assert_eq!(r, json!({"ok": 3}));
+    let r = n.ask(NOTEBOOK, json!({"list": {}})).await.unwrap();
+    assert_eq!(r, json!({"ok": notes}));
+    let r = n
+        .ask(NOTEBOOK, json!({"put": {"key": "k", "text": "t", "kind": {"todo": {"done": true}}}}))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"]["kind"], json!({"todo": {"done": true}}), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_handler_awaits_echo_on_another_node_and_state_survives_restart() {
+    let a = node_with_apps("a.os").await;
+    let a_addr = a.p2p_addr().await;
+    let home = TempDir::new("b.os");
+    let mut config = test_config(home.path(), "b.os");
+    config.net.bootstrap = vec![a_addr];
+    let b = TestNode::start_with(config, home).await;
+    b.install(echo_package()).await;
+
+    // notebook on b awaits echo on a through echo's generated client.
+    let call = json!({"put_echoed": {"key": "far", "text": "over the wire", "echo": "a.os@echo:echo:sys"}});
+    let t = Instant::now();
+    b.install(notebook_package()).await;
+    let reply = loop {
+        let r = b.ask(NOTEBOOK, call.clone()).await.unwrap();
+        if error_code(&r) != "offline" || t.elapsed() > Duration::from_secs(15) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(reply["ok"]["echoed"], "over the wire", "{reply}");
+
+    // A local await too, then a restart of b: both notes were saved after
+    // their awaits, before the replies.
+    let local = json!({"put_echoed": {"key": "near", "text": "here", "echo": "b.os@echo:echo:sys"}});
+    assert_eq!(b.ask(NOTEBOOK, local).await.unwrap()["ok"]["echoed"], "here");
+    let config = test_config(b.home.path(), "b.os");
+    let home = b.stop().await;
+    let b = TestNode::start_with(config, home).await;
+    let t = Instant::now();
+    let got = loop {
+        match b.ask(NOTEBOOK, json!({"get": {"key": "far"}})).await {
+            Ok(r) => break r,
+            Err(e) if t.elapsed() < Duration::from_secs(10) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("notebook not back: {e}"),
+        }
+    };
+    assert_eq!(got["ok"]["echoed"], "over the wire", "{got}");
+    let near = b.ask(NOTEBOOK, json!({"get": {"key": "near"}})).await.unwrap();
+    assert_eq!(near["ok"]["text"], "here", "{near}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_async_handlers_in_flight_at_once() {
+    let n = node_with_apps("macro-flight").await;
+    let mut asks = Vec::new();
+    for i in 0..8 {
+        let call = json!({"put_echoed": {"key": format!("k{i}"), "text": format!("t{i}"), "echo": "echo:echo:sys"}});
+        asks.push(n.ask(NOTEBOOK, call));
+    }
+    for (i, r) in futures::future::join_all(asks).await.into_iter().enumerate() {
+        assert_eq!(r.unwrap()["ok"]["echoed"], format!("t{i}"));
+    }
+    let list = n.ask(NOTEBOOK, json!({"list": null})).await.unwrap();
+    assert_eq!(list["ok"].as_object().unwrap().len(), 8, "{list}");
+}
