@@ -49,6 +49,27 @@ pub async fn run(node: &Node, echo: Vec<PackageFile>, probe: Vec<PackageFile>) -
         Row::new("request/response round trip, WASM to WASM, p99", "us", p99)
             .baseline("tokio mpsc + oneshot", b99),
     );
+    let notebook = tokio::task::block_in_place(|| super::package("apps/notebook"))?;
+    hearth::package::install(services, notebook)
+        .await
+        .context("install notebook")?;
+    let (m50, m99) = macro_round_trip(node).await?;
+    rows.push(
+        Row::new(
+            "round trip, #[app] client to #[app] handler, p50",
+            "us",
+            m50,
+        )
+        .baseline("raw SDK (WASM to WASM above)", p50),
+    );
+    rows.push(
+        Row::new(
+            "round trip, #[app] client to #[app] handler, p99",
+            "us",
+            m99,
+        )
+        .baseline("raw SDK (WASM to WASM above)", p99),
+    );
 
     let rate = wasm_fire_and_forget(node).await?;
     let base = baseline_fire_and_forget().await;
@@ -100,11 +121,22 @@ fn field(v: &Value, key: &str) -> Result<f64> {
 }
 
 /// p50 and p99 in µs of a request/response from one process (probe
-/// `alpha`) to another (echo), timed inside the guest.
+/// `alpha`) to another (probe `beta`, which answers `{"echo": ..}` with the
+/// raw SDK; echo itself is an `#[app]` now), timed inside the guest.
 async fn wasm_round_trip(node: &Node) -> Result<(f64, f64)> {
-    let cmd = json!({"bench_ping": {"target": "echo:echo:sys", "count": PINGS, "body_bytes": 64}});
+    let cmd =
+        json!({"bench_ping": {"target": "beta:probe:test", "count": PINGS, "body_bytes": 64}});
     let v = ask(node, "alpha:probe:test", cmd, Duration::from_secs(300)).await?;
     Ok((field(&v, "p50_ns")? / 1e3, field(&v, "p99_ns")? / 1e3))
+}
+
+/// p50 and p99 in µs of `echo` calls from notebook's async handler through
+/// echo's generated client to echo's `#[app]` handler, timed in the guest.
+async fn macro_round_trip(node: &Node) -> Result<(f64, f64)> {
+    let cmd = json!({"bench_echo": {"echo": "echo:echo:sys", "count": PINGS, "body_bytes": 64}});
+    let v = ask(node, "notebook:notebook:sys", cmd, Duration::from_secs(300)).await?;
+    let v = &v["ok"];
+    Ok((field(v, "p50_ns")? / 1e3, field(v, "p99_ns")? / 1e3))
 }
 
 /// The baselines run their client loop in a spawned task, on a runtime

@@ -204,7 +204,7 @@ async fn processes(State(state): State<HttpState>) -> Json<Vec<ProcessInfo>> {
 
 async fn peers(State(state): State<HttpState>) -> Json<Vec<crate::api::PeerInfo>> {
     match state.services.net.get() {
-        Some(net) => Json(net.peers().await),
+        Some(net) => Json(net.peers()),
         None => Json(Vec::new()),
     }
 }

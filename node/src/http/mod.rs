@@ -23,7 +23,7 @@ pub mod ws;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -86,9 +86,6 @@ impl Default for HttpConfig {
     }
 }
 
-/// Lists connected peers for the home page and `/metrics`.
-pub type PeerList = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
-
 /// The browser side of the node: auth, bindings, WebSockets.
 pub struct Web {
     pub config: HttpConfig,
@@ -97,7 +94,6 @@ pub struct Web {
     pub hub: Arc<WsHub>,
     /// `http-server:distro:sys`: forwards requests and WebSocket events.
     pub server: Arc<NativeEndpoint>,
-    peers: OnceLock<PeerList>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,18 +150,7 @@ impl Web {
             bindings,
             hub,
             server,
-            peers: OnceLock::new(),
         }))
-    }
-
-    /// Hook for the network layer: how to list connected peers. Until it is
-    /// set the node reports none.
-    pub fn set_peer_list(&self, peers: PeerList) {
-        let _ = self.peers.set(peers);
-    }
-
-    pub fn peers(&self) -> Vec<String> {
-        self.peers.get().map(|f| f()).unwrap_or_default()
     }
 }
 

@@ -55,7 +55,19 @@ pub async fn home(State(state): State<HttpState>, headers: HeaderMap) -> Respons
             )
         })
         .collect();
-    let peers = state.web.peers();
+    let peers: Vec<String> = state
+        .services
+        .net
+        .get()
+        .map(|net| net.peers())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| match (p.name, p.rtt_ms) {
+            (Some(name), Some(rtt)) => format!("{name} ({rtt:.2} ms)"),
+            (Some(name), None) => name,
+            (None, _) => format!("unnamed peer {}", p.peer_id),
+        })
+        .collect();
     let peers = if peers.is_empty() {
         "<p>No peers connected.</p>".to_string()
     } else {
@@ -213,7 +225,7 @@ pub async fn metrics(
     }
     let gauges = Gauges {
         processes: state.services.kernel.processes().len(),
-        peers: state.web.peers().len(),
+        peers: state.services.net.get().map_or(0, |net| net.peers().len()),
         ws_open: state.web.hub.open_count(),
     };
     (

@@ -20,7 +20,6 @@ use tracing::{debug, info, warn};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::record::NameRecord;
 use super::{now_millis, peer, Command, NetConfig, NetError, Shared};
-use crate::api::PeerInfo;
 
 /// How often the loop sweeps expired state and checks deadlines.
 const TICK: Duration = Duration::from_millis(250);
@@ -29,12 +28,6 @@ const REPUBLISH: Duration = Duration::from_secs(60);
 
 fn name_key(name: &str) -> kad::RecordKey {
     kad::RecordKey::new(&format!("/hearth/name/{name}"))
-}
-
-#[derive(Default)]
-struct PeerState {
-    addrs: Vec<Multiaddr>,
-    rtt: Option<Duration>,
 }
 
 pub(super) struct EventLoop {
@@ -46,7 +39,6 @@ pub(super) struct EventLoop {
     lookups: HashMap<QueryId, String>,
     /// Nodes we are connecting to, with the deadline for their link.
     waiting: HashMap<String, Instant>,
-    peers: HashMap<PeerId, PeerState>,
     listen_addrs: Vec<Multiaddr>,
     publish_at: Option<Instant>,
 }
@@ -111,7 +103,6 @@ impl EventLoop {
             control,
             lookups: HashMap::new(),
             waiting: HashMap::new(),
-            peers: HashMap::new(),
             listen_addrs: Vec::new(),
             publish_at: None,
         })
@@ -153,19 +144,6 @@ impl EventLoop {
         match command {
             Command::Connect(name) => self.connect(name),
             Command::Shutdown(_) => {}
-            Command::Peers(reply) => {
-                let list = self
-                    .peers
-                    .iter()
-                    .map(|(peer, state)| PeerInfo {
-                        name: self.shared.book.name_of(peer),
-                        peer_id: peer.to_base58(),
-                        addrs: state.addrs.iter().map(ToString::to_string).collect(),
-                        rtt_ms: state.rtt.map(|d| d.as_secs_f64() * 1e3),
-                    })
-                    .collect();
-                let _ = reply.send(list);
-            }
         }
     }
 
@@ -262,11 +240,8 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {
-                let state = self.peers.entry(peer_id).or_default();
-                let addr = endpoint.get_remote_address().clone();
-                if !state.addrs.contains(&addr) {
-                    state.addrs.push(addr);
-                }
+                self.shared
+                    .peer_connected(peer_id, endpoint.get_remote_address());
                 if endpoint.is_dialer() {
                     peer::open_link(&self.shared, &self.control, peer_id);
                 }
@@ -280,7 +255,7 @@ impl EventLoop {
                 ..
             } => {
                 debug!(%peer_id, ?cause, "disconnected");
-                self.peers.remove(&peer_id);
+                self.shared.peer_gone(&peer_id);
                 let orphans = self.shared.links.disconnected(&peer_id);
                 self.shared.fail_orphans(orphans, "the peer disconnected");
             }
@@ -312,7 +287,7 @@ impl EventLoop {
                 result: Ok(rtt),
                 ..
             }) => {
-                self.peers.entry(peer).or_default().rtt = Some(rtt);
+                self.shared.peer_rtt(peer, rtt);
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {

@@ -92,7 +92,6 @@ pub enum NetError {
 enum Command {
     /// Set up a link to this node (resolve, dial, open the stream).
     Connect(String),
-    Peers(oneshot::Sender<Vec<PeerInfo>>),
     /// Close every connection, so peers learn at once that we left, and
     /// stop.
     Shutdown(oneshot::Sender<()>),
@@ -116,9 +115,36 @@ struct Shared {
     max_frame: usize,
     dial_timeout: Duration,
     commands: mpsc::Sender<Command>,
+    /// Connected peers: addresses seen and the last ping round trip.
+    peers: Mutex<HashMap<PeerId, PeerState>>,
+}
+
+#[derive(Default)]
+struct PeerState {
+    addrs: Vec<libp2p::Multiaddr>,
+    rtt: Option<Duration>,
 }
 
 impl Shared {
+    fn lock_peers(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerState>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn peer_connected(&self, peer: PeerId, addr: &libp2p::Multiaddr) {
+        let mut peers = self.lock_peers();
+        let state = peers.entry(peer).or_default();
+        if !state.addrs.contains(addr) {
+            state.addrs.push(addr.clone());
+        }
+    }
+
+    fn peer_gone(&self, peer: &PeerId) {
+        self.lock_peers().remove(peer);
+    }
+
+    fn peer_rtt(&self, peer: PeerId, rtt: Duration) {
+        self.lock_peers().entry(peer).or_default().rtt = Some(rtt);
+    }
     fn our_record(&self) -> NameRecord {
         self.record
             .lock()
@@ -192,6 +218,7 @@ impl Net {
         let shared = Arc::new(Shared {
             our,
             commands: commands.clone(),
+            peers: Mutex::default(),
             book: AddressBook::open(home),
             links: Links::default(),
             outbound: Mutex::default(),
@@ -229,12 +256,17 @@ impl Net {
     }
 
     /// Connected peers with their names, addresses and round-trip times.
-    pub async fn peers(&self) -> Vec<PeerInfo> {
-        let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Peers(tx)).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let peers = self.shared.lock_peers();
+        peers
+            .iter()
+            .map(|(peer, state)| PeerInfo {
+                name: self.shared.book.name_of(peer),
+                peer_id: peer.to_base58(),
+                addrs: state.addrs.iter().map(ToString::to_string).collect(),
+                rtt_ms: state.rtt.map(|d| d.as_secs_f64() * 1e3),
+            })
+            .collect()
     }
 }
 

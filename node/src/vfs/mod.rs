@@ -146,12 +146,9 @@ impl VfsService {
                 Op::Rename(path::resolve(&root, &from)?, path::resolve(&root, &to)?)
             }
         };
-        let t = std::time::Instant::now();
-        let r = tokio::task::spawn_blocking(move || ops::run(op, &root))
+        tokio::task::spawn_blocking(move || ops::run(op, &root))
             .await
-            .map_err(|e| VfsError::Io(format!("file task failed: {e}")))?;
-        tracing::debug!(us = t.elapsed().as_micros() as u64, "vfs op");
-        r
+            .map_err(|e| VfsError::Io(format!("file task failed: {e}")))?
     }
 
     /// The root of the drive of `drive` (default: the caller's package),

@@ -21,16 +21,32 @@ fn notebook_package() -> Vec<PackageFile> {
     BUILT.get_or_init(|| {
         let status = Command::new(cargo())
             .current_dir(workspace_root())
-            .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "notebook"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "notebook",
+            ])
             .status()
             .expect("run cargo to build notebook");
         assert!(status.success(), "building notebook failed");
     });
     let root = workspace_root().join("apps/notebook");
-    let file = |path: &str, bytes: Vec<u8>| PackageFile { path: path.into(), bytes };
+    let file = |path: &str, bytes: Vec<u8>| PackageFile {
+        path: path.into(),
+        bytes,
+    };
     vec![
-        file("metadata.json", std::fs::read(root.join("metadata.json")).expect("metadata")),
-        file("pkg/manifest.json", std::fs::read(root.join("pkg/manifest.json")).expect("manifest")),
+        file(
+            "metadata.json",
+            std::fs::read(root.join("metadata.json")).expect("metadata"),
+        ),
+        file(
+            "pkg/manifest.json",
+            std::fs::read(root.join("pkg/manifest.json")).expect("manifest"),
+        ),
         file(
             "pkg/notebook.wasm",
             std::fs::read(guests().join("notebook.wasm")).expect("notebook.wasm built"),
@@ -61,34 +77,76 @@ async fn wrong_shape_unknown_method_guard_and_handler_errors_are_typed() {
     assert_eq!(error_code(&r), "bad-request", "{r}");
     let message = r["error"]["message"].as_str().unwrap();
     assert!(message.contains("missing field `text`"), "{message}");
-    assert!(message.contains(r#"{"put": {"key": String, "text": String, "kind": Kind}}"#), "{message}");
+    assert!(
+        message.contains(r#"{"put": {"key": String, "text": String, "kind": Kind}}"#),
+        "{message}"
+    );
 
     let r = n.ask(NOTEBOOK, json!([1, 2])).await.unwrap();
     assert_eq!(error_code(&r), "bad-request", "{r}");
-    let r = n.ask(NOTEBOOK, json!({"put": {"key": "a", "text": "t", "kind": "plain", "extra": 1}})).await.unwrap();
-    assert_eq!(error_code(&r), "bad-request", "unknown fields are refused: {r}");
+    let r = n
+        .ask(
+            NOTEBOOK,
+            json!({"put": {"key": "a", "text": "t", "kind": "plain", "extra": 1}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&r),
+        "bad-request",
+        "unknown fields are refused: {r}"
+    );
 
     let r = n.ask(NOTEBOOK, json!({"nope": {}})).await.unwrap();
     assert_eq!(error_code(&r), "unknown-method", "{r}");
-    assert!(r["error"]["details"].as_array().unwrap().contains(&json!("put")), "{r}");
+    assert!(
+        r["error"]["details"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("put")),
+        "{r}"
+    );
 
-    let r = n.ask(NOTEBOOK, json!({"put": {"key": "a", "text": "  ", "kind": "plain"}})).await.unwrap();
-    assert_eq!(r, json!({"error": {"code": "empty-note", "message": "a note needs some text"}}));
-    let r = n.ask(NOTEBOOK, json!({"get": {"key": "missing"}})).await.unwrap();
+    let r = n
+        .ask(
+            NOTEBOOK,
+            json!({"put": {"key": "a", "text": "  ", "kind": "plain"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        json!({"error": {"code": "empty-note", "message": "a note needs some text"}})
+    );
+    let r = n
+        .ask(NOTEBOOK, json!({"get": {"key": "missing"}}))
+        .await
+        .unwrap();
     assert_eq!(error_code(&r), "not-found", "{r}");
 
     // The per-method guard: the probe is no owner, the injector is.
     let via_probe = json!({"ask": {"target": NOTEBOOK, "body": {"clear": {}}, "timeout_ms": 5000, "context": ""}});
     let r = n.ask("alpha:probe:test", via_probe).await.unwrap();
     assert_eq!(error_code(&r["ok"]), "forbidden", "{r}");
-    assert!(r["ok"]["error"]["message"].as_str().unwrap().contains("alpha:probe:test"), "{r}");
+    assert!(
+        r["ok"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("alpha:probe:test"),
+        "{r}"
+    );
     let r = n.ask(NOTEBOOK, json!({"clear": {}})).await.unwrap();
     assert_eq!(r, json!({"ok": 0}));
 
     // echo keeps answering any other body as it went.
-    assert_eq!(n.ask("echo:echo:sys", json!({"ping": 1})).await.unwrap(), json!({"ping": 1}));
     assert_eq!(
-        n.ask("echo:echo:sys", json!({"echo": {"message": [1, "two"]}})).await.unwrap(),
+        n.ask("echo:echo:sys", json!({"ping": 1})).await.unwrap(),
+        json!({"ping": 1})
+    );
+    assert_eq!(
+        n.ask("echo:echo:sys", json!({"echo": {"message": [1, "two"]}}))
+            .await
+            .unwrap(),
         json!({"ok": [1, "two"]})
     );
 }
@@ -101,12 +159,18 @@ async fn maps_and_data_carrying_enums_round_trip() {
         "link": {"text": "docs", "kind": {"link": {"url": "https://example.org"}}, "echoed": null},
         "plain": {"text": "hi", "kind": "plain", "echoed": null},
     });
-    let r = n.ask(NOTEBOOK, json!({"import": {"notes": notes}})).await.unwrap();
+    let r = n
+        .ask(NOTEBOOK, json!({"import": {"notes": notes}}))
+        .await
+        .unwrap();
     assert_eq!(r, json!({"ok": 3}));
     let r = n.ask(NOTEBOOK, json!({"list": {}})).await.unwrap();
     assert_eq!(r, json!({"ok": notes}));
     let r = n
-        .ask(NOTEBOOK, json!({"put": {"key": "k", "text": "t", "kind": {"todo": {"done": true}}}}))
+        .ask(
+            NOTEBOOK,
+            json!({"put": {"key": "k", "text": "t", "kind": {"todo": {"done": true}}}}),
+        )
         .await
         .unwrap();
     assert_eq!(r["ok"]["kind"], json!({"todo": {"done": true}}), "{r}");
@@ -137,8 +201,12 @@ async fn async_handler_awaits_echo_on_another_node_and_state_survives_restart() 
 
     // A local await too, then a restart of b: both notes were saved after
     // their awaits, before the replies.
-    let local = json!({"put_echoed": {"key": "near", "text": "here", "echo": "b.os@echo:echo:sys"}});
-    assert_eq!(b.ask(NOTEBOOK, local).await.unwrap()["ok"]["echoed"], "here");
+    let local =
+        json!({"put_echoed": {"key": "near", "text": "here", "echo": "b.os@echo:echo:sys"}});
+    assert_eq!(
+        b.ask(NOTEBOOK, local).await.unwrap()["ok"]["echoed"],
+        "here"
+    );
     let config = test_config(b.home.path(), "b.os");
     let home = b.stop().await;
     let b = TestNode::start_with(config, home).await;
@@ -154,7 +222,10 @@ async fn async_handler_awaits_echo_on_another_node_and_state_survives_restart() 
         }
     };
     assert_eq!(got["ok"]["echoed"], "over the wire", "{got}");
-    let near = b.ask(NOTEBOOK, json!({"get": {"key": "near"}})).await.unwrap();
+    let near = b
+        .ask(NOTEBOOK, json!({"get": {"key": "near"}}))
+        .await
+        .unwrap();
     assert_eq!(near["ok"]["text"], "here", "{near}");
 }
 
@@ -166,7 +237,11 @@ async fn several_async_handlers_in_flight_at_once() {
         let call = json!({"put_echoed": {"key": format!("k{i}"), "text": format!("t{i}"), "echo": "echo:echo:sys"}});
         asks.push(n.ask(NOTEBOOK, call));
     }
-    for (i, r) in futures::future::join_all(asks).await.into_iter().enumerate() {
+    for (i, r) in futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .enumerate()
+    {
         assert_eq!(r.unwrap()["ok"]["echoed"], format!("t{i}"));
     }
     let list = n.ask(NOTEBOOK, json!({"list": null})).await.unwrap();

@@ -149,7 +149,7 @@ async fn a_second_key_cannot_take_a_bound_name() {
         .to_base58();
     let net = b.node.services().net.get().unwrap();
     let t = Instant::now();
-    while !net.peers().await.iter().any(|p| p.peer_id == impostor_id) {
+    while !net.peers().iter().any(|p| p.peer_id == impostor_id) {
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "the impostor never connected"
@@ -158,7 +158,7 @@ async fn a_second_key_cannot_take_a_bound_name() {
     }
     // Its hello has had time to arrive, and be refused.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let peers = net.peers().await;
+    let peers = net.peers();
     let seen = peers.iter().find(|p| p.peer_id == impostor_id);
     assert!(
         seen.is_none_or(|p| p.name.is_none()),
