@@ -39,8 +39,8 @@ pub enum Param {
 
 pub enum Ret {
     Unit,
-    Plain(Type),
-    Result(Type, Type),
+    Plain(Box<Type>),
+    Result(Box<Type>, Box<Type>),
 }
 
 #[derive(Default)]
@@ -505,7 +505,7 @@ fn parse_ret(output: &ReturnType) -> Result<Ret> {
                         })
                         .collect();
                     if let [ok, err] = types[..] {
-                        return Ok(Ret::Result(ok.clone(), err.clone()));
+                        return Ok(Ret::Result(Box::new(ok.clone()), Box::new(err.clone())));
                     }
                 }
                 return Err(Error::new(
@@ -515,7 +515,7 @@ fn parse_ret(output: &ReturnType) -> Result<Ret> {
             }
         }
     }
-    Ok(Ret::Plain((**ty).clone()))
+    Ok(Ret::Plain(ty.clone()))
 }
 
 pub fn is_type_named(ty: &Type, name: &str) -> bool {

@@ -94,9 +94,11 @@ impl Auth {
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| AuthError::Hash(e.to_string()))?
             .to_string();
-        write_private(&self.hash_path, hash.as_bytes()).map_err(|source| AuthError::Io {
-            path: self.hash_path.clone(),
-            source,
+        crate::node::write_private(&self.hash_path, hash.as_bytes()).map_err(|source| {
+            AuthError::Io {
+                path: self.hash_path.clone(),
+                source,
+            }
         })?;
         *self.hash.write().unwrap_or_else(|e| e.into_inner()) = Some(hash);
         Ok(())
@@ -199,20 +201,6 @@ impl Auth {
             .collect::<Vec<_>>()
             .join("; ")
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

@@ -90,6 +90,7 @@ pub trait App: Default + 'static {
     fn timer(state: &State<Self>, index: usize) -> Outcome;
     fn ws(state: &State<Self>, ctx: Ctx, handler: &str, event: WsEvent) -> Outcome;
     /// The `#[fallback]` handler; gives the message back if there is none.
+    #[allow(clippy::result_large_err)] // the message is moved back, not copied
     fn fallback(state: &State<Self>, msg: Incoming) -> Result<(), Incoming>;
 }
 

@@ -11,6 +11,9 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+/// Encodes the state; `None` when it is not persisted.
+pub(crate) type Encode<S> = fn(&S) -> Option<Result<Vec<u8>, String>>;
+
 /// When the app's state is saved (`set_state`, durable when it returns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Persist {
@@ -73,11 +76,7 @@ impl<S> State<S> {
 
     /// Saves the state per `policy` with `encode`. Returns an error text if
     /// it had to be saved and could not be.
-    pub(crate) fn persist(
-        &self,
-        policy: Persist,
-        encode: fn(&S) -> Option<Result<Vec<u8>, String>>,
-    ) -> Result<(), String> {
+    pub(crate) fn persist(&self, policy: Persist, encode: Encode<S>) -> Result<(), String> {
         if policy == Persist::Never || (policy == Persist::OnChange && !self.inner.dirty.get()) {
             return Ok(());
         }
