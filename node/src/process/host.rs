@@ -30,9 +30,6 @@ mod bindings {
         // process task yields meanwhile, so one flush covers many writers.
         imports: {
             "hearth:process/kernel/set-state": async,
-            // A sender yields now and then so the receiver it woke can run
-            // on the other core (see `SENDS_PER_YIELD`).
-            "hearth:process/kernel/send-request": async,
             "hearth:process/kernel/clear-state": async,
         },
     });
@@ -58,12 +55,6 @@ pub struct Current {
 }
 
 /// Store data of one process incarnation.
-/// A process that sends in a loop yields to the scheduler after this many
-/// sends. Waking a receiver puts it in this worker's LIFO slot, which the
-/// other worker cannot steal; without a yield the receiver waits for the
-/// whole send loop and the two never run in parallel.
-const SENDS_PER_YIELD: u32 = 32;
-
 pub struct HostState {
     pub ctx: Arc<ProcessContext>,
     pub asks: Asks,
@@ -77,7 +68,6 @@ pub struct HostState {
     /// to the same peer, and reusing its (shared) address saves checking
     /// and allocating the four names per send.
     last_target: Option<Address>,
-    sends_since_yield: u32,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -96,7 +86,6 @@ impl HostState {
             limits,
             call_started: std::time::Instant::now(),
             last_target: None,
-            sends_since_yield: 0,
             wasi: WasiCtx::builder().inherit_stderr().build(),
             table: ResourceTable::new(),
         }
@@ -147,18 +136,13 @@ impl bindings::hearth::process::kernel::Host for HostState {
         self.address().into()
     }
 
-    async fn send_request(
+    fn send_request(
         &mut self,
         target: wit::Address,
         request: wit::Request,
         context: Option<Vec<u8>>,
         blob: Option<wit::Blob>,
     ) -> Result<u64, wit::SendError> {
-        self.sends_since_yield += 1;
-        if self.sends_since_yield >= SENDS_PER_YIELD {
-            self.sends_since_yield = 0;
-            tokio::task::yield_now().await;
-        }
         let target = self.target(target).map_err(wit::SendError::from)?;
         let kernel = &self.ctx.services.kernel;
         let mut blob: Option<t::Blob> = blob.map(Into::into);
