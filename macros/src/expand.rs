@@ -301,7 +301,12 @@ fn convert_reply(h: &Handler) -> TokenStream {
             quote! {
                 match __r {
                     ::core::result::Result::Ok(__v) => #ok,
-                    ::core::result::Result::Err(__e) => ::core::result::Result::Err(#err),
+                    ::core::result::Result::Err(__e) => {
+                        // `E` may be `AppError` itself.
+                        #[allow(clippy::useless_conversion)]
+                        let __e = #err;
+                        ::core::result::Result::Err(__e)
+                    }
                 }
             }
         }

@@ -302,11 +302,11 @@ impl EventLoop {
                     }
                 }
             }
-            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, .. }) => {
-                if let QueryResult::GetRecord(result) = result {
-                    self.on_lookup(id, result);
-                }
-            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::GetRecord(result),
+                ..
+            }) => self.on_lookup(id, result),
             _ => {}
         }
     }

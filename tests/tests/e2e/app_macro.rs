@@ -4,8 +4,6 @@
 //! handler awaiting echo on another node through echo's generated client;
 //! state saved after the await and seen after a restart.
 
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hearth::api::PackageFile;
@@ -15,29 +13,9 @@ use crate::common::*;
 
 const NOTEBOOK: &str = "notebook:notebook:sys";
 
-/// apps/notebook's component, built once (it includes apps/echo/api/echo.rs).
+/// apps/notebook's package (its component includes apps/echo/api/echo.rs).
 fn notebook_package() -> Vec<PackageFile> {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = Command::new(cargo())
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "notebook",
-            ])
-            .status()
-            .expect("run cargo to build notebook");
-        assert!(status.success(), "building notebook failed");
-    });
     let root = workspace_root().join("apps/notebook");
-    let file = |path: &str, bytes: Vec<u8>| PackageFile {
-        path: path.into(),
-        bytes,
-    };
     vec![
         file(
             "metadata.json",

@@ -306,8 +306,8 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
         let mut node = Hearth::start(home.path(), user_home.path());
         let key = (node.port, node.secret.as_str());
         // The store opened cleanly; every acknowledged write is there.
-        for w in 0..WRITERS {
-            let last = acked[w];
+        for (w, slot) in acked.iter_mut().enumerate() {
+            let last = *slot;
             let state = inject(
                 &agent,
                 key,
@@ -324,7 +324,7 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
                 value == last || value == last + 1,
                 "round {round}: w{w} holds {value}, last acknowledged {last} (an unacknowledged write may land)"
             );
-            acked[w] = value;
+            *slot = value;
         }
         let a = inject(
             &agent,
@@ -355,10 +355,9 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
 
         let stop = Arc::new(AtomicBool::new(false));
         let mut writers = Vec::new();
-        for w in 0..WRITERS {
+        for (w, &start) in acked.iter().enumerate() {
             let (stop, agent, secret, port) =
                 (stop.clone(), agent.clone(), node.secret.clone(), node.port);
-            let start = acked[w];
             writers.push(std::thread::spawn(move || {
                 let mut last = start;
                 while !stop.load(Ordering::Relaxed) {

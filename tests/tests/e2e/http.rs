@@ -3,9 +3,6 @@
 //! refusal, `/our.js`, UI files and `/metrics`.
 
 use std::net::{IpAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use hearth::api::PackageFile;
@@ -15,37 +12,6 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 pub const PASSWORD: &str = "correct horse battery";
-
-/// Build `chat` and `webprobe` once; the directory of their `.wasm`.
-fn web_guests() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = workspace_root();
-        let status = Command::new(cargo())
-            .current_dir(&root)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "chat",
-                "-p",
-                "webprobe",
-            ])
-            .status()
-            .expect("run cargo to build the web guests");
-        assert!(status.success(), "building chat and webprobe failed");
-        root.join("target/wasm32-wasip2/release")
-    })
-}
-
-fn file(path: &str, bytes: Vec<u8>) -> PackageFile {
-    PackageFile {
-        path: path.into(),
-        bytes,
-    }
-}
 
 /// `apps/chat` with every file under `pkg/` (UI included), as `kit s` sends it.
 pub fn chat_package() -> Vec<PackageFile> {
@@ -65,7 +31,7 @@ pub fn chat_package() -> Vec<PackageFile> {
     }
     files.push(file(
         "pkg/chat.wasm",
-        std::fs::read(web_guests().join("chat.wasm")).expect("chat.wasm built"),
+        std::fs::read(guests().join("chat.wasm")).expect("chat.wasm built"),
     ));
     files
 }
@@ -78,7 +44,7 @@ fn webprobe_package() -> Vec<PackageFile> {
         file("pkg/manifest.json", manifest.to_string().into_bytes()),
         file(
             "pkg/webprobe.wasm",
-            std::fs::read(web_guests().join("webprobe.wasm")).expect("webprobe.wasm built"),
+            std::fs::read(guests().join("webprobe.wasm")).expect("webprobe.wasm built"),
         ),
     ]
 }

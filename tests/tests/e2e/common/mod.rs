@@ -25,24 +25,19 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// Every guest crate the tests install.
+const GUESTS: [&str; 5] = ["echo", "probe", "chat", "webprobe", "notebook"];
+
 /// Build the guest components once per test binary and return the
-/// directory holding `echo.wasm` and `probe.wasm`.
+/// directory holding their `.wasm` files.
 pub fn guests() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = workspace_root();
         let status = Command::new(cargo())
             .current_dir(&root)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "echo",
-                "-p",
-                "probe",
-            ])
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args(GUESTS.iter().flat_map(|g| ["-p", g]))
             .status()
             .expect("run cargo to build the guests");
         assert!(status.success(), "building the guest components failed");
@@ -252,7 +247,7 @@ pub fn echo_package() -> Vec<PackageFile> {
     ]
 }
 
-fn file(path: &str, bytes: Vec<u8>) -> PackageFile {
+pub fn file(path: &str, bytes: Vec<u8>) -> PackageFile {
     PackageFile {
         path: path.into(),
         bytes,
