@@ -582,7 +582,7 @@ mod tests {
             .unwrap()
             .1;
         assert!(lib.contains("struct MyApp;"), "{lib}");
-        assert!(lib.contains("process!(MyApp)"), "{lib}");
+        assert!(lib.contains("impl MyApp {"), "{lib}");
         let manifest = &files
             .iter()
             .find(|(p, _)| p == "pkg/manifest.json")

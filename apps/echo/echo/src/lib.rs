@@ -1,11 +1,11 @@
-//! `echo`: the smallest Hearth app. `{"echo": {"message": ..}}` answers
-//! `{"ok": ..}` with the same message; any other request comes back as it
-//! went, body and blob.
+//! `echo`: the smallest Hearth app. Its one method answers
+//! `{"ok": message}` with the message it was given; any other request
+//! comes back as it went, body and blob.
 
 use hearth_sdk::json::Value;
 use hearth_sdk::{app, log, Ctx, Incoming, Response};
 
-/// Echo keeps no state.
+/// No state to keep.
 #[derive(Default)]
 pub struct Echo;
 
