@@ -173,40 +173,6 @@ async fn vfs_files_chunks_traversal_and_cross_package_access() {
     n.stop().await;
 }
 
-/// Await every future, concurrently, in order.
-async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut handles = Vec::new();
-    for f in futures {
-        handles.push(Box::pin(f));
-    }
-    let mut out = Vec::new();
-    // Poll all together: each sleeps, then awaits its own reply.
-    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (i, slot) in pending.iter_mut().enumerate() {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        results[i] = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    out.extend(results.into_iter().flatten());
-    out
-}
-
 /// Fired delays in firing order, with the elapsed ms the probe measured.
 fn fired_list(reply: &Value) -> Vec<(u64, u64)> {
     reply["ok"]
@@ -258,7 +224,7 @@ async fn timers_fire_in_order_and_on_time() {
             }
         });
     let mut all = 0;
-    for reply in futures_join(setters).await {
+    for reply in futures::future::join_all(setters).await {
         let fired = fired_list(&reply.unwrap());
         assert_eq!(fired.len(), 1000);
         // Order is by deadline (arrival + delay); arrivals of one burst
