@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use hearth::api::PackageFile;
-use hearth::package::PackageInfo;
-use hearth::process::{self, ProcessContext, ProcessSpec};
-use hearth::types::{Address, Message, OnExit, ProcessId};
+use hearth::process::{self, ProcessContext};
 use hearth::Node;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use super::ask::{ask, copy_spec, field};
 use super::table::{percentile, Better, Row};
 
 /// Sequential round trips measured for the latency rows.
@@ -100,24 +99,6 @@ pub async fn run(node: &Node, echo: Vec<PackageFile>, probe: Vec<PackageFile>) -
         .target(Better::Lower, 512.0),
     );
     Ok(rows)
-}
-
-async fn ask(node: &Node, target: &str, body: Value, timeout: Duration) -> Result<Value> {
-    let target = Address::parse_with_default(target, node.name())?;
-    let (_, answer) = node
-        .injector()
-        .ask(target, serde_json::to_vec(&body)?, None, timeout)
-        .await?;
-    match answer.message {
-        Message::Response(r) => Ok(serde_json::from_slice(&r.body)?),
-        other => Err(anyhow!("expected a response, got {other:?}")),
-    }
-}
-
-fn field(v: &Value, key: &str) -> Result<f64> {
-    v[key]
-        .as_f64()
-        .ok_or_else(|| anyhow!("probe reply lacks {key}: {v}"))
 }
 
 /// p50 and p99 in µs of a request/response from one process (probe
@@ -216,27 +197,11 @@ async fn baseline_fire_and_forget_task() -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-fn echo_spec(node: &Node, name: &str) -> ProcessSpec {
-    let services = node.services();
-    ProcessSpec {
-        id: ProcessId::new(name, "echo", "sys"),
-        package: Arc::new(PackageInfo {
-            id: "echo:sys".into(),
-            version: "0.1.0".into(),
-            dir: services.packages_dir.join("echo:sys"),
-        }),
-        wasm_path: "/echo.wasm".into(),
-        on_exit: OnExit::None,
-        public: true,
-        networking: false,
-    }
-}
-
 /// p50 µs of instantiate + init of the echo component, and how many such
 /// boots run per second back to back.
 async fn spawn(node: &Node) -> Result<(f64, f64)> {
     let services = node.services();
-    let spec = echo_spec(node, "spawn-bench");
+    let spec = copy_spec(node, "spawn-bench", "echo", "sys", "/echo.wasm");
     let pre = services.runtime.prepare(
         &spec.package.component_key(&spec.wasm_path),
         &spec.package.wasm_file(&spec.wasm_path),
@@ -273,7 +238,10 @@ fn rss_kib() -> Result<f64> {
 async fn idle_memory(node: &Node) -> Result<f64> {
     let before = rss_kib()?;
     for i in 0..IDLE {
-        process::start(node.services(), echo_spec(node, &format!("idle-{i}")))?;
+        process::start(
+            node.services(),
+            copy_spec(node, &format!("idle-{i}"), "echo", "sys", "/echo.wasm"),
+        )?;
     }
     for i in 0..IDLE {
         ask(

@@ -2,6 +2,7 @@
 //! measured in the same run, as a table. Targets are printed, never
 //! asserted: the machines are noisy, so this is a report, not a test.
 
+mod ask;
 mod http;
 mod loadgen;
 mod local;

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use futures::StreamExt;
 use hearth::api::PackageFile;
-use hearth::types::{Address, Message};
 use hearth::{Node, NodeConfig};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
@@ -15,6 +14,7 @@ use libp2p::{noise, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::ask::{ask, field};
 use super::table::{percentile, Better, Row};
 
 const PINGS: u64 = 5_000;
@@ -40,24 +40,6 @@ fn with_manifest(probe: &[PackageFile]) -> Result<Vec<PackageFile>> {
         .ok_or_else(|| anyhow!("probe package has no manifest"))?;
     entry.bytes = serde_json::to_vec(&manifest())?;
     Ok(files)
-}
-
-async fn ask(node: &Node, target: &str, body: Value, timeout: Duration) -> Result<Value> {
-    let target = Address::parse_with_default(target, node.name())?;
-    let (_, km) = node
-        .injector()
-        .ask(target, serde_json::to_vec(&body)?, None, timeout)
-        .await?;
-    match km.message {
-        Message::Response(r) => Ok(serde_json::from_slice(&r.body)?),
-        other => Err(anyhow!("expected a response, got {other:?}")),
-    }
-}
-
-fn field(v: &Value, key: &str) -> Result<f64> {
-    v[key]
-        .as_f64()
-        .ok_or_else(|| anyhow!("reply lacks {key}: {v}"))
 }
 
 fn config(home: &std::path::Path, name: &str, bootstrap: Vec<String>) -> NodeConfig {

@@ -4,17 +4,16 @@
 //! boot time with 100 installed processes.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use hearth::api::PackageFile;
-use hearth::package::PackageInfo;
-use hearth::process::{self, ProcessSpec};
-use hearth::types::{Address, Blob, Message, OnExit, ProcessId};
+use hearth::process::{self};
+use hearth::types::Blob;
 use hearth::{Node, NodeConfig};
 use serde_json::{json, Value};
 
+use super::ask::{ask_with_blob, copy_spec};
 use super::table::{percentile, Better, Row};
 
 /// Writers for the set-state rows, and the writes each does per run.
@@ -96,32 +95,8 @@ async fn ask(
     body: Value,
     blob: Option<Vec<u8>>,
 ) -> Result<(Value, Option<Blob>)> {
-    let target = Address::parse_with_default(target, node.name())?;
     let blob = blob.map(|bytes| Blob { mime: None, bytes });
-    let (_, answer) = node
-        .injector()
-        .ask(target, serde_json::to_vec(&body)?, blob, TIMEOUT)
-        .await?;
-    match answer.message {
-        Message::Response(r) => Ok((serde_json::from_slice(&r.body)?, answer.blob)),
-        Message::Request(_) => bail!("expected a response"),
-    }
-}
-
-fn writer_spec(node: &Node, name: &str) -> ProcessSpec {
-    let services = node.services();
-    ProcessSpec {
-        id: ProcessId::new(name, "probe", "test"),
-        package: Arc::new(PackageInfo {
-            id: "probe:test".into(),
-            version: "0.1.0".into(),
-            dir: services.packages_dir.join("probe:test"),
-        }),
-        wasm_path: "/probe.wasm".into(),
-        on_exit: OnExit::None,
-        public: true,
-        networking: false,
-    }
+    ask_with_blob(node, target, &body, blob, TIMEOUT).await
 }
 
 /// Writes per second with `writers` processes each doing `each` durable
@@ -132,7 +107,10 @@ async fn set_state_rate(node: &Node, writers: usize, each: u64) -> Result<(f64, 
         .map(|i| format!("writer-{writers}-{i}"))
         .collect();
     for name in &names {
-        process::start(services, writer_spec(node, name))?;
+        process::start(
+            services,
+            copy_spec(node, name, "probe", "test", "/probe.wasm"),
+        )?;
     }
     let (flushes0, writes0) = services.state.commit_stats();
     let t = Instant::now();
@@ -140,7 +118,7 @@ async fn set_state_rate(node: &Node, writers: usize, each: u64) -> Result<(f64, 
         let target = format!("{name}:probe:test");
         async move { ask(node, &target, json!({ "state_burst": each }), None).await }
     });
-    for (reply, _) in futures_all(runs).await? {
+    for (reply, _) in futures::future::try_join_all(runs).await? {
         if reply["ok"] != json!(each) {
             bail!("state burst failed: {reply}");
         }
@@ -152,19 +130,6 @@ async fn set_state_rate(node: &Node, writers: usize, each: u64) -> Result<(f64, 
         .stop_where(|id| id.process.starts_with(&format!("writer-{writers}-")))
         .await;
     Ok(((writers as u64 * each) as f64 / elapsed, per_flush))
-}
-
-/// Await all, concurrently; the first error wins.
-async fn futures_all<F, T>(futures: impl Iterator<Item = F>) -> Result<Vec<T>>
-where
-    F: std::future::Future<Output = Result<T>>,
-{
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(f);
-    }
-    let joined = futures::future::join_all(set).await;
-    joined.into_iter().collect()
 }
 
 /// p50 µs of a durable kv set (100-byte value) and of a get.
