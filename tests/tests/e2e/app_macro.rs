@@ -15,21 +15,7 @@ const NOTEBOOK: &str = "notebook:notebook:sys";
 
 /// apps/notebook's package (its component includes apps/echo/api/echo.rs).
 fn notebook_package() -> Vec<PackageFile> {
-    let root = workspace_root().join("apps/notebook");
-    vec![
-        file(
-            "metadata.json",
-            std::fs::read(root.join("metadata.json")).expect("metadata"),
-        ),
-        file(
-            "pkg/manifest.json",
-            std::fs::read(root.join("pkg/manifest.json")).expect("manifest"),
-        ),
-        file(
-            "pkg/notebook.wasm",
-            std::fs::read(guests().join("notebook.wasm")).expect("notebook.wasm built"),
-        ),
-    ]
+    built_package("apps/notebook", "notebook.wasm")
 }
 
 async fn node_with_apps(name: &str) -> TestNode {

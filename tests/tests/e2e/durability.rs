@@ -3,14 +3,11 @@
 //! moments during continuous writes by several processes.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hearth::api::{
-    InjectRequest, InstallResponse, MESSAGE_PATH, PORT_FILE, SECRET_FILE, SECRET_HEADER,
-};
+use hearth::api::{InjectRequest, InstallResponse, MESSAGE_PATH, SECRET_FILE, SECRET_HEADER};
 use hearth::Node;
 use serde_json::{json, Value};
 
@@ -171,42 +168,19 @@ async fn a_corrupt_store_is_a_clear_error_naming_the_file() {
 
 /// The real binary with a throw-away `$HOME`, killed with SIGKILL on drop.
 struct Hearth {
-    child: Child,
+    process: HearthProcess,
     port: u16,
     secret: String,
 }
 
 impl Hearth {
     fn start(home: &Path, user_home: &Path) -> Self {
-        let _ = std::fs::remove_file(home.join(PORT_FILE));
-        let log = std::fs::File::create(home.join("hearth.log")).expect("log file");
-        let child = Command::new(binaries().join("hearth"))
-            .env("HOME", user_home)
-            .args(["--name", "kill.os", "--port", "0", "--no-mdns", "--home"])
-            .arg(home)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start hearth");
+        let process = HearthProcess::start(home, user_home, "kill.os", &["--no-mdns"]);
         let t = Instant::now();
-        let port = loop {
-            if let Some(port) = std::fs::read_to_string(home.join(PORT_FILE))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                break port;
-            }
-            let log = std::fs::read_to_string(home.join("hearth.log")).unwrap_or_default();
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "node did not boot:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
         let secret = std::fs::read_to_string(home.join(SECRET_FILE)).expect("secret");
         let node = Self {
-            child,
-            port,
+            port: process.port,
+            process,
             secret: secret.trim().to_string(),
         };
         // The port is written before the packages start; wait for them.
@@ -224,14 +198,7 @@ impl Hearth {
     }
 
     fn kill9(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Hearth {
-    fn drop(&mut self) {
-        self.kill9();
+        self.process.kill();
     }
 }
 

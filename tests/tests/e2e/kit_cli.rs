@@ -2,54 +2,11 @@
 //! builds, starts and pokes apps through the admin API.
 
 use std::path::Path;
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
 use crate::common::*;
-
-/// A `hearth` child process, stopped with SIGTERM on drop.
-struct NodeProcess {
-    child: Child,
-    port: u16,
-}
-
-impl NodeProcess {
-    fn start(user_home: &Path, node_home: &Path, name: &str) -> Self {
-        let child = Command::new(binaries().join("hearth"))
-            .env("HOME", user_home)
-            .args(["--name", name, "--port", "0", "--home"])
-            .arg(node_home)
-            .spawn()
-            .expect("start hearth");
-        let port_file = node_home.join(hearth::api::PORT_FILE);
-        let t = Instant::now();
-        let port = loop {
-            if let Some(port) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                break port;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "node never wrote its port"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Self { child, port }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 fn kit(user_home: &Path, args: &[&str]) -> Output {
     Command::new(binaries().join("kit"))
@@ -70,7 +27,7 @@ fn stdout_json(out: &Output) -> Value {
 fn kit_bs_then_kit_i_round_trip_and_typed_errors() {
     let user_home = TempDir::new("kit-user");
     let node_home = TempDir::new("kit-node");
-    let node = NodeProcess::start(user_home.path(), node_home.path(), "kit.os");
+    let node = HearthProcess::start(node_home.path(), user_home.path(), "kit.os", &[]);
     let port = node.port.to_string();
     let echo_dir = workspace_root().join("apps/echo");
     let echo_dir = echo_dir.to_str().expect("utf-8 path");
@@ -137,7 +94,7 @@ fn kit_new_builds_and_runs_a_fresh_app() {
     let user_home = TempDir::new("new-user");
     let node_home = TempDir::new("new-node");
     let apps = TempDir::new("new-apps");
-    let node = NodeProcess::start(user_home.path(), node_home.path(), "new.os");
+    let node = HearthProcess::start(node_home.path(), user_home.path(), "new.os", &[]);
     let port = node.port.to_string();
     let parent = apps.path().to_str().expect("utf-8 path");
 

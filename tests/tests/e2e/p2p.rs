@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -175,56 +174,16 @@ async fn a_second_key_cannot_take_a_bound_name() {
     a.stop().await;
 }
 
-/// A `hearth` child process, killed with SIGKILL on drop.
-struct Peer {
-    child: Child,
-    port: u16,
-}
-
-impl Peer {
-    fn start(home: &Path, user_home: &Path, bootstrap: &str) -> Self {
-        let child = Command::new(binaries().join("hearth"))
-            .env("HOME", user_home)
-            .args([
-                "--name",
-                "far.os",
-                "--port",
-                "0",
-                "--p2p-bind",
-                "127.0.0.1",
-                "--no-mdns",
-                "--bootstrap",
-                bootstrap,
-                "--home",
-            ])
-            .arg(home)
-            .spawn()
-            .expect("start hearth");
-        let port_file = home.join(hearth::api::PORT_FILE);
-        let t = Instant::now();
-        let port = loop {
-            if let Some(p) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                break p;
-            }
-            assert!(t.elapsed() < Duration::from_secs(30), "peer never started");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Self { child, port }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// The far node: a real `hearth` that joins `bootstrap` on loopback.
+fn start_far(home: &Path, user_home: &Path, bootstrap: &str) -> HearthProcess {
+    let args = [
+        "--p2p-bind",
+        "127.0.0.1",
+        "--no-mdns",
+        "--bootstrap",
+        bootstrap,
+    ];
+    HearthProcess::start(home, user_home, "far.os", &args)
 }
 
 /// Install a package on a node in another process, through its admin API.
@@ -248,7 +207,7 @@ async fn killing_the_peer_fails_pending_requests_at_once_and_restart_resumes() {
     let a_addr = a.p2p_addr().await;
     let far_home = TempDir::new("far");
     let user_home = TempDir::new("far-user");
-    let mut far = Peer::start(far_home.path(), user_home.path(), &a_addr);
+    let mut far = start_far(far_home.path(), user_home.path(), &a_addr);
     let port = far.port;
     let home = far_home.path().to_path_buf();
     tokio::task::spawn_blocking(move || upload(port, &home, probe_package(manifest())))
@@ -302,7 +261,7 @@ async fn killing_the_peer_fails_pending_requests_at_once_and_restart_resumes() {
     );
 
     // Back with the same key and home: messaging resumes.
-    let _far = Peer::start(far_home.path(), user_home.path(), &a_addr);
+    let _far = start_far(far_home.path(), user_home.path(), &a_addr);
     let reply = ask_via(&a, "far.os@net:probe:test", json!({"echo": "again"}), 5000).await;
     assert_eq!(reply["ok"], "again", "{reply}");
     a.stop().await;

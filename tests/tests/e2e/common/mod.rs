@@ -229,22 +229,22 @@ pub fn probe_package(manifest: Value) -> Vec<PackageFile> {
     ]
 }
 
-pub fn echo_package() -> Vec<PackageFile> {
-    let root = workspace_root().join("apps/echo");
+/// The package in `dir` (relative to the workspace) with its built
+/// component `wasm`: what `kit s` uploads for a package without a UI.
+pub fn built_package(dir: &str, wasm: &str) -> Vec<PackageFile> {
+    let root = workspace_root().join(dir);
+    let read = |path: std::path::PathBuf| {
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
     vec![
-        file(
-            "metadata.json",
-            std::fs::read(root.join("metadata.json")).expect("echo metadata"),
-        ),
-        file(
-            "pkg/manifest.json",
-            std::fs::read(root.join("pkg/manifest.json")).expect("echo manifest"),
-        ),
-        file(
-            "pkg/echo.wasm",
-            std::fs::read(guests().join("echo.wasm")).expect("echo.wasm built"),
-        ),
+        file("metadata.json", read(root.join("metadata.json"))),
+        file("pkg/manifest.json", read(root.join("pkg/manifest.json"))),
+        file(&format!("pkg/{wasm}"), read(guests().join(wasm))),
     ]
+}
+
+pub fn echo_package() -> Vec<PackageFile> {
+    built_package("apps/echo", "echo.wasm")
 }
 
 pub fn file(path: &str, bytes: Vec<u8>) -> PackageFile {
@@ -265,4 +265,60 @@ pub fn standard_manifest() -> Value {
         probe("mortal", true, json!("None"), &[]),
         probe("phoenix", true, json!("Restart"), &[]),
     ])
+}
+
+/// A real `hearth` binary running as a child process, its log in
+/// `<home>/hearth.log`. Dropping it kills it (SIGKILL).
+pub struct HearthProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl HearthProcess {
+    /// Start `hearth --name NAME --port 0 --home HOME EXTRA...` with `HOME`
+    /// set to `user_home`, and wait until it has written its HTTP port.
+    pub fn start(home: &Path, user_home: &Path, name: &str, extra: &[&str]) -> Self {
+        let port_file = home.join(hearth::api::PORT_FILE);
+        let _ = std::fs::remove_file(&port_file);
+        std::fs::create_dir_all(home).expect("node home");
+        let log_path = home.join("hearth.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(binaries().join("hearth"))
+            .env("HOME", user_home)
+            .args(["--name", name, "--port", "0", "--home"])
+            .arg(home)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start hearth");
+        let t = std::time::Instant::now();
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break port;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "{name} did not boot:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Self { child, port }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HearthProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
