@@ -56,8 +56,8 @@ async fn p2p_addr(node: &Node) -> Result<String> {
     let net = node.services().net.get().context("network not started")?;
     let t = Instant::now();
     loop {
-        if let Some(addr) = net.record().addrs.iter().find(|a| a.contains("/tcp/")) {
-            return Ok(format!("{addr}/p2p/{}", net.peer_id()));
+        if let Some(addr) = net.bootstrap_addr() {
+            return Ok(addr);
         }
         if t.elapsed() > Duration::from_secs(10) {
             return Err(anyhow!("node never listened"));

@@ -242,6 +242,14 @@ impl Net {
         self.peer_id
     }
 
+    /// A TCP address other nodes can `--bootstrap` from, once listening:
+    /// `/ip4/.../tcp/PORT/p2p/PEER_ID`.
+    pub fn bootstrap_addr(&self) -> Option<String> {
+        let record = self.shared.our_record();
+        let tcp = record.addrs.iter().find(|a| a.contains("/tcp/"))?;
+        Some(format!("{tcp}/p2p/{}", self.peer_id))
+    }
+
     /// Our signed name record (addresses fill in once listening).
     pub fn record(&self) -> NameRecord {
         self.shared.our_record()

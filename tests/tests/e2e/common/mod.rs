@@ -172,9 +172,8 @@ impl TestNode {
         let net = self.node.services().net.get().expect("network started");
         let t = std::time::Instant::now();
         loop {
-            let record = net.record();
-            if let Some(addr) = record.addrs.iter().find(|a| a.contains("/tcp/")) {
-                return format!("{addr}/p2p/{}", net.peer_id());
+            if let Some(addr) = net.bootstrap_addr() {
+                return addr;
             }
             assert!(t.elapsed() < Duration::from_secs(10), "node never listened");
             tokio::time::sleep(Duration::from_millis(20)).await;
