@@ -60,12 +60,7 @@ impl Node {
     /// Boot: open the home, start the runtime and HTTP server, and start
     /// every installed package.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        if config.name.is_empty()
-            || !config
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        {
+        if !crate::types::valid_name(&config.name, true) {
             return Err(NodeError::Name(config.name.clone()));
         }
         let home = config.home.clone();
