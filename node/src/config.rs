@@ -53,8 +53,11 @@ pub struct Limits {
     pub max_pending_asks: usize,
     /// Largest linear memory of one process.
     pub max_memory_bytes: usize,
-    /// Longest a single `init` or `handle` call may run before it is
-    /// interrupted (epoch interruption) and the process is stopped.
+    /// Longest a single `init` or `handle` call may compute before it is
+    /// interrupted (epoch interruption) and the process is stopped. Counted
+    /// in epoch ticks the guest was running through, so time spent waiting
+    /// for a worker thread or for a host call (a state commit) costs at most
+    /// one tick per wait: a loaded machine does not kill healthy guests.
     pub max_call_time: Duration,
     /// Timeout given to injected requests that name none.
     pub default_inject_timeout: Duration,
@@ -75,11 +78,12 @@ impl Default for Limits {
 
 /// Backoff for processes whose `on_exit` is `Restart`: the n-th consecutive
 /// restart waits `base * 2^(n-1)`, capped at `max`; the count resets once
-/// the process has stayed up for `5 x` its last backoff.
+/// an incarnation has stayed up for `stable_after`.
 #[derive(Debug, Clone)]
 pub struct RestartPolicy {
     pub base: Duration,
     pub max: Duration,
+    pub stable_after: Duration,
 }
 
 impl Default for RestartPolicy {
@@ -87,6 +91,7 @@ impl Default for RestartPolicy {
         Self {
             base: Duration::from_millis(250),
             max: Duration::from_secs(60),
+            stable_after: Duration::from_secs(30),
         }
     }
 }
@@ -110,6 +115,7 @@ mod tests {
         let p = RestartPolicy {
             base: Duration::from_millis(100),
             max: Duration::from_secs(1),
+            stable_after: Duration::from_secs(10),
         };
         assert_eq!(p.backoff(1), Duration::from_millis(100));
         assert_eq!(p.backoff(2), Duration::from_millis(200));

@@ -60,8 +60,9 @@ pub struct HostState {
     pub asks: Asks,
     pub current: Option<Current>,
     pub limits: StoreLimits,
-    /// When the running guest call began, for the call time limit.
-    pub call_started: std::time::Instant,
+    /// Epoch ticks the running guest call has run through, for the call
+    /// time limit.
+    pub call_ticks: u32,
     /// Our registered capabilities, handed to `Kernel::route_from`.
     caps: ProcessCaps,
     /// The last target we sent to: a process usually sends many messages
@@ -84,7 +85,7 @@ impl HostState {
             asks: Asks::default(),
             current: None,
             limits,
-            call_started: std::time::Instant::now(),
+            call_ticks: 0,
             last_target: None,
             wasi: WasiCtx::builder().inherit_stderr().build(),
             table: ResourceTable::new(),

@@ -169,7 +169,6 @@ impl Runner {
     async fn run(mut self) {
         let restart = self.ctx.services.restart.clone();
         let mut attempt: u32 = 0;
-        let mut last_backoff = Duration::ZERO;
         loop {
             let started = Instant::now();
             let (exit, mut state) = self.incarnation().await;
@@ -180,14 +179,14 @@ impl Runner {
             };
             match &self.ctx.spec.on_exit {
                 OnExit::Restart => {
-                    if started.elapsed() > last_backoff * 5 {
+                    if started.elapsed() >= restart.stable_after {
                         attempt = 0;
                     }
                     attempt = attempt.saturating_add(1);
-                    last_backoff = restart.backoff(attempt);
-                    warn!(%reason, attempt, backoff_ms = last_backoff.as_millis() as u64, "process crashed; restarting");
+                    let backoff = restart.backoff(attempt);
+                    warn!(%reason, attempt, backoff_ms = backoff.as_millis() as u64, "process crashed; restarting");
                     tokio::select! {
-                        _ = tokio::time::sleep(last_backoff) => continue,
+                        _ = tokio::time::sleep(backoff) => continue,
                         _ = self.stop.changed() => break,
                     }
                 }
@@ -330,6 +329,12 @@ impl Runner {
     }
 }
 
+/// Epoch ticks one guest call may run through before it is interrupted.
+fn call_tick_budget(max_call_time: Duration) -> u32 {
+    let ticks = max_call_time.as_millis() / crate::runtime::EPOCH_TICK.as_millis().max(1);
+    u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+}
+
 /// A fresh instance of the process's component with its `init` run: what
 /// every start and restart costs.
 pub async fn boot(
@@ -337,22 +342,26 @@ pub async fn boot(
     pre: &ProcessPre<HostState>,
 ) -> Result<(Store<HostState>, Process), (String, Store<HostState>)> {
     let services = ctx.services.clone();
-    let max_call_time = services.kernel.limits().max_call_time;
+    let max_ticks = call_tick_budget(services.kernel.limits().max_call_time);
     let our = (&ctx.address).into();
     let mut store = Store::new(services.runtime.engine(), HostState::new(ctx));
     store.limiter(|s| &mut s.limits);
     // Every epoch tick a running guest yields to the scheduler, so a long
-    // call never blocks a worker thread; past the call time limit it is
-    // interrupted (a trap).
-    store.epoch_deadline_callback(move |ctx| {
-        if ctx.data().call_started.elapsed() > max_call_time {
+    // call never blocks a worker thread; past its tick budget it is
+    // interrupted (a trap). A guest parked (descheduled, or awaiting a host
+    // call) sees at most one deadline on resuming, so only running time
+    // adds up.
+    store.epoch_deadline_callback(move |mut ctx| {
+        let ticks = &mut ctx.data_mut().call_ticks;
+        *ticks = ticks.saturating_add(1);
+        if *ticks > max_ticks {
             Ok(UpdateDeadline::Interrupt)
         } else {
             Ok(UpdateDeadline::Yield(1))
         }
     });
     store.set_epoch_deadline(1);
-    store.data_mut().call_started = std::time::Instant::now();
+    store.data_mut().call_ticks = 0;
     let guest = match pre.instantiate_async(&mut store).await {
         Ok(guest) => guest,
         Err(e) => return Err((format!("instantiate: {e:#}"), store)),
@@ -422,7 +431,7 @@ async fn call(
     guest: &Process,
     event: &host::wit::Event,
 ) -> Result<(), String> {
-    store.data_mut().call_started = std::time::Instant::now();
+    store.data_mut().call_ticks = 0;
     store.set_epoch_deadline(1);
     let result = guest.call_handle(&mut *store, event).await;
     store.data_mut().current = None;
