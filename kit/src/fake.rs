@@ -6,8 +6,12 @@
 //! SIGKILL after [`STOP_GRACE`] or on a second signal) and remove the
 //! throw-away home.
 //!
-//! Each `kit f` owns exactly one child and shares nothing with other `kit f`
-//! runs: no common helper process, directory or port. The child runs in its
+//! `--nodes N` runs N such nodes at once (alice.os, bob.os, ...), each
+//! after the first bootstrapping from the first, their output lines behind
+//! their names; Ctrl-C stops them all.
+//!
+//! Each `kit f` owns only its own children and shares nothing with other
+//! `kit f` runs: no common helper process, directory or port. The child runs in its
 //! own process group so that only this kit decides when it stops, and on
 //! Linux it is told to stop if this kit dies without cleaning up.
 //!
@@ -19,28 +23,44 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use futures::future::{join_all, select_all, FutureExt};
+use hearth::api::{NodeStatus, STATUS_PATH};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::task::JoinHandle;
 
-use crate::admin::{run_file, DEFAULT_PORT};
+use crate::admin::{run_file, AdminClient, NodeArgs, DEFAULT_PORT};
 
 /// How long a stopping node gets to drain before it is killed. Enough for
 /// processes to save state and peers to be told goodbye; short enough that a
 /// stuck node does not hold the terminal.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// Names given to the nodes of `kit f --nodes N`, in order.
+const MANY_NAMES: [&str; 8] = [
+    "alice.os", "bob.os", "carol.os", "dave.os", "erin.os", "frank.os", "grace.os", "heidi.os",
+];
+
 #[derive(Debug, clap::Args)]
 pub struct FakeArgs {
-    /// Node name
-    #[arg(short, long, default_value = "fake.os")]
-    pub name: String,
-    /// HTTP port (0 lets the node pick one)
+    /// Node name [default: fake.os]
+    #[arg(short, long)]
+    pub name: Option<String>,
+    /// HTTP port; with `--nodes N` the next nodes take the ports after it
+    /// (0 lets each node pick one)
     #[arg(short, long, env = "HEARTH_PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
-    /// Keep the node's data in DIR [default: a throw-away directory]
+    /// Keep the node's data in DIR (with `--nodes N`: DIR/<name>)
+    /// [default: a throw-away directory]
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
-    /// Build this package and start it on the node once it is up
+    /// Start N nodes at once, named alice.os, bob.os, ...; every node after
+    /// the first bootstraps from the first, so they find each other even
+    /// without mDNS
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=MANY_NAMES.len() as i64))]
+    pub nodes: u8,
+    /// Build this package and start it on every node once it is up
     /// (repeatable)
     #[arg(long = "app", value_name = "DIR")]
     pub apps: Vec<PathBuf>,
@@ -49,37 +69,185 @@ pub struct FakeArgs {
     pub extra: Vec<String>,
 }
 
+/// One node this kit runs.
+struct Planned {
+    name: String,
+    port: u16,
+    home: NodeHome,
+}
+
 pub fn run(args: FakeArgs) -> Result<()> {
     let hearth = find_hearth()?;
     // Build before booting: a build error should not leave a node behind.
     for app in &args.apps {
         crate::build::build_package(app)?;
     }
-    let home = NodeHome::new(args.home.as_deref(), &args.name)?;
+    let nodes = plan(&args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    // The child is spawned from this (the main) thread: on Linux its
-    // "parent died" signal is tied to the thread that forked it.
-    let result = runtime.block_on(supervise(&hearth, &args, home.path()));
-    forget_run_file(args.port, home.path());
-    drop(home);
+    // Children are spawned from this (the main) thread: on Linux their
+    // "parent died" signal is tied to the thread that forked them.
+    let result = runtime.block_on(supervise(&hearth, &args, &nodes));
+    for node in &nodes {
+        forget_run_file(node.port, node.home.path());
+    }
+    drop(nodes);
     result
 }
 
-async fn supervise(hearth: &Path, args: &FakeArgs, home: &Path) -> Result<()> {
+/// Names, ports and homes of the nodes to start.
+fn plan(args: &FakeArgs) -> Result<Vec<Planned>> {
+    if args.nodes == 1 {
+        let name = args.name.clone().unwrap_or_else(|| "fake.os".into());
+        let home = NodeHome::new(args.home.as_deref(), &name)?;
+        return Ok(vec![Planned {
+            name,
+            port: args.port,
+            home,
+        }]);
+    }
+    if args.name.is_some() {
+        bail!(
+            "--name names a single node; --nodes {} names them {}",
+            args.nodes,
+            MANY_NAMES[..usize::from(args.nodes)].join(", ")
+        );
+    }
+    (0..args.nodes)
+        .map(|i| {
+            let name = MANY_NAMES[usize::from(i)].to_string();
+            let port = match args.port {
+                0 => 0,
+                first => first
+                    .checked_add(u16::from(i))
+                    .context("--port leaves no room for the next nodes")?,
+            };
+            let home = NodeHome::new(args.home.as_ref().map(|h| h.join(&name)).as_deref(), &name)?;
+            Ok(Planned { name, port, home })
+        })
+        .collect()
+}
+
+/// A node's child process and the tasks copying its output.
+struct Running {
+    name: String,
+    child: Child,
+    output: Vec<JoinHandle<()>>,
+}
+
+async fn supervise(hearth: &Path, args: &FakeArgs, nodes: &[Planned]) -> Result<()> {
     let mut signals = StopSignals::new()?;
+    let mut running = Vec::with_capacity(nodes.len());
+    let mut bootstrap = None;
+    for (i, node) in nodes.iter().enumerate() {
+        running.push(spawn_node(
+            hearth,
+            node,
+            &args.extra,
+            bootstrap.as_deref(),
+            nodes.len() > 1,
+        )?);
+        eprintln!(
+            "kit: node {} on port {}, home {} (Ctrl-C stops {})",
+            node.name,
+            node.port,
+            node.home.path().display(),
+            if nodes.len() > 1 { "all" } else { "it" }
+        );
+        if i == 0 && nodes.len() > 1 {
+            tokio::select! {
+                addr = first_bootstrap(node.home.path()) => match addr {
+                    Ok(addr) => bootstrap = Some(addr),
+                    Err(e) => {
+                        stop_all(&mut running, &mut signals).await?;
+                        return Err(e.context(format!("{} did not come up", node.name)));
+                    }
+                },
+                name = signals.recv() => {
+                    eprintln!("kit: {name}: stopping");
+                    stop_all(&mut running, &mut signals).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let homes: Vec<PathBuf> = nodes.iter().map(|n| n.home.path().to_path_buf()).collect();
+    let install = install_apps(&args.apps, &homes);
+    tokio::pin!(install);
+    let mut installing = !args.apps.is_empty();
+    let mut exited = None;
+    loop {
+        let any_exit = select_all(running.iter_mut().map(|r| r.child.wait().boxed()));
+        tokio::select! {
+            result = &mut install, if installing => {
+                installing = false;
+                if let Err(e) = result {
+                    eprintln!("kit: starting the apps failed: {e:#}");
+                }
+            }
+            (status, i, _) = any_exit => {
+                let status = status.context("waiting for a node")?;
+                exited = Some((i, status));
+                break;
+            }
+            name = signals.recv() => {
+                eprintln!("kit: {name}: stopping (again to kill)");
+                break;
+            }
+        }
+    }
+    // One node ending on its own ends the others: `--nodes` is one test bed.
+    if let Some((i, status)) = exited {
+        if running.len() > 1 {
+            eprintln!(
+                "kit: node {} exited ({status}); stopping the others",
+                running[i].name
+            );
+        }
+    }
+    let statuses = stop_all(&mut running, &mut signals).await?;
+    let failed: Vec<String> = running
+        .iter()
+        .zip(&statuses)
+        .filter(|(_, status)| !(status.success() || stopped_by_us(**status)))
+        .map(|(node, status)| format!("node {} exited with {status}", node.name))
+        .collect();
+    if failed.is_empty() {
+        for node in &running {
+            eprintln!("kit: node {} stopped", node.name);
+        }
+        Ok(())
+    } else {
+        bail!(failed.join("; "))
+    }
+}
+
+/// Start `hearth` for one planned node. With `prefix`, its output lines are
+/// copied to ours behind its name, so several nodes stay readable.
+fn spawn_node(
+    hearth: &Path,
+    node: &Planned,
+    extra: &[String],
+    bootstrap: Option<&str>,
+    prefix: bool,
+) -> Result<Running> {
+    let home = node.home.path();
     // A port file left by an earlier run would say "ready" too early.
     let _ = std::fs::remove_file(home.join(hearth::api::PORT_FILE));
     let mut command = Command::new(hearth);
     command
         .arg("--home")
         .arg(home)
-        .args(["--name", &args.name, "--port", &args.port.to_string()])
-        .args(&args.extra)
+        .args(["--name", &node.name, "--port", &node.port.to_string()])
+        .args(bootstrap.iter().flat_map(|addr| ["--bootstrap", addr]))
+        .args(extra)
         .stdin(Stdio::null())
         .process_group(0);
+    if prefix {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
     #[cfg(target_os = "linux")]
     // SAFETY: the closure runs between fork and exec and only makes one
     // async-signal-safe system call.
@@ -94,43 +262,35 @@ async fn supervise(hearth: &Path, args: &FakeArgs, home: &Path) -> Result<()> {
     let mut child = command
         .spawn()
         .with_context(|| format!("starting {}", hearth.display()))?;
-    eprintln!(
-        "kit: node {} on port {}, home {} (Ctrl-C stops it)",
-        args.name,
-        args.port,
-        home.display()
-    );
-    let install = install_apps(&args.apps, home);
-    tokio::pin!(install);
-    let mut installing = !args.apps.is_empty();
-    let status = loop {
-        tokio::select! {
-            result = &mut install, if installing => {
-                installing = false;
-                if let Err(e) = result {
-                    eprintln!("kit: starting the apps failed: {e:#}");
-                }
-            }
-            status = child.wait() => break status.context("waiting for the node")?,
-            name = signals.recv() => {
-                eprintln!("kit: {name}: stopping node {} (again to kill it)", args.name);
-                break stop(&mut child, &mut signals).await?;
-            }
+    let mut output = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        output.push(tokio::spawn(copy_lines(out, node.name.clone(), false)));
+    }
+    if let Some(err) = child.stderr.take() {
+        output.push(tokio::spawn(copy_lines(err, node.name.clone(), true)));
+    }
+    Ok(Running {
+        name: node.name.clone(),
+        child,
+        output,
+    })
+}
+
+/// Copy `from` line by line to our stdout (or stderr), each line behind
+/// `name`.
+async fn copy_lines(from: impl AsyncRead + Unpin, name: String, to_stderr: bool) {
+    let mut lines = BufReader::new(from).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if to_stderr {
+            eprintln!("{name:>9} | {line}");
+        } else {
+            println!("{name:>9} | {line}");
         }
-    };
-    if status.success() || stopped_by_us(status) {
-        eprintln!("kit: node {} stopped", args.name);
-        Ok(())
-    } else {
-        bail!("node {} exited with {status}", args.name)
     }
 }
 
-/// Once the node has written its port, upload each (already built) app.
-async fn install_apps(apps: &[PathBuf], home: &Path) -> Result<()> {
-    if apps.is_empty() {
-        return Ok(());
-    }
+/// Wait until the node in `home` has written its HTTP port.
+async fn wait_until_up(home: &Path) -> Result<()> {
     let port_file = home.join(hearth::api::PORT_FILE);
     let waited = std::time::Instant::now();
     while !port_file.exists() {
@@ -139,41 +299,94 @@ async fn install_apps(apps: &[PathBuf], home: &Path) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for app in apps {
-        let args = crate::start::StartArgs {
-            dir: app.clone(),
-            node: crate::admin::NodeArgs {
-                port: None,
-                home: Some(home.to_path_buf()),
-            },
+    Ok(())
+}
+
+/// The first node's bootstrap multiaddr, once it is up and listening.
+async fn first_bootstrap(home: &Path) -> Result<String> {
+    wait_until_up(home).await?;
+    let waited = std::time::Instant::now();
+    loop {
+        let args = NodeArgs {
+            port: None,
+            home: Some(home.to_path_buf()),
         };
-        tokio::task::spawn_blocking(move || crate::start::run(&args))
-            .await
-            .context("upload task")??;
+        let status = tokio::task::spawn_blocking(move || -> Result<NodeStatus> {
+            let bytes = AdminClient::connect(&args, STOP_GRACE)?.get(STATUS_PATH)?;
+            serde_json::from_slice(&bytes).context("the node's status is not JSON")
+        })
+        .await
+        .context("status task")??;
+        match status.bootstrap {
+            Some(addr) => return Ok(addr),
+            None if status.peer_id.is_none() => bail!("the first node runs without a network"),
+            None if waited.elapsed() > STOP_GRACE => {
+                bail!("the first node did not listen within {STOP_GRACE:?}")
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Once each node is up, upload each (already built) app to it.
+async fn install_apps(apps: &[PathBuf], homes: &[PathBuf]) -> Result<()> {
+    if apps.is_empty() {
+        return Ok(());
+    }
+    for home in homes {
+        wait_until_up(home).await?;
+        for app in apps {
+            let args = crate::start::StartArgs {
+                dir: app.clone(),
+                node: NodeArgs {
+                    port: None,
+                    home: Some(home.clone()),
+                },
+            };
+            tokio::task::spawn_blocking(move || crate::start::run(&args))
+                .await
+                .context("upload task")??;
+        }
     }
     Ok(())
 }
 
-/// SIGTERM, then SIGKILL after [`STOP_GRACE`] or on the next signal.
-async fn stop(child: &mut Child, signals: &mut StopSignals) -> Result<ExitStatus> {
-    if let Some(pid) = child.id() {
-        // SAFETY: plain system call on the pid of our own, not yet reaped, child.
-        if unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } == -1 {
-            eprintln!(
-                "kit: could not signal the node: {}",
-                io::Error::last_os_error()
-            );
+/// SIGTERM to every node, then SIGKILL to those still running after
+/// [`STOP_GRACE`] or on the next signal. Returns each node's exit status,
+/// once its output is copied out.
+async fn stop_all(running: &mut [Running], signals: &mut StopSignals) -> Result<Vec<ExitStatus>> {
+    for node in running.iter() {
+        if let Some(pid) = node.child.id() {
+            // SAFETY: plain system call on the pid of our own, not yet
+            // reaped, child.
+            if unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } == -1 {
+                eprintln!(
+                    "kit: could not signal node {}: {}",
+                    node.name,
+                    io::Error::last_os_error()
+                );
+            }
         }
     }
+    let all_exit = join_all(running.iter_mut().map(|r| r.child.wait()));
     tokio::select! {
-        status = child.wait() => return status.context("waiting for the node"),
+        _ = all_exit => {}
         _ = tokio::time::sleep(STOP_GRACE) => {
-            eprintln!("kit: the node did not stop within {STOP_GRACE:?}; killing it");
+            eprintln!("kit: a node did not stop within {STOP_GRACE:?}; killing it");
         }
-        _ = signals.recv() => eprintln!("kit: killing the node"),
+        _ = signals.recv() => eprintln!("kit: killing"),
     }
-    child.kill().await.context("killing the node")?;
-    child.wait().await.context("waiting for the node")
+    let mut statuses = Vec::with_capacity(running.len());
+    for node in running.iter_mut() {
+        if node.child.try_wait().ok().flatten().is_none() {
+            let _ = node.child.start_kill();
+        }
+        statuses.push(node.child.wait().await.context("waiting for a node")?);
+        for copier in node.output.drain(..) {
+            let _ = copier.await;
+        }
+    }
+    Ok(statuses)
 }
 
 fn stopped_by_us(status: ExitStatus) -> bool {

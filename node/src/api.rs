@@ -95,6 +95,10 @@ pub struct NodeStatus {
     pub version: String,
     pub http_port: u16,
     pub processes: usize,
+    /// Our libp2p peer id; `None` when networking is off.
+    pub peer_id: Option<String>,
+    /// A TCP multiaddr other nodes can `--bootstrap` from, once listening.
+    pub bootstrap: Option<String>,
 }
 
 /// `GET /admin/peers`: JSON `Vec<PeerInfo>`.

@@ -228,11 +228,14 @@ async fn disk(State(state): State<HttpState>) -> Response {
 
 async fn status(State(state): State<HttpState>) -> Json<NodeStatus> {
     let kernel = &state.services.kernel;
+    let net = state.services.net.get();
     Json(NodeStatus {
         name: kernel.our().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         http_port: state.port,
         processes: kernel.processes().len(),
+        peer_id: net.map(|net| net.peer_id().to_string()),
+        bootstrap: net.and_then(|net| net.bootstrap_addr()),
     })
 }
 

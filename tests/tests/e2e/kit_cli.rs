@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -130,4 +131,119 @@ fn kit_new_builds_and_runs_a_fresh_app() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stdout_json(&out), json!({"hello": "world"}));
+}
+
+/// The echo package, already built, laid out in `dir` for `kit s`.
+fn echo_package_dir(dir: &Path) {
+    for f in echo_package() {
+        let path = dir.join(&f.path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("package dir");
+        std::fs::write(path, f.bytes).expect("package file");
+    }
+}
+
+/// Waits for the HTTP port a node in `home` writes once it serves.
+fn port_of(home: &Path) -> String {
+    let t = Instant::now();
+    loop {
+        if let Ok(port) = std::fs::read_to_string(home.join(hearth::api::PORT_FILE)) {
+            return port.trim().to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{} never came up",
+            home.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kit_f_nodes_2_boots_two_peers_that_reach_each_other() {
+    let user_home = TempDir::new("two-user");
+    let homes = TempDir::new("two-homes");
+    let package = TempDir::new("two-echo");
+    echo_package_dir(package.path());
+
+    let out = kit(user_home.path(), &["f", "--nodes", "2", "--name", "x.os"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--name with --nodes 2 is refused"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alice.os, bob.os"));
+
+    // mDNS off: bob finds alice only through the bootstrap kit hands it.
+    let fake = Command::new(binaries().join("kit"))
+        .env("HOME", user_home.path())
+        .args(["f", "--nodes", "2", "--port", "0", "--home"])
+        .arg(homes.path())
+        .args(["--", "--no-mdns"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kit f");
+    let alice = port_of(&homes.path().join("alice.os"));
+    let bob = port_of(&homes.path().join("bob.os"));
+    let echo = package.path().to_str().expect("utf-8 path");
+    let out = kit(user_home.path(), &["s", echo, "--port", &bob]);
+    assert!(
+        out.status.success(),
+        "kit s: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Through alice to bob's echo: retried until bob's hello reached alice.
+    let t = Instant::now();
+    loop {
+        let out = kit(
+            user_home.path(),
+            &[
+                "i",
+                "echo:echo:sys",
+                r#"{"to":"bob"}"#,
+                "--node",
+                "bob.os",
+                "--port",
+                &alice,
+            ],
+        );
+        if out.status.success() {
+            assert_eq!(stdout_json(&out), json!({"to": "bob"}));
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "alice never reached bob: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = kit(user_home.path(), &["peers", "--json", "--port", &alice]);
+    let peers = stdout_json(&out);
+    assert!(
+        peers
+            .as_array()
+            .expect("peer list")
+            .iter()
+            .any(|p| p["name"] == "bob.os"),
+        "{peers}"
+    );
+
+    // One Ctrl-C stops both nodes, gracefully, and kit says so.
+    let sent = Command::new("kill")
+        .args(["-INT", &fake.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let out = fake.wait_with_output().expect("kit f output");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kit f: {said}");
+    assert!(
+        said.contains("node alice.os stopped") && said.contains("node bob.os stopped"),
+        "{said}"
+    );
+    // Each node's lines are labelled with its name.
+    let logs = format!("{said}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(logs.contains("  bob.os | "), "{logs}");
 }
