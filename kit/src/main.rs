@@ -9,6 +9,7 @@ mod fake;
 mod inject;
 mod new;
 mod peers;
+mod remove;
 mod start;
 
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     S(start::StartArgs),
     /// Build, then start
     Bs(start::StartArgs),
+    /// Stop a package and remove it from a running node (its data stays)
+    R(remove::RemoveArgs),
     /// Send a JSON request to a process and print the response
     I(inject::InjectArgs),
     /// Run a development node in the foreground
@@ -48,6 +51,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::B(args) => build::run(&args),
         Command::S(args) => start::run(&args),
         Command::Bs(args) => start::build_and_start(&args),
+        Command::R(args) => remove::run(&args),
         Command::I(args) => inject::run(args),
         Command::F(args) => fake::run(args),
         Command::Bench(args) => bench::run(&args),

@@ -21,6 +21,9 @@ pub const RUN_DIR: &str = ".hearth/run";
 
 /// `POST /admin/install`, body: bincode of [`PackageUpload`].
 pub const INSTALL_PATH: &str = "/admin/install";
+/// `POST /admin/uninstall`, body: JSON [`UninstallRequest`]; answers JSON
+/// [`UninstallResponse`].
+pub const UNINSTALL_PATH: &str = "/admin/uninstall";
 /// `POST /admin/message`, body: JSON [`InjectRequest`].
 pub const MESSAGE_PATH: &str = "/admin/message";
 /// `GET /admin/processes`: JSON `Vec<`[`ProcessInfo`]`>`.
@@ -40,6 +43,20 @@ pub struct PackageUpload {
 pub struct PackageFile {
     pub path: String,
     pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UninstallRequest {
+    /// `package:publisher`.
+    pub package: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UninstallResponse {
+    /// `package:publisher`.
+    pub package: String,
+    /// Process ids stopped, `process:package:publisher`.
+    pub processes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

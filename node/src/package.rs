@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::api::{InstallResponse, PackageFile};
+use crate::api::{InstallResponse, PackageFile, UninstallResponse};
 use crate::process::{self, ProcessSpec, StartError};
 use crate::services::Services;
 use crate::types::{Address, ExitRequest, OnExit, ProcessId};
@@ -108,6 +108,8 @@ impl PackageInfo {
 pub enum InstallError {
     #[error("invalid package: {0}")]
     Invalid(String),
+    #[error("package {0} is not installed")]
+    NotInstalled(String),
     #[error("io error at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -141,31 +143,12 @@ pub async fn install(
     services: &Arc<Services>,
     files: Vec<PackageFile>,
 ) -> Result<InstallResponse, InstallError> {
-    let metadata_file = files
-        .iter()
-        .find(|f| f.path == "metadata.json")
-        .ok_or_else(|| InstallError::Invalid("metadata.json is missing".into()))?;
-    let metadata: Metadata = parse_json(&metadata_file.bytes, "metadata.json")?;
+    let metadata = upload_metadata(&files)?;
     let package_id = package_id(&metadata)?;
     let dir = services.packages_dir.join(&package_id);
 
     // Replace: stop the old processes before their files change.
-    let (pkg, publisher) = (
-        metadata.properties.package_name.clone(),
-        metadata.properties.publisher.clone(),
-    );
-    services
-        .stop_where(|id| *id.package == *pkg && *id.publisher == *publisher)
-        .await;
-    services.runtime.evict(&format!("{package_id}@"));
-    // Children spawned by the old version are not restored into the new.
-    for child in services
-        .state
-        .children_of_package(&package_id)
-        .unwrap_or_default()
-    {
-        let _ = services.state.forget_child(&child.id);
-    }
+    retire(services, &package_id).await;
 
     let staging = services.packages_dir.join(format!(".{package_id}.new"));
     let _ = std::fs::remove_dir_all(&staging);
@@ -184,6 +167,66 @@ pub async fn install(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&staging, &dir).map_err(io_err(&dir))?;
     start_installed(services, &dir).await
+}
+
+fn upload_metadata(files: &[PackageFile]) -> Result<Metadata, InstallError> {
+    let metadata_file = files
+        .iter()
+        .find(|f| f.path == "metadata.json")
+        .ok_or_else(|| InstallError::Invalid("metadata.json is missing".into()))?;
+    parse_json(&metadata_file.bytes, "metadata.json")
+}
+
+/// The `package:publisher` an upload would install, if it names a valid one.
+pub fn upload_id(files: &[PackageFile]) -> Option<String> {
+    package_id(&upload_metadata(files).ok()?).ok()
+}
+
+/// Stop a package's processes (its spawned children too, which are not
+/// restored), drop its compiled components and remove its files. Its state,
+/// kv databases and vfs files stay: reinstalling finds them again.
+pub async fn uninstall(
+    services: &Arc<Services>,
+    package_id: &str,
+) -> Result<UninstallResponse, InstallError> {
+    let probe = package_id
+        .split_once(':')
+        .map(|(package, publisher)| ProcessId::new("x", package, publisher))
+        .filter(ProcessId::is_valid)
+        .ok_or_else(|| {
+            InstallError::Invalid(format!(
+                "bad package id {package_id:?}: expected package:publisher"
+            ))
+        })?;
+    let package_id = probe.package_id();
+    let dir = services.packages_dir.join(&package_id);
+    if !dir.is_dir() {
+        return Err(InstallError::NotInstalled(package_id));
+    }
+    let stopped = retire(services, &package_id).await;
+    std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+    info!(package = %package_id, ?stopped, "package removed");
+    Ok(UninstallResponse {
+        package: package_id,
+        processes: stopped.iter().map(ToString::to_string).collect(),
+    })
+}
+
+/// Stop every process of `package_id`, evict its compiled components and
+/// forget the children it spawned; returns the stopped ids.
+async fn retire(services: &Services, package_id: &str) -> Vec<ProcessId> {
+    let stopped = services
+        .stop_where(|id| id.package_id() == package_id)
+        .await;
+    services.runtime.evict(&format!("{package_id}@"));
+    for child in services
+        .state
+        .children_of_package(package_id)
+        .unwrap_or_default()
+    {
+        let _ = services.state.forget_child(&child.id);
+    }
+    stopped
 }
 
 /// Start every package under `<home>/packages`. A broken package is logged

@@ -60,18 +60,24 @@ impl Services {
             .remove(id);
     }
 
-    /// Stop the processes matching `filter` and wait until they are gone.
-    pub async fn stop_where(&self, filter: impl Fn(&ProcessId) -> bool) {
-        let stopping: Vec<Running> = {
+    /// Stop the processes matching `filter` and wait until they are gone;
+    /// returns their ids.
+    pub async fn stop_where(&self, filter: impl Fn(&ProcessId) -> bool) -> Vec<ProcessId> {
+        let stopping: Vec<(ProcessId, Running)> = {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             let ids: Vec<ProcessId> = running.keys().filter(|id| filter(id)).cloned().collect();
-            ids.iter().filter_map(|id| running.remove(id)).collect()
+            ids.into_iter()
+                .filter_map(|id| running.remove(&id).map(|r| (id, r)))
+                .collect()
         };
-        for r in &stopping {
+        for (_, r) in &stopping {
             let _ = r.stop.send(true);
         }
-        for r in stopping {
+        let mut ids = Vec::with_capacity(stopping.len());
+        for (id, r) in stopping {
             let _ = r.task.await;
+            ids.push(id);
         }
+        ids
     }
 }

@@ -18,7 +18,8 @@ use axum::{Json, Router};
 
 use super::HttpState;
 use crate::api::{
-    ApiError, InjectRequest, InjectResponse, NodeStatus, PackageUpload, ProcessInfo, SECRET_HEADER,
+    ApiError, InjectRequest, InjectResponse, NodeStatus, PackageUpload, ProcessInfo,
+    UninstallRequest, SECRET_HEADER,
 };
 use crate::package;
 use crate::types::{Address, SendError, SendErrorKind};
@@ -32,6 +33,7 @@ pub fn router(state: HttpState) -> axum::Router<HttpState> {
             "/install",
             post(install).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
         )
+        .route("/uninstall", post(uninstall))
         .route("/message", post(message))
         .route("/processes", get(processes))
         .route("/status", get(status))
@@ -142,9 +144,26 @@ async fn install(State(state): State<HttpState>, body: Bytes) -> Response {
             )
         }
     };
+    // The new version binds its paths again as it starts.
+    if let Some(package_id) = package::upload_id(&upload.files) {
+        state.web.bindings.forget_package(&package_id);
+    }
     match package::install(&state.services, upload.files).await {
         Ok(installed) => Json(installed).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, "install-failed", e.to_string()),
+    }
+}
+
+async fn uninstall(State(state): State<HttpState>, Json(req): Json<UninstallRequest>) -> Response {
+    match package::uninstall(&state.services, &req.package).await {
+        Ok(removed) => {
+            state.web.bindings.forget_package(&removed.package);
+            Json(removed).into_response()
+        }
+        Err(e @ package::InstallError::NotInstalled(_)) => {
+            error(StatusCode::NOT_FOUND, "not-installed", e.to_string())
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "uninstall-failed", e.to_string()),
     }
 }
 

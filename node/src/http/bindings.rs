@@ -135,6 +135,15 @@ impl BindingTable {
         Ok((before - list.len()) as u64)
     }
 
+    /// Drop every binding of the processes of `package_id`
+    /// (`package:publisher`), before it is replaced or removed.
+    pub fn forget_package(&self, package_id: &str) {
+        self.by_process
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|owner, _| owner.package_id() != package_id);
+    }
+
     /// The first binding of `owner` matching `path` (literal segments
     /// before parameters: bindings are tried most specific first).
     pub fn find(&self, owner: &ProcessId, path: &str) -> Option<Matched> {

@@ -203,6 +203,25 @@ async fn bindings_answer_and_errors_map_to_status_codes() {
     assert!(value("hearth_message_errors_total{kind=\"process-exited\"}") >= 1);
     assert!(value("hearth_messages_routed_total") > 10);
     assert_eq!(value("hearth_peers"), 0);
+
+    // Removing the package drops its bindings and its UI with it.
+    let secret = std::fs::read_to_string(n.node.home().join(hearth::api::SECRET_FILE)).unwrap();
+    let (status, _, body) = tokio::task::block_in_place(|| {
+        call(
+            "POST",
+            &format!("{base}{}", hearth::api::UNINSTALL_PATH),
+            &[
+                (hearth::api::SECRET_HEADER, secret.trim()),
+                ("content-type", "application/json"),
+            ],
+            br#"{"package":"webprobe:test"}"#,
+        )
+    });
+    assert_eq!(status, 200, "{body}");
+    let removed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(removed["processes"], json!(["web:webprobe:test"]));
+    assert_eq!(get("/web:webprobe:test/echo/1").0, 404);
+    assert_eq!(get("/chat:chat:sys/api/health").0, 200, "others unaffected");
     n.stop().await;
 }
 

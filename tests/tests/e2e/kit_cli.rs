@@ -88,6 +88,29 @@ fn kit_bs_then_kit_i_round_trip_and_typed_errors() {
     );
     assert_ne!(out.status.code(), Some(0));
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+
+    // `kit r` stops the package and removes it; a second time is a typed
+    // error.
+    let out = kit(user_home.path(), &["r", echo_dir, "--port", &port]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kit r: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("stopped echo:echo:sys") && said.contains("removed echo:sys"),
+        "{said}"
+    );
+    let out = kit(
+        user_home.path(),
+        &["i", "echo:echo:sys", "{}", "--port", &port],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown-process"));
+    let out = kit(user_home.path(), &["r", "echo:sys", "--port", &port]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-installed"));
 }
 
 #[test]
