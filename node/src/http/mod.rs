@@ -8,6 +8,7 @@
 //!   service processes message to bind paths and push on WebSockets.
 //! - `ws.rs`: WebSocket connections and topics.
 //! - `auth.rs`: the node password and sessions.
+//! - `throttle.rs`: login throttling (check slots, lockout per address).
 //! - `ui.rs`: static UI files and `our.js`.
 //! - `wire.rs`: the JSON messages between the server and processes.
 //! - `admin.rs`: the guarded admin API.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod bindings;
 mod pages;
 mod proxy;
+mod throttle;
 pub mod ui;
 pub mod wire;
 pub mod ws;
@@ -90,6 +92,7 @@ impl Default for HttpConfig {
 pub struct Web {
     pub config: HttpConfig,
     pub auth: Arc<Auth>,
+    pub login: throttle::LoginThrottle,
     pub bindings: Arc<BindingTable>,
     pub hub: Arc<WsHub>,
     /// `http-server:distro:sys`: forwards requests and WebSocket events.
@@ -147,6 +150,7 @@ impl Web {
         Ok(Arc::new(Self {
             config: config.clone(),
             auth,
+            login: throttle::LoginThrottle::default(),
             bindings,
             hub,
             server,

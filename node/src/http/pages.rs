@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
+use super::throttle::Refusal;
 use super::{proxy, ui, HttpState};
 use crate::metrics::Gauges;
 
@@ -170,15 +171,36 @@ pub async fn login(
             }
         }
     } else {
+        let slot = match state.web.login.admit(peer.ip()).await {
+            Ok(slot) => slot,
+            Err(Refusal::LockedOut(wait)) => {
+                let secs = wait.as_secs().max(1);
+                let msg = format!("Too many wrong passwords. Try again in {secs} s.");
+                let mut refused = refuse(StatusCode::TOO_MANY_REQUESTS, &msg);
+                refused
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+                return refused;
+            }
+            Err(Refusal::Busy) => {
+                return refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many logins at once. Try again.",
+                )
+            }
+        };
         let password = form.password;
         let check = auth.clone();
         let ok = tokio::task::spawn_blocking(move || check.verify(&password))
             .await
             .unwrap_or(false);
+        drop(slot);
         if !ok {
+            state.web.login.failed(peer.ip());
             tokio::time::sleep(WRONG_PASSWORD_DELAY).await;
             return refuse(StatusCode::UNAUTHORIZED, "Wrong password.");
         }
+        state.web.login.succeeded(peer.ip());
     }
     match state.web.auth.start_session() {
         Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response(),

@@ -340,6 +340,27 @@ async fn login_cookie_attributes_logout_and_expiry() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(get("/web:webprobe:test/private", &cookie).0, 401, "expired");
 
+    // Five wrong passwords lock this address out, the right one included,
+    // without an Argon2 check.
+    let attempt = |password: &str| {
+        tokio::task::block_in_place(|| {
+            call(
+                "POST",
+                &format!("{base}/login"),
+                &[("content-type", "application/x-www-form-urlencoded")],
+                format!("password={password}").as_bytes(),
+            )
+        })
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt("nope").0, 401);
+    }
+    let locked = attempt(&PASSWORD.replace(' ', "+"));
+    assert_eq!(locked.0, 429, "{}", locked.2);
+    let retry: u64 = header(&locked.1, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "retry after {retry}");
+    assert!(header(&locked.1, "set-cookie").is_none());
+
     let stored = std::fs::read_to_string(n.node.home().join("password.hash")).unwrap();
     assert!(stored.starts_with("$argon2id$") && !stored.contains(PASSWORD));
     n.stop().await;
