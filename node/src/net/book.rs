@@ -26,20 +26,36 @@ pub struct Impersonation {
 
 pub struct AddressBook {
     path: PathBuf,
-    entries: Mutex<HashMap<String, NameRecord>>,
+    entries: Mutex<Entries>,
+}
+
+/// Records by name, and the name last bound to each peer id (looked up
+/// for every connected peer and every hello).
+#[derive(Default)]
+struct Entries {
+    by_name: HashMap<String, NameRecord>,
+    name_by_peer: HashMap<String, String>,
+}
+
+impl Entries {
+    fn insert(&mut self, record: NameRecord) {
+        self.name_by_peer
+            .insert(record.peer_id.clone(), record.name.clone());
+        self.by_name.insert(record.name.clone(), record);
+    }
 }
 
 impl AddressBook {
     pub fn open(home: &std::path::Path) -> Self {
         let path = home.join(BOOK_FILE);
-        let entries = std::fs::read(&path)
+        let mut entries = Entries::default();
+        std::fs::read(&path)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Vec<NameRecord>>(&bytes).ok())
             .unwrap_or_default()
             .into_iter()
             .filter(|r| r.verify().is_ok())
-            .map(|r| (r.name.clone(), r))
-            .collect();
+            .for_each(|r| entries.insert(r));
         Self {
             path,
             entries: Mutex::new(entries),
@@ -47,21 +63,17 @@ impl AddressBook {
     }
 
     pub fn get(&self, name: &str) -> Option<NameRecord> {
-        self.lock().get(name).cloned()
+        self.lock().by_name.get(name).cloned()
     }
 
     pub fn name_of(&self, peer: &PeerId) -> Option<String> {
-        let peer = peer.to_base58();
-        self.lock()
-            .values()
-            .find(|r| r.peer_id == peer)
-            .map(|r| r.name.clone())
+        self.lock().name_by_peer.get(&peer.to_base58()).cloned()
     }
 
     /// Bind a verified record's name to its key, first come first served.
     pub fn bind(&self, record: &NameRecord) -> Result<(), Impersonation> {
         let mut entries = self.lock();
-        if let Some(existing) = entries.get(&record.name) {
+        if let Some(existing) = entries.by_name.get(&record.name) {
             if existing.peer_id != record.peer_id {
                 let refused = Impersonation {
                     name: record.name.clone(),
@@ -75,8 +87,8 @@ impl AddressBook {
                 return Ok(());
             }
         }
-        entries.insert(record.name.clone(), record.clone());
-        let snapshot: Vec<NameRecord> = entries.values().cloned().collect();
+        entries.insert(record.clone());
+        let snapshot: Vec<NameRecord> = entries.by_name.values().cloned().collect();
         drop(entries);
         self.persist(&snapshot);
         Ok(())
@@ -93,7 +105,7 @@ impl AddressBook {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, NameRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
