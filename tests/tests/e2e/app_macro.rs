@@ -2,7 +2,8 @@
 //! typed replies for wrong shapes, unknown methods, guards and handler
 //! errors; maps and data-carrying enums through the interface; an async
 //! handler awaiting echo on another node through echo's generated client;
-//! state saved after the await and seen after a restart.
+//! state saved after the await and seen after a restart; `#[http]` and
+//! `#[ws]` methods over real HTTP and WebSockets.
 
 use std::time::{Duration, Instant};
 
@@ -210,4 +211,96 @@ async fn several_async_handlers_in_flight_at_once() {
     }
     let list = n.ask(NOTEBOOK, json!({"list": null})).await.unwrap();
     assert_eq!(list["ok"].as_object().unwrap().len(), 8, "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_ws_methods_declared_with_the_macro() {
+    use crate::http::{call, login, ws_connect, PASSWORD};
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let home = TempDir::new("app-web");
+    let mut config = test_config(home.path(), "app-web");
+    config.http.password = Some(hearth::http::Password(PASSWORD.into()));
+    let n = TestNode::start_with(config, home).await;
+    n.install(echo_package()).await;
+    n.install(notebook_package()).await;
+    let port = n.node.http_addr().port();
+    let base = format!("http://127.0.0.1:{port}/{NOTEBOOK}");
+    let request = |method: &str, path: &str, cookie: &str, body: &str| {
+        let url = format!("{base}{path}");
+        let headers = [("cookie", cookie), ("content-type", "application/json")];
+        let (status, _, body) =
+            tokio::task::block_in_place(|| call(method, &url, &headers, body.as_bytes()));
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+
+    // The app binds in its init; until then the path is unknown (404).
+    let t = Instant::now();
+    while request("GET", "/api/notes", "", "").0 == 404 {
+        assert!(t.elapsed() < Duration::from_secs(10), "never bound");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        request("GET", "/api/notes", "", "").0,
+        401,
+        "authenticated by default"
+    );
+    let cookie = tokio::task::block_in_place(|| login(&format!("http://127.0.0.1:{port}")))
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_string();
+
+    // #[ws]: the feed joins every client to the `notes` topic.
+    let mut feed = ws_connect(port, &cookie, &format!("/{NOTEBOOK}/ws"))
+        .await
+        .expect("ws connect");
+    // #[http] PUT: the path parameter and the JSON body fill the arguments.
+    let t = Instant::now();
+    let (status, note) = loop {
+        let put = request(
+            "PUT",
+            "/api/notes/k1",
+            &cookie,
+            r#"{"text":"hello","kind":"plain"}"#,
+        );
+        // The WebSocket open event may still be on its way: retry until
+        // the publish reaches us.
+        let pushed = tokio::time::timeout(Duration::from_millis(500), feed.next()).await;
+        if let Ok(Some(Ok(Message::Text(key)))) = pushed {
+            assert_eq!(key.as_str(), "k1");
+            break put;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no push on the feed");
+    };
+    assert_eq!(status, 200, "{note}");
+    assert_eq!(note["text"], "hello");
+
+    let (status, note) = request("GET", "/api/notes/k1", &cookie, "");
+    assert_eq!((status, &note["text"]), (200, &json!("hello")));
+    let (status, list) = request("GET", "/api/notes", &cookie, "");
+    assert_eq!(status, 200);
+    assert_eq!(list["k1"]["text"], "hello", "{list}");
+
+    // Typed errors keep their code and map to a status.
+    let (status, reply) = request("GET", "/api/notes/nope", &cookie, "");
+    assert_eq!((status, error_code(&reply)), (404, "not-found"), "{reply}");
+    let (status, reply) = request(
+        "PUT",
+        "/api/notes/k2",
+        &cookie,
+        r#"{"text":" ","kind":"plain"}"#,
+    );
+    assert_eq!(error_code(&reply), "empty-note", "{status} {reply}");
+    let (status, reply) = request("PUT", "/api/notes/k2", &cookie, r#"{"text":7}"#);
+    assert_eq!(
+        (status, error_code(&reply)),
+        (400, "bad-request"),
+        "{reply}"
+    );
+    n.stop().await;
 }

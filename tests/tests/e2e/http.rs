@@ -421,16 +421,17 @@ async fn local_only_refuses_remote_clients() {
     n.stop().await;
 }
 
-async fn ws_connect(
+/// A WebSocket to `path` on the node at `port`, sending `cookie`.
+pub async fn ws_connect(
     port: u16,
     cookie: &str,
-    room: &str,
+    path: &str,
 ) -> Result<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     tokio_tungstenite::tungstenite::Error,
 > {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://127.0.0.1:{port}/chat:chat:sys/ws?room={room}")
+    let mut request = format!("ws://127.0.0.1:{port}{path}")
         .into_client_request()
         .expect("ws request");
     request
@@ -440,6 +441,8 @@ async fn ws_connect(
         .await
         .map(|(s, _)| s)
 }
+
+const SLOW_ROOM: &str = "/chat:chat:sys/ws?room=slow";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_websocket_clients_are_dropped_and_connections_capped() {
@@ -472,7 +475,7 @@ async fn slow_websocket_clients_are_dropped_and_connections_capped() {
         .to_string();
 
     // Unauthenticated upgrades are refused before any WebSocket exists.
-    assert!(ws_connect(port, "x=1", "slow").await.is_err());
+    assert!(ws_connect(port, "x=1", SLOW_ROOM).await.is_err());
 
     // A page of another site cannot open one with our cookie.
     {
@@ -494,14 +497,14 @@ async fn slow_websocket_clients_are_dropped_and_connections_capped() {
     }
 
     // `slow` never reads; `fast` sends and reads everything.
-    let mut slow = ws_connect(port, &cookie, "slow")
+    let mut slow = ws_connect(port, &cookie, SLOW_ROOM)
         .await
         .expect("slow connects");
-    let fast = ws_connect(port, &cookie, "slow")
+    let fast = ws_connect(port, &cookie, SLOW_ROOM)
         .await
         .expect("fast connects");
     // The limit of 2 connections: a third is refused (503).
-    let third = ws_connect(port, &cookie, "slow").await;
+    let third = ws_connect(port, &cookie, SLOW_ROOM).await;
     assert!(
         matches!(&third, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 503),
         "third connection: {third:?}"
