@@ -69,6 +69,8 @@ pub struct HostState {
     /// to the same peer, and reusing its (shared) address saves checking
     /// and allocating the four names per send.
     last_target: Option<Address>,
+    /// The guest's stderr: logged line by line, the last lines kept.
+    pub stderr: super::stderr::GuestStderr,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -79,6 +81,7 @@ impl HostState {
             .memory_size(ctx.services.kernel.limits().max_memory_bytes)
             .trap_on_grow_failure(true)
             .build();
+        let stderr = super::stderr::GuestStderr::default();
         Self {
             caps: ctx.spec.caps(),
             ctx,
@@ -87,7 +90,8 @@ impl HostState {
             limits,
             call_ticks: 0,
             last_target: None,
-            wasi: WasiCtx::builder().inherit_stderr().build(),
+            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            stderr,
             table: ResourceTable::new(),
         }
     }

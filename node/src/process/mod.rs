@@ -9,6 +9,7 @@
 
 pub mod asks;
 pub mod host;
+mod stderr;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,10 +173,12 @@ impl Runner {
         loop {
             let started = Instant::now();
             let (exit, mut state) = self.incarnation().await;
-            self.fail_owed(&mut state);
-            let reason = match exit {
-                Exit::Stopped => break,
-                Exit::Crashed(reason) => reason,
+            let last_words = state.as_ref().and_then(|s| s.stderr.last_words());
+            self.fail_owed(&mut state, last_words.as_deref());
+            let reason = match (exit, last_words) {
+                (Exit::Stopped, _) => break,
+                (Exit::Crashed(reason), None) => reason,
+                (Exit::Crashed(reason), Some(words)) => format!("{reason}; it printed: {words}"),
             };
             match &self.ctx.spec.on_exit {
                 OnExit::Restart => {
@@ -259,15 +262,19 @@ impl Runner {
     }
 
     /// Every request the dead incarnation owed an answer to fails at once.
-    fn fail_owed(&self, state: &mut Option<HostState>) {
+    /// Local askers also learn what the guest last printed (its panic
+    /// message); remote ones do not, as it may reveal the app's insides.
+    fn fail_owed(&self, state: &mut Option<HostState>, last_words: Option<&str>) {
         let Some(state) = state else { return };
         let kernel = &self.ctx.services.kernel;
+        let plain = "the process exited before it answered";
+        let detailed = last_words.map(|words| format!("{plain}; it printed: {words}"));
         for (id, rsvp) in state.asks.drain_owed() {
-            let error = SendError::new(
-                SendErrorKind::ProcessExited,
-                &self.ctx.address,
-                "the process exited before it answered",
-            );
+            let message = match &detailed {
+                Some(detailed) if rsvp.node == self.ctx.address.node => detailed.as_str(),
+                _ => plain,
+            };
+            let error = SendError::new(SendErrorKind::ProcessExited, &self.ctx.address, message);
             kernel.fail(&rsvp, id, error);
         }
     }

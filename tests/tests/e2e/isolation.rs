@@ -31,6 +31,8 @@ async fn trap_spin_and_memory_stop_only_that_process() {
         .unwrap_err();
     assert_eq!(err.kind, SendErrorKind::ProcessExited, "{err}");
     assert!(t.elapsed() < Duration::from_secs(1));
+    // The local asker also learns what the guest printed as it died.
+    assert!(err.to_string().contains("probe: trap requested"), "{err}");
     still_serving(&n).await;
     // on_exit None: it stays down, and says so.
     let err = n
