@@ -153,10 +153,12 @@ fn load<A: App>() -> State<A> {
     };
     match A::decode(&bytes) {
         Some(Ok(value)) => State::new(value, Some(bytes)),
-        Some(Err(error)) => {
-            log::error!("saved state does not decode ({error}); starting from Default");
-            State::new(A::default(), None)
-        }
+        // Starting from Default would overwrite the saved state at the
+        // first save: stop instead, and say how to fix it.
+        Some(Err(error)) => panic!(
+            "the saved state does not decode ({error}); the app stops rather than \
+             overwrite it: give new fields #[serde(default)] or migrate the old shape"
+        ),
         None => State::new(A::default(), None),
     }
 }

@@ -304,3 +304,43 @@ async fn http_and_ws_methods_declared_with_the_macro() {
     );
     n.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_state_of_an_old_shape_is_never_overwritten() {
+    let n = TestNode::start("macro-shape").await;
+    // An "older version" of the notebook: the probe component under the
+    // notebook's id, which saves a state of a quite different shape.
+    let mut older = notebook_package();
+    for f in &mut older {
+        if f.path == "pkg/manifest.json" {
+            f.bytes = json!([probe("notebook", true, json!("None"), &[])])
+                .to_string()
+                .into_bytes();
+        }
+        if f.path == "pkg/notebook.wasm" {
+            *f = file(
+                "pkg/probe.wasm",
+                std::fs::read(guests().join("probe.wasm")).expect("probe.wasm"),
+            );
+        }
+    }
+    n.install(older.clone()).await;
+    n.ask(NOTEBOOK, json!({"state_set": "old shape"}))
+        .await
+        .unwrap();
+
+    // The new version cannot read it: it stops instead of starting from
+    // Default, so a write through it cannot replace the old state.
+    n.install(notebook_package()).await;
+    let put = json!({"put": {"key": "k", "text": "new", "kind": "plain"}});
+    let err = n
+        .ask_within(NOTEBOOK, put, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, hearth::types::SendErrorKind::Timeout, "{err}");
+
+    n.install(older).await;
+    let got = n.ask(NOTEBOOK, json!({"state_get": null})).await.unwrap();
+    assert_eq!(got["value"], "old shape", "{got}");
+    n.stop().await;
+}
