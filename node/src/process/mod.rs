@@ -151,12 +151,40 @@ pub fn spawn_child(parent: &ProcessContext, req: SpawnRequest) -> Result<(), Sta
     Ok(())
 }
 
+const OWED: &str = "the process exited before it answered";
+const NEVER_STARTED: &str = "the process failed to start";
+const UNHANDLED: &str = "the process exited before it handled the request";
+
 /// Why an incarnation ended.
 enum Exit {
+    /// Instantiation or `init` failed: the guest never served.
+    InitFailed(String),
     /// The guest trapped, ran too long or outgrew its memory.
     Crashed(String),
     /// The node or an admin stopped the process.
     Stopped,
+}
+
+/// The message of the `process-exited` failures a dead incarnation leaves:
+/// local askers also learn what the guest last printed (its panic
+/// message); remote ones do not, as it may reveal the app's insides.
+struct ExitNotice {
+    plain: &'static str,
+    detailed: Option<String>,
+}
+
+impl ExitNotice {
+    fn new(plain: &'static str, last_words: Option<&str>) -> Self {
+        let detailed = last_words.map(|words| format!("{plain}; it printed: {words}"));
+        Self { plain, detailed }
+    }
+
+    fn for_asker(&self, asker: &Address, ours: &Address) -> &str {
+        match &self.detailed {
+            Some(detailed) if asker.node == ours.node => detailed,
+            _ => self.plain,
+        }
+    }
 }
 
 struct Runner {
@@ -174,11 +202,21 @@ impl Runner {
             let started = Instant::now();
             let (exit, mut state) = self.incarnation().await;
             let last_words = state.as_ref().and_then(|s| s.stderr.last_words());
-            self.fail_owed(&mut state, last_words.as_deref());
-            let reason = match (exit, last_words) {
-                (Exit::Stopped, _) => break,
-                (Exit::Crashed(reason), None) => reason,
-                (Exit::Crashed(reason), Some(words)) => format!("{reason}; it printed: {words}"),
+            let words = last_words.as_deref();
+            self.fail_owed(&mut state, &ExitNotice::new(OWED, words));
+            let reason = match exit {
+                Exit::Stopped => break,
+                Exit::Crashed(reason) => reason,
+                // It cannot serve what waits for it: fail that now rather
+                // than let it wait through restarts that fail the same way.
+                Exit::InitFailed(reason) => {
+                    self.fail_queued(&ExitNotice::new(NEVER_STARTED, words));
+                    reason
+                }
+            };
+            let reason = match words {
+                Some(words) => format!("{reason}; it printed: {words}"),
+                None => reason,
             };
             match &self.ctx.spec.on_exit {
                 OnExit::Restart => {
@@ -213,7 +251,7 @@ impl Runner {
     async fn incarnation(&mut self) -> (Exit, Option<HostState>) {
         let (mut store, guest) = match boot(self.ctx.clone(), &self.pre).await {
             Ok(booted) => booted,
-            Err((reason, store)) => return (Exit::Crashed(reason), Some(store.into_data())),
+            Err((reason, store)) => return (Exit::InitFailed(reason), Some(store.into_data())),
         };
         debug!("process started");
         let timer = tokio::time::sleep(Duration::from_secs(3600));
@@ -262,20 +300,28 @@ impl Runner {
     }
 
     /// Every request the dead incarnation owed an answer to fails at once.
-    /// Local askers also learn what the guest last printed (its panic
-    /// message); remote ones do not, as it may reveal the app's insides.
-    fn fail_owed(&self, state: &mut Option<HostState>, last_words: Option<&str>) {
+    fn fail_owed(&self, state: &mut Option<HostState>, notice: &ExitNotice) {
         let Some(state) = state else { return };
         let kernel = &self.ctx.services.kernel;
-        let plain = "the process exited before it answered";
-        let detailed = last_words.map(|words| format!("{plain}; it printed: {words}"));
         for (id, rsvp) in state.asks.drain_owed() {
-            let message = match &detailed {
-                Some(detailed) if rsvp.node == self.ctx.address.node => detailed.as_str(),
-                _ => plain,
-            };
+            let message = notice.for_asker(&rsvp, &self.ctx.address);
             let error = SendError::new(SendErrorKind::ProcessExited, &self.ctx.address, message);
             kernel.fail(&rsvp, id, error);
+        }
+    }
+
+    /// Every request still queued fails at once.
+    fn fail_queued(&mut self, notice: &ExitNotice) {
+        let kernel = &self.ctx.services.kernel;
+        while let Some(envelope) = self.mailbox.try_recv() {
+            if let Envelope::Message(km) = envelope {
+                if let (Some(rsvp), true) = (&km.rsvp, km.is_request()) {
+                    let message = notice.for_asker(rsvp, &self.ctx.address);
+                    let error =
+                        SendError::new(SendErrorKind::ProcessExited, &self.ctx.address, message);
+                    kernel.fail(rsvp, km.id, error);
+                }
+            }
         }
     }
 
@@ -320,18 +366,7 @@ impl Runner {
         services.kernel.unregister(id);
         services.remove_running(id);
         self.mailbox.close();
-        while let Some(envelope) = self.mailbox.try_recv() {
-            if let Envelope::Message(km) = envelope {
-                if let (Some(rsvp), true) = (&km.rsvp, km.is_request()) {
-                    let error = SendError::new(
-                        SendErrorKind::ProcessExited,
-                        &self.ctx.address,
-                        "the process exited before it handled the request",
-                    );
-                    services.kernel.fail(rsvp, km.id, error);
-                }
-            }
-        }
+        self.fail_queued(&ExitNotice::new(UNHANDLED, None));
         info!("process stopped");
     }
 }
