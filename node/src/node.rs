@@ -71,7 +71,7 @@ impl Node {
         std::fs::create_dir_all(home.join("packages")).map_err(home_err)?;
         let secret = load_or_create_secret(&home).map_err(home_err)?;
         let state = StateStore::open(&home)?;
-        let runtime = Runtime::new()?;
+        let runtime = Runtime::new(Some(home.join(crate::runtime::COMPILED_DIR)))?;
         let services = Services::new(&config, runtime, state);
         let injector = rpc::start(&services).map_err(|e| NodeError::Boot(e.to_string()))?;
         let boot_err = |e: crate::kernel::AlreadyRunning| NodeError::Boot(e.to_string());

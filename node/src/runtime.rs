@@ -1,9 +1,15 @@
 //! The WebAssembly engine: one `Engine` per node, components compiled once
 //! per package version and kept pre-linked, and the epoch ticker that stops
 //! guests that run too long.
+//!
+//! Compiled code is also kept on disk in `<home>/compiled/`, named by the
+//! SHA-256 of the component and this engine's compatibility hash, so a
+//! restart does not compile again. **Invariant:** only files this node
+//! wrote there are ever loaded as native code (`Component::deserialize_file`
+//! trusts its input); nothing from a package upload is.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,16 +36,22 @@ pub enum RuntimeError {
     Engine(String),
 }
 
+/// Where compiled components are cached, below the node's home.
+pub const COMPILED_DIR: &str = "compiled";
+
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
+    /// `<home>/compiled`, or `None` to compile every time.
+    disk_cache: Option<PathBuf>,
     /// Keyed by `package:publisher@version/wasm-path`.
     compiled: Mutex<HashMap<String, ProcessPre<HostState>>>,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl Runtime {
-    pub fn new() -> Result<Self, RuntimeError> {
+    /// An engine caching compiled code in `disk_cache` when given.
+    pub fn new(disk_cache: Option<PathBuf>) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.async_support(true);
@@ -48,9 +60,15 @@ impl Runtime {
         let linker = host::linker(&engine).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        if let Some(dir) = &disk_cache {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                tracing::warn!(dir = %dir.display(), "no compile cache: {e}");
+            }
+        }
         Ok(Self {
             engine,
             linker,
+            disk_cache,
             compiled: Mutex::default(),
             ticker_stop,
         })
@@ -76,7 +94,7 @@ impl Runtime {
             path: path.clone(),
             reason: format!("{e:#}"),
         };
-        let component = Component::from_binary(&self.engine, &bytes).map_err(invalid)?;
+        let component = self.component(&bytes).map_err(invalid)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
         let pre = ProcessPre::new(instance_pre).map_err(invalid)?;
         self.compiled
@@ -84,6 +102,45 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.to_string(), pre.clone());
         Ok(pre)
+    }
+
+    /// `bytes` compiled, from the disk cache when this engine compiled
+    /// them before.
+    fn component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.disk_cache else {
+            return Component::from_binary(&self.engine, bytes);
+        };
+        let path = dir.join(self.cache_name(bytes));
+        if path.is_file() {
+            // SAFETY: files in the cache directory are written only by
+            // `store` below, from `Component::serialize` of this engine's
+            // own compilation; the name binds them to the exact component
+            // bytes and engine configuration.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "compile cache entry unusable, compiling: {e:#}")
+                }
+            }
+        }
+        let component = Component::from_binary(&self.engine, bytes)?;
+        if let Err(e) = component.serialize().map(|code| store(&path, &code)) {
+            tracing::warn!(path = %path.display(), "cannot cache compiled code: {e:#}");
+        }
+        Ok(component)
+    }
+
+    /// `<sha256 of the component>-<engine compatibility hash>.cwasm`.
+    fn cache_name(&self, bytes: &[u8]) -> String {
+        use sha2::Digest;
+        use std::hash::{Hash, Hasher};
+        let digest = sha2::Sha256::digest(bytes);
+        let mut engine = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{hex}-{:016x}.cwasm", engine.finish())
     }
 
     pub fn cached(&self, key: &str) -> Option<ProcessPre<HostState>> {
@@ -107,6 +164,43 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Compiled components kept on disk; past it the oldest entries go (a
+/// reinstalled package leaves its old code behind).
+const MAX_CACHED: usize = 64;
+
+/// Write `code` to `path` whole or not at all (temporary file, then
+/// rename), so a crash never leaves a truncated entry; then trim the cache.
+fn store(path: &Path, code: &[u8]) {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let written = std::fs::write(&tmp, code).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::warn!(path = %path.display(), "cannot cache compiled code: {e}");
+    }
+    if let Some(dir) = path.parent() {
+        trim(dir);
+    }
+}
+
+/// Remove the oldest cache entries beyond [`MAX_CACHED`].
+fn trim(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .filter(|(_, p)| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    if files.len() <= MAX_CACHED {
+        return;
+    }
+    files.sort();
+    for (_, old) in &files[..files.len() - MAX_CACHED] {
+        let _ = std::fs::remove_file(old);
     }
 }
 

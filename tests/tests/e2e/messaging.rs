@@ -237,5 +237,23 @@ async fn state_survives_a_node_restart_and_children_spawn() {
         .unwrap();
     assert_eq!(got["value"], json!({"notes": ["a", "b"]}), "{got}");
     assert_eq!(got["boots"], 2, "{got}");
+
+    // Compiled code is cached in the home; an entry that is not what this
+    // node wrote is never run: it is compiled again.
+    let compiled = n.node.home().join(hearth::runtime::COMPILED_DIR);
+    let entries: Vec<_> = std::fs::read_dir(&compiled)
+        .expect("compile cache")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(entries.len(), 1, "one component, one entry: {entries:?}");
+    let home = n.stop().await;
+    std::fs::write(&entries[0], b"not compiled code").unwrap();
+    let n = TestNode::start_with(test_config(home.path(), "state"), home).await;
+    let got = n
+        .ask("alpha:probe:test", json!({"state_get": null}))
+        .await
+        .unwrap();
+    assert_eq!(got["boots"], 3, "{got}");
+    assert_ne!(std::fs::read(&entries[0]).unwrap(), b"not compiled code");
     n.stop().await;
 }
