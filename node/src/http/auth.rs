@@ -5,13 +5,16 @@
 //! `HttpConfig::password` (the `--password-file` flag) or, on a node that
 //! has none, by the first loopback visitor of `/login`. A login issues a
 //! random 256-bit session token in a cookie (HttpOnly, SameSite=Strict,
-//! Secure when `secure_cookies`); sessions live in memory until they expire
-//! or the user logs out. Neither the password nor tokens are ever logged.
+//! Secure when `secure_cookies`). Sessions last until they expire or the
+//! user logs out, across node restarts: `<home>/`[`SESSIONS_FILE`] (0600)
+//! keeps each token's SHA-256 and expiry, never the token. Setting a new
+//! password ends every session. Neither the password nor tokens are ever
+//! logged.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -19,6 +22,8 @@ use axum::http::{header, HeaderMap};
 
 /// File in the node's home holding the password hash.
 pub const PASSWORD_FILE: &str = "password.hash";
+/// File in the node's home holding live sessions (token hashes, expiry).
+pub const SESSIONS_FILE: &str = "sessions.json";
 /// Most live sessions; past it the oldest is forgotten (bounds memory
 /// against a client that logs in in a loop).
 const MAX_SESSIONS: usize = 4096;
@@ -41,8 +46,9 @@ pub enum AuthError {
 pub struct Auth {
     hash_path: PathBuf,
     hash: RwLock<Option<String>>,
-    /// token -> expiry.
-    sessions: Mutex<HashMap<String, Instant>>,
+    sessions_path: PathBuf,
+    /// SHA-256 of the token (hex) -> expiry, in ms since the Unix epoch.
+    sessions: Mutex<HashMap<String, u64>>,
     ttl: Duration,
     pub cookie_name: String,
     secure: bool,
@@ -58,6 +64,15 @@ impl Auth {
         secure: bool,
     ) -> Result<Self, AuthError> {
         let hash_path = home.join(PASSWORD_FILE);
+        let sessions_path = home.join(SESSIONS_FILE);
+        let now = now_ms();
+        let sessions = std::fs::read(&sessions_path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<HashMap<String, u64>>(&bytes).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, expiry)| *expiry > now)
+            .collect();
         let auth = Self {
             hash: RwLock::new(
                 std::fs::read_to_string(&hash_path)
@@ -65,12 +80,15 @@ impl Auth {
                     .map(|s| s.trim().to_string()),
             ),
             hash_path,
-            sessions: Mutex::default(),
+            sessions_path,
+            sessions: Mutex::new(sessions),
             ttl,
             cookie_name: format!("hearth-{node}"),
             secure,
         };
-        if let Some(password) = password {
+        // The same password on every boot (`--password-file`) keeps the
+        // sessions; a different one replaces the hash and ends them.
+        if let Some(password) = password.filter(|p| !auth.verify(p)) {
             auth.set_password(password)?;
         }
         Ok(auth)
@@ -101,6 +119,9 @@ impl Auth {
             }
         })?;
         *self.hash.write().unwrap_or_else(|e| e.into_inner()) = Some(hash);
+        let mut sessions = self.lock_sessions();
+        sessions.clear();
+        self.save(&sessions);
         Ok(())
     }
 
@@ -124,8 +145,8 @@ impl Auth {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| AuthError::Hash(e.to_string()))?;
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let now = Instant::now();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        let mut sessions = self.lock_sessions();
         if sessions.len() >= MAX_SESSIONS {
             sessions.retain(|_, expiry| *expiry > now);
         }
@@ -138,8 +159,25 @@ impl Auth {
                 sessions.remove(&oldest);
             }
         }
-        sessions.insert(token.clone(), now + self.ttl);
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        sessions.insert(token_hash(&token), now.saturating_add(ttl_ms));
+        self.save(&sessions);
         Ok(self.cookie(&token, self.ttl.as_secs()))
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write the sessions out (called with the lock held, so writes do not
+    /// interleave). A failure costs only the sessions' life past a restart.
+    fn save(&self, sessions: &HashMap<String, u64>) {
+        let written = serde_json::to_vec(sessions)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| crate::node::write_private(&self.sessions_path, &bytes));
+        if let Err(e) = written {
+            tracing::warn!(path = %self.sessions_path.display(), "cannot save sessions: {e}");
+        }
     }
 
     fn cookie(&self, value: &str, max_age: u64) -> String {
@@ -166,11 +204,12 @@ impl Auth {
         let Some(token) = self.token(headers) else {
             return false;
         };
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        match sessions.get(token) {
-            Some(expiry) if *expiry > Instant::now() => true,
+        let hash = token_hash(token);
+        let mut sessions = self.lock_sessions();
+        match sessions.get(&hash) {
+            Some(expiry) if *expiry > now_ms() => true,
             Some(_) => {
-                sessions.remove(token);
+                sessions.remove(&hash);
                 false
             }
             None => false,
@@ -180,10 +219,10 @@ impl Auth {
     /// End the request's session; returns the `Set-Cookie` that clears it.
     pub fn end_session(&self, headers: &HeaderMap) -> String {
         if let Some(token) = self.token(headers) {
-            self.sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(token);
+            let mut sessions = self.lock_sessions();
+            if sessions.remove(&token_hash(token)).is_some() {
+                self.save(&sessions);
+            }
         }
         self.cookie("", 0)
     }
@@ -201,6 +240,20 @@ impl Auth {
             .collect::<Vec<_>>()
             .join("; ")
     }
+}
+
+fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -235,8 +288,39 @@ mod tests {
         headers.insert(header::COOKIE, format!("x=1; {pair}").parse().unwrap());
         assert!(auth.is_logged_in(&headers));
         assert_eq!(auth.strip_cookie(&format!("x=1; {pair}")), "x=1");
+        // A restart with the same password keeps the session; the file
+        // holds no token.
+        let stored = std::fs::read_to_string(dir.join(SESSIONS_FILE)).unwrap();
+        assert!(!stored.contains(pair.split('=').nth(1).unwrap()));
+        let again = Auth::open(
+            &dir,
+            "a.os",
+            Some("correct horse"),
+            Duration::from_millis(50),
+            true,
+        )
+        .unwrap();
+        assert!(again.is_logged_in(&headers));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(!auth.is_logged_in(&headers));
+        assert!(!again.is_logged_in(&headers));
+        // A new password ends every session.
+        let pair = auth
+            .start_session()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        headers.insert(header::COOKIE, pair.parse().unwrap());
+        let changed = Auth::open(
+            &dir,
+            "a.os",
+            Some("new password"),
+            Duration::from_secs(9),
+            true,
+        )
+        .unwrap();
+        assert!(!changed.is_logged_in(&headers));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -366,6 +366,41 @@ async fn login_cookie_attributes_logout_and_expiry() {
     n.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_node_restart() {
+    let n = web_node(
+        "http-restart",
+        IpAddr::from([127, 0, 0, 1]),
+        Duration::from_secs(3600),
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{}", n.node.http_addr().port());
+    let cookie = tokio::task::block_in_place(|| login(&base))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let token = cookie.split_once('=').unwrap().1.to_string();
+
+    let home = n.stop().await;
+    let stored = std::fs::read_to_string(home.path().join("sessions.json")).unwrap();
+    assert!(!stored.contains(&token), "only the token's hash is stored");
+    let mut config = test_config(home.path(), "http-restart");
+    config.http.password = Some(Password(PASSWORD.into()));
+    let n = TestNode::start_with(config, home).await;
+    let base = format!("http://127.0.0.1:{}", n.node.http_addr().port());
+    let (status, _, body) = tokio::task::block_in_place(|| {
+        call(
+            "GET",
+            &format!("{base}/chat:chat:sys/"),
+            &[("cookie", &cookie)],
+            b"",
+        )
+    });
+    assert_eq!(status, 200, "still logged in after the restart: {body}");
+    n.stop().await;
+}
+
 /// This machine's address on its first non-loopback interface.
 fn outward_ip() -> IpAddr {
     let socket = UdpSocket::bind("0.0.0.0:0").expect("udp socket");
