@@ -475,7 +475,10 @@ async fn call(
 ) -> Result<(), String> {
     store.data_mut().call_ticks = 0;
     store.set_epoch_deadline(1);
-    let result = guest.call_handle(&mut *store, event).await;
+    // Boxed: wasmtime's call future is large, and keeping it out of the
+    // runner's own future measured a lower round trip (p50 median 7.6 vs
+    // 10.8 µs over 7 alternating `kit bench local` runs).
+    let result = Box::pin(guest.call_handle(&mut *store, event)).await;
     store.data_mut().current = None;
     result.map_err(|e| format!("{e:#}"))
 }
