@@ -3,7 +3,8 @@
 //! errors; maps and data-carrying enums through the interface; an async
 //! handler awaiting echo on another node through echo's generated client;
 //! state saved after the await and seen after a restart; `#[http]` and
-//! `#[ws]` methods over real HTTP and WebSockets.
+//! `#[ws]` methods over real HTTP and WebSockets; `#[timer]` methods firing
+//! again and again, their state kept across a restart.
 
 use std::time::{Duration, Instant};
 
@@ -350,5 +351,40 @@ async fn saved_state_of_an_old_shape_is_never_overwritten() {
     n.install(older).await;
     let got = n.ask(NOTEBOOK, json!({"state_get": null})).await.unwrap();
     assert_eq!(got["value"], "old shape", "{got}");
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timer_methods_fire_repeatedly_and_their_state_persists() {
+    const TICKER: &str = "ticker:ticker:test";
+    async fn ticks_at_least(n: &TestNode, at_least: u64) -> u64 {
+        let t = Instant::now();
+        loop {
+            let reply = n.ask(TICKER, json!({"ticks": {}})).await;
+            if let Some(ticks) = reply.as_ref().ok().and_then(|r| r["ok"].as_u64()) {
+                if ticks >= at_least {
+                    return ticks;
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "fewer than {at_least} ticks: {reply:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    let n = TestNode::start("macro-timer").await;
+    n.install(built_package("tests/apps/ticker", "ticker.wasm"))
+        .await;
+    // Every 50 ms, again and again: 5 ticks within 10 s even on a busy
+    // machine.
+    let before = ticks_at_least(&n, 5).await;
+
+    // The count is saved state: after a restart it goes on from there.
+    let home = n.stop().await;
+    let n = TestNode::start_with(test_config(home.path(), "macro-timer"), home).await;
+    let after = ticks_at_least(&n, before).await;
+    ticks_at_least(&n, after + 3).await;
     n.stop().await;
 }

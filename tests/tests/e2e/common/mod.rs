@@ -26,7 +26,7 @@ pub fn cargo() -> String {
 }
 
 /// Every guest crate the tests install.
-const GUESTS: [&str; 5] = ["echo", "probe", "chat", "webprobe", "notebook"];
+const GUESTS: [&str; 6] = ["echo", "probe", "chat", "webprobe", "notebook", "ticker"];
 
 /// Build the guest components once per test binary and return the
 /// directory holding their `.wasm` files.
