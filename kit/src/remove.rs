@@ -41,18 +41,9 @@ fn package_id(arg: &str) -> Result<String> {
         return Ok(arg.to_string());
     }
     let path = dir.join("metadata.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let metadata: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let field = |key: &str| {
-        metadata["properties"][key]
-            .as_str()
-            .with_context(|| format!("{} lacks properties.{key}", path.display()))
-    };
-    Ok(format!(
-        "{}:{}",
-        field("package_name")?,
-        field("publisher")?
-    ))
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let metadata: hearth::package::Metadata = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not package metadata", path.display()))?;
+    let p = metadata.properties;
+    Ok(format!("{}:{}", p.package_name, p.publisher))
 }

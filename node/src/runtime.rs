@@ -132,15 +132,13 @@ impl Runtime {
 
     /// `<sha256 of the component>-<engine compatibility hash>.cwasm`.
     fn cache_name(&self, bytes: &[u8]) -> String {
-        use sha2::Digest;
         use std::hash::{Hash, Hasher};
-        let digest = sha2::Sha256::digest(bytes);
         let mut engine = std::collections::hash_map::DefaultHasher::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut engine);
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{hex}-{:016x}.cwasm", engine.finish())
+        let component = crate::node::sha256_hex(bytes);
+        format!("{component}-{:016x}.cwasm", engine.finish())
     }
 
     pub fn cached(&self, key: &str) -> Option<ProcessPre<HostState>> {

@@ -142,9 +142,7 @@ impl Auth {
 
     /// A new session; returns the `Set-Cookie` value.
     pub fn start_session(&self) -> Result<String, AuthError> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| AuthError::Hash(e.to_string()))?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = crate::node::random_token().map_err(|e| AuthError::Hash(e.to_string()))?;
         let now = now_ms();
         let mut sessions = self.lock_sessions();
         if sessions.len() >= MAX_SESSIONS {
@@ -243,11 +241,7 @@ impl Auth {
 }
 
 fn token_hash(token: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::node::sha256_hex(token.as_bytes())
 }
 
 fn now_ms() -> u64 {
@@ -264,14 +258,8 @@ mod tests {
     fn password_sessions_and_expiry() {
         let dir = std::env::temp_dir().join(format!("hearth-auth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let auth = Auth::open(
-            &dir,
-            "a.os",
-            Some("correct horse"),
-            Duration::from_millis(50),
-            true,
-        )
-        .unwrap();
+        let open = |password, ttl| Auth::open(&dir, "a.os", Some(password), ttl, true).unwrap();
+        let auth = open("correct horse", Duration::from_millis(50));
         assert!(auth.verify("correct horse"));
         assert!(!auth.verify("wrong horse!"));
         assert!(!std::fs::read_to_string(dir.join(PASSWORD_FILE))
@@ -292,14 +280,7 @@ mod tests {
         // holds no token.
         let stored = std::fs::read_to_string(dir.join(SESSIONS_FILE)).unwrap();
         assert!(!stored.contains(pair.split('=').nth(1).unwrap()));
-        let again = Auth::open(
-            &dir,
-            "a.os",
-            Some("correct horse"),
-            Duration::from_millis(50),
-            true,
-        )
-        .unwrap();
+        let again = open("correct horse", Duration::from_millis(50));
         assert!(again.is_logged_in(&headers));
         std::thread::sleep(Duration::from_millis(60));
         assert!(!again.is_logged_in(&headers));
@@ -312,14 +293,7 @@ mod tests {
             .unwrap()
             .to_string();
         headers.insert(header::COOKIE, pair.parse().unwrap());
-        let changed = Auth::open(
-            &dir,
-            "a.os",
-            Some("new password"),
-            Duration::from_secs(9),
-            true,
-        )
-        .unwrap();
+        let changed = open("new password", Duration::from_secs(9));
         assert!(!changed.is_logged_in(&headers));
         let _ = std::fs::remove_dir_all(&dir);
     }

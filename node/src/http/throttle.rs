@@ -41,6 +41,15 @@ struct Failures {
     since: Instant,
 }
 
+impl Failures {
+    fn fresh() -> Self {
+        Self {
+            count: 0,
+            since: Instant::now(),
+        }
+    }
+}
+
 impl Default for LoginThrottle {
     fn default() -> Self {
         Self {
@@ -73,15 +82,9 @@ impl LoginThrottle {
                 return;
             }
         }
-        let entry = map.entry(key).or_insert(Failures {
-            count: 0,
-            since: Instant::now(),
-        });
+        let entry = map.entry(key).or_insert_with(Failures::fresh);
         if entry.since.elapsed() >= FAILURE_WINDOW {
-            *entry = Failures {
-                count: 0,
-                since: Instant::now(),
-            };
+            *entry = Failures::fresh();
         }
         entry.count = entry.count.saturating_add(1);
     }
