@@ -61,6 +61,10 @@ pub struct Limits {
     pub max_call_time: Duration,
     /// Timeout given to injected requests that name none.
     pub default_inject_timeout: Duration,
+    /// Largest wasm component a package holds or a process spawns; read
+    /// and compiled only below this, so a huge or endless file (a device,
+    /// a FIFO) cannot exhaust memory.
+    pub max_component_bytes: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +76,9 @@ impl Default for Limits {
             max_memory_bytes: 256 * 1024 * 1024,
             max_call_time: Duration::from_secs(5),
             default_inject_timeout: Duration::from_secs(15),
+            // Real apps compile to 1-10 MiB; 64 MiB leaves room for large
+            // ones while bounding what one read may allocate.
+            max_component_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -32,8 +32,50 @@ pub enum RuntimeError {
     },
     #[error("{path} is not a valid Hearth process component: {reason}")]
     Invalid { path: String, reason: String },
+    #[error("{path} is not a regular file")]
+    NotAFile { path: String },
+    #[error("{path} is larger than the {limit} bytes a component may have")]
+    TooLarge { path: String, limit: usize },
     #[error("wasm engine: {0}")]
     Engine(String),
+}
+
+/// The bytes of the component at `file`: a regular file (symlinks
+/// followed) of at most `max_bytes`. Never opens a FIFO or a device, so a
+/// read cannot block or run forever; the size is checked again while
+/// reading, in case the file grows.
+pub fn read_component(file: &Path, max_bytes: usize) -> Result<Vec<u8>, RuntimeError> {
+    use std::io::Read;
+    let path = file.display().to_string();
+    let read_err = |source| RuntimeError::Read {
+        path: path.clone(),
+        source,
+    };
+    let meta = std::fs::metadata(file).map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(RuntimeError::NotAFile { path });
+    }
+    let too_large = || RuntimeError::TooLarge {
+        path: path.clone(),
+        limit: max_bytes,
+    };
+    if meta.len() > max_bytes as u64 {
+        return Err(too_large());
+    }
+    let handle = std::fs::File::open(file).map_err(read_err)?;
+    // The file could have been swapped between the two looks.
+    if !handle.metadata().map_err(read_err)?.is_file() {
+        return Err(RuntimeError::NotAFile { path });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    handle
+        .take(max_bytes as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() > max_bytes {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// Where compiled components are cached, below the node's home.
@@ -78,30 +120,50 @@ impl Runtime {
         &self.engine
     }
 
-    /// The pre-linked component for `key`, compiling `file` on first use.
+    /// [`Runtime::prepare_within`] the default `Limits::max_component_bytes`.
+    pub fn prepare(&self, key: &str, file: &Path) -> Result<ProcessPre<HostState>, RuntimeError> {
+        let max_bytes = crate::config::Limits::default().max_component_bytes;
+        self.prepare_within(key, file, max_bytes)
+    }
+
+    /// The pre-linked component for `key`, compiling `file` (read only if
+    /// it is a regular file of at most `max_bytes`) on first use.
     /// Compilation is slow (tens to hundreds of ms): call from a blocking
     /// context when the key may be new.
-    pub fn prepare(&self, key: &str, file: &Path) -> Result<ProcessPre<HostState>, RuntimeError> {
+    pub fn prepare_within(
+        &self,
+        key: &str,
+        file: &Path,
+        max_bytes: usize,
+    ) -> Result<ProcessPre<HostState>, RuntimeError> {
         if let Some(pre) = self.cached(key) {
             return Ok(pre);
         }
-        let path = file.display().to_string();
-        let bytes = std::fs::read(file).map_err(|source| RuntimeError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = read_component(file, max_bytes)?;
+        let pre = self.compile(&file.display().to_string(), &bytes)?;
+        self.insert(key, pre.clone());
+        Ok(pre)
+    }
+
+    /// `bytes` compiled and pre-linked, not cached under any key: an
+    /// upload is checked this way before it replaces anything. `path`
+    /// names the component in errors.
+    pub fn compile(&self, path: &str, bytes: &[u8]) -> Result<ProcessPre<HostState>, RuntimeError> {
         let invalid = |e: wasmtime::Error| RuntimeError::Invalid {
-            path: path.clone(),
+            path: path.to_string(),
             reason: format!("{e:#}"),
         };
-        let component = self.component(&bytes).map_err(invalid)?;
+        let component = self.component(bytes).map_err(invalid)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
-        let pre = ProcessPre::new(instance_pre).map_err(invalid)?;
+        ProcessPre::new(instance_pre).map_err(invalid)
+    }
+
+    /// Keep `pre` as the component of `key`.
+    pub fn insert(&self, key: &str, pre: ProcessPre<HostState>) {
         self.compiled
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), pre.clone());
-        Ok(pre)
+            .insert(key.to_string(), pre);
     }
 
     /// `bytes` compiled, from the disk cache when this engine compiled

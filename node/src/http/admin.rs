@@ -24,8 +24,9 @@ use crate::api::{
 use crate::package;
 use crate::types::{Address, SendError, SendErrorKind};
 
-/// Largest package upload accepted.
-const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
+/// Largest package upload accepted: the files' total cap plus room for
+/// their paths and the encoding.
+const MAX_UPLOAD_BYTES: usize = package::upload::MAX_UPLOAD_TOTAL_BYTES + 4 * 1024 * 1024;
 
 pub fn router(state: HttpState) -> axum::Router<HttpState> {
     Router::new()
@@ -144,11 +145,11 @@ async fn install(State(state): State<HttpState>, body: Bytes) -> Response {
             )
         }
     };
-    // The new version binds its paths again as it starts.
-    if let Some(package_id) = package::upload_id(&upload.files) {
-        state.web.bindings.forget_package(&package_id);
-    }
-    match package::install(&state.services, upload.files).await {
+    // The new version binds its paths again as it starts; the old one's
+    // bindings go only once the upload passed every check.
+    let bindings = &state.web.bindings;
+    let replace = |package_id: &str| bindings.forget_package(package_id);
+    match package::install_with(&state.services, upload.files, replace).await {
         Ok(installed) => Json(installed).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, "install-failed", e.to_string()),
     }

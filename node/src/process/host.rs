@@ -31,6 +31,8 @@ mod bindings {
         imports: {
             "hearth:process/kernel/set-state": async,
             "hearth:process/kernel/clear-state": async,
+            // Reads and compiles a component on the blocking pool.
+            "hearth:process/kernel/spawn": async,
         },
     });
 }
@@ -122,6 +124,89 @@ impl HostState {
         detail: impl Into<String>,
     ) -> wit::SendError {
         SendError::new(kind, target, detail).into()
+    }
+}
+
+/// Why a spawn was refused. The WIT result carries a string: it starts
+/// with the kind (`bad-name: ...`), so a guest can tell the cases apart.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("bad-name: {0}")]
+    BadName(String),
+    #[error("bad-wasm-path: {0}")]
+    BadWasmPath(#[from] crate::package::WasmPathError),
+    #[error("already-running: {0} is running; a spawn never takes over a process")]
+    AlreadyRunning(ProcessId),
+    #[error("bad-component: {0}")]
+    Component(#[from] crate::runtime::RuntimeError),
+    #[error("start-failed: {0}")]
+    Start(#[from] super::StartError),
+}
+
+impl HostState {
+    /// Check the child's name and wasm path, compile its component on the
+    /// blocking pool (a slow compile never holds an async worker), then
+    /// start it; the child gets its capabilities only once registered.
+    async fn spawn_child(
+        &mut self,
+        name: String,
+        options: wit::SpawnOptions,
+    ) -> Result<wit::ProcessId, SpawnError> {
+        let parent = &self.ctx.address.process;
+        let id = ProcessId::new(&name, &parent.package, &parent.publisher);
+        if !id.is_valid() {
+            let shown: String = name.chars().take(64).collect();
+            return Err(SpawnError::BadName(format!(
+                "{shown:?}: names are [a-z0-9-]"
+            )));
+        }
+        let services = self.ctx.services.clone();
+        if services.kernel.is_running(&id) {
+            return Err(SpawnError::AlreadyRunning(id));
+        }
+        let on_exit = match options.on_exit {
+            wit::OnExit::None => t::OnExit::None,
+            wit::OnExit::Restart => t::OnExit::Restart,
+            wit::OnExit::Requests(list) => t::OnExit::Requests(
+                list.into_iter()
+                    .map(|r| {
+                        Address::try_from(r.target)
+                            .map(|target| t::ExitRequest {
+                                target,
+                                body: r.request.body,
+                            })
+                            .map_err(|(_, reason)| SpawnError::BadName(reason))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        let package = self.ctx.spec.package.clone();
+        let wasm_path = options.wasm_path;
+        let compile = {
+            let wasm_path = wasm_path.clone();
+            move || -> Result<String, SpawnError> {
+                let (file, normal) = package.wasm_within(&wasm_path)?;
+                let key = package.component_key(&normal);
+                let max = services.kernel.limits().max_component_bytes;
+                services.runtime.prepare_within(&key, &file, max)?;
+                Ok(normal)
+            }
+        };
+        let wasm_path = tokio::task::spawn_blocking(compile)
+            .await
+            .map_err(|e| SpawnError::BadName(format!("compile task failed: {e}")))??;
+        let request = SpawnRequest {
+            id: id.clone(),
+            wasm_path,
+            on_exit,
+            public: options.public,
+            networking: options.request_networking,
+        };
+        super::spawn_child(&self.ctx, request).map_err(|e| match e {
+            super::StartError::AlreadyRunning(_) => SpawnError::AlreadyRunning(id.clone()),
+            other => SpawnError::Start(other),
+        })?;
+        Ok((&id).into())
     }
 }
 
@@ -279,41 +364,14 @@ impl bindings::hearth::process::kernel::Host for HostState {
             .map_err(|e| e.to_string())
     }
 
-    fn spawn(
+    async fn spawn(
         &mut self,
         name: String,
         options: wit::SpawnOptions,
     ) -> Result<wit::ProcessId, String> {
-        let parent = &self.ctx.address.process;
-        let id = ProcessId::new(&name, &parent.package, &parent.publisher);
-        if !id.is_valid() {
-            return Err(format!("bad process name {name:?}: names are [a-z0-9-]"));
-        }
-        let on_exit = match options.on_exit {
-            wit::OnExit::None => t::OnExit::None,
-            wit::OnExit::Restart => t::OnExit::Restart,
-            wit::OnExit::Requests(list) => t::OnExit::Requests(
-                list.into_iter()
-                    .map(|r| {
-                        Address::try_from(r.target)
-                            .map(|target| t::ExitRequest {
-                                target,
-                                body: r.request.body,
-                            })
-                            .map_err(|(_, reason)| reason)
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-        };
-        let request = SpawnRequest {
-            id: id.clone(),
-            wasm_path: options.wasm_path,
-            on_exit,
-            public: options.public,
-            networking: options.request_networking,
-        };
-        super::spawn_child(&self.ctx, request).map_err(|e| e.to_string())?;
-        Ok((&id).into())
+        self.spawn_child(name, options)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn log(&mut self, level: wit::LogLevel, message: String) {

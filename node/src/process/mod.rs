@@ -82,10 +82,24 @@ pub enum StartError {
 
 /// Register `spec` with the kernel and start its task.
 pub fn start(services: &Arc<Services>, spec: ProcessSpec) -> Result<(), StartError> {
+    start_then(services, spec, || ())
+}
+
+/// [`start`], calling `registered` once the kernel has registered the new
+/// process and before its task runs. Capabilities granted there reach only
+/// the process just started: never one already running under that name
+/// (registration fails first), and the child has them before it runs.
+pub fn start_then(
+    services: &Arc<Services>,
+    spec: ProcessSpec,
+    registered: impl FnOnce(),
+) -> Result<(), StartError> {
     let key = spec.package.component_key(&spec.wasm_path);
-    let pre = services
-        .runtime
-        .prepare(&key, &spec.package.wasm_file(&spec.wasm_path))?;
+    let pre = services.runtime.prepare_within(
+        &key,
+        &spec.package.wasm_file(&spec.wasm_path),
+        services.kernel.limits().max_component_bytes,
+    )?;
     let (mailbox_tx, mailbox_rx) = mailbox(services.kernel.limits().mailbox_requests);
     let caps = spec.caps();
     services.kernel.register(
@@ -95,6 +109,7 @@ pub fn start(services: &Arc<Services>, spec: ProcessSpec) -> Result<(), StartErr
             caps,
         },
     )?;
+    registered();
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = Arc::new(ProcessContext {
         address: services.kernel.address(&spec.id),
@@ -132,9 +147,6 @@ pub fn spawn_child(parent: &ProcessContext, req: SpawnRequest) -> Result<(), Sta
         public: req.public,
         networking: req.networking && parent.spec.networking,
     };
-    services.kernel.caps.inherit(parent_id, &spec.id);
-    services.kernel.caps.grant_messaging(parent_id, &spec.id);
-    services.kernel.caps.grant_messaging(&spec.id, parent_id);
     let record = crate::state::table::ChildRecord {
         id: spec.id.clone(),
         parent: parent_id.clone(),
@@ -143,7 +155,16 @@ pub fn spawn_child(parent: &ProcessContext, req: SpawnRequest) -> Result<(), Sta
         public: spec.public,
         networking: spec.networking,
     };
-    start(services, spec)?;
+    let child = spec.id.clone();
+    start_then(services, spec, || {
+        let caps = &services.kernel.caps;
+        // A fresh child holds what its parent gives, nothing an earlier
+        // process of that name was left with.
+        caps.revoke_all(&child);
+        caps.inherit(parent_id, &child);
+        caps.grant_messaging(parent_id, &child);
+        caps.grant_messaging(&child, parent_id);
+    })?;
     // Persisted for restart recovery; on disk at the next group commit.
     if let Err(e) = services.state.record_child_soon(&record) {
         warn!(child = %record.id, "spawned child not persisted: {e}");

@@ -4,84 +4,23 @@
 //! grants the manifest's capabilities and starts the processes. At boot the
 //! node starts every package found there again.
 
-use std::path::{Component, Path, PathBuf};
+mod manifest;
+pub mod upload;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
 use tracing::{info, warn};
 
+pub use manifest::{
+    CapabilityRef, ManifestEntry, ManifestExitRequest, ManifestOnExit, Metadata, Properties,
+};
+
 use crate::api::{InstallResponse, PackageFile, UninstallResponse};
 use crate::process::{self, ProcessSpec, StartError};
 use crate::services::Services;
 use crate::types::{Address, ExitRequest, OnExit, ProcessId};
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Metadata {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    pub properties: Properties,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Properties {
-    pub package_name: String,
-    pub publisher: String,
-    pub current_version: String,
-}
-
-/// One entry of `pkg/manifest.json`; the fields of the reference system.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ManifestEntry {
-    pub process_name: String,
-    pub process_wasm_path: String,
-    #[serde(default)]
-    pub on_exit: ManifestOnExit,
-    #[serde(default)]
-    pub request_networking: bool,
-    #[serde(default)]
-    pub request_capabilities: Vec<CapabilityRef>,
-    #[serde(default)]
-    pub grant_capabilities: Vec<CapabilityRef>,
-    #[serde(default)]
-    pub public: bool,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub enum ManifestOnExit {
-    #[default]
-    None,
-    Restart,
-    Requests(Vec<ManifestExitRequest>),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ManifestExitRequest {
-    /// `process:package:publisher` (this node) or a full address.
-    pub target: String,
-    pub body: serde_json::Value,
-}
-
-/// A capability as written in a manifest: a process id, or an object with
-/// the process id and parameters (only messaging is known for now).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum CapabilityRef {
-    Process(String),
-    Full {
-        process: String,
-        #[serde(default)]
-        params: Option<String>,
-    },
-}
-
-impl CapabilityRef {
-    fn process(&self) -> &str {
-        match self {
-            Self::Process(p) | Self::Full { process: p, .. } => p,
-        }
-    }
-}
 
 /// An installed package, shared by its processes.
 #[derive(Debug)]
@@ -102,6 +41,44 @@ impl PackageInfo {
     pub fn wasm_file(&self, wasm_path: &str) -> PathBuf {
         self.dir.join("pkg").join(wasm_path.trim_start_matches('/'))
     }
+
+    /// The file behind a guest-given `wasm_path`, checked: a path by the
+    /// manifest's rules, and, symlinks resolved, a regular file inside the
+    /// package's `pkg/` directory. Blocking (file system): call off the
+    /// async workers. Returns the file and the path as `/rel`, the
+    /// spelling of a manifest (one cache key however the guest wrote it).
+    pub fn wasm_within(&self, wasm_path: &str) -> Result<(PathBuf, String), WasmPathError> {
+        let bad = |reason: &str| WasmPathError {
+            path: wasm_path.chars().take(upload::MAX_PATH_BYTES).collect(),
+            reason: reason.to_string(),
+        };
+        let rel = upload::wasm_relative(wasm_path)
+            .ok_or_else(|| bad("not a plain relative path below pkg/ (no '..', no root)"))?;
+        let root = self.dir.join("pkg");
+        let root = root
+            .canonicalize()
+            .map_err(|_| bad("the package has no pkg/ directory"))?;
+        let file = root
+            .join(&rel)
+            .canonicalize()
+            .map_err(|_| bad("no such file in the package"))?;
+        if !file.starts_with(&root) {
+            return Err(bad("it leads out of the package"));
+        }
+        let meta = std::fs::metadata(&file).map_err(|_| bad("no such file in the package"))?;
+        if !meta.is_file() {
+            return Err(bad("not a regular file"));
+        }
+        Ok((file, format!("/{}", rel.display())))
+    }
+}
+
+/// A `wasm_path` that names no component of the package.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad wasm path {path:?}: {reason}")]
+pub struct WasmPathError {
+    pub path: String,
+    pub reason: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,22 +96,17 @@ pub enum InstallError {
     Start(#[from] StartError),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InstallError + '_ {
     move |source| InstallError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-/// A relative path with no `..`, root or prefix, so it stays inside the
-/// package directory.
-fn safe_relative(path: &str) -> Option<PathBuf> {
-    let p = Path::new(path);
-    let ok = !path.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)));
-    ok.then(|| p.to_path_buf())
-}
-
-fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, InstallError> {
+pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, InstallError> {
     serde_json::from_slice(bytes).map_err(|e| InstallError::Invalid(format!("{what}: {e}")))
 }
 
@@ -143,30 +115,71 @@ pub async fn install(
     services: &Arc<Services>,
     files: Vec<PackageFile>,
 ) -> Result<InstallResponse, InstallError> {
-    let metadata = upload_metadata(&files)?;
-    let package_id = package_id(&metadata)?;
+    install_with(services, files, |_| ()).await
+}
+
+/// [`install`], calling `on_replace` with the package id once the upload
+/// has passed every check and just before the running version stops (the
+/// admin API drops the old HTTP bindings there). A rejected upload never
+/// reaches it, and leaves the old version running.
+pub async fn install_with(
+    services: &Arc<Services>,
+    files: Vec<PackageFile>,
+    on_replace: impl FnOnce(&str),
+) -> Result<InstallResponse, InstallError> {
+    let limits = services.kernel.limits();
+    let checked = upload::check(&files, services.kernel.our(), limits.max_component_bytes)?;
+    let (files, checked, compiled) = upload::compile(services, files, checked).await?;
+    let package_id = checked.package_id.clone();
     let dir = services.packages_dir.join(&package_id);
+    let staging = upload::stage(&services.packages_dir, &package_id, &files)?;
+    drop(files);
 
-    // Replace: stop the old processes before their files change.
+    on_replace(&package_id);
     retire(services, &package_id).await;
-
-    let staging = services.packages_dir.join(format!(".{package_id}.new"));
-    let _ = std::fs::remove_dir_all(&staging);
-    for file in &files {
-        let rel = safe_relative(&file.path)
-            .ok_or_else(|| InstallError::Invalid(format!("bad file path {:?}", file.path)))?;
-        if file.path != "metadata.json" && !file.path.starts_with("pkg/") {
-            continue;
+    let old = match upload::swap(&staging, &dir, &package_id) {
+        Ok(old) => old,
+        Err(e) => {
+            // The old files are back in place: run them again.
+            restart_old(services, &dir).await;
+            return Err(e);
         }
-        let path = staging.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-        }
-        std::fs::write(&path, &file.bytes).map_err(io_err(&path))?;
+    };
+    for (key, pre) in compiled {
+        services.runtime.insert(&key, pre);
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&staging, &dir).map_err(io_err(&dir))?;
-    start_installed(services, &dir).await
+    match start_installed(services, &dir).await {
+        Ok(installed) => {
+            if let Some(old) = old {
+                let _ = std::fs::remove_dir_all(old);
+            }
+            Ok(installed)
+        }
+        Err(e) => {
+            warn!(package = %package_id, "new version did not start, going back: {e}");
+            retire(services, &package_id).await;
+            match old {
+                Some(old) => match upload::swap_back(&dir, &old) {
+                    Ok(()) => restart_old(services, &dir).await,
+                    Err(back) => warn!(package = %package_id, "old version not restored: {back}"),
+                },
+                None => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Start the version in `dir` again after a failed replacement.
+async fn restart_old(services: &Arc<Services>, dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    if let Err(e) = start_installed(services, dir).await {
+        warn!(dir = %dir.display(), "old version not restarted: {e}");
+    }
 }
 
 fn upload_metadata(files: &[PackageFile]) -> Result<Metadata, InstallError> {
@@ -309,10 +322,6 @@ fn restore_child(
         version: metadata.properties.current_version.clone(),
         dir,
     });
-    let caps = &services.kernel.caps;
-    caps.inherit(&child.parent, &child.id);
-    caps.grant_messaging(&child.parent, &child.id);
-    caps.grant_messaging(&child.id, &child.parent);
     let spec = ProcessSpec {
         id: child.id.clone(),
         package,
@@ -321,11 +330,16 @@ fn restore_child(
         public: child.public,
         networking: child.networking,
     };
-    process::start(services, spec)?;
+    process::start_then(services, spec, || {
+        let caps = &services.kernel.caps;
+        caps.inherit(&child.parent, &child.id);
+        caps.grant_messaging(&child.parent, &child.id);
+        caps.grant_messaging(&child.id, &child.parent);
+    })?;
     Ok(())
 }
 
-fn package_id(metadata: &Metadata) -> Result<String, InstallError> {
+pub(crate) fn package_id(metadata: &Metadata) -> Result<String, InstallError> {
     let p = &metadata.properties;
     let probe = ProcessId::new("x", &p.package_name, &p.publisher);
     if !probe.is_valid() {
@@ -371,9 +385,10 @@ async fn start_installed(
     keys.sort();
     keys.dedup();
     let svc = services.clone();
+    let max = services.kernel.limits().max_component_bytes;
     tokio::task::spawn_blocking(move || {
         keys.iter()
-            .try_for_each(|(key, file)| svc.runtime.prepare(key, file).map(|_| ()))
+            .try_for_each(|(key, file)| svc.runtime.prepare_within(key, file, max).map(|_| ()))
     })
     .await
     .map_err(|e| InstallError::Invalid(format!("compile task failed: {e}")))?
@@ -407,7 +422,7 @@ fn spec_for(
             entry.process_name
         )));
     }
-    safe_relative(entry.process_wasm_path.trim_start_matches('/')).ok_or_else(|| {
+    upload::wasm_relative(&entry.process_wasm_path).ok_or_else(|| {
         InstallError::Invalid(format!(
             "bad process_wasm_path {:?}",
             entry.process_wasm_path
@@ -457,35 +472,8 @@ fn grant_capabilities(
     Ok(())
 }
 
-fn parse_cap(cap: &CapabilityRef) -> Result<ProcessId, InstallError> {
+pub(crate) fn parse_cap(cap: &CapabilityRef) -> Result<ProcessId, InstallError> {
     cap.process()
         .parse()
         .map_err(|e: crate::types::ParseError| InstallError::Invalid(format!("capability: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_paths_that_leave_the_package() {
-        assert!(safe_relative("pkg/echo.wasm").is_some());
-        for bad in ["../x", "/etc/passwd", "pkg/../../x", ""] {
-            assert!(safe_relative(bad).is_none(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn reads_reference_manifest_fields() {
-        let json = r#"[{"process_name":"a","process_wasm_path":"/a.wasm","on_exit":"Restart",
-            "request_networking":true,"request_capabilities":["b:p:x",{"process":"c:p:x","params":"messaging"}],
-            "grant_capabilities":[],"public":false},
-            {"process_name":"b","process_wasm_path":"/a.wasm",
-             "on_exit":{"Requests":[{"target":"a:p:x","body":{"died":true}}]}}]"#;
-        let m: Vec<ManifestEntry> = serde_json::from_str(json).unwrap();
-        assert!(matches!(m[0].on_exit, ManifestOnExit::Restart));
-        assert_eq!(m[0].request_capabilities[1].process(), "c:p:x");
-        assert!(matches!(&m[1].on_exit, ManifestOnExit::Requests(r) if r.len() == 1));
-        assert!(!m[1].public);
-    }
 }
