@@ -35,6 +35,14 @@ struct Args {
     /// Mark session cookies Secure (the node is served over TLS).
     #[arg(long)]
     secure_cookies: bool,
+    /// A reverse proxy whose X-Forwarded-For / Forwarded header names the
+    /// client (repeatable). Without it such requests are never local.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<IpAddr>,
+    /// Another origin the node is served under, such as
+    /// https://hearth.example.com behind a proxy (repeatable).
+    #[arg(long = "origin", value_name = "URL")]
+    origins: Vec<String>,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -81,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
     config.http_port = args.port;
     config.http_bind = args.bind;
     config.http.secure_cookies = args.secure_cookies;
+    config.http.trusted_proxies = args.trusted_proxies.clone();
+    config.http.origins = args.origins.clone();
     config.net.port = args.net.p2p_port;
     config.net.listen_ip = args.net.p2p_bind;
     config.net.bootstrap = args.net.bootstrap.clone();

@@ -8,6 +8,8 @@
 //!   service processes message to bind paths and push on WebSockets.
 //! - `ws.rs`: WebSocket connections and topics.
 //! - `auth.rs`: the node password and sessions.
+//! - `origin.rs`: client address (trusted proxies, mapped IPv4), the
+//!   `Host` allow-list and the `Origin` check.
 //! - `throttle.rs`: login throttling (check slots, lockout per address).
 //! - `ui.rs`: static UI files and `our.js`.
 //! - `wire.rs`: the JSON messages between the server and processes.
@@ -16,6 +18,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bindings;
+pub mod origin;
 mod pages;
 mod proxy;
 mod throttle;
@@ -23,7 +26,7 @@ pub mod ui;
 pub mod wire;
 pub mod ws;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,6 +75,14 @@ pub struct HttpConfig {
     /// Frames buffered per WebSocket client; a client that lets its buffer
     /// fill is dropped.
     pub ws_client_buffer: usize,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` names the client
+    /// (`--trusted-proxy`). From anyone else, a request carrying those
+    /// headers is never local.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Origins the node is also served under, such as
+    /// `https://hearth.example.com` behind a proxy (`--origin`). Loopback
+    /// names and IP literals with the node's port are always its own.
+    pub origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -84,6 +95,8 @@ impl Default for HttpConfig {
             max_body_bytes: 8 * 1024 * 1024,
             max_ws_connections: 10_000,
             ws_client_buffer: 256,
+            trusted_proxies: Vec::new(),
+            origins: Vec::new(),
         }
     }
 }
@@ -97,6 +110,9 @@ pub struct Web {
     pub hub: Arc<WsHub>,
     /// `http-server:distro:sys`: forwards requests and WebSocket events.
     pub server: Arc<NativeEndpoint>,
+    /// `HttpConfig::origins` as lower-case `host[:port]`.
+    origins: Vec<String>,
+    trusted_proxies: Vec<IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +121,8 @@ pub enum WebError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Register(#[from] crate::kernel::AlreadyRunning),
+    #[error("{0:?} is not an http(s) origin such as https://hearth.example.com")]
+    BadOrigin(String),
 }
 
 impl Web {
@@ -114,6 +132,11 @@ impl Web {
         config: &HttpConfig,
         home: &Path,
     ) -> Result<Arc<Self>, WebError> {
+        let origins = config
+            .origins
+            .iter()
+            .map(|o| origin::origin_authority(o).ok_or_else(|| WebError::BadOrigin(o.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
         let password = config.password.as_ref().map(|p| p.0.as_str());
         let our = services.kernel.our();
         let auth = Arc::new(Auth::open(
@@ -154,6 +177,13 @@ impl Web {
             bindings,
             hub,
             server,
+            origins,
+            trusted_proxies: config
+                .trusted_proxies
+                .iter()
+                .copied()
+                .map(origin::normalize)
+                .collect(),
         }))
     }
 }
@@ -166,6 +196,17 @@ pub struct HttpState {
     pub secret: Arc<str>,
     pub port: u16,
     pub web: Arc<Web>,
+}
+
+impl HttpState {
+    /// The node's origins and trusted proxies, for checking a request.
+    pub fn policy(&self) -> origin::Policy<'_> {
+        origin::Policy {
+            port: self.port,
+            trusted_proxies: &self.web.trusted_proxies,
+            origins: &self.web.origins,
+        }
+    }
 }
 
 pub fn router(state: HttpState) -> Router {

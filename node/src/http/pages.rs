@@ -97,12 +97,22 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// A path on this node only: no scheme, no `//host`.
+/// Where to go after login: an absolute path on this origin, else `/`.
 fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
-        _ => "/",
-    }
+    next.filter(|n| is_local_path(n)).unwrap_or("/")
+}
+
+/// One `/` then a path: printable ASCII only (no whitespace or control
+/// characters, which browsers strip: `/\t/evil.com` is `//evil.com`), no
+/// `\` (read as `/`), not `//` (another host), and parsed as a URI with
+/// neither scheme nor authority.
+fn is_local_path(n: &str) -> bool {
+    n.starts_with('/')
+        && !n.starts_with("//")
+        && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+        && n.parse::<axum::http::Uri>().is_ok_and(|uri| {
+            uri.scheme().is_none() && uri.authority().is_none() && uri.path().starts_with('/')
+        })
 }
 
 fn login_form(state: &HttpState, next: &str, error: &str) -> String {
@@ -146,13 +156,19 @@ pub struct LoginForm {
 pub async fn login(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    let policy = state.policy();
+    if let Err(refused) = policy.same_origin(&headers) {
+        return refused.into_response();
+    }
+    let client = policy.client(peer, &headers);
     let next = safe_next(form.next.as_deref()).to_string();
     let auth = state.web.auth.clone();
     let refuse = |status, msg: &str| (status, Html(login_form(&state, &next, msg))).into_response();
     if !auth.has_password() {
-        if !peer.ip().is_loopback() {
+        if !client.local {
             return refuse(
                 StatusCode::FORBIDDEN,
                 "The password can only be set from this machine.",
@@ -171,8 +187,8 @@ pub async fn login(
             }
         }
     } else {
-        let slot = match state.web.login.admit(peer.ip()).await {
-            Ok(slot) => slot,
+        let attempt = match state.web.login.admit(client.ip).await {
+            Ok(attempt) => attempt,
             Err(Refusal::LockedOut(wait)) => {
                 let secs = wait.as_secs().max(1);
                 let msg = format!("Too many wrong passwords. Try again in {secs} s.");
@@ -194,13 +210,12 @@ pub async fn login(
         let ok = tokio::task::spawn_blocking(move || check.verify(&password))
             .await
             .unwrap_or(false);
-        drop(slot);
         if !ok {
-            state.web.login.failed(peer.ip());
+            attempt.failed();
             tokio::time::sleep(WRONG_PASSWORD_DELAY).await;
             return refuse(StatusCode::UNAUTHORIZED, "Wrong password.");
         }
-        state.web.login.succeeded(peer.ip());
+        attempt.succeeded();
     }
     match state.web.auth.start_session() {
         Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response(),
@@ -212,6 +227,9 @@ pub async fn login(
 }
 
 pub async fn logout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Err(refused) = state.policy().same_origin(&headers) {
+        return refused.into_response();
+    }
     let cookie = state.web.auth.end_session(&headers);
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
 }
@@ -236,13 +254,18 @@ pub async fn our_js(State(state): State<HttpState>, headers: HeaderMap) -> Respo
     ui::our_js(kernel.our(), process.as_ref())
 }
 
-/// `/metrics`: loopback clients, or a logged-in browser.
+/// `/metrics`: local clients, or a logged-in browser; asked by its `Host`,
+/// not from a page of another origin.
 pub async fn metrics(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if !peer.ip().is_loopback() && !state.web.auth.is_logged_in(&headers) {
+    let policy = state.policy();
+    if let Err(refused) = policy.same_origin(&headers) {
+        return refused.into_response();
+    }
+    if !policy.client(peer, &headers).local && !state.web.auth.is_logged_in(&headers) {
         return (StatusCode::UNAUTHORIZED, "log in or ask from this machine").into_response();
     }
     let gauges = Gauges {
@@ -258,4 +281,31 @@ pub async fn metrics(
         state.services.kernel.metrics.render(&gauges),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_a_path_on_this_origin() {
+        for ok in ["/", "/chat:chat:sys/", "/a?b=c&d=/e", "/x#y"] {
+            assert_eq!(safe_next(Some(ok)), ok);
+        }
+        for bad in [
+            "//evil.com",
+            "/\t/evil.com",
+            "/\\evil.com",
+            "\\/evil.com",
+            "/ /evil.com",
+            "/\n/evil.com",
+            "https://evil.com",
+            "evil.com",
+            "/caf\u{e9}",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
 }

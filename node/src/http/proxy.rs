@@ -17,6 +17,7 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::origin::Refused;
 use super::wire::{Access, HttpAnswer, HttpServerEvent, IncomingHttp};
 use super::ws::{run_connection, Opening};
 use super::{ui, HttpState};
@@ -58,21 +59,43 @@ fn query_pairs(q: &str) -> BTreeMap<String, String> {
     .unwrap_or_default()
 }
 
+/// Why a binding refused a request.
+enum Denied {
+    Refused(Refused),
+    LogIn,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Refused(r) => r.into_response(),
+            Denied::LogIn => plain(StatusCode::UNAUTHORIZED, "log in first: POST /login"),
+        }
+    }
+}
+
 /// Who is asking: whether they may pass `access`, and the user to report.
+/// Every binding but a public one is asked by one of our `Host`s and not
+/// from a page of another origin (no cross-site requests, no DNS
+/// rebinding); local-only ones by a client on this machine.
 fn admit(
     state: &HttpState,
     access: Access,
-    peer: &SocketAddr,
+    peer: SocketAddr,
     headers: &HeaderMap,
-) -> Result<Option<String>, StatusCode> {
+) -> Result<Option<String>, Denied> {
     let logged_in = state.web.auth.is_logged_in(headers);
     let user = logged_in.then(|| state.services.kernel.our().to_string());
+    if access == Access::Public {
+        return Ok(user);
+    }
+    let policy = state.policy();
+    policy.same_origin(headers).map_err(Denied::Refused)?;
     match access {
-        Access::Public => Ok(user),
-        Access::LocalOnly if peer.ip().is_loopback() => Ok(user),
-        Access::LocalOnly => Err(StatusCode::FORBIDDEN),
-        Access::Authenticated if logged_in => Ok(user),
-        Access::Authenticated => Err(StatusCode::UNAUTHORIZED),
+        Access::LocalOnly if policy.client(peer, headers).local => Ok(user),
+        Access::LocalOnly => Err(Denied::Refused(Refused::NotLocal)),
+        Access::Authenticated | Access::Public if logged_in => Ok(user),
+        Access::Authenticated | Access::Public => Err(Denied::LogIn),
     }
 }
 
@@ -94,15 +117,9 @@ pub async fn app(state: HttpState, peer: SocketAddr, request: Request) -> Respon
         return Redirect::permanent(&format!("/{process}/")).into_response();
     }
     if let Some(m) = state.web.bindings.find(&process, rest) {
-        let user = match admit(&state, m.access, &peer, request.headers()) {
+        let user = match admit(&state, m.access, peer, request.headers()) {
             Ok(user) => user,
-            Err(StatusCode::FORBIDDEN) => {
-                return plain(
-                    StatusCode::FORBIDDEN,
-                    "this path answers local clients only",
-                )
-            }
-            Err(status) => return plain(status, "log in first: POST /login"),
+            Err(denied) => return denied.into_response(),
         };
         let query = parse_query(request.uri().query());
         if m.websocket {
@@ -142,18 +159,6 @@ pub async fn app(state: HttpState, peer: SocketAddr, request: Request) -> Respon
     .await
 }
 
-/// A browser's WebSocket handshake carries `Origin`; only pages of this
-/// node may open one (no cross-site WebSocket hijacking). Clients that are
-/// not browsers send no `Origin` and pass.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    host.is_some() && origin_host == host
-}
-
 async fn websocket(
     state: HttpState,
     process: ProcessId,
@@ -163,8 +168,11 @@ async fn websocket(
     request: Request,
 ) -> Response {
     let (mut parts, _body) = request.into_parts();
-    if !same_origin(&parts.headers) {
-        return plain(StatusCode::FORBIDDEN, "cross-origin WebSocket refused");
+    // A browser's handshake carries `Origin`: only pages of this node, asked
+    // by one of its own `Host`s, may open one (no cross-site WebSocket
+    // hijacking, no DNS rebinding). Clients that are not browsers pass.
+    if let Err(refused) = state.policy().same_origin(&parts.headers) {
+        return refused.into_response();
     }
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(u) => u,
@@ -283,7 +291,7 @@ fn answer_response(message: Message, blob: Option<Blob>) -> Response {
     let headers = response.headers_mut();
     for (name, value) in answer.headers {
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            if name != header::SET_COOKIE || !value.as_bytes().starts_with(b"hearth-") {
+            if name != header::SET_COOKIE || app_may_set(&value) {
                 headers.append(name, value);
             }
         }
@@ -294,4 +302,55 @@ fn answer_response(message: Message, blob: Option<Blob>) -> Response {
         }
     }
     response
+}
+
+/// Whether an app may send this `Set-Cookie`: a named cookie whose name is
+/// not one of the node's (`hearth-*`, any case), without `Domain` (which
+/// would reach the node's or other apps' origins). A nameless cookie
+/// (`=hearth-x=..` or no `=`) is sent back by browsers as `hearth-x=..`, so
+/// it is refused too.
+fn app_may_set(value: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mut attributes = value.split(';');
+    let Some((name, _)) = attributes.next().and_then(|pair| pair.split_once('=')) else {
+        return false;
+    };
+    let name = name.trim();
+    let ours = name
+        .get(..NODE_COOKIE_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(NODE_COOKIE_PREFIX));
+    let domain = attributes.any(|a| {
+        a.split('=')
+            .next()
+            .is_some_and(|k| k.trim().eq_ignore_ascii_case("domain"))
+    });
+    !name.is_empty() && !ours && !domain
+}
+
+/// Every cookie of the node starts so (`Auth::cookie_name`).
+const NODE_COOKIE_PREFIX: &str = "hearth-";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apps_cannot_set_the_node_cookie() {
+        let may = |v: &str| app_may_set(&HeaderValue::from_str(v).unwrap());
+        assert!(may("theme=dark; Path=/; HttpOnly"));
+        for bad in [
+            "hearth-a.os=x",
+            " hearth-a.os=x",
+            "\thearth-a.os=x",
+            "HEARTH-a.os=x",
+            "=hearth-a.os=x",
+            "hearth-a.os",
+            "theme=dark; Domain=localhost",
+            "theme=dark;domain=.localhost",
+        ] {
+            assert!(!may(bad), "{bad:?}");
+        }
+    }
 }
