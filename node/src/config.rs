@@ -49,6 +49,13 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Requests queued in one mailbox before senders get `mailbox-full`.
     pub mailbox_requests: usize,
+    /// Bytes (payloads of requests, responses and failures) queued in one
+    /// mailbox before senders get `mailbox-full`. One message always fits
+    /// into an empty mailbox.
+    pub mailbox_bytes: usize,
+    /// Longest timeout a request from another node may ask for; longer
+    /// ones are clamped, so a peer cannot make an owed answer live forever.
+    pub max_remote_timeout: Duration,
     /// Requests a process may have awaiting a response at once.
     pub max_pending_asks: usize,
     /// Largest linear memory of one process.
@@ -72,6 +79,8 @@ impl Default for Limits {
         Self {
             max_message_bytes: 16 * 1024 * 1024,
             mailbox_requests: 4096,
+            mailbox_bytes: 64 * 1024 * 1024,
+            max_remote_timeout: Duration::from_secs(300),
             max_pending_asks: 16 * 1024,
             max_memory_bytes: 256 * 1024 * 1024,
             max_call_time: Duration::from_secs(5),

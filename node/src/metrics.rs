@@ -94,6 +94,59 @@ pub struct Metrics {
     pub ws_dropped_slow: AtomicU64,
     /// Time to hand one publish to every subscriber's buffer.
     pub ws_publish_latency: Histogram,
+    /// What the network refused from peers.
+    pub net: NetCounters,
+}
+
+/// Hostile or broken input from peers, refused and counted.
+#[derive(Default)]
+pub struct NetCounters {
+    /// Responses and `Failed` frames for no request awaited from that peer.
+    pub unsolicited_answers: AtomicU64,
+    /// Streams closed for a bad frame, a missing hello or a limit.
+    pub streams_refused: AtomicU64,
+    /// Name records refused (bad signature, name taken, too many names).
+    pub names_refused: AtomicU64,
+    /// DHT records refused (invalid, squatting, over the rate limit).
+    pub dht_refused: AtomicU64,
+}
+
+impl NetCounters {
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let rows = [
+            (
+                "hearth_net_unsolicited_answers_total",
+                "Answers from peers for no request awaited from them; dropped.",
+                &self.unsolicited_answers,
+            ),
+            (
+                "hearth_net_streams_refused_total",
+                "Inbound message streams closed for bad frames, a missing hello or a limit.",
+                &self.streams_refused,
+            ),
+            (
+                "hearth_net_names_refused_total",
+                "Name records refused from peers.",
+                &self.names_refused,
+            ),
+            (
+                "hearth_net_dht_records_refused_total",
+                "DHT records refused (invalid, taken name, rate limit).",
+                &self.dht_refused,
+            ),
+        ];
+        for (name, help, value) in rows {
+            let value = value.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+    }
 }
 
 /// Values read at scrape time rather than counted.
@@ -228,6 +281,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP hearth_ws_publish_seconds Time to queue one publish to every subscriber.\n# TYPE hearth_ws_publish_seconds histogram");
         self.ws_publish_latency
             .render(&mut out, "hearth_ws_publish_seconds", "");
+        self.net.render(&mut out);
         out
     }
 }

@@ -82,6 +82,18 @@ impl CapabilityTable {
         }
     }
 
+    /// May a request from another node reach a process with these
+    /// capabilities? Only if it asked for the network: system services
+    /// (kv, vfs, http) act for the sender's process id, which a peer
+    /// could name freely.
+    pub fn accepts_network(caps: &ProcessCaps) -> Result<(), Denied> {
+        if caps.networking {
+            Ok(())
+        } else {
+            Err(Denied::Networking)
+        }
+    }
+
     /// May a process with these capabilities talk to another node?
     pub fn check_network(caps: &ProcessCaps) -> Result<(), Denied> {
         if caps.networking || caps.system {

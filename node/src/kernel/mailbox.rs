@@ -1,12 +1,16 @@
 //! A process's mailbox: one FIFO per process, so every pair of processes
 //! sees its messages in the order they were sent.
 //!
-//! **Invariant:** the mailbox is bounded. Requests are admitted only while
-//! fewer than `capacity` requests are queued; past that the sender gets
-//! `mailbox-full` at once and nothing is queued. Responses and failures are
-//! never refused for space: each answers one pending ask of the receiver,
-//! and pending asks are capped per process (`Limits::max_pending_asks`), so
-//! they are bounded too. Keeping them in the same FIFO keeps pair order.
+//! **Invariant:** the mailbox is bounded in count and in bytes. Requests
+//! are admitted only while fewer than `capacity` requests and fewer than
+//! `byte_capacity` bytes are queued; past that the sender gets
+//! `mailbox-full` at once and nothing is queued. Responses are never
+//! refused for count (each answers one pending ask of the receiver, and
+//! pending asks are capped per process by `Limits::max_pending_asks`), but
+//! a response that does not fit in bytes is replaced by a small failure
+//! (`mailbox-full`) for the asker, and its sender is told too. Failures are
+//! small and always admitted. One message always fits into an empty
+//! mailbox. Keeping everything in one FIFO keeps pair order.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -33,34 +37,52 @@ impl Envelope {
     fn is_request(&self) -> bool {
         matches!(self, Envelope::Message(km) if km.is_request())
     }
+
+    /// Bytes this envelope holds in the queue.
+    fn weight(&self) -> usize {
+        /// What an envelope costs beyond its payload.
+        const FIXED: usize = 128;
+        FIXED
+            + match self {
+                Envelope::Message(km) => km.payload_len(),
+                Envelope::Failed { error, .. } => error.detail.len(),
+            }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct MailboxTx {
     tx: mpsc::UnboundedSender<Envelope>,
-    queued_requests: Arc<AtomicUsize>,
+    queued: Arc<Queued>,
     capacity: usize,
+    byte_capacity: usize,
 }
 
 #[derive(Debug)]
 pub struct MailboxRx {
     rx: mpsc::UnboundedReceiver<Envelope>,
-    queued_requests: Arc<AtomicUsize>,
+    queued: Arc<Queued>,
 }
 
-pub fn mailbox(capacity: usize) -> (MailboxTx, MailboxRx) {
+#[derive(Debug, Default)]
+struct Queued {
+    requests: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// A mailbox admitting `capacity` queued requests and `byte_capacity`
+/// queued bytes.
+pub fn mailbox(capacity: usize, byte_capacity: usize) -> (MailboxTx, MailboxRx) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let queued_requests = Arc::new(AtomicUsize::new(0));
+    let queued = Arc::new(Queued::default());
     (
         MailboxTx {
             tx,
-            queued_requests: queued_requests.clone(),
+            queued: queued.clone(),
             capacity,
+            byte_capacity,
         },
-        MailboxRx {
-            rx,
-            queued_requests,
-        },
+        MailboxRx { rx, queued },
     )
 }
 
@@ -76,16 +98,49 @@ impl MailboxTx {
     #[allow(clippy::result_large_err)]
     pub fn deliver(&self, envelope: Envelope) -> Result<(), Refused> {
         let request = envelope.is_request();
-        if request && self.queued_requests.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.queued_requests.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refused {
+        let weight = envelope.weight();
+        let full = |envelope| {
+            Err(Refused {
                 kind: SendErrorKind::MailboxFull,
                 envelope,
-            });
+            })
+        };
+        if request && self.queued.requests.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.queued.requests.fetch_sub(1, Ordering::AcqRel);
+            return full(envelope);
+        }
+        let before = self.queued.bytes.fetch_add(weight, Ordering::AcqRel);
+        if before > 0 && before + weight > self.byte_capacity {
+            self.queued.bytes.fetch_sub(weight, Ordering::AcqRel);
+            if request {
+                self.queued.requests.fetch_sub(1, Ordering::AcqRel);
+            }
+            if let Envelope::Message(km) = &envelope {
+                if !request {
+                    // The asker still hears, at once and in a few bytes.
+                    let error = SendError::new(
+                        SendErrorKind::MailboxFull,
+                        &km.source,
+                        format!(
+                            "a response of {} bytes did not fit in the asker's mailbox",
+                            km.payload_len()
+                        ),
+                    );
+                    let failed = Envelope::Failed { id: km.id, error };
+                    if let Err(refused) = self.deliver(failed) {
+                        return Err(Refused {
+                            kind: refused.kind,
+                            envelope,
+                        });
+                    }
+                }
+            }
+            return full(envelope);
         }
         self.tx.send(envelope).map_err(|e| {
+            self.queued.bytes.fetch_sub(weight, Ordering::AcqRel);
             if request {
-                self.queued_requests.fetch_sub(1, Ordering::AcqRel);
+                self.queued.requests.fetch_sub(1, Ordering::AcqRel);
             }
             Refused {
                 kind: SendErrorKind::ProcessExited,
@@ -112,9 +167,71 @@ impl MailboxRx {
     }
 
     fn account(&self, envelope: Option<Envelope>) -> Option<Envelope> {
-        if envelope.as_ref().is_some_and(Envelope::is_request) {
-            self.queued_requests.fetch_sub(1, Ordering::AcqRel);
+        if let Some(envelope) = &envelope {
+            if envelope.is_request() {
+                self.queued.requests.fetch_sub(1, Ordering::AcqRel);
+            }
+            self.queued
+                .bytes
+                .fetch_sub(envelope.weight(), Ordering::AcqRel);
         }
         envelope
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Address, KernelMessage, Message, Request, Response};
+
+    fn message(id: u64, request: bool, bytes: usize) -> Envelope {
+        let a: Address = "n@a:b:c".parse().unwrap();
+        let body = vec![0; bytes];
+        let message = if request {
+            Message::Request(Request {
+                inherit: false,
+                expects_response: Some(1000),
+                body,
+                metadata: None,
+            })
+        } else {
+            Message::Response(Response {
+                body,
+                metadata: None,
+            })
+        };
+        Envelope::Message(KernelMessage {
+            id,
+            source: a.clone(),
+            target: a.clone(),
+            rsvp: Some(a),
+            message,
+            blob: None,
+        })
+    }
+
+    #[test]
+    fn bounded_in_bytes_and_an_oversized_response_becomes_a_failure() {
+        let (tx, mut rx) = mailbox(100, 1000);
+        // One message always fits into an empty mailbox, whatever its size.
+        tx.deliver(message(1, true, 5000)).unwrap();
+        let refused = tx.deliver(message(2, true, 10)).unwrap_err();
+        assert_eq!(refused.kind, SendErrorKind::MailboxFull);
+        // A response that does not fit: its sender hears, and the asker
+        // gets a failure for that id instead.
+        let refused = tx.deliver(message(3, false, 5000)).unwrap_err();
+        assert_eq!(refused.kind, SendErrorKind::MailboxFull);
+        assert!(matches!(rx.try_recv(), Some(Envelope::Message(km)) if km.id == 1));
+        match rx.try_recv() {
+            Some(Envelope::Failed { id, error }) => {
+                assert_eq!(id, 3);
+                assert_eq!(error.kind, SendErrorKind::MailboxFull);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(rx.try_recv().is_none());
+        // Drained: room again.
+        tx.deliver(message(4, true, 900)).unwrap();
+        assert!(rx.try_recv().is_some());
     }
 }

@@ -7,10 +7,10 @@
 //! the caller at once. Nothing is dropped silently.
 
 pub mod caps;
+mod ids;
 pub mod mailbox;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tracing::debug;
@@ -36,7 +36,7 @@ pub struct Kernel {
     limits: Limits,
     table: RwLock<HashMap<ProcessId, Endpoint>>,
     pub caps: CapabilityTable,
-    next_id: AtomicU64,
+    ids: ids::IdMinter,
     /// Counters rendered at `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// The network, for targets on other nodes.
@@ -54,19 +54,12 @@ pub trait Remote: Send + Sync {
 
 impl Kernel {
     pub fn new(our: impl Into<Arc<str>>, limits: Limits) -> Self {
-        // Correlation ids start at a random point so that ids minted by
-        // different nodes (or by this node before a restart) do not meet.
-        let mut seed = [0u8; 8];
-        let start = match getrandom::fill(&mut seed) {
-            Ok(()) => u64::from_le_bytes(seed) >> 2,
-            Err(_) => 1,
-        };
         Self {
             our: our.into(),
             limits,
             table: RwLock::default(),
             caps: CapabilityTable::default(),
-            next_id: AtomicU64::new(start.max(1)),
+            ids: ids::IdMinter::new(),
             metrics: crate::metrics::Metrics::default(),
             remote: std::sync::OnceLock::new(),
         }
@@ -85,9 +78,10 @@ impl Kernel {
         Address::new(self.our.clone(), process.clone())
     }
 
-    /// A fresh correlation id.
+    /// A fresh correlation id: unique for this boot and not guessable
+    /// from the ids a peer has seen.
     pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        self.ids.next()
     }
 
     pub fn register(&self, id: ProcessId, endpoint: Endpoint) -> Result<(), AlreadyRunning> {
@@ -230,8 +224,10 @@ impl Kernel {
     }
 
     /// Deliver a message that arrived from another node (already checked
-    /// to come from the node it names). A request needs its target to hold
-    /// the network capability.
+    /// to come from the node it names, and, for an answer, to answer a
+    /// request awaited from that node). A request needs its target to hold
+    /// the network capability itself: being a system service is not
+    /// enough, since services trust the sender's process id.
     pub fn deliver_from_network(&self, km: KernelMessage) -> Result<(), SendError> {
         if km.target.node != self.our {
             return Err(SendError::new(
@@ -246,7 +242,7 @@ impl Kernel {
                 .get(&km.target.process)
                 .map(|e| e.caps.clone());
             if let Some(caps) = caps {
-                if CapabilityTable::check_network(&caps) == Err(Denied::Networking) {
+                if CapabilityTable::accepts_network(&caps) == Err(Denied::Networking) {
                     return Err(SendError::new(
                         SendErrorKind::CapabilityMissing,
                         &km.target,

@@ -45,7 +45,11 @@ impl Behaviour {
         );
         let mut kad_config = kad::Config::new(KAD);
         kad_config.set_query_timeout(Duration::from_secs(10));
-        let mut kad = kad::Behaviour::with_config(peer, MemoryStore::new(peer), kad_config);
+        // Records others ask us to store come to the event loop first
+        // (`dht::check`); only valid name records are kept.
+        kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+        let store = MemoryStore::with_config(peer, super::dht::store_config());
+        let mut kad = kad::Behaviour::with_config(peer, store, kad_config);
         // Nodes on loopback or a LAN have no confirmed external address;
         // serve the DHT anyway so small networks work.
         kad.set_mode(Some(kad::Mode::Server));

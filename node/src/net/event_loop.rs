@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::kad::{self, GetRecordOk, QueryId, QueryResult, Quorum};
+use libp2p::kad::{self, store::RecordStore, GetRecordOk, QueryId, QueryResult, Quorum};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
@@ -18,17 +18,17 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::dht::{self, name_key, PutLimiter};
 use super::record::NameRecord;
 use super::{now_millis, peer, Command, NetConfig, NetError, Shared};
 
 /// How often the loop sweeps expired state and checks deadlines.
 const TICK: Duration = Duration::from_millis(250);
+/// Substreams one connection may hold open (messages, DHT, identify and
+/// ping need a handful; yamux's default is 512).
+const MAX_STREAMS_PER_CONNECTION: usize = 128;
 /// How often our name record is put into the DHT again.
 const REPUBLISH: Duration = Duration::from_secs(60);
-
-fn name_key(name: &str) -> kad::RecordKey {
-    kad::RecordKey::new(&format!("/hearth/name/{name}"))
-}
 
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -41,6 +41,7 @@ pub(super) struct EventLoop {
     waiting: HashMap<String, Instant>,
     listen_addrs: Vec<Multiaddr>,
     publish_at: Option<Instant>,
+    puts: PutLimiter,
 }
 
 impl EventLoop {
@@ -58,7 +59,11 @@ impl EventLoop {
             .with_tcp(
                 tcp::Config::default().nodelay(true),
                 noise::Config::new,
-                yamux::Config::default,
+                || {
+                    let mut config = yamux::Config::default();
+                    config.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+                    config
+                },
             )
             .map_err(|e| transport(&e))?
             .with_quic()
@@ -105,6 +110,7 @@ impl EventLoop {
             waiting: HashMap::new(),
             listen_addrs: Vec::new(),
             publish_at: None,
+            puts: PutLimiter::default(),
         })
     }
 
@@ -190,6 +196,7 @@ impl EventLoop {
     fn on_tick(&mut self) {
         let now = Instant::now();
         self.shared.links.sweep(now);
+        self.shared.owed.sweep(now);
         let links = &self.shared.links;
         self.waiting.retain(|name, _| !links.is_connected(name));
         let expired: Vec<String> = self
@@ -307,7 +314,40 @@ impl EventLoop {
                 result: QueryResult::GetRecord(result),
                 ..
             }) => self.on_lookup(id, result),
+            BehaviourEvent::Kad(kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            }) => self.on_put(source, record),
             _ => {}
+        }
+    }
+
+    /// A peer asks us to store a record: keep it only if it is a valid
+    /// name record that does not take a name from its holder.
+    fn on_put(&mut self, source: PeerId, record: kad::Record) {
+        let refused = if !self.puts.allow(source, Instant::now().into_std()) {
+            Err(dht::Refusal::RateLimited)
+        } else {
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            let stored = kad.store_mut().get(&record.key).map(|r| r.into_owned());
+            dht::check(&record, stored.as_ref(), &self.shared.book).map(|_| ())
+        };
+        match refused {
+            Ok(()) => {
+                if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
+                    debug!(%source, "DHT store full: {e}");
+                }
+            }
+            Err(why) => {
+                debug!(%source, %why, "DHT record refused");
+                if let Some(services) = self.shared.services.upgrade() {
+                    crate::metrics::NetCounters::count(&services.kernel.metrics.net.dht_refused);
+                }
+            }
         }
     }
 

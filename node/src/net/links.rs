@@ -8,10 +8,18 @@
 //!
 //! **Invariant:** every request sent to a peer that awaits a response is
 //! tracked here until answered or past its deadline. When the peer goes
-//! away, or cannot be reached, each one fails with `offline` at once.
+//! away, or cannot be reached, each one fails with `offline` at once. An
+//! answer from a peer is accepted only if it takes one of these entries:
+//! the id must be awaited from that very peer, for the process that asked.
+//!
+//! **Invariant:** a link's queue (while connecting) and its writer's
+//! channel (once connected) are bounded in frames and in bytes
+//! ([`CONNECT_QUEUE`], [`LINK_QUEUE_BYTES`]); past either the sender gets
+//! `mailbox-full` at once.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
 use tokio::sync::mpsc;
@@ -20,8 +28,73 @@ use tokio::time::Instant;
 use super::wire::Frame;
 use crate::types::{Address, SendErrorKind};
 
-/// Frames queued for a peer while its link is being set up.
+/// Frames queued for a peer while its link is being set up, and in its
+/// writer's channel once up: one mailbox's worth of requests.
 pub const CONNECT_QUEUE: usize = 4096;
+/// Bytes queued for one peer (either queue): four maximum-size messages.
+/// A single frame is always admitted into an empty queue.
+pub const LINK_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The sending end of a peer writer's channel, bounded in frames and bytes.
+#[derive(Clone, Debug)]
+pub struct FrameTx {
+    tx: mpsc::Sender<Frame>,
+    queued: Arc<AtomicUsize>,
+}
+
+pub struct FrameRx {
+    rx: mpsc::Receiver<Frame>,
+    queued: Arc<AtomicUsize>,
+}
+
+pub fn frame_channel() -> (FrameTx, FrameRx) {
+    let (tx, rx) = mpsc::channel(CONNECT_QUEUE);
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        FrameTx {
+            tx,
+            queued: queued.clone(),
+        },
+        FrameRx { rx, queued },
+    )
+}
+
+impl FrameTx {
+    pub fn try_send(&self, frame: Frame) -> Result<(), mpsc::error::TrySendError<Frame>> {
+        let weight = frame.weight();
+        let before = self.queued.fetch_add(weight, Ordering::AcqRel);
+        if before > 0 && before + weight > LINK_QUEUE_BYTES {
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
+            return Err(mpsc::error::TrySendError::Full(frame));
+        }
+        self.tx.try_send(frame).inspect_err(|_| {
+            self.queued.fetch_sub(weight, Ordering::AcqRel);
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+impl FrameRx {
+    pub async fn recv(&mut self) -> Option<Frame> {
+        let frame = self.rx.recv().await;
+        self.account(frame)
+    }
+
+    pub fn try_recv(&mut self) -> Option<Frame> {
+        let frame = self.rx.try_recv().ok();
+        self.account(frame)
+    }
+
+    fn account(&self, frame: Option<Frame>) -> Option<Frame> {
+        if let Some(f) = &frame {
+            self.queued.fetch_sub(f.weight(), Ordering::AcqRel);
+        }
+        frame
+    }
+}
 
 /// A request sent to a peer and not answered yet.
 #[derive(Debug)]
@@ -32,10 +105,11 @@ pub struct Awaited {
 }
 
 enum State {
-    Connecting(Vec<Frame>),
+    /// Frames waiting for the connection, and their bytes.
+    Connecting(Vec<Frame>, usize),
     Connected {
         peer: PeerId,
-        tx: mpsc::Sender<Frame>,
+        tx: FrameTx,
     },
 }
 
@@ -78,7 +152,7 @@ impl Links {
     ) -> Result<Sent, SendErrorKind> {
         let mut links = self.lock();
         let link = links.entry(node.to_string()).or_insert_with(|| Link {
-            state: State::Connecting(Vec::new()),
+            state: State::Connecting(Vec::new(), 0),
             awaited: HashMap::new(),
         });
         let sent = match &mut link.state {
@@ -88,15 +162,19 @@ impl Links {
                 Err(mpsc::error::TrySendError::Closed(frame)) => {
                     // The writer died; its disconnect is being handled.
                     // Start over with a fresh connection.
-                    link.state = State::Connecting(vec![frame]);
+                    let weight = frame.weight();
+                    link.state = State::Connecting(vec![frame], weight);
                     Sent::Connect
                 }
             },
-            State::Connecting(queue) => {
-                if queue.len() >= CONNECT_QUEUE {
+            State::Connecting(queue, bytes) => {
+                let weight = frame.weight();
+                let over_bytes = !queue.is_empty() && *bytes + weight > LINK_QUEUE_BYTES;
+                if queue.len() >= CONNECT_QUEUE || over_bytes {
                     return Err(SendErrorKind::MailboxFull);
                 }
                 let first = queue.is_empty();
+                *bytes += weight;
                 queue.push(frame);
                 if first {
                     Sent::Connect
@@ -119,15 +197,16 @@ impl Links {
     }
 
     /// The link to `node` is up: drain its queue into `tx`, in order.
-    pub fn connected(&self, node: &str, peer: PeerId, tx: mpsc::Sender<Frame>) {
+    pub fn connected(&self, node: &str, peer: PeerId, tx: FrameTx) {
         let mut links = self.lock();
         let link = links.entry(node.to_string()).or_insert_with(|| Link {
-            state: State::Connecting(Vec::new()),
+            state: State::Connecting(Vec::new(), 0),
             awaited: HashMap::new(),
         });
-        if let State::Connecting(queue) = &mut link.state {
+        if let State::Connecting(queue, _) = &mut link.state {
             for frame in queue.drain(..) {
-                // The writer's channel is as large as the connect queue.
+                // The writer's channel is as large as the connect queue,
+                // in frames and in bytes.
                 let _ = tx.try_send(frame);
             }
         }
@@ -148,7 +227,7 @@ impl Links {
             return (Vec::new(), 0);
         };
         let lost = match link.state {
-            State::Connecting(queue) => queue.len(),
+            State::Connecting(queue, _) => queue.len(),
             State::Connected { .. } => 0,
         };
         (link.awaited.into_iter().collect(), lost)
@@ -169,11 +248,11 @@ impl Links {
             .collect()
     }
 
-    /// `node` answered request `id`.
-    pub fn answered(&self, node: &str, id: u64) {
-        if let Some(link) = self.lock().get_mut(node) {
-            link.awaited.remove(&id);
-        }
+    /// `node` answered request `id`: the request it answers, if one with
+    /// that id is awaited from `node` (and only then may the answer be
+    /// delivered).
+    pub fn answered(&self, node: &str, id: u64) -> Option<Awaited> {
+        self.lock().get_mut(node)?.awaited.remove(&id)
     }
 
     /// Forget awaited requests past their deadline: their askers have
@@ -215,19 +294,51 @@ mod tests {
             Ok(Sent::Connect)
         );
         assert_eq!(links.send("b.os", frame(2), None), Ok(Sent::Queued));
-        let (tx, mut rx) = mpsc::channel(CONNECT_QUEUE);
+        let (tx, mut rx) = frame_channel();
         let peer = PeerId::random();
         links.connected("b.os", peer, tx);
         assert_eq!(links.send("b.os", frame(3), None), Ok(Sent::Written));
         for want in 1..=3 {
             match rx.try_recv() {
-                Ok(Frame::Deliver(km)) => assert_eq!(km.id, want),
+                Some(Frame::Deliver(km)) => assert_eq!(km.id, want),
                 other => panic!("{other:?}"),
             }
         }
+        // Only the request awaited from b.os, for its asker, is an answer.
+        assert!(links.answered("c.os", 1).is_none());
+        assert!(links.answered("b.os", 2).is_none());
         let orphans = links.disconnected(&peer);
         assert_eq!(orphans.len(), 1);
         assert_eq!(orphans[0].0, 1);
         assert!(!links.is_connected("b.os"));
+    }
+
+    #[test]
+    fn queues_are_bounded_in_bytes() {
+        let big = |id| {
+            let a: Address = "a.os@x:y:z".parse().unwrap();
+            Frame::Deliver(KernelMessage {
+                id,
+                source: a.clone(),
+                target: a,
+                rsvp: None,
+                message: Message::Response(Response {
+                    body: vec![0; LINK_QUEUE_BYTES / 2],
+                    metadata: None,
+                }),
+                blob: None,
+            })
+        };
+        let links = Links::default();
+        assert_eq!(links.send("b.os", big(1), None), Ok(Sent::Connect));
+        assert_eq!(
+            links.send("b.os", big(2), None),
+            Err(SendErrorKind::MailboxFull)
+        );
+        let (tx, mut rx) = frame_channel();
+        tx.try_send(big(3)).unwrap();
+        assert!(tx.try_send(big(4)).is_err());
+        assert!(rx.try_recv().is_some());
+        tx.try_send(big(5)).unwrap();
     }
 }

@@ -16,9 +16,11 @@
 
 mod behaviour;
 pub mod book;
+mod dht;
 mod event_loop;
 pub mod identity;
 pub mod links;
+mod owed;
 mod peer;
 pub mod record;
 pub mod wire;
@@ -31,15 +33,21 @@ use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::api::PeerInfo;
 use crate::services::Services;
 use crate::types::{Address, KernelMessage, Message, SendError, SendErrorKind};
 use book::AddressBook;
-use links::{Links, Orphans, Sent};
+use links::{FrameTx, Links, Orphans, Sent};
+use owed::Owed;
 use record::NameRecord;
 use wire::Frame;
+
+/// Bytes of partly received frames across all inbound streams: a few
+/// maximum-size messages arriving at once; a stream that would need more
+/// is closed and its peer retries.
+const INBOUND_FRAME_BYTES: usize = 256 * 1024 * 1024;
 
 /// Commands queued for the event loop. Only connection set-up and queries
 /// go through it; messages to connected peers do not.
@@ -100,7 +108,7 @@ enum Command {
 /// An outbound stream to a peer, being opened or open.
 enum Outbound {
     Opening,
-    Open(mpsc::Sender<Frame>),
+    Open(FrameTx),
 }
 
 /// State shared by the event loop, the stream tasks and [`Net`].
@@ -109,6 +117,12 @@ struct Shared {
     keypair: Keypair,
     book: AddressBook,
     links: Links,
+    /// Requests from peers that local processes owe answers to.
+    owed: Owed,
+    /// Inbound message streams open per peer.
+    inbound: peer::InboundStreams,
+    /// Bytes of frames being received, across all inbound streams.
+    inbound_bytes: wire::Budget,
     outbound: Mutex<HashMap<PeerId, Outbound>>,
     record: Mutex<NameRecord>,
     services: Weak<Services>,
@@ -221,6 +235,9 @@ impl Net {
             peers: Mutex::default(),
             book: AddressBook::open(home),
             links: Links::default(),
+            owed: Owed::default(),
+            inbound: peer::InboundStreams::default(),
+            inbound_bytes: wire::Budget::new(INBOUND_FRAME_BYTES),
             outbound: Mutex::default(),
             record: Mutex::new(record),
             services: Arc::downgrade(services),
@@ -279,8 +296,18 @@ impl Net {
 }
 
 impl crate::kernel::Remote for Net {
-    fn send(&self, km: KernelMessage) -> Result<(), SendError> {
+    fn send(&self, mut km: KernelMessage) -> Result<(), SendError> {
         let target = km.target.clone();
+        if !km.is_request() {
+            // An answer to a peer's request: back under the peer's own id.
+            match self.shared.owed.take(km.id) {
+                Some(owed) if owed.rsvp == target => km.id = owed.id,
+                _ => {
+                    debug!(%target, id = km.id, "answer for a peer that stopped waiting; dropped");
+                    return Ok(());
+                }
+            }
+        }
         let awaited = match (&km.message, &km.rsvp) {
             (Message::Request(r), Some(rsvp)) if *rsvp.node == *self.shared.our => {
                 r.expects_response.map(|ms| {
@@ -302,8 +329,11 @@ impl crate::kernel::Remote for Net {
     }
 
     fn fail(&self, rsvp: &Address, id: u64, error: SendError) {
+        let Some(owed) = self.shared.owed.take(id).filter(|o| o.rsvp == *rsvp) else {
+            return debug!(%rsvp, id, "failure for a peer that stopped waiting; dropped");
+        };
         let frame = Frame::Failed {
-            id,
+            id: owed.id,
             rsvp: rsvp.clone(),
             error,
         };

@@ -3,21 +3,82 @@
 //! its signed `Hello`; the other side reads them. Order on a stream is the
 //! order of sending, so order holds between any pair of processes while
 //! the connection lives.
+//!
+//! **Invariant:** before a stream's `Hello` verifies, it may carry one
+//! frame of at most [`HELLO_FRAME_BYTES`], within [`HELLO_TIMEOUT`]. A
+//! peer has at most [`MAX_INBOUND_STREAMS_PER_PEER`] inbound streams
+//! open. Answers (responses, `Failed`) are delivered only for requests
+//! awaited from that peer, to the process that asked; requests get a fresh
+//! local id and a clamped timeout, and name their own node as the asker.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
-use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
 use super::behaviour::MESSAGES;
-use super::links::CONNECT_QUEUE;
+use super::links::{frame_channel, FrameRx, FrameTx};
+use super::record::MAX_RECORD_BYTES;
 use super::wire::{self, Frame, FrameError};
 use super::{Outbound, Shared};
+use crate::metrics::NetCounters;
+use crate::types::{KernelMessage, Message, SendError, SendErrorKind};
 
 /// Bytes gathered from queued frames before one write and flush.
 const WRITE_BATCH: usize = 64 * 1024;
+/// The first frame of a stream: a name record and its envelope.
+const HELLO_FRAME_BYTES: usize = MAX_RECORD_BYTES + 64;
+/// How long a new stream may take to say who it is.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Inbound message streams one peer may hold open: one is normal; a few
+/// cover a reconnect racing the old stream's close.
+pub const MAX_INBOUND_STREAMS_PER_PEER: usize = 4;
+/// Longest error detail kept from a peer's `Failed` frame.
+const MAX_FAILURE_DETAIL: usize = 1024;
+/// A reader keeps at most this much buffer between frames.
+const IDLE_BUFFER: usize = 256 * 1024;
+
+/// Inbound streams open per peer.
+#[derive(Default)]
+pub struct InboundStreams(Mutex<HashMap<PeerId, usize>>);
+
+/// One inbound stream's slot; dropping it frees the slot.
+struct StreamSlot<'a> {
+    streams: &'a InboundStreams,
+    peer: PeerId,
+}
+
+impl InboundStreams {
+    fn take(&self, peer: PeerId) -> Option<StreamSlot<'_>> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(peer).or_default();
+        if *count >= MAX_INBOUND_STREAMS_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            streams: self,
+            peer,
+        })
+    }
+}
+
+impl Drop for StreamSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.streams.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.peer);
+            }
+        }
+    }
+}
 
 /// Open our stream to `peer` unless one is open or opening; once open,
 /// the link to the peer's name (when known) goes live.
@@ -48,7 +109,7 @@ pub fn open_link(shared: &Arc<Shared>, control: &libp2p_stream::Control, peer: P
                 Ok(Err(e)) => return give_up(&shared, peer, &e.to_string()),
                 Err(_) => return give_up(&shared, peer, "timed out opening a stream"),
             };
-            let (tx, rx) = mpsc::channel(CONNECT_QUEUE);
+            let (tx, rx) = frame_channel();
             shared
                 .outbound
                 .lock()
@@ -62,7 +123,7 @@ pub fn open_link(shared: &Arc<Shared>, control: &libp2p_stream::Control, peer: P
 }
 
 /// The stream to `peer` is open; if we know its name, its link is live.
-fn promote(shared: &Shared, peer: PeerId, tx: mpsc::Sender<Frame>) {
+fn promote(shared: &Shared, peer: PeerId, tx: FrameTx) {
     if let Some(name) = shared.book.name_of(&peer) {
         shared.links.connected(&name, peer, tx);
     }
@@ -82,12 +143,7 @@ fn give_up(shared: &Shared, peer: PeerId, why: &str) {
     }
 }
 
-async fn write_loop(
-    shared: Arc<Shared>,
-    peer: PeerId,
-    mut stream: Stream,
-    mut rx: mpsc::Receiver<Frame>,
-) {
+async fn write_loop(shared: Arc<Shared>, peer: PeerId, mut stream: Stream, mut rx: FrameRx) {
     let mut buf = Vec::with_capacity(WRITE_BATCH);
     wire::encode(&Frame::Hello(shared.our_record()), &mut buf);
     let mut ok = stream.write_all(&buf).await.is_ok() && stream.flush().await.is_ok();
@@ -97,8 +153,8 @@ async fn write_loop(
         wire::encode(&first, &mut buf);
         while buf.len() < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(frame) => wire::encode(&frame, &mut buf),
-                Err(_) => break,
+                Some(frame) => wire::encode(&frame, &mut buf),
+                None => break,
             }
         }
         ok = stream.write_all(&buf).await.is_ok() && stream.flush().await.is_ok();
@@ -135,35 +191,77 @@ async fn read_loop(
     peer: PeerId,
     mut stream: Stream,
 ) {
+    let Some(_slot) = shared.inbound.take(peer) else {
+        refused(&shared);
+        return debug!(%peer, "too many inbound streams from this peer; closed");
+    };
     let mut buf = Vec::new();
-    let name = match wire::read_frame(&mut stream, shared.max_frame, &mut buf).await {
-        Ok(Frame::Hello(record)) => match hello(&shared, peer, &record) {
+    let first = wire::read_frame(
+        &mut stream,
+        HELLO_FRAME_BYTES,
+        &mut buf,
+        &shared.inbound_bytes,
+    );
+    let name = match tokio::time::timeout(HELLO_TIMEOUT, first).await {
+        Ok(Ok(Frame::Hello(record))) => match hello(&shared, peer, &record) {
             Ok(()) => record.name,
             Err(why) => {
-                warn!(%peer, name = %record.name, "hello refused: {why}");
-                return;
+                refused(&shared);
+                return warn!(%peer, name = %record.name, "hello refused: {why}");
             }
         },
-        Ok(_) => return warn!(%peer, "stream did not start with hello; closed"),
-        Err(e) => return debug!(%peer, "stream ended before hello: {e}"),
+        Ok(Ok(_)) => {
+            refused(&shared);
+            return warn!(%peer, "stream did not start with hello; closed");
+        }
+        Ok(Err(e)) => {
+            refused(&shared);
+            return debug!(%peer, "stream ended before hello: {e}");
+        }
+        Err(_) => {
+            refused(&shared);
+            return debug!(%peer, "no hello within {HELLO_TIMEOUT:?}; closed");
+        }
     };
     info!(%peer, %name, "peer says hello");
     open_link(&shared, &control, peer);
     loop {
-        match wire::read_frame(&mut stream, shared.max_frame, &mut buf).await {
+        match wire::read_frame(
+            &mut stream,
+            shared.max_frame,
+            &mut buf,
+            &shared.inbound_bytes,
+        )
+        .await
+        {
             Ok(frame) => {
                 if !on_frame(&shared, &name, frame) {
+                    refused(&shared);
                     break;
                 }
             }
             Err(FrameError::Closed) => break,
             Err(e) => {
+                refused(&shared);
                 warn!(%peer, %name, "closing the stream from this peer: {e}");
                 break;
             }
         }
+        if buf.capacity() > IDLE_BUFFER {
+            buf = Vec::new();
+        }
     }
     let _ = stream.close().await;
+}
+
+fn refused(shared: &Shared) {
+    count(shared, |net| &net.streams_refused);
+}
+
+fn count(shared: &Shared, counter: impl Fn(&crate::metrics::NetCounters) -> &AtomicU64) {
+    if let Some(services) = shared.services.upgrade() {
+        NetCounters::count(counter(&services.kernel.metrics.net));
+    }
 }
 
 /// Verify a peer's hello and bind its name.
@@ -175,47 +273,142 @@ fn hello(shared: &Shared, peer: PeerId, record: &super::record::NameRecord) -> R
     if record.name == shared.our {
         return Err("it claims our own name".into());
     }
-    shared.book.bind(record).map_err(|e| e.to_string())
+    shared.book.bind(record).map_err(|e| {
+        count(shared, |net| &net.names_refused);
+        e.to_string()
+    })
 }
 
 /// Handle one frame from `name`; false ends the stream.
 fn on_frame(shared: &Shared, name: &str, frame: Frame) -> bool {
-    let Some(services) = shared.services.upgrade() else {
-        return false;
-    };
-    let kernel = &services.kernel;
     match frame {
         Frame::Deliver(km) => {
             if *km.source.node != *name {
                 warn!(%name, source = %km.source, "peer sent a message in another node's name; closed");
                 return false;
             }
-            let (id, rsvp, request) = (km.id, km.rsvp.clone(), km.is_request());
-            if !request {
-                shared.links.answered(name, id);
-            }
-            if let Err(error) = kernel.deliver_from_network(km) {
-                match rsvp {
-                    Some(rsvp) if request => {
-                        let frame = Frame::Failed { id, rsvp, error };
-                        if shared.send_frame(name, frame, None).is_err() {
-                            debug!(%name, id, "could not return a failure to the peer");
-                        }
-                    }
-                    _ => debug!(%name, id, %error, "undeliverable message from peer"),
-                }
+            if km.is_request() {
+                on_request(shared, name, km)
+            } else {
+                on_response(shared, name, km);
+                true
             }
         }
         Frame::Failed { id, rsvp, error } => {
-            shared.links.answered(name, id);
-            if *rsvp.node == *shared.our {
-                kernel.fail(&rsvp, id, error);
-            }
+            on_failed(shared, name, id, rsvp, error);
+            true
         }
         Frame::Hello(_) => {
             warn!(%name, "second hello on a stream; closed");
-            return false;
+            false
+        }
+    }
+}
+
+/// A request from `name`: delivered under a fresh local id, its timeout
+/// clamped; a failure goes back to the peer under the peer's own id.
+fn on_request(shared: &Shared, name: &str, mut km: KernelMessage) -> bool {
+    let Some(services) = shared.services.upgrade() else {
+        return false;
+    };
+    let kernel = &services.kernel;
+    if km.rsvp.as_ref().is_some_and(|rsvp| *rsvp.node != *name) {
+        warn!(%name, "peer asked for answers to go to another node; closed");
+        return false;
+    }
+    let remote_id = km.id;
+    km.id = kernel.next_id();
+    let limit = kernel.limits().max_remote_timeout;
+    let mut owed = false;
+    if let (Message::Request(request), Some(rsvp)) = (&mut km.message, &km.rsvp) {
+        if let Some(ms) = request.expects_response.as_mut() {
+            *ms = (*ms).min(limit.as_millis() as u64);
+            let deadline = Instant::now() + Duration::from_millis(*ms);
+            owed = shared.owed.insert(km.id, remote_id, rsvp.clone(), deadline);
+            if !owed {
+                let error = SendError::new(
+                    SendErrorKind::MailboxFull,
+                    &km.target,
+                    "this node already owes your node too many answers; retry later",
+                );
+                return_failure(shared, name, remote_id, rsvp.clone(), error);
+                return true;
+            }
+        }
+    }
+    let (local_id, rsvp) = (km.id, km.rsvp.clone());
+    if let Err(error) = kernel.deliver_from_network(km) {
+        if owed {
+            shared.owed.take(local_id);
+        }
+        match rsvp {
+            Some(rsvp) => return_failure(shared, name, remote_id, rsvp, error),
+            None => debug!(%name, %error, "undeliverable message from peer"),
         }
     }
     true
+}
+
+fn return_failure(
+    shared: &Shared,
+    name: &str,
+    id: u64,
+    rsvp: crate::types::Address,
+    error: SendError,
+) {
+    if shared
+        .send_frame(name, Frame::Failed { id, rsvp, error }, None)
+        .is_err()
+    {
+        debug!(%name, id, "could not return a failure to the peer");
+    }
+}
+
+/// A response from `name`: delivered only if it answers a request awaited
+/// from `name`, to the process that asked.
+fn on_response(shared: &Shared, name: &str, km: KernelMessage) {
+    match shared.links.answered(name, km.id) {
+        Some(awaited) if awaited.rsvp == km.target => {
+            let Some(services) = shared.services.upgrade() else {
+                return;
+            };
+            if let Err(error) = services.kernel.deliver_from_network(km) {
+                debug!(%name, %error, "response from peer not delivered");
+            }
+        }
+        _ => {
+            count(shared, |net| &net.unsolicited_answers);
+            debug!(%name, id = km.id, target = %km.target, "response for no request awaited from this peer; dropped");
+        }
+    }
+}
+
+/// A `Failed` frame from `name`: the same rule as responses. The peer's
+/// detail is cut short, and the target named is the one we sent to.
+fn on_failed(
+    shared: &Shared,
+    name: &str,
+    id: u64,
+    rsvp: crate::types::Address,
+    mut error: SendError,
+) {
+    let awaited = match shared.links.answered(name, id) {
+        Some(awaited) if awaited.rsvp == rsvp => awaited,
+        _ => {
+            count(shared, |net| &net.unsolicited_answers);
+            return debug!(%name, id, "failure for no request awaited from this peer; dropped");
+        }
+    };
+    let Some(services) = shared.services.upgrade() else {
+        return;
+    };
+    if error.detail.len() > MAX_FAILURE_DETAIL {
+        let mut cut = MAX_FAILURE_DETAIL;
+        while !error.detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        error.detail.truncate(cut);
+    }
+    error.target = awaited.target;
+    services.kernel.fail(&awaited.rsvp, id, error);
 }

@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 
 /// Largest encoded record accepted from the network.
 pub const MAX_RECORD_BYTES: usize = 8 * 1024;
+/// Longest node name: a DNS label's worth, plus its suffix.
+pub const MAX_NAME_LEN: usize = 64;
+/// Addresses a record may list: every transport on a few interfaces.
+pub const MAX_ADDRS: usize = 16;
+/// Longest multiaddr string accepted in a record.
+const MAX_ADDR_LEN: usize = 256;
+/// Protobuf public keys and signatures are well under this (ed25519:
+/// 36 and 64 bytes).
+const MAX_KEY_LEN: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameRecord {
@@ -33,6 +42,10 @@ pub enum RecordError {
     PeerMismatch,
     #[error("record's signature is invalid")]
     Signature,
+    #[error("record's name {0:?} is not a valid node name")]
+    Name(String),
+    #[error("record is too large: {0}")]
+    Size(&'static str),
 }
 
 fn signed_bytes(name: &str, peer_id: &str, addrs: &[String], seq: u64) -> Vec<u8> {
@@ -71,8 +84,10 @@ impl NameRecord {
         })
     }
 
-    /// Check key, peer id and signature; returns the peer id.
+    /// Check shape and size, then key, peer id and signature; returns the
+    /// peer id. Every path that takes a record from outside calls this.
     pub fn verify(&self) -> Result<PeerId, RecordError> {
+        self.check_shape()?;
         let key = PublicKey::try_decode_protobuf(&self.public_key).map_err(|_| RecordError::Key)?;
         let peer = PeerId::from(key.clone());
         if peer.to_base58() != self.peer_id {
@@ -83,6 +98,26 @@ impl NameRecord {
             return Err(RecordError::Signature);
         }
         Ok(peer)
+    }
+
+    /// Name rules and size limits, checked before any signature work.
+    fn check_shape(&self) -> Result<(), RecordError> {
+        if self.name.len() > MAX_NAME_LEN || !crate::types::valid_name(&self.name, true) {
+            return Err(RecordError::Name(self.name.chars().take(80).collect()));
+        }
+        if self.addrs.len() > MAX_ADDRS {
+            return Err(RecordError::Size("too many addresses"));
+        }
+        if self.addrs.iter().any(|a| a.len() > MAX_ADDR_LEN) {
+            return Err(RecordError::Size("an address is too long"));
+        }
+        if self.public_key.len() > MAX_KEY_LEN
+            || self.signature.len() > MAX_KEY_LEN
+            || self.peer_id.len() > MAX_KEY_LEN
+        {
+            return Err(RecordError::Size("key, peer id or signature too long"));
+        }
+        Ok(())
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -120,5 +155,46 @@ mod tests {
         let mut stolen = NameRecord::sign(&other, "alice.os", vec![], 2).unwrap();
         stolen.peer_id = record.peer_id.clone();
         assert_eq!(stolen.verify(), Err(RecordError::PeerMismatch));
+    }
+
+    #[test]
+    fn bad_names_and_oversized_records_are_refused_before_signature_work() {
+        let key = Keypair::generate_ed25519();
+        for name in ["", "ALICE.os", "a/b.os", "a b.os", &"a".repeat(70)] {
+            let record = NameRecord::sign(&key, name, vec![], 1).unwrap();
+            assert!(
+                matches!(record.verify(), Err(RecordError::Name(_))),
+                "{name}"
+            );
+        }
+        let many = vec!["/ip4/1.2.3.4/tcp/1".to_string(); MAX_ADDRS + 1];
+        let record = NameRecord::sign(&key, "alice.os", many, 1).unwrap();
+        assert!(matches!(record.verify(), Err(RecordError::Size(_))));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Random and mutated record bytes never panic and never verify.
+        #[test]
+        fn random_and_mutated_records_fail_cleanly(
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            flip in proptest::prelude::any::<(usize, u8)>(),
+        ) {
+            if let Ok(record) = NameRecord::from_bytes(&junk) {
+                proptest::prop_assert!(record.verify().is_err());
+            }
+            let key = Keypair::generate_ed25519();
+            let mut bytes = NameRecord::sign(&key, "bob.os", vec!["/ip4/1.2.3.4/tcp/9".into()], 3)
+                .unwrap()
+                .to_bytes();
+            let at = flip.0 % bytes.len();
+            bytes[at] ^= flip.1.max(1);
+            if let Ok(record) = NameRecord::from_bytes(&bytes) {
+                // A flipped byte may leave a valid record only if it fell
+                // outside the signed fields (it cannot: all are signed).
+                proptest::prop_assert!(record.verify().is_err());
+            }
+        }
     }
 }

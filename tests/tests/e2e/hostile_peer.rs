@@ -1,0 +1,635 @@
+//! A hostile peer: a real libp2p node written here (TCP, Noise, Yamux, the
+//! Hearth message protocol and Kademlia) that dials a real node on
+//! loopback and sends what an attacker would. Each case checks that the
+//! node still serves peers afterwards, and the memory cases run the node as
+//! a child `hearth` process and bound its resident memory.
+
+use std::time::{Duration, Instant};
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use hearth::net::record::NameRecord;
+use hearth::net::wire::{self, Budget, Frame};
+use hearth::types::{Address, KernelMessage, Message, Request, Response, SendErrorKind};
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::common::*;
+
+const MESSAGES: StreamProtocol = StreamProtocol::new("/hearth/messages/0.1.0");
+const KAD: StreamProtocol = StreamProtocol::new("/hearth/kad/1.0.0");
+/// How much a node's resident memory may grow under one attack. Before
+/// the hardening, the stalled-stream attack alone grew it by 6.4 GiB.
+const RSS_GROWTH_BOUND_KIB: u64 = 160 * 1024;
+
+#[derive(NetworkBehaviour)]
+struct Attack {
+    stream: libp2p_stream::Behaviour,
+    kad: kad::Behaviour<MemoryStore>,
+}
+
+/// One attacking identity, connected to the victim.
+struct Mallory {
+    key: Keypair,
+    victim: PeerId,
+    control: libp2p_stream::Control,
+    puts: mpsc::Sender<kad::Record>,
+}
+
+impl Mallory {
+    async fn connect(victim_addr: &str) -> Self {
+        let addr: Multiaddr = victim_addr.parse().expect("victim multiaddr");
+        let Some(libp2p::multiaddr::Protocol::P2p(victim)) = addr.iter().last() else {
+            panic!("no /p2p/ in {victim_addr}");
+        };
+        let key = Keypair::generate_ed25519();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp")
+            .with_behaviour(|key| {
+                let peer = key.public().to_peer_id();
+                let kad = kad::Behaviour::with_config(
+                    peer,
+                    MemoryStore::new(peer),
+                    kad::Config::new(KAD),
+                );
+                Attack {
+                    stream: libp2p_stream::Behaviour::new(),
+                    kad,
+                }
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+            .build();
+        swarm.behaviour_mut().kad.add_address(&victim, addr.clone());
+        swarm.dial(addr).expect("dial");
+        let control = swarm.behaviour().stream.new_control();
+        let (puts, mut put_rx) = mpsc::channel::<kad::Record>(4096);
+        let (up_tx, up_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut up_tx = Some(up_tx);
+            loop {
+                tokio::select! {
+                    record = put_rx.recv() => match record {
+                        Some(record) => {
+                            let _ = swarm.behaviour_mut().kad.put_record_to(
+                                record,
+                                std::iter::once(victim),
+                                kad::Quorum::One,
+                            );
+                        }
+                        None => break,
+                    },
+                    event = swarm.select_next_some() => {
+                        if let SwarmEvent::ConnectionEstablished { .. } = event {
+                            if let Some(tx) = up_tx.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), up_rx)
+            .await
+            .expect("connected in time")
+            .expect("swarm alive");
+        Self {
+            key,
+            victim,
+            control,
+            puts,
+        }
+    }
+
+    async fn stream(&self) -> Option<libp2p::Stream> {
+        let mut control = self.control.clone();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            control.open_stream(self.victim, MESSAGES),
+        )
+        .await
+        .ok()?
+        .ok()
+    }
+
+    fn record(&self, name: &str) -> NameRecord {
+        NameRecord::sign(&self.key, name, vec![], now_millis()).expect("sign")
+    }
+
+    /// A stream that has said hello as `name`.
+    async fn hello_stream(&self, name: &str) -> libp2p::Stream {
+        let mut stream = self.stream().await.expect("stream opens");
+        write(&mut stream, &Frame::Hello(self.record(name))).await;
+        stream
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+}
+
+async fn write(stream: &mut libp2p::Stream, frame: &Frame) {
+    let mut bytes = Vec::new();
+    wire::encode(frame, &mut bytes);
+    let _ = stream.write_all(&bytes).await;
+    let _ = stream.flush().await;
+}
+
+fn request(id: u64, from: &str, to: &str, body: Value, ms: u64) -> Frame {
+    let source: Address = from.parse().expect("source");
+    Frame::Deliver(KernelMessage {
+        id,
+        source: source.clone(),
+        target: to.parse().expect("target"),
+        rsvp: Some(source),
+        message: Message::Request(Request {
+            inherit: false,
+            expects_response: Some(ms),
+            body: serde_json::to_vec(&body).expect("json"),
+            metadata: None,
+        }),
+        blob: None,
+    })
+}
+
+fn response(id: u64, from: &str, to: &str, body: Value) -> Frame {
+    Frame::Deliver(KernelMessage {
+        id,
+        source: from.parse().expect("source"),
+        target: to.parse().expect("target"),
+        rsvp: None,
+        message: Message::Response(Response {
+            body: serde_json::to_vec(&body).expect("json"),
+            metadata: None,
+        }),
+        blob: None,
+    })
+}
+
+/// Frames the victim sends back to `mallory` (on the stream it opens).
+struct Inbox(mpsc::Receiver<Frame>);
+
+impl Inbox {
+    fn listen(mallory: &Mallory) -> Self {
+        let mut incoming = mallory
+            .control
+            .clone()
+            .accept(MESSAGES)
+            .expect("accept once");
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            while let Some((_, mut stream)) = incoming.next().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let (mut buf, budget) = (Vec::new(), Budget::new(1 << 26));
+                    while let Ok(frame) =
+                        wire::read_frame(&mut stream, 1 << 24, &mut buf, &budget).await
+                    {
+                        if tx.send(frame).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self(rx)
+    }
+
+    /// The next frame that is not a hello.
+    async fn next(&mut self) -> Frame {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.0.recv())
+                .await
+                .expect("a frame from the victim in time")
+                .expect("victim stream open");
+            if !matches!(frame, Frame::Hello(_)) {
+                return frame;
+            }
+        }
+    }
+}
+
+/// A fresh peer says hello and asks a process that does not accept the
+/// network: the victim must answer with a typed `Failed` frame.
+async fn still_serves_peers(victim_addr: &str) {
+    let honest = Mallory::connect(victim_addr).await;
+    let mut inbox = Inbox::listen(&honest);
+    let name = format!("honest-{}.os", now_millis() % 1_000_000);
+    let mut stream = honest.hello_stream(&name).await;
+    let to = "kv:distro:sys".to_string();
+    write(
+        &mut stream,
+        &request(42, &format!("{name}@p:q:r"), &format!("victim.os@{to}"), json!({}), 5000),
+    )
+    .await;
+    match inbox.next().await {
+        Frame::Failed { id, error, .. } => {
+            assert_eq!(id, 42);
+            assert_eq!(error.kind, SendErrorKind::CapabilityMissing, "{error}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+/// A real `hearth` child process: the node under attack.
+struct Victim {
+    process: HearthProcess,
+    home: TempDir,
+    _user_home: TempDir,
+    addr: String,
+}
+
+impl Victim {
+    fn start() -> Self {
+        let (home, user_home) = (TempDir::new("victim"), TempDir::new("victim-user"));
+        let args = ["--p2p-bind", "127.0.0.1", "--no-mdns"];
+        let process = HearthProcess::start(home.path(), user_home.path(), "victim.os", &args);
+        let secret = std::fs::read_to_string(home.path().join(hearth::api::SECRET_FILE))
+            .expect("admin secret");
+        let url = format!("http://127.0.0.1:{}{}", process.port, hearth::api::STATUS_PATH);
+        let t = Instant::now();
+        let addr = loop {
+            let status: Value = ureq::get(&url)
+                .header(hearth::api::SECRET_HEADER, secret.trim())
+                .call()
+                .expect("status")
+                .body_mut()
+                .read_json()
+                .expect("status json");
+            if let Some(addr) = status["bootstrap"].as_str() {
+                break addr.to_string();
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "victim never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Self {
+            process,
+            home,
+            _user_home: user_home,
+            addr,
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.child.id()))
+            .expect("victim alive");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.process.child.try_wait(), Ok(None))
+    }
+
+    /// Alive, memory within the bound, and serving peers.
+    async fn check(&mut self, before_kib: u64, case: &str) {
+        assert!(self.alive(), "{case}: the node died:\n{}", self.log());
+        let after = self.rss_kib();
+        assert!(
+            after <= before_kib + RSS_GROWTH_BOUND_KIB,
+            "{case}: RSS grew from {before_kib} KiB to {after} KiB"
+        );
+        still_serves_peers(&self.addr).await;
+        eprintln!("{case}: RSS {before_kib} KiB -> {after} KiB; still serving");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("hearth.log")).unwrap_or_default()
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        let url = format!("http://127.0.0.1:{}/metrics", self.process.port);
+        let text = ureq::get(&url)
+            .call()
+            .expect("metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+}
+
+/// A body claiming a string of 2^60 bytes: variant `tag`, then bincode's
+/// varint marker for a u64 length.
+fn huge_length_frame(tag: u8) -> Vec<u8> {
+    let mut body = vec![tag, 0xfd];
+    body.extend_from_slice(&(1u64 << 60).to_le_bytes());
+    body.extend_from_slice(b"xy");
+    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&body);
+    framed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_lengths_stalled_streams_junk_and_silence_leave_the_node_serving() {
+    let mut victim = Victim::start();
+    let before = victim.rss_kib();
+    still_serves_peers(&victim.addr).await;
+
+    // 1. A 14-byte frame claiming a 2^60-byte string, as the first frame
+    // and after a valid hello.
+    let mallory = Mallory::connect(&victim.addr).await;
+    let mut s = mallory.stream().await.expect("stream");
+    let _ = s.write_all(&huge_length_frame(0)).await;
+    let mut s = mallory.hello_stream("mallory.os").await;
+    let _ = s.write_all(&huge_length_frame(1)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    victim.check(before, "2^60-length string").await;
+
+    // 2. 1,000 streams from 10 identities, each announcing a 16 MiB frame
+    // and sending one byte; after hello and before.
+    let (mut held, mut attackers) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let m = Mallory::connect(&victim.addr).await;
+        for j in 0..100 {
+            let mut s = if j % 2 == 0 {
+                match m.stream().await {
+                    Some(s) => s,
+                    None => continue,
+                }
+            } else {
+                m.hello_stream(&format!("stall{i}.os")).await
+            };
+            let _ = s.write_all(&(16u32 << 20).to_be_bytes()).await;
+            let _ = s.write_all(&[0]).await;
+            let _ = s.flush().await;
+            held.push(s);
+        }
+        attackers.push(m);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    victim.check(before, "1,000 stalled 16 MiB frames").await;
+    drop((held, attackers));
+
+    // 3. Random and mutated frames on 1,000 streams.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut valid = Vec::new();
+    wire::encode(
+        &request(1, "junk.os@a:b:c", "victim.os@kv:distro:sys", json!({"x": 1}), 1000),
+        &mut valid,
+    );
+    for i in 0..10 {
+        let m = Mallory::connect(&victim.addr).await;
+        for j in 0..100 {
+            let Some(mut s) = (if j % 2 == 0 {
+                m.stream().await
+            } else {
+                Some(m.hello_stream(&format!("junk{i}.os")).await)
+            }) else {
+                continue;
+            };
+            let bytes: Vec<u8> = if j % 3 == 0 {
+                (0..(next() % 512)).map(|_| next() as u8).collect()
+            } else {
+                let mut mutated = valid.clone();
+                for _ in 0..1 + next() % 6 {
+                    let at = (next() as usize) % mutated.len();
+                    mutated[at] ^= (next() as u8).max(1);
+                }
+                mutated
+            };
+            let _ = s.write_all(&bytes).await;
+            let _ = s.flush().await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    victim.check(before, "random and mutated frames").await;
+
+    // 4. A stream that never says hello is closed after the deadline.
+    let silent = Mallory::connect(&victim.addr).await;
+    let mut s = silent.stream().await.expect("stream");
+    let t = Instant::now();
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(15), s.read(&mut byte)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent stream stays open: {closed:?}"
+    );
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+    assert!(victim.metric("hearth_net_streams_refused_total") > 0);
+    victim.check(before, "no hello").await;
+}
+
+/// An in-process victim with a networked probe (`net`) and one that is not
+/// (`quiet`), and the attacker's identity already bound as `mallory.os`.
+async fn victim_node() -> TestNode {
+    let v = TestNode::start("victim.os").await;
+    v.install_probe(json!([net_probe("net"), probe("quiet", true, json!("None"), &[])]))
+        .await;
+    v
+}
+
+fn unsolicited(v: &TestNode) -> u64 {
+    let metrics = &v.node.services().kernel.metrics;
+    metrics
+        .net
+        .unsolicited_answers
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_responses_and_failures_are_never_delivered() {
+    let v = victim_node().await;
+    let addr = v.p2p_addr().await;
+    let mallory = Mallory::connect(&addr).await;
+    let mut inbox = Inbox::listen(&mallory);
+    let mut stream = mallory.hello_stream("mallory.os").await;
+    let eve = Mallory::connect(&addr).await;
+    let mut eve_stream = eve.hello_stream("eve.os").await;
+
+    // net:probe:test asks mallory; mallory sees a real id in flight.
+    let asker = {
+        let injector = v.node.injector().clone();
+        let target = Address::parse_with_default("net:probe:test", "victim.os").expect("addr");
+        let body = json!({"ask": {"target": "mallory.os@x:y:z", "body": {"q": 1}, "timeout_ms": 8000, "context": "c"}});
+        tokio::spawn(async move {
+            injector
+                .ask(target, serde_json::to_vec(&body).expect("json"), None, Duration::from_secs(20))
+                .await
+        })
+    };
+    let (id, rsvp) = match inbox.next().await {
+        Frame::Deliver(km) => (km.id, km.rsvp.expect("rsvp").to_string()),
+        other => panic!("expected the request, got {other:?}"),
+    };
+    assert_eq!(rsvp, "victim.os@net:probe:test");
+
+    // Askers that must hear only the real timer: the injector, and the
+    // process that does not accept the network.
+    let started = Instant::now();
+    let timer = json!({"SetTimer": {"ms": 1500}});
+    let quiet_ask = json!({"ask": {"target": "timer:distro:sys", "body": timer, "timeout_ms": 8000, "context": "t"}});
+    let (direct, via_quiet) = (
+        v.ask("timer:distro:sys", timer.clone()),
+        v.ask("quiet:probe:test", quiet_ask),
+    );
+    let waiting = tokio::spawn(async move { (direct.await, via_quiet.await) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Forgeries: the real id to the wrong processes, ids around it to
+    // everyone, and the real id from another peer.
+    let mut forged = 0;
+    let targets = ["victim.os@quiet:probe:test", "victim.os@rpc:distro:sys", "victim.os@net:probe:test"];
+    for guess in id.wrapping_sub(100)..=id.wrapping_add(100) {
+        for to in targets {
+            if guess == id && to == "victim.os@net:probe:test" {
+                continue;
+            }
+            write(&mut stream, &response(guess, "mallory.os@x:y:z", to, json!({"forged": true}))).await;
+            let error = hearth::types::SendError::new(SendErrorKind::Offline, &to.parse().expect("addr"), "forged");
+            write(&mut stream, &Frame::Failed { id: guess, rsvp: to.parse().expect("addr"), error }).await;
+            forged += 2;
+        }
+    }
+    write(&mut eve_stream, &response(id, "eve.os@x:y:z", "victim.os@net:probe:test", json!({"forged": true}))).await;
+    forged += 1;
+    wait_for("every forgery counted", || unsolicited(&v) >= forged).await;
+
+    // The real answer, from the peer that was asked, to the asker.
+    write(&mut stream, &response(id, "mallory.os@x:y:z", &rsvp, json!({"real": true}))).await;
+    let (_, reply) = asker.await.expect("task").expect("net answers");
+    let Message::Response(r) = reply.message else { panic!("response") };
+    let reply: Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(reply["ok"], json!({"real": true}), "{reply}");
+
+    let (direct, via_quiet) = waiting.await.expect("task");
+    assert_eq!(direct.expect("timer answers")["Ok"]["Fired"]["ms"], 1500);
+    assert_eq!(via_quiet.expect("quiet answers")["ok"]["Ok"]["Fired"]["ms"], 1500);
+    assert!(started.elapsed() >= Duration::from_millis(1400), "an answer came early");
+    assert_eq!(unsolicited(&v), forged, "every forgery dropped and counted, nothing else");
+    v.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_chosen_request_ids_never_collide() {
+    let v = victim_node().await;
+    let addr = v.p2p_addr().await;
+    let mallory = Mallory::connect(&addr).await;
+    let mut inbox = Inbox::listen(&mallory);
+    let mut stream = mallory.hello_stream("mallory.os").await;
+    // A local asker holds an owed answer in `net` (it never replies).
+    let local = v.ask_within("net:probe:test", json!({"echo": "local"}), Duration::from_secs(5));
+    // The same id twice, the extremes, and a timeout that never ends.
+    let ids = [7u64, 7, 0, u64::MAX];
+    for (i, id) in ids.iter().enumerate() {
+        let ms = if i == 3 { u64::MAX } else { 5000 };
+        let frame = request(*id, "mallory.os@m:m:m", "victim.os@net:probe:test", json!({"echo": i}), ms);
+        write(&mut stream, &frame).await;
+    }
+    let mut answers = Vec::new();
+    for _ in ids {
+        match inbox.next().await {
+            Frame::Deliver(km) => {
+                let Message::Response(r) = km.message else { panic!("a response") };
+                let body: Value = serde_json::from_slice(&r.body).expect("json");
+                answers.push((km.id, body["ok"].as_u64().expect("echo")));
+            }
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+    answers.sort();
+    assert_eq!(answers, vec![(0, 2), (7, 0), (7, 1), (u64::MAX, 3)]);
+    assert_eq!(local.await.expect("local answer")["ok"], "local");
+    v.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_cannot_be_squatted_through_hello_or_the_dht_and_puts_are_limited() {
+    let v = victim_node().await;
+    let addr = v.p2p_addr().await;
+    let metric = |f: fn(&hearth::metrics::NetCounters) -> &std::sync::atomic::AtomicU64| {
+        f(&v.node.services().kernel.metrics.net).load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let bob = Mallory::connect(&addr).await;
+    let _bob_stream = bob.hello_stream("bob.os").await;
+    let net = v.node.services().net.get().expect("net");
+    let bob_peer = bob.key.public().to_peer_id().to_base58();
+    wait_for("bob bound", || {
+        net.peers().iter().any(|p| p.peer_id == bob_peer && p.name.as_deref() == Some("bob.os"))
+    })
+    .await;
+
+    // Through hello: another key claiming bob.os is closed and counted.
+    let squatter = Mallory::connect(&addr).await;
+    let mut s = squatter.hello_stream("bob.os").await;
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    assert_eq!(metric(|n| &n.names_refused), 1);
+    // One key, many names: the fifth is refused.
+    for i in 0..5 {
+        let _ = squatter.hello_stream(&format!("alias{i}.os")).await;
+    }
+    wait_for("alias refused", || metric(|n| &n.names_refused) == 2).await;
+
+    // Through the DHT: a squatter's record for bob.os, a record filed under
+    // another name's key, and junk are all refused.
+    let refused_before = metric(|n| &n.dht_refused);
+    let squat = squatter.record("bob.os");
+    let _ = squatter.puts.send(kad::Record::new(name_key("bob.os"), squat_bytes(&squat))).await;
+    let other = squatter.record("carol.os");
+    let _ = squatter.puts.send(kad::Record::new(name_key("dave.os"), squat_bytes(&other))).await;
+    let _ = squatter.puts.send(kad::Record::new(name_key("erin.os"), vec![0xff; 64])).await;
+    wait_for("DHT squats refused", || metric(|n| &n.dht_refused) >= refused_before + 3).await;
+
+    // A flood of valid puts from one peer: the rate limit refuses most.
+    let flooder = Mallory::connect(&addr).await;
+    let started = Instant::now();
+    for i in 0..300 {
+        let key = Keypair::generate_ed25519();
+        let name = format!("flood{i}.os");
+        let record = NameRecord::sign(&key, &name, vec![], 1).expect("sign");
+        let _ = flooder.puts.send(kad::Record::new(name_key(&name), record.to_bytes())).await;
+    }
+    let refused = || metric(|n| &n.dht_refused) - refused_before - 3;
+    wait_for("flood handled", || refused() >= 250).await;
+    let allowed = 300 - refused();
+    let budget = 8.0 + 2.0 * started.elapsed().as_secs_f64();
+    assert!((allowed as f64) <= budget + 1.0, "{allowed} puts stored, budget {budget}");
+    still_serves_peers(&addr).await;
+    v.stop().await;
+}
+
+fn name_key(name: &str) -> kad::RecordKey {
+    kad::RecordKey::new(&format!("/hearth/name/{name}"))
+}
+
+fn squat_bytes(record: &NameRecord) -> Vec<u8> {
+    record.to_bytes()
+}
