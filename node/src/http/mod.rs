@@ -46,6 +46,11 @@ use auth::{Auth, AuthError};
 use bindings::{BindingTable, HttpServerService};
 use ws::WsHub;
 
+/// Default bytes buffered per WebSocket client: 256 frames of up to
+/// `max_body_bytes` could hold 2 GiB for one client; 1 MiB is seconds of
+/// chat-sized traffic, and 10,000 stalled clients hold at most 10 GiB.
+pub const WS_CLIENT_BUFFER_BYTES: usize = 1024 * 1024;
+
 /// A password that never shows in `Debug` output or logs.
 #[derive(Clone, Default)]
 pub struct Password(pub String);
@@ -75,6 +80,9 @@ pub struct HttpConfig {
     /// Frames buffered per WebSocket client; a client that lets its buffer
     /// fill is dropped.
     pub ws_client_buffer: usize,
+    /// Payload bytes buffered per WebSocket client; past it the client is
+    /// dropped too ([`WS_CLIENT_BUFFER_BYTES`] by default).
+    pub ws_client_buffer_bytes: usize,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` names the client
     /// (`--trusted-proxy`). From anyone else, a request carrying those
     /// headers is never local.
@@ -95,6 +103,7 @@ impl Default for HttpConfig {
             max_body_bytes: 8 * 1024 * 1024,
             max_ws_connections: 10_000,
             ws_client_buffer: 256,
+            ws_client_buffer_bytes: WS_CLIENT_BUFFER_BYTES,
             trusted_proxies: Vec::new(),
             origins: Vec::new(),
         }
@@ -151,6 +160,7 @@ impl Web {
             services.clone(),
             config.max_ws_connections,
             config.ws_client_buffer,
+            config.ws_client_buffer_bytes,
         ));
         let service = HttpServerService {
             bindings: bindings.clone(),

@@ -178,12 +178,12 @@ async fn websocket(
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),
     };
-    if state.web.hub.is_full() {
+    let Some(slot) = state.web.hub.reserve() else {
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many WebSocket connections",
         );
-    }
+    };
     let (hub, server) = (state.web.hub.clone(), state.web.server.clone());
     let opening = Opening {
         owner: process,
@@ -193,7 +193,7 @@ async fn websocket(
     };
     upgrade
         .max_message_size(state.web.config.max_body_bytes)
-        .on_upgrade(move |socket| run_connection(hub, server, socket, opening))
+        .on_upgrade(move |socket| run_connection(hub, server, socket, opening, slot))
 }
 
 async fn forward(

@@ -2,19 +2,24 @@
 //! and one task per connection.
 //!
 //! A process never waits on a client: pushes and publishes go into each
-//! connection's bounded buffer with `try_send`; a connection whose buffer
-//! is full is dropped at once (counted in `hearth_ws_dropped_slow_total`).
+//! connection's buffer with `try_send`, bounded in frames
+//! (`HttpConfig::ws_client_buffer`) and bytes
+//! (`HttpConfig::ws_client_buffer_bytes`); a connection whose buffer is
+//! full, or that does not take a frame within [`WRITE_DEADLINE`], is
+//! dropped at once (logged, counted in `hearth_ws_dropped_slow_total`).
+//! The connection cap is a semaphore: an upgrade takes a [`Slot`] before
+//! it is accepted and the connection holds it until its task ends.
 //! Events from clients reach the owning process as fire-and-forget
 //! requests through its mailbox, in order: open, messages, close.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info};
 
 use super::wire::{HttpServerError, HttpServerEvent, HttpServerReply};
 use crate::native::NativeEndpoint;
@@ -25,9 +30,22 @@ use crate::types::{Blob, ProcessId};
 /// (1013: try again later).
 const CLOSE_TRY_LATER: u16 = 1013;
 
+/// Longest one frame may take to reach a client's socket. A client that
+/// stops reading fills its TCP window and blocks the write; ten seconds
+/// covers a slow mobile link taking a large frame, and past it the
+/// connection is closed and its slot freed.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A place under the connection cap, held by one connection until its
+/// task ends.
+pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
+
 struct Conn {
     owner: ProcessId,
     out_tx: mpsc::Sender<Message>,
+    /// Payload bytes queued in `out_tx`, added by `offer`, taken off by
+    /// the connection's task.
+    queued: Arc<AtomicUsize>,
     kill_tx: Option<oneshot::Sender<()>>,
     topics: HashSet<String>,
 }
@@ -45,18 +63,30 @@ pub struct WsHub {
     next_conn: AtomicU64,
     /// Most open connections; past it upgrades get 503.
     pub max_connections: usize,
+    slots: Arc<Semaphore>,
     /// Messages buffered per connection before it is dropped as too slow.
     pub client_buffer: usize,
+    /// Payload bytes buffered per connection before it is dropped (one
+    /// frame is always taken into an empty buffer, whatever its size).
+    pub client_buffer_bytes: usize,
     services: Arc<Services>,
 }
 
 impl WsHub {
-    pub fn new(services: Arc<Services>, max_connections: usize, client_buffer: usize) -> Self {
+    pub fn new(
+        services: Arc<Services>,
+        max_connections: usize,
+        client_buffer: usize,
+        client_buffer_bytes: usize,
+    ) -> Self {
+        let max_connections = max_connections.min(Semaphore::MAX_PERMITS);
         Self {
             state: Mutex::default(),
             next_conn: AtomicU64::new(1),
             max_connections,
+            slots: Arc::new(Semaphore::new(max_connections)),
             client_buffer: client_buffer.max(1),
+            client_buffer_bytes,
             services,
         }
     }
@@ -65,12 +95,31 @@ impl WsHub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Connections holding a slot (accepted upgrades not yet ended).
     pub fn open_count(&self) -> usize {
-        self.lock().conns.len()
+        self.max_connections - self.slots.available_permits()
     }
 
-    pub fn is_full(&self) -> bool {
-        self.open_count() >= self.max_connections
+    /// A place under the cap, or `None` when every one is taken. Taken
+    /// before the upgrade is accepted, so concurrent upgrades cannot pass
+    /// the cap together.
+    pub fn reserve(&self) -> Option<Slot> {
+        self.slots.clone().try_acquire_owned().ok().map(Slot)
+    }
+
+    /// Drop `conn` as too slow (once: it counts only if still registered).
+    fn drop_slow(&self, state: &mut HubState, conn: u64, why: &str) {
+        if let Some(mut c) = Self::remove(state, conn) {
+            info!(conn, owner = %c.owner, why, "WebSocket client too slow; dropped");
+            self.services
+                .kernel
+                .metrics
+                .ws_dropped_slow
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(kill) = c.kill_tx.take() {
+                let _ = kill.send(());
+            }
+        }
     }
 
     fn remove(state: &mut HubState, conn: u64) -> Option<Conn> {
@@ -87,13 +136,22 @@ impl WsHub {
         Some(c)
     }
 
-    /// Queue `msg` for `conn`; a full buffer drops the connection.
+    /// Queue `msg` for `conn`; a buffer full in frames or bytes drops the
+    /// connection.
     fn offer(&self, state: &mut HubState, conn: u64, msg: Message) -> bool {
         let Some(c) = state.conns.get(&conn) else {
             return false;
         };
+        let len = frame_len(&msg);
+        let queued = c.queued.load(Ordering::Acquire);
+        if queued > 0 && queued.saturating_add(len) > self.client_buffer_bytes {
+            self.drop_slow(state, conn, "buffer full (bytes)");
+            return false;
+        }
+        let queued = c.queued.clone();
         match c.out_tx.try_send(msg) {
             Ok(()) => {
+                queued.fetch_add(len, Ordering::AcqRel);
                 self.services
                     .kernel
                     .metrics
@@ -102,17 +160,7 @@ impl WsHub {
                 true
             }
             Err(_) => {
-                if let Some(mut c) = Self::remove(state, conn) {
-                    debug!(conn, owner = %c.owner, "WebSocket client too slow; dropped");
-                    self.services
-                        .kernel
-                        .metrics
-                        .ws_dropped_slow
-                        .fetch_add(1, Ordering::Relaxed);
-                    if let Some(kill) = c.kill_tx.take() {
-                        let _ = kill.send(());
-                    }
-                }
+                self.drop_slow(state, conn, "buffer full (frames)");
                 false
             }
         }
@@ -219,22 +267,52 @@ pub struct Opening {
     pub user: Option<String>,
 }
 
-/// Run one upgraded connection until either side ends it.
+/// Payload bytes of a frame, as counted against a client's buffer.
+fn frame_len(msg: &Message) -> usize {
+    match msg {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        _ => 0,
+    }
+}
+
+/// How sending one frame ended.
+enum Sent {
+    Ok,
+    Failed,
+    /// The client did not take it within [`WRITE_DEADLINE`].
+    TooSlow,
+}
+
+async fn send(socket: &mut WebSocket, msg: Message) -> Sent {
+    match tokio::time::timeout(WRITE_DEADLINE, socket.send(msg)).await {
+        Ok(Ok(())) => Sent::Ok,
+        Ok(Err(_)) => Sent::Failed,
+        Err(_) => Sent::TooSlow,
+    }
+}
+
+/// Run one upgraded connection until either side ends it; `slot` is its
+/// place under the cap, freed when this returns.
 pub async fn run_connection(
     hub: Arc<WsHub>,
     server: Arc<NativeEndpoint>,
     mut socket: WebSocket,
     opening: Opening,
+    slot: Slot,
 ) {
+    let _slot = slot;
     let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
     let (out_tx, mut out_rx) = mpsc::channel(hub.client_buffer);
     let (kill_tx, mut kill_rx) = oneshot::channel();
     let owner = opening.owner.clone();
+    let queued = Arc::new(AtomicUsize::new(0));
     hub.lock().conns.insert(
         conn,
         Conn {
             owner: owner.clone(),
             out_tx,
+            queued: queued.clone(),
             kill_tx: Some(kill_tx),
             topics: HashSet::new(),
         },
@@ -252,33 +330,44 @@ pub async fn run_connection(
         query: opening.query,
         user: opening.user,
     };
-    let mut alive = tell(&open, None).is_ok();
-    while alive {
-        tokio::select! {
-            biased;
-            _ = &mut kill_rx => break,
-            out = out_rx.recv() => match out {
-                Some(Message::Close(frame)) => {
-                    let _ = socket.send(Message::Close(frame)).await;
-                    break;
-                }
-                Some(msg) => alive = socket.send(msg).await.is_ok(),
-                None => break,
-            },
-            incoming = socket.recv() => {
-                let (binary, bytes) = match incoming {
-                    Some(Ok(Message::Text(t))) => (false, t.as_str().as_bytes().to_vec()),
-                    Some(Ok(Message::Binary(b))) => (true, b.to_vec()),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                };
-                metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);
-                let event = HttpServerEvent::WsMessage { conn, binary };
-                if let Err(e) = tell(&event, Some(Blob { mime: None, bytes })) {
-                    debug!(conn, %e, "WebSocket event refused; closing");
-                    let frame = CloseFrame { code: CLOSE_TRY_LATER, reason: "the app cannot take more messages".into() };
-                    let _ = socket.send(Message::Close(Some(frame))).await;
-                    break;
+    if tell(&open, None).is_ok() {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut kill_rx => break,
+                out = out_rx.recv() => match out {
+                    Some(Message::Close(frame)) => {
+                        let _ = send(&mut socket, Message::Close(frame)).await;
+                        break;
+                    }
+                    Some(msg) => {
+                        queued.fetch_sub(frame_len(&msg), Ordering::AcqRel);
+                        match send(&mut socket, msg).await {
+                            Sent::Ok => {}
+                            Sent::Failed => break,
+                            Sent::TooSlow => {
+                                hub.drop_slow(&mut hub.lock(), conn, "write deadline passed");
+                                break;
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                incoming = socket.recv() => {
+                    let (binary, bytes) = match incoming {
+                        Some(Ok(Message::Text(t))) => (false, t.as_str().as_bytes().to_vec()),
+                        Some(Ok(Message::Binary(b))) => (true, b.to_vec()),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    };
+                    metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);
+                    let event = HttpServerEvent::WsMessage { conn, binary };
+                    if let Err(e) = tell(&event, Some(Blob { mime: None, bytes })) {
+                        debug!(conn, %e, "WebSocket event refused; closing");
+                        let frame = CloseFrame { code: CLOSE_TRY_LATER, reason: "the app cannot take more messages".into() };
+                        let _ = send(&mut socket, Message::Close(Some(frame))).await;
+                        break;
+                    }
                 }
             }
         }
