@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,12 @@ use crate::types::{
 /// asker gets `mailbox-full`; the mailbox itself admits
 /// `Limits::mailbox_requests` more.
 pub const SERVICE_BACKLOG: usize = 1024;
+/// Payload bytes of the requests in a service's backlog. Past this the
+/// asker gets `mailbox-full`: 64 MiB is four requests of the default
+/// 16 MiB message limit, enough to keep a worker busy, while a flood of
+/// large writes cannot pile up without bound. One request is always
+/// accepted into an empty backlog, whatever its size.
+pub const SERVICE_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a service answers: a body and an optional blob. `None` means the
 /// request needs no answer (fire-and-forget requests get none anyway).
@@ -62,6 +69,8 @@ pub struct NativeEndpoint {
     address: Address,
     services: Arc<Services>,
     waiters: Mutex<HashMap<u64, Waiter>>,
+    /// Payload bytes of the requests queued for the worker.
+    backlog_bytes: AtomicUsize,
 }
 
 impl NativeEndpoint {
@@ -81,6 +90,7 @@ impl NativeEndpoint {
             address: services.kernel.address(&id),
             services: services.clone(),
             waiters: Mutex::default(),
+            backlog_bytes: AtomicUsize::new(0),
         });
         let (work_tx, work_rx) = mpsc::channel(SERVICE_BACKLOG);
         if let Some(service) = service {
@@ -109,25 +119,7 @@ impl NativeEndpoint {
 
     fn dispatch(&self, envelope: Envelope, work_tx: &mpsc::Sender<KernelMessage>) {
         let (id, result) = match envelope {
-            Envelope::Message(km) if km.is_request() => {
-                if let Err(e) = work_tx.try_send(km) {
-                    let (kind, km) = match e {
-                        mpsc::error::TrySendError::Full(km) => (SendErrorKind::MailboxFull, km),
-                        mpsc::error::TrySendError::Closed(km) => {
-                            (SendErrorKind::UnknownProcess, km)
-                        }
-                    };
-                    if let Some(rsvp) = &km.rsvp {
-                        let detail = match kind {
-                            SendErrorKind::MailboxFull => "the service is overloaded; retry later",
-                            _ => "this endpoint serves no requests",
-                        };
-                        let error = SendError::new(kind, &self.address, detail);
-                        self.services.kernel.fail(rsvp, km.id, error);
-                    }
-                }
-                return;
-            }
+            Envelope::Message(km) if km.is_request() => return self.enqueue(km, work_tx),
             Envelope::Message(km) => (km.id, Ok(km)),
             Envelope::Failed { id, error } => (id, Err(error)),
         };
@@ -139,18 +131,64 @@ impl NativeEndpoint {
         }
     }
 
+    /// Queue a request for the worker, within [`SERVICE_BACKLOG`] requests
+    /// and [`SERVICE_BACKLOG_BYTES`]; past either the asker gets
+    /// `mailbox-full` at once.
+    fn enqueue(&self, km: KernelMessage, work_tx: &mpsc::Sender<KernelMessage>) {
+        let len = km.payload_len();
+        let queued = self.backlog_bytes.fetch_add(len, Ordering::AcqRel);
+        if queued > 0 && queued.saturating_add(len) > SERVICE_BACKLOG_BYTES {
+            self.backlog_bytes.fetch_sub(len, Ordering::AcqRel);
+            let detail = format!(
+                "the service is overloaded ({queued} bytes queued, the limit is \
+                 {SERVICE_BACKLOG_BYTES}); retry later"
+            );
+            return self.refuse(&km, SendErrorKind::MailboxFull, detail);
+        }
+        if let Err(e) = work_tx.try_send(km) {
+            self.backlog_bytes.fetch_sub(len, Ordering::AcqRel);
+            let (kind, km, detail) = match e {
+                mpsc::error::TrySendError::Full(km) => (
+                    SendErrorKind::MailboxFull,
+                    km,
+                    format!("the service is overloaded ({SERVICE_BACKLOG} requests queued); retry later"),
+                ),
+                mpsc::error::TrySendError::Closed(km) => (
+                    SendErrorKind::UnknownProcess,
+                    km,
+                    "this endpoint serves no requests".to_string(),
+                ),
+            };
+            self.refuse(&km, kind, detail);
+        }
+    }
+
+    /// Tell the asker of `km` why it is not served; a fire-and-forget
+    /// request has nobody to tell, so it is logged.
+    fn refuse(&self, km: &KernelMessage, kind: SendErrorKind, detail: String) {
+        match &km.rsvp {
+            Some(rsvp) => {
+                let error = SendError::new(kind, &self.address, detail);
+                self.services.kernel.fail(rsvp, km.id, error);
+            }
+            None => {
+                warn!(source = %km.source, kind = kind.as_str(), "fire-and-forget request dropped: {detail}")
+            }
+        }
+    }
+
     async fn serve(
         self: Arc<Self>,
         service: Arc<dyn Service>,
         mut work_rx: mpsc::Receiver<KernelMessage>,
     ) {
         while let Some(km) = work_rx.recv().await {
+            self.backlog_bytes
+                .fetch_sub(km.payload_len(), Ordering::AcqRel);
             let (id, rsvp) = (km.id, km.rsvp.clone());
             let reply = service.handle(km).await;
             if let (Some(rsvp), Some(reply)) = (rsvp, reply) {
-                if let Err(e) = self.respond(rsvp, id, reply) {
-                    warn!(%e, "service reply not delivered");
-                }
+                self.answer(rsvp, id, reply);
             }
         }
     }
@@ -160,6 +198,26 @@ impl NativeEndpoint {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id)
+    }
+
+    /// Answer request `id` of `rsvp`; a reply the kernel refuses (larger
+    /// than `Limits::max_message_bytes`, or the asker's mailbox full)
+    /// reaches the asker as that typed failure, never only as a log line.
+    pub fn answer(&self, rsvp: Address, id: u64, reply: Reply) {
+        let Err(e) = self.respond(rsvp.clone(), id, reply) else {
+            return;
+        };
+        match e.kind {
+            SendErrorKind::UnknownProcess | SendErrorKind::ProcessExited => {
+                debug!(%rsvp, id, %e, "asker gone before the reply")
+            }
+            kind => {
+                warn!(%rsvp, id, %e, "service reply refused; the asker gets the failure");
+                let detail = format!("the reply was refused: {}", e.detail);
+                let error = SendError::new(kind, &self.address, detail);
+                self.services.kernel.fail(&rsvp, id, error);
+            }
+        }
     }
 
     /// Answer request `id` of `rsvp`.

@@ -35,6 +35,8 @@ pub enum KvError {
     MissingBlob,
     #[error("store error: {0}")]
     Store(String),
+    #[error("entry {key:?} ({len} bytes) does not fit a scan reply of {budget} bytes")]
+    EntryTooLarge { key: String, len: u64, budget: u64 },
     /// The request could not be delivered or answered.
     #[serde(skip)]
     #[error("kv service unreachable: {0}")]
@@ -118,6 +120,8 @@ enum KvRequest<'a> {
         db: &'a str,
         prefix: &'a str,
         limit: usize,
+        start: Option<&'a str>,
+        max_bytes: Option<u64>,
     },
     Batch {
         package: Option<&'a str>,
@@ -143,9 +147,25 @@ enum BatchOp {
 #[derive(Deserialize)]
 enum KvResponse {
     Ok,
-    Value { found: bool },
-    Deleted { existed: bool },
-    Entries { entries: Vec<ScanEntry> },
+    Value {
+        found: bool,
+    },
+    Deleted {
+        existed: bool,
+    },
+    Entries {
+        entries: Vec<ScanEntry>,
+        #[serde(default)]
+        next: Option<String>,
+    },
+}
+
+/// One page of a scan: entries in key order and, when more match, the key
+/// to continue from (pass it as `start`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    pub entries: Vec<(String, Vec<u8>)>,
+    pub next: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -233,34 +253,65 @@ impl Kv {
         }
     }
 
-    /// Up to `limit` entries whose keys start with `prefix`, in key order.
+    /// Up to `limit` entries whose keys start with `prefix`, in key order,
+    /// fetched in as many pages as their size needs.
     pub async fn scan(
         &self,
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, KvError> {
+        let mut out = Vec::new();
+        let mut start: Option<String> = None;
+        while out.len() < limit {
+            let page = self
+                .scan_page(prefix, start.as_deref(), limit - out.len(), None)
+                .await?;
+            out.extend(page.entries);
+            match page.next {
+                Some(next) => start = Some(next),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// One page of a scan: up to `limit` entries whose keys start with
+    /// `prefix`, from `start` (inclusive) on, within `max_bytes` of reply
+    /// (default and most: what one message may carry).
+    pub async fn scan_page(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        limit: usize,
+        max_bytes: Option<u64>,
+    ) -> Result<ScanPage, KvError> {
         let body = KvRequest::Scan {
             package: self.owner(),
             db: &self.db,
             prefix,
             limit,
+            start,
+            max_bytes,
         };
         let (response, blob) = self.request(&body, None).await?;
-        let KvResponse::Entries { entries } = response else {
+        let KvResponse::Entries { entries, next } = response else {
             return Err(KvError::Decode("expected entries".into()));
         };
         let values = blob.unwrap_or_default();
         let mut at = 0usize;
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
-            let end = at.saturating_add(entry.len as usize);
+            let end = usize::try_from(entry.len)
+                .ok()
+                .and_then(|len| at.checked_add(len))
+                .ok_or_else(|| KvError::Decode("scan value length overflows".into()))?;
             let value = values
                 .get(at..end)
                 .ok_or_else(|| KvError::Decode("scan values shorter than announced".into()))?;
             out.push((entry.key, value.to_vec()));
             at = end;
         }
-        Ok(out)
+        Ok(ScanPage { entries: out, next })
     }
 
     /// A batch of writes applied atomically by [`KvBatch::commit`].

@@ -6,6 +6,7 @@
 //! a package that granted its package access (`Grant`, by the owner). Only
 //! processes of this node are served.
 
+mod scan;
 mod types;
 
 use std::sync::Arc;
@@ -20,8 +21,7 @@ use crate::types::{Blob, KernelMessage, Message, ProcessId};
 
 /// Grant kind under which kv grants are stored.
 const GRANT_KIND: &str = "kv";
-/// Most entries one scan returns, whatever the limit asked.
-pub const MAX_SCAN: usize = 10_000;
+pub use scan::{MAX_SCAN, SCAN_REPLY_RESERVE};
 
 pub fn process_id() -> ProcessId {
     ProcessId::new("kv", "distro", "sys")
@@ -145,21 +145,19 @@ impl KvService {
                 db,
                 prefix,
                 limit,
+                start,
+                max_bytes,
             } => {
                 let db = self.open(&caller, package, &db)?;
-                let found = db
-                    .scan(prefix.as_bytes(), limit.min(MAX_SCAN))
-                    .map_err(store_err)?;
-                let mut values = Vec::new();
-                let mut entries = Vec::with_capacity(found.len());
-                for (k, v) in found {
-                    entries.push(ScanEntry {
-                        key: String::from_utf8_lossy(&k).into_owned(),
-                        len: v.len() as u64,
-                    });
-                    values.extend_from_slice(&v);
-                }
-                Ok((KvResponse::Entries { entries }, Some(values)))
+                let budget =
+                    scan::budget(max_bytes, self.services.kernel.limits().max_message_bytes);
+                let found = db.scan_from(prefix.as_bytes(), start.as_ref().map(|s| s.as_bytes()));
+                let page = scan::page(found, limit, budget)?;
+                let response = KvResponse::Entries {
+                    entries: page.entries,
+                    next: page.next,
+                };
+                Ok((response, Some(page.values)))
             }
             KvRequest::Batch { package, db, ops } => {
                 let writes = split_batch(ops, blob.unwrap_or_default())?;

@@ -30,12 +30,19 @@ pub enum KvRequest {
         key: String,
     },
     /// Up to `limit` entries with keys starting with `prefix`, in key
-    /// order; their values come back concatenated in the blob.
+    /// order, from `start` (inclusive) when given; their values come back
+    /// concatenated in the blob. The reply holds at most `max_bytes`
+    /// (default and most: what one message may carry); `next` in the
+    /// reply is where to continue.
     Scan {
         package: Option<String>,
         db: String,
         prefix: String,
         limit: usize,
+        #[serde(default)]
+        start: Option<String>,
+        #[serde(default)]
+        max_bytes: Option<u64>,
     },
     /// All writes or none. The values of `Set` ops are concatenated in the
     /// request's blob, in op order.
@@ -72,9 +79,13 @@ pub enum KvResponse {
     Deleted {
         existed: bool,
     },
-    /// For `Scan`: keys and value lengths, values in the blob.
+    /// For `Scan`: keys and value lengths, values in the blob; `next` is
+    /// the first key not returned (pass it as `start`), `None` when no
+    /// more entries match.
     Entries {
         entries: Vec<ScanEntry>,
+        #[serde(default)]
+        next: Option<String>,
     },
 }
 
@@ -98,4 +109,8 @@ pub enum KvError {
     MissingBlob,
     #[error("store error: {0}")]
     Store(String),
+    #[error(
+        "entry {key:?} ({len} bytes) does not fit a scan reply of {budget} bytes; get it alone"
+    )]
+    EntryTooLarge { key: String, len: u64, budget: u64 },
 }

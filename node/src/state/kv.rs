@@ -82,13 +82,21 @@ impl KvDb<'_> {
         Ok(old.is_some())
     }
 
-    /// Up to `limit` entries whose key starts with `prefix`, in key order.
-    pub fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, StateError> {
+    /// Entries whose key starts with `prefix`, in key order, from `start`
+    /// on (inclusive) when given: one page of a scan, read lazily.
+    pub fn scan_from<'s>(
+        &'s self,
+        prefix: &'s [u8],
+        start: Option<&[u8]>,
+    ) -> impl Iterator<Item = Result<Entry, StateError>> + 's {
+        let from = match start {
+            Some(start) if start > prefix => start.to_vec(),
+            _ => prefix.to_vec(),
+        };
         self.tree
-            .scan_prefix(prefix)
-            .take(limit)
+            .range(from..)
+            .take_while(move |e| e.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
             .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io))
-            .collect()
     }
 
     /// Apply every write or none, even across a crash (sled batches are

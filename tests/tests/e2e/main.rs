@@ -7,6 +7,7 @@ mod common;
 mod admin;
 mod app_macro;
 mod durability;
+mod hostile_input;
 mod http;
 mod isolation;
 mod kit_cli;

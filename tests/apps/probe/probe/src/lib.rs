@@ -47,6 +47,9 @@ struct SpawnArgs {
     name: String,
     #[serde(default)]
     public: bool,
+    /// The component to run; `/probe.wasm` by default.
+    #[serde(default)]
+    wasm: Option<String>,
 }
 
 /// The persisted state: `{"boots": u64, "value": V}`.
@@ -199,7 +202,8 @@ fn alloc_mb(mb: u64) -> Value {
 }
 
 fn spawn(args: SpawnArgs) -> Value {
-    let options = SpawnOptions::new("/probe.wasm").public(args.public);
+    let wasm = args.wasm.as_deref().unwrap_or("/probe.wasm");
+    let options = SpawnOptions::new(wasm).public(args.public);
     match hearth_sdk::spawn(&args.name, options) {
         Ok(id) => json!({"id": id.to_string()}),
         Err(error) => err_value("spawn-failed", &error.to_string(), None),

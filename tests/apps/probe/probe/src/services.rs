@@ -32,6 +32,22 @@ pub(crate) enum KvCmd {
         prefix: String,
         limit: usize,
     },
+    /// One raw page: answers key count, first and last key, value bytes
+    /// and `next`.
+    ScanPage {
+        db: String,
+        prefix: String,
+        start: Option<String>,
+        limit: usize,
+        max_bytes: Option<u64>,
+    },
+    /// `count` keys `<prefix><n>` with values of `size` bytes, one set each.
+    Fill {
+        db: String,
+        prefix: String,
+        count: u64,
+        size: usize,
+    },
     /// Set every pair and delete every key in `deletes`, atomically.
     Batch {
         db: String,
@@ -125,6 +141,38 @@ pub(crate) fn kv(asker: u64, cmd: KvCmd) {
                         .map(|(k, v)| json!([k, String::from_utf8_lossy(&v)]))
                         .collect();
                     Value::Array(pairs)
+                }
+                KvCmd::ScanPage {
+                    db,
+                    prefix,
+                    start,
+                    limit,
+                    max_bytes,
+                } => {
+                    let page = Kv::open(&db)
+                        .await?
+                        .scan_page(&prefix, start.as_deref(), limit, max_bytes)
+                        .await?;
+                    let bytes: usize = page.entries.iter().map(|(_, v)| v.len()).sum();
+                    json!({
+                        "count": page.entries.len(),
+                        "first": page.entries.first().map(|(k, _)| k.clone()),
+                        "last": page.entries.last().map(|(k, _)| k.clone()),
+                        "bytes": bytes,
+                        "next": page.next,
+                    })
+                }
+                KvCmd::Fill {
+                    db,
+                    prefix,
+                    count,
+                    size,
+                } => {
+                    let kv = Kv::open(&db).await?;
+                    for n in 0..count {
+                        kv.set(&format!("{prefix}{n:06}"), vec![b'x'; size]).await?;
+                    }
+                    json!(count)
                 }
                 KvCmd::Batch { db, sets, deletes } => {
                     let kv = Kv::open(&db).await?;
