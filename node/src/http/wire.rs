@@ -119,3 +119,76 @@ pub struct HttpAnswer {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
 }
+
+/// Property tests of the decoders of what processes send: random and
+/// mutated bodies never panic and come back as typed errors, and what
+/// decodes is no larger than its input.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Cases per property: each is one small JSON parse.
+    const CASES: u32 = 512;
+
+    const SAMPLES: [&str; 5] = [
+        r#"{"Bind":{"path":"/api/:room/*rest","access":"authenticated"}}"#,
+        r#"{"WsPublish":{"topic":"lobby","binary":false}}"#,
+        r#"{"WsJoin":{"conn":18446744073709551615,"topic":"t"}}"#,
+        r#"{"status":200,"headers":{"content-type":"text/plain"}}"#,
+        r#"{"Err":{"BadPath":"x"}}"#,
+    ];
+
+    /// Decode `bytes` as each type a process may send; panics only if a
+    /// decoder does.
+    fn decode_all(bytes: &[u8]) {
+        if let Ok(HttpServerRequest::Bind { path, .. } | HttpServerRequest::BindWs { path, .. }) =
+            serde_json::from_slice::<HttpServerRequest>(bytes)
+        {
+            assert!(path.len() <= bytes.len());
+        }
+        if let Ok(answer) = serde_json::from_slice::<HttpAnswer>(bytes) {
+            let header_bytes: usize = answer.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+            assert!(header_bytes <= bytes.len());
+        }
+        let _ = serde_json::from_slice::<HttpServerReply>(bytes);
+        let _ = serde_json::from_slice::<HttpServerEvent>(bytes);
+    }
+
+    fn mutate(base: &[u8], edits: &[(usize, u8, bool)]) -> Vec<u8> {
+        let mut bytes = base.to_vec();
+        for &(at, byte, insert) in edits {
+            let at = at % (bytes.len() + 1);
+            if insert || at == bytes.len() {
+                bytes.insert(at, byte);
+            } else {
+                bytes[at] = byte;
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn samples_decode() {
+        assert!(serde_json::from_str::<HttpServerRequest>(SAMPLES[0]).is_ok());
+        assert!(serde_json::from_str::<HttpAnswer>(SAMPLES[3]).is_ok());
+        assert!(serde_json::from_str::<HttpServerReply>(SAMPLES[4]).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        #[test]
+        fn random_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            decode_all(&bytes);
+        }
+
+        #[test]
+        fn mutated_bodies_never_panic(
+            which in 0..SAMPLES.len(),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<bool>()), 1..6),
+        ) {
+            decode_all(&mutate(SAMPLES[which].as_bytes(), &edits));
+        }
+    }
+}

@@ -83,4 +83,57 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&base);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Cases per property: each is a few `stat`s in a temp dir.
+        const CASES: u32 = 512;
+
+        fn drive() -> (PathBuf, PathBuf) {
+            let base = std::env::temp_dir().join(format!(
+                "hearth-vfs-prop-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let root = base.join("drive");
+            std::fs::create_dir_all(root.join("a")).unwrap();
+            #[cfg(unix)]
+            {
+                let _ = std::os::unix::fs::symlink(&base, root.join("out"));
+            }
+            (base, root)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+            /// Whatever a guest names, the result is a typed error or a
+            /// path inside the drive (symlinks resolved).
+            #[test]
+            fn guest_paths_never_leave_the_drive(
+                rel in "(a|out|\\.\\.|\\.|/|x|\\\\|\\x00|[a-z]{1,4}){0,10}"
+            ) {
+                let (_base, root) = drive();
+                if let Ok(full) = resolve(&root, &rel) {
+                    prop_assert!(full.starts_with(&root));
+                    prop_assert!(!rel.split('/').any(|c| c == ".."));
+                    let canonical_root = root.canonicalize().unwrap();
+                    let mut existing = full.as_path();
+                    while existing.symlink_metadata().is_err() {
+                        existing = existing.parent().unwrap();
+                    }
+                    prop_assert!(existing.canonicalize().unwrap().starts_with(&canonical_root));
+                }
+            }
+
+            #[test]
+            fn random_bytes_as_paths_do_not_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let (_base, root) = drive();
+                let rel = String::from_utf8_lossy(&bytes);
+                let _ = resolve(&root, &rel);
+            }
+        }
+    }
 }

@@ -179,3 +179,69 @@ proptest! {
         }
     }
 }
+
+/// A package directory with `pkg/a.wasm`, a symlink out of the package,
+/// a FIFO, a sub-directory and a file beside `pkg/`.
+fn package_dir() -> crate::package::PackageInfo {
+    let dir = std::env::temp_dir().join(format!(
+        "hearth-wasm-within-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let pkg = dir.join("pkg");
+    std::fs::create_dir_all(pkg.join("sub")).unwrap();
+    std::fs::write(pkg.join("a.wasm"), b"\0asm").unwrap();
+    std::fs::write(dir.join("metadata.json"), b"{}").unwrap();
+    let _ = std::os::unix::fs::symlink("/dev/zero", pkg.join("zero"));
+    let _ = std::os::unix::fs::symlink("../metadata.json", pkg.join("up"));
+    if !pkg.join("fifo").exists() {
+        let _ = std::process::Command::new("mkfifo")
+            .arg(pkg.join("fifo"))
+            .status();
+    }
+    crate::package::PackageInfo {
+        id: "p:x".into(),
+        version: "1".into(),
+        dir,
+    }
+}
+
+#[test]
+fn wasm_within_refuses_escapes_devices_fifos_and_dirs() {
+    let package = package_dir();
+    let (file, normal) = package.wasm_within("/a.wasm").unwrap();
+    assert!(file.ends_with("pkg/a.wasm"));
+    assert_eq!(normal, "/a.wasm");
+    assert_eq!(package.wasm_within("a.wasm").unwrap().1, "/a.wasm");
+    for bad in [
+        "../metadata.json",
+        "/dev/zero",
+        "zero",
+        "up",
+        "fifo",
+        "sub",
+        "",
+        "//etc/passwd",
+    ] {
+        assert!(package.wasm_within(bad).is_err(), "{bad:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Whatever path a guest hands to spawn, it is refused or names a
+    /// regular file inside the package's `pkg/`.
+    #[test]
+    fn spawn_wasm_paths_resolve_inside_pkg_or_fail(
+        path in "(/|\\.\\.|\\.|a\\.wasm|zero|up|fifo|sub|x|\\x00){0,6}"
+    ) {
+        let package = package_dir();
+        if let Ok((file, normal)) = package.wasm_within(&path) {
+            let root = package.dir.join("pkg").canonicalize().unwrap();
+            prop_assert!(file.starts_with(&root));
+            prop_assert!(std::fs::metadata(&file).unwrap().is_file());
+            prop_assert!(wasm_relative(&normal).is_some());
+        }
+    }
+}
