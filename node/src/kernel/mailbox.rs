@@ -109,8 +109,9 @@ impl MailboxTx {
             self.queued.requests.fetch_sub(1, Ordering::AcqRel);
             return full(envelope);
         }
+        let failure = matches!(envelope, Envelope::Failed { .. });
         let before = self.queued.bytes.fetch_add(weight, Ordering::AcqRel);
-        if before > 0 && before + weight > self.byte_capacity {
+        if !failure && before > 0 && before + weight > self.byte_capacity {
             self.queued.bytes.fetch_sub(weight, Ordering::AcqRel);
             if request {
                 self.queued.requests.fetch_sub(1, Ordering::AcqRel);

@@ -248,11 +248,16 @@ impl Links {
             .collect()
     }
 
-    /// `node` answered request `id`: the request it answers, if one with
-    /// that id is awaited from `node` (and only then may the answer be
-    /// delivered).
-    pub fn answered(&self, node: &str, id: u64) -> Option<Awaited> {
-        self.lock().get_mut(node)?.awaited.remove(&id)
+    /// `node` answered request `id` of `rsvp`: the request it answers, if
+    /// one with that id is awaited from `node` for that very asker (and
+    /// only then may the answer be delivered). A mismatch takes nothing.
+    pub fn answered(&self, node: &str, id: u64, rsvp: &Address) -> Option<Awaited> {
+        let mut links = self.lock();
+        let awaited = &mut links.get_mut(node)?.awaited;
+        if awaited.get(&id)?.rsvp != *rsvp {
+            return None;
+        }
+        awaited.remove(&id)
     }
 
     /// Forget awaited requests past their deadline: their askers have
@@ -305,8 +310,10 @@ mod tests {
             }
         }
         // Only the request awaited from b.os, for its asker, is an answer.
-        assert!(links.answered("c.os", 1).is_none());
-        assert!(links.answered("b.os", 2).is_none());
+        assert!(links.answered("c.os", 1, &rsvp).is_none());
+        assert!(links.answered("b.os", 2, &rsvp).is_none());
+        let other: Address = "me.os@p:q:other".parse().unwrap();
+        assert!(links.answered("b.os", 1, &other).is_none());
         let orphans = links.disconnected(&peer);
         assert_eq!(orphans.len(), 1);
         assert_eq!(orphans[0].0, 1);

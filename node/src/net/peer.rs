@@ -367,8 +367,8 @@ fn return_failure(
 /// A response from `name`: delivered only if it answers a request awaited
 /// from `name`, to the process that asked.
 fn on_response(shared: &Shared, name: &str, km: KernelMessage) {
-    match shared.links.answered(name, km.id) {
-        Some(awaited) if awaited.rsvp == km.target => {
+    match shared.links.answered(name, km.id, &km.target) {
+        Some(_) => {
             let Some(services) = shared.services.upgrade() else {
                 return;
             };
@@ -392,9 +392,9 @@ fn on_failed(
     rsvp: crate::types::Address,
     mut error: SendError,
 ) {
-    let awaited = match shared.links.answered(name, id) {
-        Some(awaited) if awaited.rsvp == rsvp => awaited,
-        _ => {
+    let awaited = match shared.links.answered(name, id, &rsvp) {
+        Some(awaited) => awaited,
+        None => {
             count(shared, |net| &net.unsolicited_answers);
             return debug!(%name, id, "failure for no request awaited from this peer; dropped");
         }
