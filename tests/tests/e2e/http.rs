@@ -37,7 +37,12 @@ pub fn chat_package() -> Vec<PackageFile> {
 }
 
 fn webprobe_package() -> Vec<PackageFile> {
-    let metadata = json!({"name": "webprobe", "properties": {"package_name": "webprobe", "publisher": "test", "current_version": "0.1.0"}});
+    webprobe_package_named("webprobe")
+}
+
+/// The webprobe component as package `<package>:test` (process `web`).
+pub fn webprobe_package_named(package: &str) -> Vec<PackageFile> {
+    let metadata = json!({"name": package, "properties": {"package_name": package, "publisher": "test", "current_version": "0.1.0"}});
     let manifest = json!([{"process_name": "web", "process_wasm_path": "/webprobe.wasm", "on_exit": "Restart", "public": false}]);
     vec![
         file("metadata.json", metadata.to_string().into_bytes()),
@@ -52,13 +57,21 @@ fn webprobe_package() -> Vec<PackageFile> {
 /// A node with a password, a short request timeout and small bodies,
 /// serving on `bind`.
 pub async fn web_node(name: &str, bind: IpAddr, session_ttl: Duration) -> TestNode {
+    web_node_with(name, |config| {
+        config.http_bind = bind;
+        config.http.session_ttl = session_ttl;
+    })
+    .await
+}
+
+/// [`web_node`] with `tweak` applied to its configuration last.
+pub async fn web_node_with(name: &str, tweak: impl FnOnce(&mut hearth::NodeConfig)) -> TestNode {
     let home = TempDir::new(name);
     let mut config = test_config(home.path(), name);
-    config.http_bind = bind;
     config.http.password = Some(Password(PASSWORD.into()));
     config.http.request_timeout = Duration::from_millis(700);
     config.http.max_body_bytes = 64 * 1024;
-    config.http.session_ttl = session_ttl;
+    tweak(&mut config);
     let node = TestNode::start_with(config, home).await;
     node.install(chat_package()).await;
     node.install(webprobe_package()).await;
@@ -105,7 +118,7 @@ pub fn call(
     (resp.status().as_u16(), heads, text)
 }
 
-fn header<'a>(heads: &'a [String], name: &str) -> Option<&'a str> {
+pub fn header<'a>(heads: &'a [String], name: &str) -> Option<&'a str> {
     let prefix = format!("{name}: ");
     heads.iter().find_map(|h| h.strip_prefix(&prefix))
 }

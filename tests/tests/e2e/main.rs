@@ -17,3 +17,4 @@ mod p2p;
 mod services;
 mod ui;
 mod web_hostile;
+mod web_hostile;

@@ -1,6 +1,7 @@
 //! `webprobe`: the test process of the HTTP tests. It binds one path per
 //! behaviour the server must handle: echo, auth levels, a hang (504) and a
-//! crash (502).
+//! crash (502), and `/set-cookie?c=..` answering that `Set-Cookie` (the
+//! server must filter the node's own cookie out).
 
 use hearth_sdk::http::{self, Access, HttpEvent};
 use hearth_sdk::json::json;
@@ -16,6 +17,7 @@ impl Process for WebProbe {
             ("/local", Access::LocalOnly),
             ("/hang", Access::Public),
             ("/crash", Access::Public),
+            ("/set-cookie", Access::Public),
         ] {
             if let Err(e) = http::bind(path, access) {
                 log::error!("cannot bind {path}: {e}");
@@ -31,6 +33,13 @@ impl Process for WebProbe {
         match req.bound_path.as_str() {
             "/hang" => {}
             "/crash" => panic!("webprobe: crash requested"),
+            "/set-cookie" => {
+                let cookie = req.query.get("c").cloned().unwrap_or_default();
+                if let Err(e) = http::answer(msg.id(), 200, &[("set-cookie", &cookie)], Vec::new())
+                {
+                    log::warn!("cannot answer: {e}");
+                }
+            }
             _ => {
                 let reply = json!({
                     "method": req.method, "path": req.path, "params": req.params, "query": req.query,
