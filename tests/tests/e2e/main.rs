@@ -17,4 +17,3 @@ mod p2p;
 mod services;
 mod ui;
 mod web_hostile;
-mod web_hostile;
