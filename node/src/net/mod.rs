@@ -19,6 +19,7 @@ pub mod book;
 mod dht;
 mod event_loop;
 pub mod identity;
+mod inbound;
 pub mod links;
 mod owed;
 mod peer;

@@ -566,6 +566,19 @@ async fn peer_chosen_request_ids_never_collide() {
     }
     answers.sort();
     assert_eq!(answers, vec![(0, 2), (7, 0), (7, 1), (u64::MAX, 3)]);
+    // Services act for the sender's process id, so none takes a peer's
+    // request, system or not.
+    for service in ["http-server:distro:sys", "vfs:distro:sys", "rpc:distro:sys"] {
+        let to = format!("victim.os@{service}");
+        write(&mut stream, &request(9, "mallory.os@chat:chat:sys", &to, json!({}), 5000)).await;
+        match inbox.next().await {
+            Frame::Failed { id: 9, error, .. } => assert!(
+                matches!(error.kind, SendErrorKind::CapabilityMissing | SendErrorKind::UnknownProcess),
+                "{service}: {error}"
+            ),
+            other => panic!("{service}: expected a failure, got {other:?}"),
+        }
+    }
     assert_eq!(local.await.expect("local answer"), "local");
     v.stop().await;
 }
