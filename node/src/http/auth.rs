@@ -178,7 +178,8 @@ impl Auth {
         }
     }
 
-    fn cookie(&self, value: &str, max_age: u64) -> String {
+    /// A `Set-Cookie` of our cookie name (host-only: no `Domain`).
+    pub fn cookie(&self, value: &str, max_age: u64) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
         format!(
             "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
@@ -186,7 +187,8 @@ impl Auth {
         )
     }
 
-    fn token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+    /// The value of our cookie in the request, if any.
+    pub fn token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
         headers
             .get_all(header::COOKIE)
             .iter()
@@ -199,15 +201,22 @@ impl Auth {
 
     /// Whether the request carries a live session cookie.
     pub fn is_logged_in(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = self.token(headers) else {
-            return false;
-        };
-        let hash = token_hash(token);
+        self.live_session(headers).is_some()
+    }
+
+    /// The hash naming the request's live session, if it has one.
+    pub fn live_session(&self, headers: &HeaderMap) -> Option<String> {
+        let hash = token_hash(self.token(headers)?);
+        self.is_live(&hash).then_some(hash)
+    }
+
+    /// Whether the session of this token hash is live.
+    pub fn is_live(&self, hash: &str) -> bool {
         let mut sessions = self.lock_sessions();
-        match sessions.get(&hash) {
+        match sessions.get(hash) {
             Some(expiry) if *expiry > now_ms() => true,
             Some(_) => {
-                sessions.remove(&hash);
+                sessions.remove(hash);
                 false
             }
             None => false,
@@ -240,7 +249,7 @@ impl Auth {
     }
 }
 
-fn token_hash(token: &str) -> String {
+pub fn token_hash(token: &str) -> String {
     crate::node::sha256_hex(token.as_bytes())
 }
 

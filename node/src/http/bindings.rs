@@ -97,6 +97,10 @@ fn match_segments(segments: &[Segment], path: &str) -> Option<BTreeMap<String, S
 #[derive(Default)]
 pub struct BindingTable {
     by_process: RwLock<HashMap<ProcessId, Vec<Binding>>>,
+    /// Whether each package asked for its own origin (`pkg/ui.json`), read
+    /// once; forgotten with the package's bindings and when one of its
+    /// processes binds (a new version starting).
+    isolated: RwLock<HashMap<String, bool>>,
 }
 
 impl BindingTable {
@@ -108,6 +112,10 @@ impl BindingTable {
         websocket: bool,
     ) -> HttpServerReply {
         let segments = parse_pattern(pattern)?;
+        self.isolated
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&owner.package_id());
         let mut table = self.by_process.write().unwrap_or_else(|e| e.into_inner());
         let list = table.entry(owner.clone()).or_default();
         list.retain(|b| b.segments != segments);
@@ -138,10 +146,30 @@ impl BindingTable {
     /// Drop every binding of the processes of `package_id`
     /// (`package:publisher`), before it is replaced or removed.
     pub fn forget_package(&self, package_id: &str) {
+        self.isolated
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(package_id);
         self.by_process
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|owner, _| owner.package_id() != package_id);
+    }
+
+    /// Whether `package_id` is isolated, if known.
+    pub fn isolated(&self, package_id: &str) -> Option<bool> {
+        self.isolated
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(package_id)
+            .copied()
+    }
+
+    pub fn set_isolated(&self, package_id: &str, isolated: bool) {
+        self.isolated
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(package_id.to_string(), isolated);
     }
 
     /// The first binding of `owner` matching `path` (literal segments

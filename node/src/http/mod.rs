@@ -10,6 +10,8 @@
 //! - `auth.rs`: the node password and sessions.
 //! - `origin.rs`: client address (trusted proxies, mapped IPv4), the
 //!   `Host` allow-list and the `Origin` check.
+//! - `isolate.rs`: per-package origins (`*.localhost`) and the session
+//!   handover to them.
 //! - `throttle.rs`: login throttling (check slots, lockout per address).
 //! - `ui.rs`: static UI files and `our.js`.
 //! - `wire.rs`: the JSON messages between the server and processes.
@@ -18,6 +20,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bindings;
+pub mod isolate;
 pub mod origin;
 mod pages;
 mod proxy;
@@ -115,6 +118,8 @@ pub struct Web {
     pub config: HttpConfig,
     pub auth: Arc<Auth>,
     pub login: throttle::LoginThrottle,
+    /// One-time codes and sessions of isolated packages' origins.
+    pub handoff: isolate::Handoff,
     pub bindings: Arc<BindingTable>,
     pub hub: Arc<WsHub>,
     /// `http-server:distro:sys`: forwards requests and WebSocket events.
@@ -184,6 +189,7 @@ impl Web {
             config: config.clone(),
             auth,
             login: throttle::LoginThrottle::default(),
+            handoff: isolate::Handoff::default(),
             bindings,
             hub,
             server,
@@ -226,8 +232,13 @@ pub fn router(state: HttpState) -> Router {
         .route("/logout", axum::routing::post(pages::logout))
         .route("/our.js", get(pages::our_js))
         .route("/metrics", get(pages::metrics))
+        .route(isolate::ENTER_PATH, get(isolate::enter))
         .nest("/admin", admin::router(state.clone()))
         .fallback(app)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            isolate::site_guard,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }

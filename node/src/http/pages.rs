@@ -106,7 +106,7 @@ fn safe_next(next: Option<&str>) -> &str {
 /// characters, which browsers strip: `/\t/evil.com` is `//evil.com`), no
 /// `\` (read as `/`), not `//` (another host), and parsed as a URI with
 /// neither scheme nor authority.
-fn is_local_path(n: &str) -> bool {
+pub(super) fn is_local_path(n: &str) -> bool {
     n.starts_with('/')
         && !n.starts_with("//")
         && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')

@@ -17,7 +17,8 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::origin::Refused;
+use super::isolate;
+use super::origin::{Refused, Site};
 use super::wire::{Access, HttpAnswer, HttpServerEvent, IncomingHttp};
 use super::ws::{run_connection, Opening};
 use super::{ui, HttpState};
@@ -34,16 +35,11 @@ fn plain(status: StatusCode, text: &str) -> Response {
 
 /// Where an unauthenticated browser is sent: the login page, then back.
 pub fn login_redirect(path_and_query: &str) -> Response {
-    let next: String = path_and_query
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    Redirect::to(&format!("/login?next={next}")).into_response()
+    Redirect::to(&format!(
+        "/login?next={}",
+        isolate::encode_next(path_and_query)
+    ))
+    .into_response()
 }
 
 /// The query string as a map (a repeated name keeps its last value).
@@ -78,19 +74,33 @@ impl IntoResponse for Denied {
 /// Every binding but a public one is asked by one of our `Host`s and not
 /// from a page of another origin (no cross-site requests, no DNS
 /// rebinding); local-only ones by a client on this machine.
+/// A binding of an isolated package answers non-public requests on the
+/// package's own origin only, with that package's session.
 fn admit(
     state: &HttpState,
     access: Access,
     peer: SocketAddr,
     headers: &HeaderMap,
+    isolated: bool,
 ) -> Result<Option<String>, Denied> {
-    let logged_in = state.web.auth.is_logged_in(headers);
+    let policy = state.policy();
+    let logged_in = match policy.site(headers) {
+        Ok(Site::Package(package)) => {
+            state
+                .web
+                .handoff
+                .is_logged_in(&state.web.auth, headers, &package)
+        }
+        _ => !isolated && state.web.auth.is_logged_in(headers),
+    };
     let user = logged_in.then(|| state.services.kernel.our().to_string());
     if access == Access::Public {
         return Ok(user);
     }
-    let policy = state.policy();
-    policy.same_origin(headers).map_err(Denied::Refused)?;
+    let site = policy.same_origin(headers).map_err(Denied::Refused)?;
+    if isolated && site == Site::Main {
+        return Err(Denied::Refused(Refused::WrongOrigin));
+    }
     match access {
         Access::LocalOnly if policy.client(peer, headers).local => Ok(user),
         Access::LocalOnly => Err(Denied::Refused(Refused::NotLocal)),
@@ -116,8 +126,14 @@ pub async fn app(state: HttpState, peer: SocketAddr, request: Request) -> Respon
     if rest.is_empty() {
         return Redirect::permanent(&format!("/{process}/")).into_response();
     }
+    let isolated = is_isolated(&state, &process).await;
+    let site = state.policy().site(request.headers());
+    if matches!(site, Ok(Site::Package(_))) && !isolated {
+        // Only isolated packages are served from their own origin.
+        return plain(StatusCode::NOT_FOUND, "not found");
+    }
     if let Some(m) = state.web.bindings.find(&process, rest) {
-        let user = match admit(&state, m.access, peer, request.headers()) {
+        let user = match admit(&state, m.access, peer, request.headers(), isolated) {
             Ok(user) => user,
             Err(denied) => return denied.into_response(),
         };
@@ -143,12 +159,24 @@ pub async fn app(state: HttpState, peer: SocketAddr, request: Request) -> Respon
     if !tokio::fs::metadata(&ui_dir).await.is_ok_and(|m| m.is_dir()) {
         return plain(StatusCode::NOT_FOUND, "not found");
     }
-    if !state.web.auth.is_logged_in(request.headers()) {
-        let pq = request
-            .uri()
-            .path_and_query()
-            .map_or(path.as_str(), |p| p.as_str());
-        return login_redirect(pq);
+    let pq = request
+        .uri()
+        .path_and_query()
+        .map_or(path.as_str(), |p| p.as_str());
+    let headers = request.headers();
+    match site {
+        Ok(Site::Package(package))
+            if !state
+                .web
+                .handoff
+                .is_logged_in(&state.web.auth, headers, &package) =>
+        {
+            return isolate::back_to_main(&state, pq);
+        }
+        Ok(Site::Package(_)) => {}
+        _ if isolated => return isolate::hand_over(&state, &process, headers, pq),
+        _ if !state.web.auth.is_logged_in(headers) => return login_redirect(pq),
+        _ => {}
     }
     ui::serve(
         &state.services.packages_dir,
@@ -157,6 +185,17 @@ pub async fn app(state: HttpState, peer: SocketAddr, request: Request) -> Respon
         request.headers(),
     )
     .await
+}
+
+/// Whether `process`'s package is served from its own origin (cached).
+async fn is_isolated(state: &HttpState, process: &ProcessId) -> bool {
+    let package = process.package_id();
+    if let Some(known) = state.web.bindings.isolated(&package) {
+        return known;
+    }
+    let isolated = ui::is_isolated(&state.services.packages_dir, &package).await;
+    state.web.bindings.set_isolated(&package, isolated);
+    isolated
 }
 
 async fn websocket(

@@ -24,6 +24,25 @@ const ASSET_CACHE: &str = "public, max-age=3600";
 struct UiOptions {
     #[serde(default)]
     spa: bool,
+    /// Serve the package's UI and non-public bindings from its own origin
+    /// (`<package>.<publisher>.localhost:<port>`), with its own session.
+    #[serde(default)]
+    isolated: bool,
+}
+
+async fn options(packages_dir: &Path, package_id: &str) -> UiOptions {
+    let path = packages_dir.join(package_id).join("pkg").join("ui.json");
+    tokio::fs::read(path)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Whether `package_id` asks for its own origin (`"isolated": true` in
+/// `pkg/ui.json`).
+pub async fn is_isolated(packages_dir: &Path, package_id: &str) -> bool {
+    options(packages_dir, package_id).await.isolated
 }
 
 pub fn ui_dir(packages_dir: &Path, process: &ProcessId) -> PathBuf {
@@ -80,11 +99,7 @@ pub async fn serve(
     };
     let mut file = dir.join(&rel);
     if !tokio::fs::metadata(&file).await.is_ok_and(|m| m.is_file()) {
-        let options: UiOptions = tokio::fs::read(dir.parent().unwrap_or(&dir).join("ui.json"))
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let options = options(packages_dir, &process.package_id()).await;
         if !(options.spa && rel.extension().is_none()) {
             return (StatusCode::NOT_FOUND, "not found").into_response();
         }

@@ -534,3 +534,147 @@ async fn login_never_redirects_off_the_node_and_apps_cannot_set_its_cookie() {
     assert_eq!(set_cookie("theme%3Ddark").as_deref(), Some("theme=dark"));
     n.stop().await;
 }
+
+/// Location of a redirect, as a (host header, path) pair on this node.
+fn split_location(location: &str) -> (String, String) {
+    let rest = location.strip_prefix("http://").expect("absolute http URL");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    (host.to_string(), path.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_app_has_its_own_origin_and_session() {
+    let n = web_node(
+        "hostile-iso",
+        IpAddr::from([127, 0, 0, 1]),
+        Duration::from_secs(3600),
+    )
+    .await;
+    // `isoprobe` (app B) asks for its own origin; `webprobe` (app A) does not.
+    let mut files = super::http::webprobe_package_named("isoprobe");
+    files.push(file("pkg/ui.json", br#"{"isolated": true}"#.to_vec()));
+    files.push(file(
+        "pkg/ui/index.html",
+        b"<!doctype html>isoprobe".to_vec(),
+    ));
+    n.install(files).await;
+    let port = n.node.http_addr().port();
+    let main = format!("127.0.0.1:{port}");
+    let main_origin = format!("http://{main}");
+    let iso = format!("isoprobe.test.localhost:{port}");
+    let iso_origin = format!("http://{iso}");
+    let ask = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        blocking(|| raw(port, method, path, headers, "x"))
+    };
+    let t = Instant::now();
+    while ask("GET", "/web:isoprobe:test/echo/1", &[("host", &main)]).0 != 200 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "isoprobe never bound"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cookie = session(port);
+    const B_PRIVATE: &str = "/web:isoprobe:test/private";
+
+    // App A's page (main origin) cannot call B with the user's session.
+    let from_a = [
+        ("host", main.as_str()),
+        ("cookie", cookie.as_str()),
+        ("origin", main_origin.as_str()),
+    ];
+    let (status, _, body) = ask("POST", B_PRIVATE, &from_a);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("wrong-origin"), "{body}");
+    assert_eq!(ask("POST", PRIVATE, &from_a).0, 200, "A's own binding");
+
+    // Opening B from the main origin hands a session over with a code.
+    let (status, heads, _) = ask(
+        "GET",
+        "/web:isoprobe:test/",
+        &[("host", &main), ("cookie", &cookie)],
+    );
+    assert_eq!(status, 303);
+    let (host, enter) = split_location(header(&heads, "location").expect("location"));
+    assert_eq!(host, iso);
+    assert!(enter.starts_with("/_hearth/enter?code="), "{enter}");
+    let (status, heads, page) = ask("GET", &enter, &[("host", &iso)]);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("url=/web:isoprobe:test/"), "{page}");
+    let iso_cookie = header(&heads, "set-cookie")
+        .expect("B's cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(!header(&heads, "set-cookie").unwrap().contains("domain"));
+    assert_eq!(
+        ask("GET", &enter, &[("host", &iso)]).0,
+        403,
+        "codes are single-use"
+    );
+
+    // On its origin, B's page reaches B's UI and bindings, and nothing else.
+    let on_b = |path: &str, origin: &str, c: &str| {
+        ask(
+            "POST",
+            path,
+            &[("host", &iso), ("cookie", c), ("origin", origin)],
+        )
+        .0
+    };
+    assert_eq!(on_b(B_PRIVATE, &iso_origin, &iso_cookie), 200);
+    assert_eq!(
+        on_b(B_PRIVATE, &iso_origin, &cookie),
+        401,
+        "the main token is not B's"
+    );
+    assert_eq!(
+        on_b(B_PRIVATE, &main_origin, &iso_cookie),
+        403,
+        "from another origin"
+    );
+    assert_eq!(
+        on_b(PRIVATE, &iso_origin, &iso_cookie),
+        403,
+        "A's binding on B's origin"
+    );
+    assert_eq!(on_b("/metrics", &iso_origin, &iso_cookie), 403);
+    assert_eq!(on_b("/login", &iso_origin, &iso_cookie), 403);
+    let (status, _, ui) = ask(
+        "GET",
+        "/web:isoprobe:test/",
+        &[("host", &iso), ("cookie", &iso_cookie)],
+    );
+    assert_eq!((status, ui.as_str()), (200, "<!doctype html>isoprobe"));
+    // B's page cannot use the main session either (same-site `localhost`
+    // cookies would be sent; its `Origin` is refused).
+    let (status, _, _) = ask(
+        "POST",
+        PRIVATE,
+        &[
+            ("host", &format!("localhost:{port}")),
+            ("cookie", &cookie),
+            ("origin", &iso_origin),
+        ],
+    );
+    assert_eq!(status, 403);
+    // B's token is no session of the main origin.
+    assert_eq!(
+        ask("POST", PRIVATE, &[("host", &main), ("cookie", &iso_cookie)]).0,
+        401
+    );
+    // Without B's session, B's origin sends the browser to the main one.
+    let (status, heads, _) = ask("GET", "/web:isoprobe:test/", &[("host", &iso)]);
+    assert_eq!(status, 303);
+    assert_eq!(
+        header(&heads, "location").map(str::to_string),
+        Some(format!("http://localhost:{port}/web:isoprobe:test/"))
+    );
+
+    // Logging out of the main origin ends B's session too.
+    let out = ask("POST", "/logout", &[("host", &main), ("cookie", &cookie)]);
+    assert_eq!(out.0, 303);
+    assert_eq!(on_b(B_PRIVATE, &iso_origin, &iso_cookie), 401);
+    n.stop().await;
+}
