@@ -4,8 +4,11 @@
 //! grants the manifest's capabilities and starts the processes. At boot the
 //! node starts every package found there again.
 
+mod boot;
 mod manifest;
 pub mod upload;
+
+pub use boot::{restore_children, start_all_installed};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -182,19 +185,6 @@ async fn restart_old(services: &Arc<Services>, dir: &Path) {
     }
 }
 
-fn upload_metadata(files: &[PackageFile]) -> Result<Metadata, InstallError> {
-    let metadata_file = files
-        .iter()
-        .find(|f| f.path == "metadata.json")
-        .ok_or_else(|| InstallError::Invalid("metadata.json is missing".into()))?;
-    parse_json(&metadata_file.bytes, "metadata.json")
-}
-
-/// The `package:publisher` an upload would install, if it names a valid one.
-pub fn upload_id(files: &[PackageFile]) -> Option<String> {
-    package_id(&upload_metadata(files).ok()?).ok()
-}
-
 /// Stop a package's processes (its spawned children too, which are not
 /// restored), drop its compiled components and remove its files. Its state,
 /// kv databases and vfs files stay: reinstalling finds them again.
@@ -242,103 +232,6 @@ async fn retire(services: &Services, package_id: &str) -> Vec<ProcessId> {
     stopped
 }
 
-/// Start every package under `<home>/packages`. A broken package is logged
-/// and skipped; the others start.
-pub async fn start_all_installed(services: &Arc<Services>) -> Vec<InstallResponse> {
-    let Ok(entries) = std::fs::read_dir(&services.packages_dir) else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_dir()
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    dirs.sort();
-    let mut started = Vec::new();
-    for dir in dirs {
-        match start_installed(services, &dir).await {
-            Ok(r) => started.push(r),
-            Err(e) => warn!(dir = %dir.display(), "installed package not started: {e}"),
-        }
-    }
-    started
-}
-
-/// Start again the children spawned before the node stopped, from the
-/// persisted process table, with the capabilities a spawn gives. A child
-/// starts after its parent's capabilities are back, so children of children
-/// inherit the right set. Returns how many started.
-pub async fn restore_children(services: &Arc<Services>) -> usize {
-    let mut waiting = match services.state.children() {
-        Ok(children) => children,
-        Err(e) => {
-            warn!("process table unreadable; spawned children not restored: {e}");
-            return 0;
-        }
-    };
-    let mut started = 0;
-    loop {
-        let (ready, rest): (Vec<_>, Vec<_>) = waiting
-            .into_iter()
-            .partition(|c| !parent_missing(c, services));
-        if ready.is_empty() {
-            for orphan in &rest {
-                warn!(child = %orphan.id, parent = %orphan.parent, "child not restored: its parent is not running");
-            }
-            return started;
-        }
-        for child in ready {
-            match restore_child(services, &child) {
-                Ok(()) => started += 1,
-                Err(e) => warn!(child = %child.id, "child not restored: {e}"),
-            }
-        }
-        waiting = rest;
-    }
-}
-
-/// Whether `child` must wait: its parent is not running yet.
-fn parent_missing(child: &crate::state::table::ChildRecord, services: &Services) -> bool {
-    !services.kernel.is_running(&child.parent)
-}
-
-fn restore_child(
-    services: &Arc<Services>,
-    child: &crate::state::table::ChildRecord,
-) -> Result<(), InstallError> {
-    let dir = services.packages_dir.join(child.id.package_id());
-    let path = dir.join("metadata.json");
-    let metadata: Metadata = parse_json(
-        &std::fs::read(&path).map_err(io_err(&path))?,
-        "metadata.json",
-    )?;
-    let package = Arc::new(PackageInfo {
-        id: package_id(&metadata)?,
-        version: metadata.properties.current_version.clone(),
-        dir,
-    });
-    let spec = ProcessSpec {
-        id: child.id.clone(),
-        package,
-        wasm_path: child.wasm_path.clone(),
-        on_exit: child.on_exit.clone(),
-        public: child.public,
-        networking: child.networking,
-    };
-    process::start_then(services, spec, || {
-        let caps = &services.kernel.caps;
-        caps.inherit(&child.parent, &child.id);
-        caps.grant_messaging(&child.parent, &child.id);
-        caps.grant_messaging(&child.id, &child.parent);
-    })?;
-    Ok(())
-}
-
 pub(crate) fn package_id(metadata: &Metadata) -> Result<String, InstallError> {
     let p = &metadata.properties;
     let probe = ProcessId::new("x", &p.package_name, &p.publisher);
@@ -351,7 +244,7 @@ pub(crate) fn package_id(metadata: &Metadata) -> Result<String, InstallError> {
     Ok(probe.package_id())
 }
 
-async fn start_installed(
+pub(crate) async fn start_installed(
     services: &Arc<Services>,
     dir: &Path,
 ) -> Result<InstallResponse, InstallError> {
