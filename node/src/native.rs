@@ -82,7 +82,8 @@ impl NativeEndpoint {
         caps: ProcessCaps,
         service: Option<Arc<dyn Service>>,
     ) -> Result<Arc<Self>, crate::kernel::AlreadyRunning> {
-        let (tx, mut rx) = mailbox(services.kernel.limits().mailbox_requests);
+        let limits = services.kernel.limits();
+        let (tx, mut rx) = mailbox(limits.mailbox_requests, limits.mailbox_bytes);
         services
             .kernel
             .register(id.clone(), Endpoint { mailbox: tx, caps })?;

@@ -89,13 +89,7 @@ fn on_request(shared: &Shared, name: &str, mut km: KernelMessage) -> bool {
     true
 }
 
-fn return_failure(
-    shared: &Shared,
-    name: &str,
-    id: u64,
-    rsvp: Address,
-    error: SendError,
-) {
+fn return_failure(shared: &Shared, name: &str, id: u64, rsvp: Address, error: SendError) {
     if shared
         .send_frame(name, Frame::Failed { id, rsvp, error }, None)
         .is_err()
@@ -125,13 +119,7 @@ fn on_response(shared: &Shared, name: &str, km: KernelMessage) {
 
 /// A `Failed` frame from `name`: the same rule as responses. The peer's
 /// detail is cut short, and the target named is the one we sent to.
-fn on_failed(
-    shared: &Shared,
-    name: &str,
-    id: u64,
-    rsvp: Address,
-    mut error: SendError,
-) {
+fn on_failed(shared: &Shared, name: &str, id: u64, rsvp: Address, mut error: SendError) {
     let awaited = match shared.links.answered(name, id, &rsvp) {
         Some(awaited) => awaited,
         None => {

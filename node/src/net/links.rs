@@ -60,6 +60,8 @@ pub fn frame_channel() -> (FrameTx, FrameRx) {
 }
 
 impl FrameTx {
+    // The frame comes back by value, as tokio's own `try_send` gives it.
+    #[allow(clippy::result_large_err)]
     pub fn try_send(&self, frame: Frame) -> Result<(), mpsc::error::TrySendError<Frame>> {
         let weight = frame.weight();
         let before = self.queued.fetch_add(weight, Ordering::AcqRel);

@@ -272,4 +272,3 @@ fn hello(shared: &Shared, peer: PeerId, record: &super::record::NameRecord) -> R
         e.to_string()
     })
 }
-

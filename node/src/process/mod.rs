@@ -100,7 +100,8 @@ pub fn start_then(
         &spec.package.wasm_file(&spec.wasm_path),
         services.kernel.limits().max_component_bytes,
     )?;
-    let (mailbox_tx, mailbox_rx) = mailbox(services.kernel.limits().mailbox_requests);
+    let limits = services.kernel.limits();
+    let (mailbox_tx, mailbox_rx) = mailbox(limits.mailbox_requests, limits.mailbox_bytes);
     let caps = spec.caps();
     services.kernel.register(
         spec.id.clone(),
