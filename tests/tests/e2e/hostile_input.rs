@@ -128,10 +128,7 @@ async fn spawning_a_running_sibling_is_refused_and_grants_it_nothing() {
         .ask("alpha:probe:test", json!({"spawn": {"name": "beta"}}))
         .await
         .unwrap();
-    assert!(
-        spawn_kind(&reply).starts_with("already-running"),
-        "{reply}"
-    );
+    assert!(spawn_kind(&reply).starts_with("already-running"), "{reply}");
     assert!(
         !caps.holds(&beta, &gamma),
         "beta inherited alpha's capability"
@@ -308,5 +305,61 @@ async fn a_native_reply_over_the_limit_fails_at_once_as_payload_too_large() {
         .unwrap();
     assert_eq!(reply["err"]["kind"], "payload-too-large", "{reply}");
     assert!(started.elapsed() < Duration::from_secs(2));
+    n.stop().await;
+}
+
+/// A service that never finishes a request: its backlog only grows.
+struct Stuck;
+
+impl Service for Stuck {
+    fn handle(&self, _request: KernelMessage) -> ReplyFuture<'_> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_backlog_full_in_bytes_refuses_with_mailbox_full() {
+    let n = TestNode::start("hostile-backlog").await;
+    let services = n.node.services();
+    let id = pid("stuck:distro:sys");
+    let caps = ProcessCaps {
+        public: true,
+        networking: false,
+        system: false,
+    };
+    let _endpoint =
+        NativeEndpoint::start(services, id.clone(), caps, Some(Arc::new(Stuck))).unwrap();
+    let target = Address::new(n.node.name().to_string(), id);
+    // 900 KB each: the byte bound is reached long before the count bound.
+    let size = 900 * 1000;
+    let sends = hearth::native::SERVICE_BACKLOG_BYTES / size + 8;
+    assert!(sends < hearth::native::SERVICE_BACKLOG);
+    let mut asks = Vec::new();
+    for _ in 0..sends {
+        let injector = n.node.injector().clone();
+        let target = target.clone();
+        asks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let result = injector
+                .ask(target, vec![b' '; size], None, Duration::from_secs(3))
+                .await;
+            (result.map(|_| ()), started.elapsed())
+        }));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut full = 0;
+    for ask in asks {
+        let (result, took) = ask.await.unwrap();
+        let error = result.expect_err("the stuck service never answers");
+        match error.kind {
+            SendErrorKind::MailboxFull => {
+                full += 1;
+                assert!(took < Duration::from_secs(2), "refused at once");
+            }
+            SendErrorKind::Timeout => {}
+            other => panic!("unexpected {other:?}: {error:?}"),
+        }
+    }
+    assert!(full >= 1, "past the byte bound senders get mailbox-full");
     n.stop().await;
 }
