@@ -12,6 +12,7 @@ pub mod net;
 pub mod node;
 pub mod package;
 pub mod process;
+pub mod rooms;
 pub mod rpc;
 pub mod runtime;
 pub mod services;

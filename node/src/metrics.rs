@@ -96,6 +96,8 @@ pub struct Metrics {
     pub ws_publish_latency: Histogram,
     /// What the network refused from peers.
     pub net: NetCounters,
+    /// Room events relayed to subscribing nodes (one per node per event).
+    pub rooms_relays: AtomicU64,
 }
 
 /// Hostile or broken input from peers, refused and counted.
@@ -282,6 +284,12 @@ impl Metrics {
         self.ws_publish_latency
             .render(&mut out, "hearth_ws_publish_seconds", "");
         self.net.render(&mut out);
+        counter(
+            &mut out,
+            "hearth_rooms_relays_total",
+            "Room events relayed to subscribing nodes, one per node per event.",
+            load(&self.rooms_relays),
+        );
         out
     }
 }

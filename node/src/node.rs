@@ -78,6 +78,7 @@ impl Node {
         kv::start(&services).map_err(boot_err)?;
         vfs::start(&services, home.join(vfs::VFS_DIR)).map_err(boot_err)?;
         timer::start(&services).map_err(boot_err)?;
+        crate::rooms::start(&services).map_err(boot_err)?;
         let web = http::Web::start(&services, &config.http, &home)
             .map_err(|e| NodeError::Boot(e.to_string()))?;
 

@@ -1,0 +1,727 @@
+//! The rooms hub `rooms:distro:sys`: live rooms across nodes.
+//!
+//! A process publishes to a room it owns with one message to its node's
+//! hub; the hub numbers the event, keeps it in the room's bounded tail and
+//! fans it out: to subscriber processes on this node, and once to each
+//! subscribing node's hub, which fans out to its own subscribers. Joining
+//! is a request to the owner process (`{"room_join": ..}`), so its
+//! capabilities and its own decision apply. A subscribing hub holds one
+//! request open at each owner node's hub (`Hold`); when that node goes away
+//! the request fails with `offline` at once, subscribers hear `offline`,
+//! and the hub rejoins by itself with every subscriber's cursor.
+//!
+//! **Invariant:** every subscriber sees a room's events in sequence order,
+//! each once; a resume past the tail gets an explicit `gap`; a subscriber
+//! whose mailbox is full gets `lagged` and is replayed from the tail,
+//! never stalling the publisher or the others. Bounds: [`room::TAIL_EVENTS`],
+//! [`room::TAIL_BYTES`], [`room::MAX_SUBSCRIBERS`], [`MAX_ROOMS_PER_PROCESS`].
+
+pub mod room;
+pub mod types;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tracing::debug;
+
+use crate::kernel::caps::ProcessCaps;
+use crate::native::{NativeEndpoint, Reply, ReplyFuture, Service};
+use crate::services::Services;
+use crate::types::{Address, KernelMessage, Message, ProcessId, SendErrorKind};
+use room::{Room, Watch, MAX_SUBSCRIBERS};
+pub use types::{RoomDelivery, RoomEvent, RoomJoin, RoomsError, RoomsRequest, RoomsResponse};
+
+/// Rooms one process may own.
+pub const MAX_ROOMS_PER_PROCESS: usize = 256;
+/// How long the owner has to decide a join.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a hub-to-hub join may take (it includes the owner's decision).
+const HUB_TIMEOUT: Duration = Duration::from_secs(10);
+/// A `Hold` is answered after this, and asked with a longer timeout.
+const HOLD_FOR: Duration = Duration::from_secs(20);
+/// Backoff between rejoin attempts while an owner node is offline.
+const REJOIN_FIRST: Duration = Duration::from_millis(250);
+const REJOIN_MAX: Duration = Duration::from_secs(5);
+
+pub fn process_id() -> ProcessId {
+    ProcessId::new("rooms", "distro", "sys")
+}
+
+/// Register `rooms:distro:sys` (public; takes requests from other nodes'
+/// hubs only, see [`Hub::serve`]).
+pub fn start(
+    services: &Arc<Services>,
+) -> Result<Arc<NativeEndpoint>, crate::kernel::AlreadyRunning> {
+    let caps = ProcessCaps {
+        public: true,
+        networking: true,
+        system: true,
+    };
+    let hub = Arc::new(Hub {
+        endpoint: OnceLock::new(),
+        services: Arc::downgrade(services),
+        state: Mutex::default(),
+    });
+    let endpoint = NativeEndpoint::start(
+        services,
+        process_id(),
+        caps,
+        Some(Arc::new(HubService(hub.clone()))),
+    )?;
+    let _ = hub.endpoint.set(endpoint.clone());
+    Ok(endpoint)
+}
+
+struct HubService(Arc<Hub>);
+
+impl Service for HubService {
+    fn handle(&self, km: KernelMessage) -> ReplyFuture<'_> {
+        let hub = self.0.clone();
+        Box::pin(async move {
+            match hub.serve(km) {
+                Ok(Some(response)) => Some(Reply::json(&Ok::<_, RoomsError>(response))),
+                Ok(None) => None,
+                Err(error) => Some(Reply::json(&Err::<RoomsResponse, _>(error))),
+            }
+        })
+    }
+}
+
+pub struct Hub {
+    endpoint: OnceLock<Arc<NativeEndpoint>>,
+    services: std::sync::Weak<Services>,
+    state: Mutex<HubState>,
+}
+
+#[derive(Default)]
+struct HubState {
+    /// Rooms owned by processes of this node.
+    owned: HashMap<(ProcessId, String), Room>,
+    /// Rooms on other nodes watched for local subscribers.
+    watched: HashMap<(Address, String), Watch>,
+    /// Nodes we hold a request open at.
+    held: HashSet<Arc<str>>,
+}
+
+type Answer = (u64, Address);
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn endpoint(&self) -> Option<&Arc<NativeEndpoint>> {
+        self.endpoint.get()
+    }
+
+    fn our(&self) -> Option<Arc<str>> {
+        Some(self.endpoint()?.address().node.clone())
+    }
+
+    fn hub_at(node: &str) -> Address {
+        Address::new(node, process_id())
+    }
+
+    /// Serve one request; `None` when the answer comes later (joins).
+    fn serve(self: &Arc<Self>, km: KernelMessage) -> Result<Option<RoomsResponse>, RoomsError> {
+        let Message::Request(request) = &km.message else {
+            return Err(RoomsError::BadRequest("expected a request".into()));
+        };
+        let request: RoomsRequest = serde_json::from_slice(&request.body)
+            .map_err(|e| RoomsError::BadRequest(e.to_string()))?;
+        let our = self
+            .our()
+            .ok_or_else(|| RoomsError::Unreachable("stopping".into()))?;
+        let source = km.source.clone();
+        let local = source.node == our;
+        let from_hub = source.process == process_id();
+        let answer = km.rsvp.clone().map(|rsvp| (km.id, rsvp));
+        match request {
+            RoomsRequest::Publish { room, payload } if local => {
+                self.publish(&source, room, payload).map(|seq| Some(RoomsResponse::Published { seq }))
+            }
+            RoomsRequest::Subscribe { owner, room, from } if local => {
+                let owner: Address = owner.parse().map_err(|e| RoomsError::BadRequest(format!("owner: {e}")))?;
+                let hub = self.clone();
+                tokio::spawn(async move {
+                    let result = hub.subscribe(source, owner, room, from).await;
+                    hub.reply(answer, result);
+                });
+                Ok(None)
+            }
+            RoomsRequest::Unsubscribe { owner, room } if local => {
+                let owner: Address = owner.parse().map_err(|e| RoomsError::BadRequest(format!("owner: {e}")))?;
+                self.unsubscribe(&source.process, &owner, &room);
+                Ok(Some(RoomsResponse::Left))
+            }
+            RoomsRequest::Join { owner, room, subscriber, from } if from_hub => {
+                let owner: ProcessId = owner.parse().map_err(|e| RoomsError::BadRequest(format!("owner: {e}")))?;
+                let subscriber: Address = subscriber.parse().map_err(|e| RoomsError::BadRequest(format!("subscriber: {e}")))?;
+                if subscriber.node != source.node {
+                    return Err(RoomsError::Forbidden("a node's own subscribers".into()));
+                }
+                let hub = self.clone();
+                tokio::spawn(async move {
+                    let result = hub.join_remote(source.node, owner, room, subscriber, from).await;
+                    hub.reply(answer, result);
+                });
+                Ok(None)
+            }
+            RoomsRequest::Leave { owner, room, subscriber } if from_hub => {
+                let owner: ProcessId = owner.parse().map_err(|e| RoomsError::BadRequest(format!("owner: {e}")))?;
+                let mut state = self.lock();
+                if let Some(room) = state.owned.get_mut(&(owner, room)) {
+                    if let Some(subs) = room.nodes.get_mut(&source.node) {
+                        subs.remove(&subscriber);
+                        if subs.is_empty() {
+                            room.nodes.remove(&source.node);
+                        }
+                    }
+                }
+                Ok(Some(RoomsResponse::Left))
+            }
+            RoomsRequest::Relay { owner, room, to, events, next } if from_hub => {
+                let owner: Address = owner.parse().map_err(|e| RoomsError::BadRequest(format!("owner: {e}")))?;
+                if owner.node != source.node {
+                    return Err(RoomsError::Forbidden("the owner's own node".into()));
+                }
+                self.on_relay(&owner, &room, to, events, next);
+                Ok(None)
+            }
+            RoomsRequest::Hold if from_hub => {
+                let hub = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(HOLD_FOR).await;
+                    hub.reply(answer, Ok(RoomsResponse::Held));
+                });
+                Ok(None)
+            }
+            _ => Err(RoomsError::Forbidden(
+                "local processes (publish, subscribe) or other nodes' hubs (join, leave, relay, hold)".into(),
+            )),
+        }
+    }
+
+    fn reply(&self, answer: Option<Answer>, result: Result<RoomsResponse, RoomsError>) {
+        if let (Some((id, rsvp)), Some(endpoint)) = (answer, self.endpoint()) {
+            endpoint.answer(rsvp, id, Reply::json(&result));
+        }
+    }
+
+    fn metric_relay(&self) {
+        if let Some(services) = self.services.upgrade() {
+            services
+                .kernel
+                .metrics
+                .rooms_relays
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Hand `event` to a local subscriber process.
+    fn deliver(
+        &self,
+        to: &ProcessId,
+        owner: &Address,
+        room: &str,
+        event: RoomEvent,
+    ) -> Result<(), SendErrorKind> {
+        let Some(endpoint) = self.endpoint() else {
+            return Err(SendErrorKind::Offline);
+        };
+        let delivery = RoomDelivery {
+            owner: owner.to_string(),
+            room: room.to_string(),
+            event,
+        };
+        let body = serde_json::to_vec(&json!({ "room_event": delivery })).unwrap_or_default();
+        let target = Address::new(endpoint.address().node.clone(), to.clone());
+        endpoint
+            .tell(target, body, None)
+            .map(|_| ())
+            .map_err(|e| e.kind)
+    }
+
+    fn tell_hub(&self, node: &str, request: &RoomsRequest) -> Result<(), SendErrorKind> {
+        let Some(endpoint) = self.endpoint() else {
+            return Err(SendErrorKind::Offline);
+        };
+        let body = serde_json::to_vec(request).unwrap_or_default();
+        endpoint
+            .tell(Self::hub_at(node), body, None)
+            .map(|_| ())
+            .map_err(|e| e.kind)
+    }
+
+    async fn ask(
+        &self,
+        target: Address,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Value, RoomsError> {
+        let endpoint = self
+            .endpoint()
+            .ok_or_else(|| RoomsError::Unreachable("stopping".into()))?;
+        let (_, km) = endpoint
+            .ask(target, body, None, timeout)
+            .await
+            .map_err(|e| RoomsError::Unreachable(e.to_string()))?;
+        match km.message {
+            Message::Response(r) => serde_json::from_slice(&r.body)
+                .map_err(|e| RoomsError::Unreachable(format!("answer is not JSON: {e}"))),
+            Message::Request(_) => Err(RoomsError::Unreachable("not an answer".into())),
+        }
+    }
+
+    /// Ask the owner process whether `subscriber` may join; its snapshot.
+    async fn ask_owner(
+        &self,
+        owner: &Address,
+        room: &str,
+        subscriber: &Address,
+    ) -> Result<Value, RoomsError> {
+        let join = RoomJoin {
+            room: room.to_string(),
+            subscriber: subscriber.to_string(),
+        };
+        let body = serde_json::to_vec(&json!({ "room_join": join })).unwrap_or_default();
+        let answer = self.ask(owner.clone(), body, JOIN_TIMEOUT).await?;
+        if answer.get("error").is_some() {
+            return Err(RoomsError::Refused(answer));
+        }
+        Ok(answer.get("ok").cloned().unwrap_or(Value::Null))
+    }
+
+    fn publish(&self, owner: &Address, room: String, payload: Value) -> Result<u64, RoomsError> {
+        let mut state = self.lock();
+        let key = (owner.process.clone(), room);
+        if !state.owned.contains_key(&key) {
+            let owned = state.owned.keys().filter(|(p, _)| *p == key.0).count();
+            if owned >= MAX_ROOMS_PER_PROCESS {
+                return Err(RoomsError::Limit(format!(
+                    "{MAX_ROOMS_PER_PROCESS} rooms per process"
+                )));
+            }
+        }
+        let room = state.owned.entry(key.clone()).or_default();
+        let (seq, payload) = room.push(payload);
+        let event = RoomEvent::Event {
+            seq,
+            payload: (*payload).clone(),
+        };
+        // Local subscribers; a lagging one gets `lagged` and its replay.
+        let subs: Vec<(ProcessId, Option<u64>)> =
+            room.locals.iter().map(|(p, l)| (p.clone(), *l)).collect();
+        for (pid, lagged) in subs {
+            let outcome = match lagged {
+                None => self
+                    .deliver(&pid, owner, &key.1, event.clone())
+                    .map_err(|k| (k, seq)),
+                Some(from) => self.catch_up(&pid, owner, &key.1, room, from),
+            };
+            match outcome {
+                Ok(()) => {
+                    room.locals.insert(pid, None);
+                }
+                Err((SendErrorKind::MailboxFull, at)) => {
+                    room.locals.insert(pid, Some(lagged.unwrap_or(at)));
+                }
+                Err(_) => {
+                    room.locals.remove(&pid);
+                }
+            }
+        }
+        // One copy per subscribing node.
+        let nodes: Vec<Arc<str>> = room.nodes.keys().cloned().collect();
+        let relay = RoomsRequest::Relay {
+            owner: owner.to_string(),
+            room: key.1.clone(),
+            to: None,
+            events: vec![event],
+            next: seq + 1,
+        };
+        for node in nodes {
+            self.metric_relay();
+            match self.tell_hub(&node, &relay) {
+                Ok(()) | Err(SendErrorKind::MailboxFull) => {}
+                Err(kind) => {
+                    debug!(%node, kind = kind.as_str(), "subscribing node gone; its hub rejoins");
+                    room.nodes.remove(&node);
+                }
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Tell a lagging subscriber, then replay the tail after `from - 1`.
+    fn catch_up(
+        &self,
+        pid: &ProcessId,
+        owner: &Address,
+        room_name: &str,
+        room: &Room,
+        from: u64,
+    ) -> Result<(), (SendErrorKind, u64)> {
+        self.deliver(pid, owner, room_name, RoomEvent::Lagged { from })
+            .map_err(|k| (k, from))?;
+        for event in room.replay(from.saturating_sub(1)) {
+            let at = match &event {
+                RoomEvent::Event { seq, .. } => *seq,
+                _ => from,
+            };
+            self.deliver(pid, owner, room_name, event)
+                .map_err(|k| (k, at))?;
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        self: &Arc<Self>,
+        subscriber: Address,
+        owner: Address,
+        room: String,
+        from: Option<u64>,
+    ) -> Result<RoomsResponse, RoomsError> {
+        if owner.node == subscriber.node {
+            let snapshot = self.ask_owner(&owner, &room, &subscriber).await?;
+            let mut state = self.lock();
+            let next = {
+                let room_state = self.admit(&mut state, &owner.process, &room)?;
+                room_state.locals.insert(subscriber.process.clone(), None);
+                let replay = from.map(|f| room_state.replay(f)).unwrap_or_default();
+                let next = room_state.next();
+                for event in replay {
+                    if self.deliver(&subscriber.process, &owner, &room, event)
+                        == Err(SendErrorKind::MailboxFull)
+                    {
+                        room_state
+                            .locals
+                            .insert(subscriber.process.clone(), from.map(|f| f + 1));
+                        break;
+                    }
+                }
+                next
+            };
+            return Ok(RoomsResponse::Joined { next, snapshot });
+        }
+        self.check_networking(&subscriber.process)?;
+        self.lock()
+            .watched
+            .entry((owner.clone(), room.clone()))
+            .or_default()
+            .subs
+            .insert(subscriber.process.clone(), None);
+        let result = self.join_at(&owner, &room, &subscriber, from).await;
+        match &result {
+            Ok(_) => self.hold(owner.node.clone()),
+            Err(_) => {
+                let mut state = self.lock();
+                if let Some(watch) = state.watched.get_mut(&(owner.clone(), room.clone())) {
+                    watch.subs.remove(&subscriber.process);
+                    if watch.subs.is_empty() {
+                        state.watched.remove(&(owner, room));
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn check_networking(&self, pid: &ProcessId) -> Result<(), RoomsError> {
+        let services = self
+            .services
+            .upgrade()
+            .ok_or_else(|| RoomsError::Unreachable("stopping".into()))?;
+        let networked = services
+            .kernel
+            .processes()
+            .into_iter()
+            .any(|(p, caps)| p == *pid && caps.networking);
+        if networked {
+            Ok(())
+        } else {
+            Err(RoomsError::Forbidden(format!(
+                "processes with request_networking ({pid} has not)"
+            )))
+        }
+    }
+
+    /// The owner's room, if it may take one more subscriber.
+    fn admit<'s>(
+        &self,
+        state: &'s mut HubState,
+        owner: &ProcessId,
+        room: &str,
+    ) -> Result<&'s mut Room, RoomsError> {
+        let key = (owner.clone(), room.to_string());
+        if !state.owned.contains_key(&key)
+            && state.owned.keys().filter(|(p, _)| p == owner).count() >= MAX_ROOMS_PER_PROCESS
+        {
+            return Err(RoomsError::Limit(format!(
+                "{MAX_ROOMS_PER_PROCESS} rooms per process"
+            )));
+        }
+        let room = state.owned.entry(key).or_default();
+        if room.subscribers() >= MAX_SUBSCRIBERS {
+            return Err(RoomsError::Limit(format!(
+                "{MAX_SUBSCRIBERS} subscribers per room"
+            )));
+        }
+        Ok(room)
+    }
+
+    /// Ask the owner node's hub to let `subscriber` join.
+    async fn join_at(
+        &self,
+        owner: &Address,
+        room: &str,
+        subscriber: &Address,
+        from: Option<u64>,
+    ) -> Result<RoomsResponse, RoomsError> {
+        let join = RoomsRequest::Join {
+            owner: owner.process.to_string(),
+            room: room.to_string(),
+            subscriber: subscriber.to_string(),
+            from,
+        };
+        let body = serde_json::to_vec(&join).unwrap_or_default();
+        let answer = self
+            .ask(Self::hub_at(&owner.node), body, HUB_TIMEOUT)
+            .await?;
+        serde_json::from_value::<Result<RoomsResponse, RoomsError>>(answer).map_err(|e| {
+            RoomsError::Unreachable(format!("the owner's hub answered nonsense: {e}"))
+        })?
+    }
+
+    /// At the owner's hub: a subscriber on `node` joins.
+    async fn join_remote(
+        &self,
+        node: Arc<str>,
+        owner: ProcessId,
+        room: String,
+        subscriber: Address,
+        from: Option<u64>,
+    ) -> Result<RoomsResponse, RoomsError> {
+        let our = self
+            .our()
+            .ok_or_else(|| RoomsError::Unreachable("stopping".into()))?;
+        let owner_addr = Address::new(our, owner.clone());
+        self.check_networking(&owner)
+            .map_err(|_| RoomsError::Forbidden(format!("{owner} does not accept other nodes")))?;
+        let snapshot = self.ask_owner(&owner_addr, &room, &subscriber).await?;
+        let mut state = self.lock();
+        let room_state = self.admit(&mut state, &owner, &room)?;
+        room_state
+            .nodes
+            .entry(node.clone())
+            .or_default()
+            .insert(subscriber.to_string());
+        let next = room_state.next();
+        let relay = RoomsRequest::Relay {
+            owner: owner_addr.to_string(),
+            room,
+            to: Some(subscriber.to_string()),
+            events: from.map(|f| room_state.replay(f)).unwrap_or_default(),
+            next,
+        };
+        self.metric_relay();
+        self.tell_hub(&node, &relay).map_err(|k| {
+            RoomsError::Unreachable(format!(
+                "cannot reach the subscriber's node: {}",
+                k.as_str()
+            ))
+        })?;
+        Ok(RoomsResponse::Joined { next, snapshot })
+    }
+
+    /// At a subscribing hub: events of a watched room arrive.
+    fn on_relay(
+        self: &Arc<Self>,
+        owner: &Address,
+        room: &str,
+        to: Option<String>,
+        events: Vec<RoomEvent>,
+        next: u64,
+    ) {
+        let mut state = self.lock();
+        let Some(watch) = state.watched.get_mut(&(owner.clone(), room.to_string())) else {
+            return;
+        };
+        let targets: Vec<(ProcessId, Option<u64>)> = match &to {
+            Some(to) => match to.parse::<Address>() {
+                Ok(a) if watch.subs.contains_key(&a.process) => vec![(a.process, None)],
+                _ => return,
+            },
+            None => watch
+                .subs
+                .iter()
+                .filter(|(_, c)| c.is_some())
+                .map(|(p, c)| (p.clone(), *c))
+                .collect(),
+        };
+        let mut rejoin = Vec::new();
+        for (pid, cursor) in targets {
+            let mut last = cursor;
+            let mut outcome = Ok(());
+            for event in &events {
+                if let RoomEvent::Event { seq, .. } = event {
+                    match last {
+                        Some(c) if *seq <= c => continue,
+                        Some(c) if *seq > c + 1 => {
+                            outcome = Err(SendErrorKind::MailboxFull);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                if let Err(kind) = self.deliver(&pid, owner, room, event.clone()) {
+                    outcome = Err(kind);
+                    break;
+                }
+                if let RoomEvent::Event { seq, .. } = event {
+                    last = Some(*seq);
+                }
+            }
+            match outcome {
+                Ok(()) => {
+                    let live = if to.is_some() { Some(next - 1) } else { last };
+                    watch.subs.insert(pid, live);
+                }
+                // Missed events (a full mailbox or a hole): tell it, and
+                // rejoin from where it is.
+                Err(SendErrorKind::MailboxFull) => {
+                    let from = last.unwrap_or(0);
+                    let _ = self.deliver(&pid, owner, room, RoomEvent::Lagged { from: from + 1 });
+                    watch.subs.insert(pid.clone(), None);
+                    rejoin.push((pid, from));
+                }
+                Err(_) => {
+                    watch.subs.remove(&pid);
+                    let leave = RoomsRequest::Leave {
+                        owner: owner.process.to_string(),
+                        room: room.to_string(),
+                        subscriber: Address::new(owner.node.clone(), pid).to_string(),
+                    };
+                    let _ = self.tell_hub(&owner.node, &leave);
+                }
+            }
+        }
+        drop(state);
+        for (pid, from) in rejoin {
+            let (hub, owner, room) = (self.clone(), owner.clone(), room.to_string());
+            tokio::spawn(async move {
+                let Some(our) = hub.our() else { return };
+                let subscriber = Address::new(our, pid);
+                if let Err(e) = hub.join_at(&owner, &room, &subscriber, Some(from)).await {
+                    debug!(%owner, room, %e, "rejoin after a lag failed");
+                }
+            });
+        }
+    }
+
+    fn unsubscribe(&self, subscriber: &ProcessId, owner: &Address, room: &str) {
+        let mut state = self.lock();
+        if let Some(room_state) = state
+            .owned
+            .get_mut(&(owner.process.clone(), room.to_string()))
+        {
+            room_state.locals.remove(subscriber);
+        }
+        let key = (owner.clone(), room.to_string());
+        if let Some(watch) = state.watched.get_mut(&key) {
+            if watch.subs.remove(subscriber).is_some() {
+                if watch.subs.is_empty() {
+                    state.watched.remove(&key);
+                }
+                let Some(our) = self.our() else { return };
+                let leave = RoomsRequest::Leave {
+                    owner: owner.process.to_string(),
+                    room: room.to_string(),
+                    subscriber: Address::new(our, subscriber.clone()).to_string(),
+                };
+                let _ = self.tell_hub(&owner.node, &leave);
+            }
+        }
+    }
+
+    /// Keep a request open at `node`'s hub while we watch rooms there;
+    /// when it fails, the node is offline for every watch on it.
+    fn hold(self: &Arc<Self>, node: Arc<str>) {
+        if !self.lock().held.insert(node.clone()) {
+            return;
+        }
+        let hub = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let watching = hub.lock().watched.keys().any(|(o, _)| o.node == node);
+                if !watching {
+                    hub.lock().held.remove(&node);
+                    return;
+                }
+                let body = serde_json::to_vec(&RoomsRequest::Hold).unwrap_or_default();
+                if hub
+                    .ask(Self::hub_at(&node), body, HOLD_FOR * 2)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            hub.lock().held.remove(&node);
+            hub.offline(node).await;
+        });
+    }
+
+    /// `node` went away: tell its rooms' subscribers, then rejoin with
+    /// backoff until it is back.
+    async fn offline(self: &Arc<Self>, node: Arc<str>) {
+        let mut cursors: Vec<(Address, String, ProcessId, Option<u64>)> = Vec::new();
+        {
+            let mut state = self.lock();
+            for ((owner, room), watch) in state
+                .watched
+                .iter_mut()
+                .filter(|((o, _), _)| o.node == node)
+            {
+                watch.online = false;
+                for (pid, cursor) in watch.subs.iter_mut() {
+                    let _ = self.deliver(pid, owner, room, RoomEvent::Offline);
+                    cursors.push((owner.clone(), room.clone(), pid.clone(), *cursor));
+                    *cursor = None;
+                }
+            }
+        }
+        let Some(our) = self.our() else { return };
+        let mut wait = REJOIN_FIRST;
+        while !cursors.is_empty() {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(REJOIN_MAX);
+            let mut left = Vec::new();
+            for (owner, room, pid, cursor) in cursors {
+                let still = self
+                    .lock()
+                    .watched
+                    .get(&(owner.clone(), room.clone()))
+                    .is_some_and(|w| w.subs.contains_key(&pid));
+                if !still {
+                    continue;
+                }
+                let subscriber = Address::new(our.clone(), pid.clone());
+                match self.join_at(&owner, &room, &subscriber, cursor).await {
+                    Ok(_) => {
+                        let _ = self.deliver(&pid, &owner, &room, RoomEvent::Online);
+                        self.hold(owner.node.clone());
+                    }
+                    Err(RoomsError::Unreachable(_)) => left.push((owner, room, pid, cursor)),
+                    Err(e) => {
+                        debug!(%owner, room, %e, "rejoin refused; subscription ended");
+                        let _ = self.deliver(&pid, &owner, &room, RoomEvent::Ended);
+                    }
+                }
+            }
+            cursors = left;
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The data of one room: what the owner's hub keeps (sequence, a bounded
+//! tail, local subscribers and subscribing nodes) and what a subscribing
+//! hub keeps for a room on another node (its subscribers and their
+//! cursors). Plain data, no I/O.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::types::RoomEvent;
+use crate::types::ProcessId;
+
+/// Events a room's tail keeps for subscribers that resume.
+pub const TAIL_EVENTS: usize = 1024;
+/// Bytes (encoded payloads) a room's tail keeps.
+pub const TAIL_BYTES: usize = 1024 * 1024;
+/// Subscribers of one room: local processes plus subscribers on other
+/// nodes.
+pub const MAX_SUBSCRIBERS: usize = 4096;
+
+/// A room owned by a process of this node.
+#[derive(Default)]
+pub struct Room {
+    /// Sequence number of the next event (the first is 1).
+    next: u64,
+    tail: VecDeque<(u64, Arc<Value>, usize)>,
+    tail_bytes: usize,
+    /// Local subscriber processes, with the seq they lagged at, if any.
+    pub locals: HashMap<ProcessId, Option<u64>>,
+    /// Subscribing nodes and their subscribers.
+    pub nodes: HashMap<Arc<str>, HashSet<String>>,
+}
+
+impl Room {
+    pub fn next(&self) -> u64 {
+        self.next.max(1)
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.locals.len() + self.nodes.values().map(HashSet::len).sum::<usize>()
+    }
+
+    /// Append an event; returns its seq.
+    pub fn push(&mut self, payload: Value) -> (u64, Arc<Value>) {
+        let seq = self.next();
+        self.next = seq + 1;
+        let bytes = payload.to_string().len();
+        let payload = Arc::new(payload);
+        self.tail.push_back((seq, payload.clone(), bytes));
+        self.tail_bytes += bytes;
+        while self.tail.len() > TAIL_EVENTS || (self.tail_bytes > TAIL_BYTES && self.tail.len() > 1)
+        {
+            if let Some((_, _, b)) = self.tail.pop_front() {
+                self.tail_bytes -= b;
+            }
+        }
+        (seq, payload)
+    }
+
+    /// What a subscriber that saw up to `after` must get to be live: the
+    /// tail's events after it, preceded by a gap if some are gone.
+    pub fn replay(&self, after: u64) -> Vec<RoomEvent> {
+        let mut out = Vec::new();
+        let first = self.tail.front().map_or(self.next(), |(seq, _, _)| *seq);
+        if after + 1 < first && after + 1 < self.next() {
+            out.push(RoomEvent::Gap { next: first });
+        }
+        out.extend(
+            self.tail
+                .iter()
+                .filter(|(seq, _, _)| *seq > after)
+                .map(|(seq, payload, _)| RoomEvent::Event {
+                    seq: *seq,
+                    payload: (**payload).clone(),
+                }),
+        );
+        out
+    }
+}
+
+/// A room on another node watched for local subscribers.
+#[derive(Default)]
+pub struct Watch {
+    /// Local subscribers: the last seq each has, `None` until its replay
+    /// arrived.
+    pub subs: HashMap<ProcessId, Option<u64>>,
+    pub online: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tail_is_bounded_and_replay_says_gap() {
+        let mut room = Room::default();
+        for i in 0..(TAIL_EVENTS + 10) {
+            room.push(json!(i));
+        }
+        let replay = room.replay(0);
+        assert_eq!(replay[0], RoomEvent::Gap { next: 11 });
+        assert_eq!(replay.len(), TAIL_EVENTS + 1);
+        let recent = room.replay(TAIL_EVENTS as u64 + 8);
+        assert_eq!(
+            recent,
+            vec![
+                RoomEvent::Event {
+                    seq: TAIL_EVENTS as u64 + 9,
+                    payload: json!(TAIL_EVENTS + 8)
+                },
+                RoomEvent::Event {
+                    seq: TAIL_EVENTS as u64 + 10,
+                    payload: json!(TAIL_EVENTS + 9)
+                },
+            ]
+        );
+        assert!(room.replay(room.next() - 1).is_empty());
+        let big = "x".repeat(TAIL_BYTES / 2);
+        for _ in 0..5 {
+            room.push(json!(big));
+        }
+        assert!(room.replay(0).len() <= 3);
+    }
+}
