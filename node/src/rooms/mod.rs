@@ -434,11 +434,13 @@ impl Hub {
             .services
             .upgrade()
             .ok_or_else(|| RoomsError::Unreachable("stopping".into()))?;
+        // A system endpoint (the HTTP server watching for browsers) may
+        // subscribe too; it never takes requests from peers itself.
         let networked = services
             .kernel
             .processes()
             .into_iter()
-            .any(|(p, caps)| p == *pid && caps.networking);
+            .any(|(p, caps)| p == *pid && (caps.networking || caps.system));
         if networked {
             Ok(())
         } else {

@@ -231,7 +231,13 @@ async fn still_serves_peers(victim_addr: &str) {
     let to = "kv:distro:sys".to_string();
     write(
         &mut stream,
-        &request(42, &format!("{name}@p:q:r"), &format!("victim.os@{to}"), json!({}), 5000),
+        &request(
+            42,
+            &format!("{name}@p:q:r"),
+            &format!("victim.os@{to}"),
+            json!({}),
+            5000,
+        ),
     )
     .await;
     match inbox.next().await {
@@ -258,7 +264,11 @@ impl Victim {
         let process = HearthProcess::start(home.path(), user_home.path(), "victim.os", &args);
         let secret = std::fs::read_to_string(home.path().join(hearth::api::SECRET_FILE))
             .expect("admin secret");
-        let url = format!("http://127.0.0.1:{}{}", process.port, hearth::api::STATUS_PATH);
+        let url = format!(
+            "http://127.0.0.1:{}{}",
+            process.port,
+            hearth::api::STATUS_PATH
+        );
         let t = Instant::now();
         let addr = loop {
             let status: Value = ureq::get(&url)
@@ -271,7 +281,10 @@ impl Victim {
             if let Some(addr) = status["bootstrap"].as_str() {
                 break addr.to_string();
             }
-            assert!(t.elapsed() < Duration::from_secs(10), "victim never listened");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "victim never listened"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         Self {
@@ -389,7 +402,13 @@ async fn huge_lengths_stalled_streams_junk_and_silence_leave_the_node_serving() 
     };
     let mut valid = Vec::new();
     wire::encode(
-        &request(1, "junk.os@a:b:c", "victim.os@kv:distro:sys", json!({"x": 1}), 1000),
+        &request(
+            1,
+            "junk.os@a:b:c",
+            "victim.os@kv:distro:sys",
+            json!({"x": 1}),
+            1000,
+        ),
         &mut valid,
     );
     for i in 0..10 {
@@ -442,8 +461,11 @@ async fn huge_lengths_stalled_streams_junk_and_silence_leave_the_node_serving() 
 /// (`quiet`), and the attacker's identity already bound as `mallory.os`.
 async fn victim_node() -> TestNode {
     let v = TestNode::start("victim.os").await;
-    v.install_probe(json!([net_probe("net"), probe("quiet", true, json!("None"), &[])]))
-        .await;
+    v.install_probe(json!([
+        net_probe("net"),
+        probe("quiet", true, json!("None"), &[])
+    ]))
+    .await;
     v
 }
 
@@ -457,7 +479,9 @@ fn ask_task(v: &TestNode, target: &str, body: Value) -> tokio::task::JoinHandle<
             .ask(target, bytes, None, Duration::from_secs(20))
             .await
             .expect("an answer");
-        let Message::Response(r) = km.message else { panic!("a response") };
+        let Message::Response(r) = km.message else {
+            panic!("a response")
+        };
         serde_json::from_slice(&r.body).expect("json reply")
     })
 }
@@ -473,7 +497,10 @@ fn unsolicited(v: &TestNode) -> u64 {
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let t = Instant::now();
     while !done() {
-        assert!(t.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -509,31 +536,71 @@ async fn forged_responses_and_failures_are_never_delivered() {
     // Forgeries: the real id to the wrong processes, ids around it to
     // everyone, and the real id from another peer.
     let mut forged = 0;
-    let targets = ["victim.os@quiet:probe:test", "victim.os@rpc:distro:sys", "victim.os@net:probe:test"];
+    let targets = [
+        "victim.os@quiet:probe:test",
+        "victim.os@rpc:distro:sys",
+        "victim.os@net:probe:test",
+    ];
     for guess in id.wrapping_sub(100)..=id.wrapping_add(100) {
         for to in targets {
             if guess == id && to == "victim.os@net:probe:test" {
                 continue;
             }
-            write(&mut stream, &response(guess, "mallory.os@x:y:z", to, json!({"forged": true}))).await;
-            let error = hearth::types::SendError::new(SendErrorKind::Offline, &to.parse().expect("addr"), "forged");
-            write(&mut stream, &Frame::Failed { id: guess, rsvp: to.parse().expect("addr"), error }).await;
+            write(
+                &mut stream,
+                &response(guess, "mallory.os@x:y:z", to, json!({"forged": true})),
+            )
+            .await;
+            let error = hearth::types::SendError::new(
+                SendErrorKind::Offline,
+                &to.parse().expect("addr"),
+                "forged",
+            );
+            write(
+                &mut stream,
+                &Frame::Failed {
+                    id: guess,
+                    rsvp: to.parse().expect("addr"),
+                    error,
+                },
+            )
+            .await;
             forged += 2;
         }
     }
-    write(&mut eve_stream, &response(id, "eve.os@x:y:z", "victim.os@net:probe:test", json!({"forged": true}))).await;
+    write(
+        &mut eve_stream,
+        &response(
+            id,
+            "eve.os@x:y:z",
+            "victim.os@net:probe:test",
+            json!({"forged": true}),
+        ),
+    )
+    .await;
     forged += 1;
     wait_for("every forgery counted", || unsolicited(&v) >= forged).await;
 
     // The real answer, from the peer that was asked, to the asker.
-    write(&mut stream, &response(id, "mallory.os@x:y:z", &rsvp, json!({"real": true}))).await;
+    write(
+        &mut stream,
+        &response(id, "mallory.os@x:y:z", &rsvp, json!({"real": true})),
+    )
+    .await;
     let reply = asker.await.expect("task");
     assert_eq!(reply["ok"], json!({"real": true}), "{reply}");
     let (direct, via_quiet) = (direct.await.expect("task"), via_quiet.await.expect("task"));
     assert_eq!(direct["Ok"]["Fired"]["ms"], 1500, "{direct}");
     assert_eq!(via_quiet["ok"]["Ok"]["Fired"]["ms"], 1500, "{via_quiet}");
-    assert!(started.elapsed() >= Duration::from_millis(1400), "an answer came early");
-    assert_eq!(unsolicited(&v), forged, "every forgery dropped and counted, nothing else");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "an answer came early"
+    );
+    assert_eq!(
+        unsolicited(&v),
+        forged,
+        "every forgery dropped and counted, nothing else"
+    );
     v.stop().await;
 }
 
@@ -545,19 +612,31 @@ async fn peer_chosen_request_ids_never_collide() {
     let mut inbox = Inbox::listen(&mallory);
     let mut stream = mallory.hello_stream("mallory.os").await;
     // A local asker holds an owed answer in `net` (it never replies).
-    let local = v.ask_within("net:probe:test", json!({"echo": "local"}), Duration::from_secs(5));
+    let local = v.ask_within(
+        "net:probe:test",
+        json!({"echo": "local"}),
+        Duration::from_secs(5),
+    );
     // The same id twice, the extremes, and a timeout that never ends.
     let ids = [7u64, 7, 0, u64::MAX];
     for (i, id) in ids.iter().enumerate() {
         let ms = if i == 3 { u64::MAX } else { 5000 };
-        let frame = request(*id, "mallory.os@m:m:m", "victim.os@net:probe:test", json!({"echo": i}), ms);
+        let frame = request(
+            *id,
+            "mallory.os@m:m:m",
+            "victim.os@net:probe:test",
+            json!({"echo": i}),
+            ms,
+        );
         write(&mut stream, &frame).await;
     }
     let mut answers = Vec::new();
     for _ in ids {
         match inbox.next().await {
             Frame::Deliver(km) => {
-                let Message::Response(r) = km.message else { panic!("a response") };
+                let Message::Response(r) = km.message else {
+                    panic!("a response")
+                };
                 let body: Value = serde_json::from_slice(&r.body).expect("json");
                 answers.push((km.id, body.as_u64().expect("echo")));
             }
@@ -570,10 +649,17 @@ async fn peer_chosen_request_ids_never_collide() {
     // request, system or not.
     for service in ["http-server:distro:sys", "vfs:distro:sys", "rpc:distro:sys"] {
         let to = format!("victim.os@{service}");
-        write(&mut stream, &request(9, "mallory.os@chat:chat:sys", &to, json!({}), 5000)).await;
+        write(
+            &mut stream,
+            &request(9, "mallory.os@chat:chat:sys", &to, json!({}), 5000),
+        )
+        .await;
         match inbox.next().await {
             Frame::Failed { id: 9, error, .. } => assert!(
-                matches!(error.kind, SendErrorKind::CapabilityMissing | SendErrorKind::UnknownProcess),
+                matches!(
+                    error.kind,
+                    SendErrorKind::CapabilityMissing | SendErrorKind::UnknownProcess
+                ),
                 "{service}: {error}"
             ),
             other => panic!("{service}: expected a failure, got {other:?}"),
@@ -595,7 +681,9 @@ async fn names_cannot_be_squatted_through_hello_or_the_dht_and_puts_are_limited(
     let net = v.node.services().net.get().expect("net");
     let bob_peer = bob.key.public().to_peer_id().to_base58();
     wait_for("bob bound", || {
-        net.peers().iter().any(|p| p.peer_id == bob_peer && p.name.as_deref() == Some("bob.os"))
+        net.peers()
+            .iter()
+            .any(|p| p.peer_id == bob_peer && p.name.as_deref() == Some("bob.os"))
     })
     .await;
 
@@ -613,24 +701,41 @@ async fn names_cannot_be_squatted_through_hello_or_the_dht_and_puts_are_limited(
         let name = format!("alias{i}.os");
         let mut s = squatter.hello_stream(&name).await;
         wait_for("alias bound", || {
-            net.peers().iter().any(|p| p.peer_id == squatter_peer && p.name.as_deref() == Some(name.as_str()))
+            net.peers()
+                .iter()
+                .any(|p| p.peer_id == squatter_peer && p.name.as_deref() == Some(name.as_str()))
         })
         .await;
         let _ = s.close().await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _fifth = squatter.hello_stream("alias4.os").await;
-    wait_for("the fifth name refused", || metric(|n| &n.names_refused) == 2).await;
+    wait_for("the fifth name refused", || {
+        metric(|n| &n.names_refused) == 2
+    })
+    .await;
 
     // Through the DHT: a squatter's record for bob.os, a record filed under
     // another name's key, and junk are all refused.
     let refused_before = metric(|n| &n.dht_refused);
     let squat = squatter.record("bob.os");
-    let _ = squatter.puts.send(kad::Record::new(name_key("bob.os"), squat_bytes(&squat))).await;
+    let _ = squatter
+        .puts
+        .send(kad::Record::new(name_key("bob.os"), squat_bytes(&squat)))
+        .await;
     let other = squatter.record("carol.os");
-    let _ = squatter.puts.send(kad::Record::new(name_key("dave.os"), squat_bytes(&other))).await;
-    let _ = squatter.puts.send(kad::Record::new(name_key("erin.os"), vec![0xff; 64])).await;
-    wait_for("DHT squats refused", || metric(|n| &n.dht_refused) >= refused_before + 3).await;
+    let _ = squatter
+        .puts
+        .send(kad::Record::new(name_key("dave.os"), squat_bytes(&other)))
+        .await;
+    let _ = squatter
+        .puts
+        .send(kad::Record::new(name_key("erin.os"), vec![0xff; 64]))
+        .await;
+    wait_for("DHT squats refused", || {
+        metric(|n| &n.dht_refused) >= refused_before + 3
+    })
+    .await;
 
     // A flood of valid puts from one peer: the rate limit refuses most.
     let flooder = Mallory::connect(&addr).await;
@@ -639,13 +744,19 @@ async fn names_cannot_be_squatted_through_hello_or_the_dht_and_puts_are_limited(
         let key = Keypair::generate_ed25519();
         let name = format!("flood{i}.os");
         let record = NameRecord::sign(&key, &name, vec![], 1).expect("sign");
-        let _ = flooder.puts.send(kad::Record::new(name_key(&name), record.to_bytes())).await;
+        let _ = flooder
+            .puts
+            .send(kad::Record::new(name_key(&name), record.to_bytes()))
+            .await;
     }
     let refused = || metric(|n| &n.dht_refused) - refused_before - 3;
     wait_for("flood handled", || refused() >= 250).await;
     let allowed = 300 - refused();
     let budget = 8.0 + 2.0 * started.elapsed().as_secs_f64();
-    assert!((allowed as f64) <= budget + 1.0, "{allowed} puts stored, budget {budget}");
+    assert!(
+        (allowed as f64) <= budget + 1.0,
+        "{allowed} puts stored, budget {budget}"
+    );
     still_serves_peers(&addr).await;
     v.stop().await;
 }
