@@ -147,6 +147,9 @@ fn typescript(api: &Value) -> String {
     let mut named = Vec::new();
     let mut fns = String::new();
     for m in api["methods"].as_array().into_iter().flatten() {
+        if let Some(publishes) = m.get("publishes").filter(|p| p.is_object()) {
+            fns.push_str(&watch_fn(m, publishes, &mut named));
+        }
         let Some(http) = m.get("http").filter(|h| h.is_object()) else {
             continue;
         };
@@ -182,7 +185,58 @@ fn typescript(api: &Value) -> String {
     out
 }
 
+/// `watch_<method>`: follow the room a `#[publish]` method publishes to,
+/// live, through the node's `/hearth.js` (which the page loads).
+fn watch_fn(m: &Value, publishes: &Value, named: &mut Vec<String>) -> String {
+    let name = m["name"].as_str().unwrap_or("call");
+    let room = publishes["room"].as_str().unwrap_or("");
+    let args: Vec<String> = m["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let arg = a["name"].as_str()?;
+            room.contains(&format!("{{{arg}}}")).then(|| {
+                let ty = ts_type(a["type"].as_str().unwrap_or("Value"), named);
+                format!("{arg}: {ty}")
+            })
+        })
+        .collect();
+    format!(
+        "/** Watch room `{room}`, where `{name}` publishes `{{action: {action}, room, type, resource}}` events. */\n\
+         export function watch_{name}(args: {{ {} }}, options: WatchOptions, address?: string): {{ close(): void }} {{\n  \
+         return watch(address ?? ourAddress(), fillRoom({}, args), options);\n}}\n\n",
+        args.join("; "),
+        serde_json::to_string(room).unwrap_or_default(),
+        action = publishes["action"].as_str().unwrap_or("updated"),
+    )
+}
+
 const TS_RUNTIME: &str = r#"
+/** Options of a room watch (see the node's /hearth.js). */
+export interface WatchOptions {
+  from?: number;
+  onEvent?: (event: { seq: number; payload: any }) => void;
+  onGap?: (next: number) => void;
+  onStatus?: (status: string, detail?: unknown) => void;
+}
+
+/** This app's address, from the node's /our.js. */
+function ourAddress(): string {
+  const our = (globalThis as any).our;
+  return our.node + "@" + our.process;
+}
+
+function fillRoom(room: string, args: Record<string, unknown>): string {
+  return room.replace(/\{([A-Za-z0-9_]+)\}/g, (_, key) => String(args[key]));
+}
+
+function watch(address: string, room: string, options: WatchOptions): { close(): void } {
+  const hearth = (globalThis as any).hearth;
+  if (!hearth) throw new Error("load /hearth.js before watching rooms");
+  return hearth.watch(address, room, options);
+}
+
 /** An error reply: `{"error": {"code", "message", "details"?}}`. */
 export class HearthError extends Error {
   constructor(public code: string, message: string, public status: number, public details?: unknown) {

@@ -103,8 +103,16 @@ pub fn api_json(app: &App, client: &TokenStream) -> String {
             None => "null".into(),
         };
         let (returns, error) = ret_texts(&h.ret);
+        let publishes = match &h.kinds.publish {
+            Some(p) => format!(
+                "{{\"room\":{},\"action\":{}}}",
+                json_str(&p.room_text),
+                json_str(&p.action)
+            ),
+            None => "null".into(),
+        };
         methods.push(format!(
-            "{{\"name\":{name},\"doc\":{},\"local\":{},\"remote\":{},\"http\":{http},\"async\":{},\"guarded\":{},\"args\":[{}],\"returns\":{},\"error\":{error}}}",
+            "{{\"name\":{name},\"doc\":{},\"local\":{},\"remote\":{},\"http\":{http},\"publishes\":{publishes},\"async\":{},\"guarded\":{},\"args\":[{}],\"returns\":{},\"error\":{error}}}",
             json_str(&h.doc),
             h.kinds.local,
             h.kinds.remote,

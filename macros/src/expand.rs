@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::LitByteStr;
 
 use crate::describe;
-use crate::model::{App, Handler, Param, Persist, Receiver, Ret};
+use crate::model::{App, Handler, Param, Persist, Receiver, Ret, RoomPart};
 
 const SDK: &str = "::hearth_sdk::rpc";
 
@@ -224,6 +224,7 @@ fn call_arm(app: &App, h: &Handler) -> TokenStream {
     let expected = describe::expected_args(h);
     let values: Vec<TokenStream> = h.args.iter().map(|(n, _)| quote!(__a.#n)).collect();
     let call = invoke(app, h, &values);
+    let room = publish_room(h);
     quote! {
         #name => {
             let __allowed = match ctx.via() {
@@ -243,9 +244,30 @@ fn call_arm(app: &App, h: &Handler) -> TokenStream {
                 ::core::result::Result::Ok(a) => a,
                 ::core::result::Result::Err(e) => return #rpc::Outcome::Ready(::core::result::Result::Err(e)),
             };
+            #room
             #call
         }
     }
+}
+
+/// `let __room = format!(..)` for a `#[publish]` handler, from its
+/// arguments before the call takes them.
+fn publish_room(h: &Handler) -> TokenStream {
+    let Some(publish) = &h.kinds.publish else {
+        return TokenStream::new();
+    };
+    let mut fmt = String::new();
+    let mut values = Vec::new();
+    for part in &publish.room {
+        match part {
+            RoomPart::Text(t) => fmt.push_str(&t.replace('{', "{{").replace('}', "}}")),
+            RoomPart::Arg(name) => {
+                fmt.push_str("{}");
+                values.push(quote!(&__a.#name));
+            }
+        }
+    }
+    quote!(let __room: ::std::string::String = ::std::format!(#fmt #(, #values)*);)
 }
 
 /// The call of handler `h` with argument expressions `values` and its
@@ -289,13 +311,48 @@ fn invoke(app: &App, h: &Handler, values: &[TokenStream]) -> TokenStream {
 fn convert_reply(h: &Handler) -> TokenStream {
     let rpc: TokenStream = SDK.parse().unwrap_or_default();
     match &h.ret {
-        Ret::Unit => quote!({
-            let () = __r;
-            ::core::result::Result::Ok(b"null".to_vec())
-        }),
-        Ret::Plain(t) => quote_spanned!(t.span()=> #rpc::__private::ok_json(&__r)),
+        Ret::Unit => {
+            let publish = h.kinds.publish.as_ref().map(|p| {
+                let (action, kind) = (&p.action, h.ident.to_string());
+                quote!(#rpc::__private::publish_resource(&__room, #action, #kind, &());)
+            });
+            quote!({
+                let () = __r;
+                #publish
+                ::core::result::Result::Ok(b"null".to_vec())
+            })
+        }
+        Ret::Plain(t) => {
+            let ok = quote_spanned!(t.span()=> #rpc::__private::ok_json(&__r));
+            match &h.kinds.publish {
+                Some(p) => {
+                    let (action, kind) = (&p.action, h.ident.to_string());
+                    quote! {{
+                        let __j = #ok;
+                        if __j.is_ok() {
+                            #rpc::__private::publish_resource(&__room, #action, #kind, &__r);
+                        }
+                        __j
+                    }}
+                }
+                None => ok,
+            }
+        }
         Ret::Result(t, e) => {
             let ok = quote_spanned!(t.span()=> #rpc::__private::ok_json(&__v));
+            let ok = match &h.kinds.publish {
+                Some(p) => {
+                    let (action, kind) = (&p.action, h.ident.to_string());
+                    quote! {{
+                        let __j = #ok;
+                        if __j.is_ok() {
+                            #rpc::__private::publish_resource(&__room, #action, #kind, &__v);
+                        }
+                        __j
+                    }}
+                }
+                None => ok,
+            };
             let err =
                 quote_spanned!(e.span()=> <#rpc::AppError as ::core::convert::From<#e>>::from(__e));
             quote! {

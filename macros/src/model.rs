@@ -52,6 +52,21 @@ pub struct Kinds {
     pub http: Option<Http>,
     pub ws: Option<Bind>,
     pub timer: Option<u64>,
+    pub publish: Option<Publish>,
+}
+
+/// `#[publish(room = "room/{room_id}", action = "created")]`: after an
+/// `Ok`, publish the result to the room, `{arg}` filled from arguments.
+pub struct Publish {
+    /// `format!` pieces: literal text and argument names, in order.
+    pub room: Vec<RoomPart>,
+    pub room_text: String,
+    pub action: String,
+}
+
+pub enum RoomPart {
+    Text(String),
+    Arg(Ident),
 }
 
 pub struct Http {
@@ -76,7 +91,9 @@ pub struct Handler {
     pub doc: String,
 }
 
-const KINDS: &[&str] = &["init", "local", "remote", "http", "ws", "timer", "fallback"];
+const KINDS: &[&str] = &[
+    "init", "local", "remote", "http", "ws", "timer", "fallback", "publish",
+];
 
 impl App {
     pub fn parse(args: TokenStream, item: TokenStream) -> Result<App> {
@@ -224,6 +241,12 @@ impl Handler {
                 "#[init], #[timer], #[ws] and #[fallback] handlers cannot also be #[local], #[remote] or #[http]",
             ));
         }
+        if kinds.publish.is_some() && !(kinds.local || kinds.remote || kinds.http.is_some()) {
+            return Err(Error::new(
+                ours[0].span(),
+                "#[publish] goes on a #[local], #[remote] or #[http] handler: it publishes that handler's Ok result",
+            ));
+        }
         if kinds.fallback && sig.asyncness.is_some() {
             return Err(Error::new(
                 sig.asyncness.span(),
@@ -299,6 +322,21 @@ impl Handler {
                 sig.output.span(),
                 "a #[fallback] handler returns nothing: it answers the message itself",
             ));
+        }
+        if let Some(publish) = &kinds.publish {
+            for part in &publish.room {
+                if let RoomPart::Arg(name) = part {
+                    if !args.iter().any(|(a, _)| a == name) {
+                        return Err(Error::new(
+                            name.span(),
+                            format!(
+                                "`{{{name}}}` in the room is not an argument of `{}`",
+                                sig.ident
+                            ),
+                        ));
+                    }
+                }
+            }
         }
         Ok(Some(Handler {
             ident: sig.ident.clone(),
@@ -395,6 +433,7 @@ fn parse_kind(
             })?;
             kinds.ws = Some(parse_bind(attr, path, access)?);
         }
+        "publish" => kinds.publish = Some(parse_publish(attr)?),
         "timer" => {
             let mut every = None;
             attr.parse_nested_meta(|meta| {
@@ -418,6 +457,51 @@ fn parse_kind(
         _ => {}
     }
     Ok(())
+}
+
+fn parse_publish(attr: &Attribute) -> Result<Publish> {
+    let (mut room, mut action) = (None, None);
+    attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident("room") {
+            room = Some(meta.value()?.parse::<LitStr>()?);
+        } else if meta.path.is_ident("action") {
+            action = Some(meta.value()?.parse::<LitStr>()?);
+        } else {
+            return Err(
+                meta.error("#[publish] takes `room = \"room/{arg}\"` and `action = \"created\"`")
+            );
+        }
+        Ok(())
+    })?;
+    let room = room.ok_or_else(|| Error::new(attr.span(), "#[publish] needs `room = \"...\"`"))?;
+    let text = room.value();
+    let mut parts = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find('{') {
+        parts.push(RoomPart::Text(rest[..open].to_string()));
+        let Some(close) = rest[open..].find('}') else {
+            return Err(Error::new(room.span(), "an unclosed `{` in the room"));
+        };
+        let name = &rest[open + 1..open + close];
+        let ident = syn::parse_str::<Ident>(name).map_err(|_| {
+            Error::new(room.span(), format!("`{{{name}}}` is not an argument name"))
+        })?;
+        parts.push(RoomPart::Arg(ident));
+        rest = &rest[open + close + 1..];
+    }
+    parts.push(RoomPart::Text(rest.to_string()));
+    let action = action.map_or_else(|| "updated".to_string(), |a| a.value());
+    if !["created", "updated", "deleted"].contains(&action.as_str()) {
+        return Err(Error::new(
+            attr.span(),
+            "action is one of created, updated, deleted",
+        ));
+    }
+    Ok(Publish {
+        room: parts,
+        room_text: text,
+        action,
+    })
 }
 
 fn parse_bind(attr: &Attribute, path: Option<LitStr>, access: Option<LitStr>) -> Result<Bind> {

@@ -38,7 +38,7 @@ pub use state::{Persist, State};
 pub mod __private {
     pub use super::runtime::{
         export_handle, export_init, ok_json, parse_args, persisted_decode, persisted_encode,
-        AppCell, Reply,
+        publish_resource, AppCell, Reply,
     };
     pub use serde;
     pub use serde_json;

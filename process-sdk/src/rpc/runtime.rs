@@ -452,6 +452,31 @@ pub fn parse_args<T: DeserializeOwned>(
 }
 
 /// The JSON of a handler's value.
+/// What `#[publish]` sends after a handler's `Ok`: a resource event in
+/// the Twake style, `{action, room, type, resource}`, published to `room`
+/// through the node's rooms hub. A publish that cannot be sent is logged;
+/// the handler's answer stands.
+pub fn publish_resource<T: Serialize + ?Sized>(room: &str, action: &str, kind: &str, resource: &T) {
+    let payload = serde_json::json!({
+        "action": action,
+        "room": room,
+        "type": kind,
+        "resource": resource,
+    });
+    let body = serde_json::json!({"Publish": {"room": room, "payload": payload}});
+    let sent = crate::kv::service("rooms")
+        .map_err(|e| format!("{e:?}"))
+        .and_then(|hub| {
+            crate::Request::to(hub)
+                .json(&body)
+                .send()
+                .map_err(|e| e.to_string())
+        });
+    if let Err(error) = sent {
+        crate::log::warn!("#[publish] to room {room} failed: {error}");
+    }
+}
+
 pub fn ok_json<T: Serialize + ?Sized>(value: &T) -> Reply {
     serde_json::to_vec(value).map_err(|e| AppError::internal(format!("reply does not encode: {e}")))
 }

@@ -111,10 +111,12 @@ impl Notebook {
         }
     }
 
-    /// Stores a note under `key`.
+    /// Stores a note under `key`; watchers of room `notes/<key>` get it
+    /// live as an `updated` event.
     #[local]
     #[remote]
     #[http(method = "PUT", path = "/api/notes/:key")]
+    #[publish(room = "notes/{key}", action = "updated")]
     fn put(&mut self, key: String, text: String, kind: Kind) -> Result<Note, NoteError> {
         if text.trim().is_empty() {
             return Err(NoteError::Empty);
@@ -127,6 +129,17 @@ impl Notebook {
         self.notes.insert(key.clone(), note.clone());
         let _ = http::publish_text("notes", &key);
         Ok(note)
+    }
+
+    /// Who may watch a room of this notebook (asked by the node's rooms
+    /// hub): anyone, for rooms `notes/<key>`; the snapshot is the note.
+    #[local]
+    fn room_join(&self, room: String, subscriber: String) -> Result<Option<Note>, AppError> {
+        let key = room.strip_prefix("notes/").ok_or_else(|| {
+            AppError::not_found(format!("no room {room} (rooms are notes/<key>)"))
+        })?;
+        log::info!("{subscriber} watches {room}");
+        Ok(self.notes.get(key).cloned())
     }
 
     /// The note under `key`.
