@@ -483,9 +483,10 @@ fn parse_publish(attr: &Attribute) -> Result<Publish> {
             return Err(Error::new(room.span(), "an unclosed `{` in the room"));
         };
         let name = &rest[open + 1..open + close];
-        let ident = syn::parse_str::<Ident>(name).map_err(|_| {
+        let mut ident = syn::parse_str::<Ident>(name).map_err(|_| {
             Error::new(room.span(), format!("`{{{name}}}` is not an argument name"))
         })?;
+        ident.set_span(room.span());
         parts.push(RoomPart::Arg(ident));
         rest = &rest[open + close + 1..];
     }
