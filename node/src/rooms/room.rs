@@ -63,7 +63,14 @@ impl Room {
     pub fn replay(&self, after: u64) -> Vec<RoomEvent> {
         let mut out = Vec::new();
         let first = self.tail.front().map_or(self.next(), |(seq, _, _)| *seq);
-        if after + 1 < first && after + 1 < self.next() {
+        let mut after = after;
+        if after >= self.next() {
+            // A cursor from the future: the room's history was lost (its
+            // node restarted). Say so, then start over.
+            out.push(RoomEvent::Ended);
+            out.push(RoomEvent::Gap { next: first });
+            after = 0;
+        } else if after + 1 < first && after + 1 < self.next() {
             out.push(RoomEvent::Gap { next: first });
         }
         out.extend(
@@ -117,6 +124,17 @@ mod tests {
             ]
         );
         assert!(room.replay(room.next() - 1).is_empty());
+        // The room restarted under the subscriber: ended, then from the start.
+        let mut fresh = Room::default();
+        fresh.push(json!("again"));
+        assert_eq!(
+            fresh.replay(500),
+            vec![
+                RoomEvent::Ended,
+                RoomEvent::Gap { next: 1 },
+                RoomEvent::Event { seq: 1, payload: json!("again") },
+            ]
+        );
         let big = "x".repeat(TAIL_BYTES / 2);
         for _ in 0..5 {
             room.push(json!(big));

@@ -100,7 +100,9 @@ pub enum RoomEvent {
     Offline,
     /// Back after `offline`, resuming from the cursor.
     Online,
-    /// The room ended (the owner's node restarted without a durable tail).
+    /// The room the subscriber knew ended: its node restarted and its
+    /// history is gone (tails are kept in memory). A `gap` with the new
+    /// first sequence number follows, and the stream starts over.
     Ended,
 }
 
