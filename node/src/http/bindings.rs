@@ -1,5 +1,6 @@
 //! The binding table and `http-server:distro:sys`, the native service that
-//! processes message to bind paths and to push or publish on WebSockets.
+//! processes message to bind paths and to push or publish on WebSockets,
+//! and that receives the room events pages watch (`rooms.rs`).
 //! It runs on the shared loop of `crate::native` and only implements
 //! [`Service::handle`].
 
@@ -8,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use tracing::debug;
 
+use super::rooms::RoomWatches;
 use super::wire::{Access, HttpServerError, HttpServerReply, HttpServerRequest};
 use super::ws::WsHub;
 use crate::native::{Reply, ReplyFuture, Service};
@@ -203,6 +205,7 @@ impl BindingTable {
 pub struct HttpServerService {
     pub bindings: Arc<BindingTable>,
     pub hub: Arc<WsHub>,
+    pub rooms: Arc<RoomWatches>,
     pub our: Arc<str>,
 }
 
@@ -237,6 +240,9 @@ impl HttpServerService {
 impl Service for HttpServerService {
     fn handle(&self, km: KernelMessage) -> ReplyFuture<'_> {
         Box::pin(async move {
+            if self.rooms.on_hub_message(&km) {
+                return None;
+            }
             let reply: HttpServerReply = if *km.source.node != *self.our {
                 Err(HttpServerError::BadRequest(
                     "only local processes may bind".into(),

@@ -1,4 +1,5 @@
 //! The node's HTTP server (axum): the home page, login, `/our.js`,
+//! `/hearth.js` and `/hearth/ws` (live rooms for pages),
 //! `/metrics`, the admin API used by `kit`, and everything under
 //! `/<process-id>/` (process bindings, WebSockets, app UIs).
 //!
@@ -7,6 +8,8 @@
 //! - `bindings.rs`: the binding table and the `http-server:distro:sys`
 //!   service processes message to bind paths and push on WebSockets.
 //! - `ws.rs`: WebSocket connections and topics.
+//! - `rooms.rs`: `/hearth/ws`, pages watching live rooms through the
+//!   rooms hub; `hearth.js` is its browser side, served at `/hearth.js`.
 //! - `auth.rs`: the node password and sessions.
 //! - `origin.rs`: client address (trusted proxies, mapped IPv4), the
 //!   `Host` allow-list and the `Origin` check.
@@ -24,6 +27,7 @@ pub mod isolate;
 pub mod origin;
 mod pages;
 mod proxy;
+pub mod rooms;
 mod throttle;
 pub mod ui;
 pub mod wire;
@@ -122,6 +126,8 @@ pub struct Web {
     pub handoff: isolate::Handoff,
     pub bindings: Arc<BindingTable>,
     pub hub: Arc<WsHub>,
+    /// Rooms watched by pages (`/hearth/ws`) and their hub subscriptions.
+    pub rooms: Arc<rooms::RoomWatches>,
     /// `http-server:distro:sys`: forwards requests and WebSocket events.
     pub server: Arc<NativeEndpoint>,
     /// `HttpConfig::origins` as lower-case `host[:port]`.
@@ -167,13 +173,16 @@ impl Web {
             config.ws_client_buffer,
             config.ws_client_buffer_bytes,
         ));
+        let rooms = Arc::new(rooms::RoomWatches::new(hub.clone()));
         let service = HttpServerService {
             bindings: bindings.clone(),
             hub: hub.clone(),
+            rooms: rooms.clone(),
             our: our.into(),
         };
         // Public so every process may bind; system so it may forward
-        // requests to processes that are not public.
+        // requests to processes that are not public, and subscribe to
+        // rooms on other nodes for pages (never taking peers' requests).
         let caps = ProcessCaps {
             public: true,
             networking: false,
@@ -185,6 +194,7 @@ impl Web {
             caps,
             Some(Arc::new(service)),
         )?;
+        rooms.set_server(&server);
         Ok(Arc::new(Self {
             config: config.clone(),
             auth,
@@ -192,6 +202,7 @@ impl Web {
             handoff: isolate::Handoff::default(),
             bindings,
             hub,
+            rooms,
             server,
             origins,
             trusted_proxies: config
@@ -231,6 +242,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/logout", axum::routing::post(pages::logout))
         .route("/our.js", get(pages::our_js))
+        .route("/hearth.js", get(pages::hearth_js))
+        .route("/hearth/ws", get(rooms::upgrade))
         .route("/metrics", get(pages::metrics))
         .route(isolate::ENTER_PATH, get(isolate::enter))
         .nest("/admin", admin::router(state.clone()))

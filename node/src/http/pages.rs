@@ -1,4 +1,5 @@
-//! The node's own pages: home, login and logout, `/our.js`, `/metrics`.
+//! The node's own pages: home, login and logout, `/our.js`, `/hearth.js`,
+//! `/metrics`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -252,6 +253,22 @@ pub async fn our_js(State(state): State<HttpState>, headers: HeaderMap) -> Respo
         .and_then(|first| first.parse().ok())
         .filter(|p| kernel.is_running(p));
     ui::our_js(kernel.our(), process.as_ref())
+}
+
+/// The browser side of `/hearth/ws` (`http/hearth.js`, documented at its
+/// top): no secret in it, so served without a login.
+const HEARTH_JS: &str = include_str!("hearth.js");
+
+/// `/hearth.js`: watch live rooms from a page.
+pub async fn hearth_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        HEARTH_JS,
+    )
+        .into_response()
 }
 
 /// `/metrics`: local clients, or a logged-in browser; asked by its `Host`,

@@ -11,6 +11,9 @@
 //! it is accepted and the connection holds it until its task ends.
 //! Events from clients reach the owning process as fire-and-forget
 //! requests through its mailbox, in order: open, messages, close.
+//! The node's own connections (`/hearth/ws`, `rooms.rs`) use the same
+//! registration, buffers and [`pump`], owned by `http-server:distro:sys`,
+//! so no process can push to them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -292,6 +295,106 @@ async fn send(socket: &mut WebSocket, msg: Message) -> Sent {
     }
 }
 
+/// A connection registered with the hub: its id and what its task reads.
+pub(super) struct Registered {
+    pub conn: u64,
+    out_rx: mpsc::Receiver<Message>,
+    kill_rx: oneshot::Receiver<()>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl WsHub {
+    /// Register a new connection of `owner` (counted as opened).
+    pub(super) fn register(&self, owner: ProcessId) -> Registered {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (out_tx, out_rx) = mpsc::channel(self.client_buffer);
+        let (kill_tx, kill_rx) = oneshot::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        self.lock().conns.insert(
+            conn,
+            Conn {
+                owner,
+                out_tx,
+                queued: queued.clone(),
+                kill_tx: Some(kill_tx),
+                topics: HashSet::new(),
+            },
+        );
+        self.services
+            .kernel
+            .metrics
+            .ws_opened
+            .fetch_add(1, Ordering::Relaxed);
+        Registered {
+            conn,
+            out_rx,
+            kill_rx,
+            queued,
+        }
+    }
+
+    pub(super) fn unregister(&self, conn: u64) {
+        Self::remove(&mut self.lock(), conn);
+    }
+
+    /// Queue a text frame for `conn` (the node's own connections); a full
+    /// buffer drops the connection. False if it is gone.
+    pub(super) fn send_text(&self, conn: u64, text: String) -> bool {
+        let mut state = self.lock();
+        self.offer(&mut state, conn, Message::Text(text.into()))
+    }
+}
+
+/// Move frames between `socket` and the hub until either side ends the
+/// connection: queued frames go out (within [`WRITE_DEADLINE`] each), and
+/// each frame from the client goes to `on_frame` (binary?, bytes), which
+/// may end the connection with a close frame.
+pub(super) async fn pump(
+    hub: &WsHub,
+    socket: &mut WebSocket,
+    reg: &mut Registered,
+    mut on_frame: impl FnMut(bool, Vec<u8>) -> Result<(), CloseFrame>,
+) {
+    let conn = reg.conn;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut reg.kill_rx => break,
+            out = reg.out_rx.recv() => match out {
+                Some(Message::Close(frame)) => {
+                    let _ = send(socket, Message::Close(frame)).await;
+                    break;
+                }
+                Some(msg) => {
+                    reg.queued.fetch_sub(frame_len(&msg), Ordering::AcqRel);
+                    match send(socket, msg).await {
+                        Sent::Ok => {}
+                        Sent::Failed => break,
+                        Sent::TooSlow => {
+                            hub.drop_slow(&mut hub.lock(), conn, "write deadline passed");
+                            break;
+                        }
+                    }
+                }
+                None => break,
+            },
+            incoming = socket.recv() => {
+                let (binary, bytes) = match incoming {
+                    Some(Ok(Message::Text(t))) => (false, t.as_str().as_bytes().to_vec()),
+                    Some(Ok(Message::Binary(b))) => (true, b.to_vec()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                };
+                hub.services.kernel.metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);
+                if let Err(frame) = on_frame(binary, bytes) {
+                    let _ = send(socket, Message::Close(Some(frame))).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Run one upgraded connection until either side ends it; `slot` is its
 /// place under the cap, freed when this returns.
 pub async fn run_connection(
@@ -302,23 +405,9 @@ pub async fn run_connection(
     slot: Slot,
 ) {
     let _slot = slot;
-    let conn = hub.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (out_tx, mut out_rx) = mpsc::channel(hub.client_buffer);
-    let (kill_tx, mut kill_rx) = oneshot::channel();
     let owner = opening.owner.clone();
-    let queued = Arc::new(AtomicUsize::new(0));
-    hub.lock().conns.insert(
-        conn,
-        Conn {
-            owner: owner.clone(),
-            out_tx,
-            queued: queued.clone(),
-            kill_tx: Some(kill_tx),
-            topics: HashSet::new(),
-        },
-    );
-    let metrics = &hub.services.kernel.metrics;
-    metrics.ws_opened.fetch_add(1, Ordering::Relaxed);
+    let mut reg = hub.register(owner.clone());
+    let conn = reg.conn;
     let target = hub.services.kernel.address(&owner);
     let tell = |event: &HttpServerEvent, blob: Option<Blob>| {
         let body = serde_json::to_vec(event).unwrap_or_default();
@@ -331,47 +420,20 @@ pub async fn run_connection(
         user: opening.user,
     };
     if tell(&open, None).is_ok() {
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut kill_rx => break,
-                out = out_rx.recv() => match out {
-                    Some(Message::Close(frame)) => {
-                        let _ = send(&mut socket, Message::Close(frame)).await;
-                        break;
+        pump(&hub, &mut socket, &mut reg, |binary, bytes| {
+            let event = HttpServerEvent::WsMessage { conn, binary };
+            tell(&event, Some(Blob { mime: None, bytes }))
+                .map(|_| ())
+                .map_err(|e| {
+                    debug!(conn, %e, "WebSocket event refused; closing");
+                    CloseFrame {
+                        code: CLOSE_TRY_LATER,
+                        reason: "the app cannot take more messages".into(),
                     }
-                    Some(msg) => {
-                        queued.fetch_sub(frame_len(&msg), Ordering::AcqRel);
-                        match send(&mut socket, msg).await {
-                            Sent::Ok => {}
-                            Sent::Failed => break,
-                            Sent::TooSlow => {
-                                hub.drop_slow(&mut hub.lock(), conn, "write deadline passed");
-                                break;
-                            }
-                        }
-                    }
-                    None => break,
-                },
-                incoming = socket.recv() => {
-                    let (binary, bytes) = match incoming {
-                        Some(Ok(Message::Text(t))) => (false, t.as_str().as_bytes().to_vec()),
-                        Some(Ok(Message::Binary(b))) => (true, b.to_vec()),
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                    };
-                    metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);
-                    let event = HttpServerEvent::WsMessage { conn, binary };
-                    if let Err(e) = tell(&event, Some(Blob { mime: None, bytes })) {
-                        debug!(conn, %e, "WebSocket event refused; closing");
-                        let frame = CloseFrame { code: CLOSE_TRY_LATER, reason: "the app cannot take more messages".into() };
-                        let _ = send(&mut socket, Message::Close(Some(frame))).await;
-                        break;
-                    }
-                }
-            }
-        }
+                })
+        })
+        .await;
     }
-    WsHub::remove(&mut hub.lock(), conn);
+    hub.unregister(conn);
     let _ = tell(&HttpServerEvent::WsClose { conn }, None);
 }

@@ -14,6 +14,7 @@ mod isolation;
 mod kit_cli;
 mod messaging;
 mod p2p;
+mod rooms_browser;
 mod services;
 mod ui;
 mod web_hostile;
