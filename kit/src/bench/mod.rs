@@ -7,6 +7,7 @@ mod http;
 mod loadgen;
 mod local;
 mod net;
+mod rooms;
 mod state;
 mod table;
 
@@ -30,6 +31,8 @@ pub enum Suite {
     Net,
     /// Durable state (group commit vs raw sled), kv, vfs, boot time.
     State,
+    /// Live rooms (`rooms:distro:sys`) on one node and across eleven.
+    Rooms,
 }
 
 #[derive(Debug, Args)]
@@ -57,11 +60,14 @@ fn package(rel: &str) -> Result<Vec<PackageFile>> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let echo = package("apps/echo")?;
-    let probe = package("tests/apps/probe")?;
+    // The rooms suite runs native endpoints only: no guest to build.
+    let (echo, probe) = match args.suite {
+        Suite::Rooms => (Vec::new(), Vec::new()),
+        _ => (package("apps/echo")?, package("tests/apps/probe")?),
+    };
     let chat = match args.suite {
         Suite::Http => package("apps/chat")?,
-        Suite::Local | Suite::Net | Suite::State => Vec::new(),
+        Suite::Local | Suite::Net | Suite::State | Suite::Rooms => Vec::new(),
     };
     let home = std::env::temp_dir().join(format!("hearth-bench-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
@@ -78,6 +84,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Suite::Http => http::run(&node, chat).await,
             Suite::Net => net::run(&node, probe).await,
             Suite::State => state::run(&node, probe, &home.join("scratch")).await,
+            Suite::Rooms => rooms::run(&node).await,
         };
         node.shutdown().await;
         rows
@@ -89,6 +96,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Suite::Http => "kit bench http (one node, load generator in the same process; 2-core machine figures are noisy)",
         Suite::State => "kit bench state (one node; durable = on disk when acknowledged; 2-core figures are noisy)",
         Suite::Net => "kit bench net (two nodes in one process over loopback TCP; baselines in the same run)",
+        Suite::Rooms => "kit bench rooms (up to eleven nodes in one process over loopback TCP; native endpoints publish and subscribe; baselines in the same run)",
     };
     table::print(title, &rows, args.json);
     Ok(())

@@ -42,7 +42,7 @@ fn with_manifest(probe: &[PackageFile]) -> Result<Vec<PackageFile>> {
     Ok(files)
 }
 
-fn config(home: &std::path::Path, name: &str, bootstrap: Vec<String>) -> NodeConfig {
+pub(super) fn config(home: &std::path::Path, name: &str, bootstrap: Vec<String>) -> NodeConfig {
     let mut config = NodeConfig::new(home, name);
     config.http_port = 0;
     config.register_run_file = false;
@@ -52,7 +52,7 @@ fn config(home: &std::path::Path, name: &str, bootstrap: Vec<String>) -> NodeCon
     config
 }
 
-async fn p2p_addr(node: &Node) -> Result<String> {
+pub(super) async fn p2p_addr(node: &Node) -> Result<String> {
     let net = node.services().net.get().context("network not started")?;
     let t = Instant::now();
     loop {
