@@ -11,6 +11,7 @@ mod new;
 mod peers;
 mod remove;
 mod start;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List the peers a node is connected to
     Peers(peers::PeersArgs),
+    /// Print a live room's events as they come, from this node or another
+    WatchRoom(watch::WatchArgs),
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
@@ -56,6 +59,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::F(args) => fake::run(args),
         Command::Bench(args) => bench::run(&args),
         Command::Peers(args) => peers::run(&args),
+        Command::WatchRoom(args) => watch::run(&args),
     }
 }
 

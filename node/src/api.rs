@@ -30,6 +30,8 @@ pub const MESSAGE_PATH: &str = "/admin/message";
 pub const PROCESSES_PATH: &str = "/admin/processes";
 /// `GET /admin/status`: JSON [`NodeStatus`].
 pub const STATUS_PATH: &str = "/admin/status";
+/// WebSocket: watch live rooms (`kit watch-room`); frames as on `/hearth/ws`.
+pub const WATCH_PATH: &str = "/admin/watch";
 
 /// A package as uploaded by `kit s`: every file of the package directory
 /// that the node needs (`metadata.json` and everything under `pkg/`), with

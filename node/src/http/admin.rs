@@ -40,6 +40,7 @@ pub fn router(state: HttpState) -> axum::Router<HttpState> {
         .route("/status", get(status))
         .route("/disk", get(disk))
         .route("/peers", get(peers))
+        .route("/watch", get(super::rooms::admin_upgrade))
         .layer(middleware::from_fn_with_state(state, guard))
 }
 

@@ -594,13 +594,24 @@ impl RoomWatches {
 
 /// `/hearth/ws`: a logged-in page of this node, under the WebSocket cap.
 pub async fn upgrade(State(state): State<HttpState>, request: Request) -> Response {
-    let (mut parts, _body) = request.into_parts();
+    let (parts, _body) = request.into_parts();
     if let Err(refused) = state.policy().same_origin(&parts.headers) {
         return refused.into_response();
     }
     if !state.web.auth.is_logged_in(&parts.headers) {
         return (StatusCode::UNAUTHORIZED, "log in first: POST /login").into_response();
     }
+    accept(state, parts).await
+}
+
+/// `/admin/watch`: the same watches for `kit watch-room`, behind the admin
+/// API's guard (loopback, no Origin, the admin secret) instead of a login.
+pub async fn admin_upgrade(State(state): State<HttpState>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    accept(state, parts).await
+}
+
+async fn accept(state: HttpState, mut parts: axum::http::request::Parts) -> Response {
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),

@@ -44,6 +44,8 @@ const HOLD_FOR: Duration = Duration::from_secs(20);
 /// Backoff between rejoin attempts while an owner node is offline.
 const REJOIN_FIRST: Duration = Duration::from_millis(250);
 const REJOIN_MAX: Duration = Duration::from_secs(5);
+/// How often waiting tasks look whether the node is stopping.
+const CLOSE_POLL: Duration = Duration::from_millis(100);
 
 pub fn process_id() -> ProcessId {
     ProcessId::new("rooms", "distro", "sys")
@@ -70,7 +72,7 @@ pub fn start(
         caps,
         Some(Arc::new(HubService(hub.clone()))),
     )?;
-    let _ = hub.endpoint.set(endpoint.clone());
+    let _ = hub.endpoint.set(Arc::downgrade(&endpoint));
     Ok(endpoint)
 }
 
@@ -90,7 +92,9 @@ impl Service for HubService {
 }
 
 pub struct Hub {
-    endpoint: OnceLock<Arc<NativeEndpoint>>,
+    /// Weak, so that tasks waiting on other nodes never keep the node's
+    /// services alive after shutdown; they also stop at [`Hub::closed`].
+    endpoint: OnceLock<std::sync::Weak<NativeEndpoint>>,
     services: std::sync::Weak<Services>,
     state: Mutex<HubState>,
 }
@@ -112,8 +116,30 @@ impl Hub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn endpoint(&self) -> Option<&Arc<NativeEndpoint>> {
-        self.endpoint.get()
+    fn endpoint(&self) -> Option<Arc<NativeEndpoint>> {
+        self.endpoint.get()?.upgrade()
+    }
+
+    /// Resolves once the hub is unregistered (the node is stopping).
+    async fn closed(&self) {
+        loop {
+            let open = self
+                .services
+                .upgrade()
+                .is_some_and(|s| s.kernel.is_running(&process_id()));
+            if !open {
+                return;
+            }
+            tokio::time::sleep(CLOSE_POLL).await;
+        }
+    }
+
+    /// Run `work` unless the hub closes first.
+    async fn until_closed<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            _ = self.closed() => None,
+            out = work => Some(out),
+        }
     }
 
     fn our(&self) -> Option<Arc<str>> {
@@ -146,8 +172,10 @@ impl Hub {
                 let owner: Address = owner.parse().map_err(|e| RoomsError::BadRequest(format!("owner: {e}")))?;
                 let hub = self.clone();
                 tokio::spawn(async move {
-                    let result = hub.subscribe(source, owner, room, from).await;
-                    hub.reply(answer, result);
+                    let work = hub.subscribe(source, owner, room, from);
+                    if let Some(result) = hub.until_closed(work).await {
+                        hub.reply(answer, result);
+                    }
                 });
                 Ok(None)
             }
@@ -164,8 +192,10 @@ impl Hub {
                 }
                 let hub = self.clone();
                 tokio::spawn(async move {
-                    let result = hub.join_remote(source.node, owner, room, subscriber, from).await;
-                    hub.reply(answer, result);
+                    let work = hub.join_remote(source.node, owner, room, subscriber, from);
+                    if let Some(result) = hub.until_closed(work).await {
+                        hub.reply(answer, result);
+                    }
                 });
                 Ok(None)
             }
@@ -193,8 +223,9 @@ impl Hub {
             RoomsRequest::Hold if from_hub => {
                 let hub = self.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(HOLD_FOR).await;
-                    hub.reply(answer, Ok(RoomsResponse::Held));
+                    if hub.until_closed(tokio::time::sleep(HOLD_FOR)).await.is_some() {
+                        hub.reply(answer, Ok(RoomsResponse::Held));
+                    }
                 });
                 Ok(None)
             }
@@ -343,9 +374,9 @@ impl Hub {
             next: seq + 1,
         };
         for node in nodes {
-            self.metric_relay();
             match self.tell_hub(&node, &relay) {
-                Ok(()) | Err(SendErrorKind::MailboxFull) => {}
+                Ok(()) => self.metric_relay(),
+                Err(SendErrorKind::MailboxFull) => {}
                 Err(kind) => {
                     debug!(%node, kind = kind.as_str(), "subscribing node gone; its hub rejoins");
                     room.nodes.remove(&node);
@@ -528,7 +559,6 @@ impl Hub {
             events: from.map(|f| room_state.replay(f)).unwrap_or_default(),
             next,
         };
-        self.metric_relay();
         self.tell_hub(&node, &relay).map_err(|k| {
             RoomsError::Unreachable(format!(
                 "cannot reach the subscriber's node: {}",
@@ -616,7 +646,8 @@ impl Hub {
             tokio::spawn(async move {
                 let Some(our) = hub.our() else { return };
                 let subscriber = Address::new(our, pid);
-                if let Err(e) = hub.join_at(&owner, &room, &subscriber, Some(from)).await {
+                let rejoin = hub.join_at(&owner, &room, &subscriber, Some(from));
+                if let Some(Err(e)) = hub.until_closed(rejoin).await {
                     debug!(%owner, room, %e, "rejoin after a lag failed");
                 }
             });
@@ -663,16 +694,15 @@ impl Hub {
                     return;
                 }
                 let body = serde_json::to_vec(&RoomsRequest::Hold).unwrap_or_default();
-                if hub
-                    .ask(Self::hub_at(&node), body, HOLD_FOR * 2)
-                    .await
-                    .is_err()
-                {
-                    break;
+                let held = hub.ask(Self::hub_at(&node), body, HOLD_FOR * 2);
+                match hub.until_closed(held).await {
+                    None => return,
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => break,
                 }
             }
             hub.lock().held.remove(&node);
-            hub.offline(node).await;
+            let _ = hub.until_closed(hub.offline(node.clone())).await;
         });
     }
 

@@ -132,7 +132,10 @@ mod tests {
             vec![
                 RoomEvent::Ended,
                 RoomEvent::Gap { next: 1 },
-                RoomEvent::Event { seq: 1, payload: json!("again") },
+                RoomEvent::Event {
+                    seq: 1,
+                    payload: json!("again")
+                },
             ]
         );
         let big = "x".repeat(TAIL_BYTES / 2);
