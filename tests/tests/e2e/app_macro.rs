@@ -388,3 +388,112 @@ async fn timer_methods_fire_repeatedly_and_their_state_persists() {
     ticks_at_least(&n, after + 3).await;
     n.stop().await;
 }
+
+/// Watch `room` of `owner` through the node's admin WebSocket, as
+/// `kit watch-room` does; returns the socket.
+async fn admin_watch(
+    n: &TestNode,
+    owner: &str,
+    room: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let secret = std::fs::read_to_string(n.node.home().join(hearth::api::SECRET_FILE))
+        .expect("admin secret");
+    let url = format!(
+        "ws://127.0.0.1:{}{}",
+        n.node.http_addr().port(),
+        hearth::api::WATCH_PATH
+    );
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        hearth::api::SECRET_HEADER,
+        secret.trim().parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("admin watch connects");
+    let watch = json!({"watch": {"address": owner, "room": room, "from": null}});
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            watch.to_string(),
+        ))
+        .await
+        .expect("send watch");
+    // Events come only after the owner admitted the watch.
+    loop {
+        use futures::StreamExt;
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("joined in time")
+            .expect("socket open")
+            .expect("frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            let value: Value = serde_json::from_str(&text).expect("json");
+            assert!(value.get("refused").is_none(), "{value}");
+            if value.get("joined").is_some() {
+                return socket;
+            }
+        }
+    }
+}
+
+/// The next room entry (`{"event": ..}`, `"offline"`, ...) on a watch.
+async fn next_room_event(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    use futures::StreamExt;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a room event in time")
+            .expect("socket open")
+            .expect("frame");
+        let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).expect("json");
+        if let Some(room) = value.get("room") {
+            return room["event"].clone();
+        }
+        assert!(value.get("refused").is_none(), "{value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_attribute_publishes_ok_results_and_never_errors() {
+    let n = node_with_apps("macro-publish").await;
+    let owner = format!("{}@{NOTEBOOK}", n.node.name());
+    let mut socket = admin_watch(&n, &owner, "notes/a").await;
+    let put = |text: &str| json!({"put": {"key": "a", "text": text, "kind": "plain"}});
+    let ok = n.ask(NOTEBOOK, put("first")).await.unwrap();
+    assert!(ok.get("ok").is_some(), "{ok}");
+    let event = next_room_event(&mut socket).await;
+    assert_eq!(event["event"]["seq"], 1, "{event}");
+    let payload = &event["event"]["payload"];
+    assert_eq!(payload["action"], "updated", "{payload}");
+    assert_eq!(payload["room"], "notes/a");
+    assert_eq!(payload["type"], "put");
+    assert_eq!(payload["resource"]["text"], "first");
+    // A handler error publishes nothing: the next event is the next Ok.
+    let err = n.ask(NOTEBOOK, put("  ")).await.unwrap();
+    assert!(err.get("error").is_some(), "{err}");
+    n.ask(NOTEBOOK, put("second")).await.unwrap();
+    let event = next_room_event(&mut socket).await;
+    assert_eq!(event["event"]["seq"], 2, "{event}");
+    assert_eq!(event["event"]["payload"]["resource"]["text"], "second");
+    // Another key's room saw none of it: the room is computed per call.
+    let mut other = admin_watch(&n, &owner, "notes/b").await;
+    n.ask(
+        NOTEBOOK,
+        json!({"put": {"key": "b", "text": "bee", "kind": "plain"}}),
+    )
+    .await
+    .unwrap();
+    let event = next_room_event(&mut other).await;
+    assert_eq!(event["event"]["seq"], 1, "{event}");
+    assert_eq!(event["event"]["payload"]["resource"]["text"], "bee");
+    n.stop().await;
+}
