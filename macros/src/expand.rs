@@ -308,6 +308,23 @@ fn invoke(app: &App, h: &Handler, values: &[TokenStream]) -> TokenStream {
     }
 }
 
+/// `ok` (the encoded reply of `value`), and for a `#[publish]` handler
+/// the publish of `value` once it encoded.
+fn published(h: &Handler, ok: TokenStream, value: TokenStream) -> TokenStream {
+    let rpc: TokenStream = SDK.parse().unwrap_or_default();
+    let Some(p) = &h.kinds.publish else {
+        return ok;
+    };
+    let (action, kind) = (&p.action, h.ident.to_string());
+    quote! {{
+        let __j = #ok;
+        if __j.is_ok() {
+            #rpc::__private::publish_resource(&__room, #action, #kind, &#value);
+        }
+        __j
+    }}
+}
+
 fn convert_reply(h: &Handler) -> TokenStream {
     let rpc: TokenStream = SDK.parse().unwrap_or_default();
     match &h.ret {
@@ -324,35 +341,11 @@ fn convert_reply(h: &Handler) -> TokenStream {
         }
         Ret::Plain(t) => {
             let ok = quote_spanned!(t.span()=> #rpc::__private::ok_json(&__r));
-            match &h.kinds.publish {
-                Some(p) => {
-                    let (action, kind) = (&p.action, h.ident.to_string());
-                    quote! {{
-                        let __j = #ok;
-                        if __j.is_ok() {
-                            #rpc::__private::publish_resource(&__room, #action, #kind, &__r);
-                        }
-                        __j
-                    }}
-                }
-                None => ok,
-            }
+            published(h, ok, quote!(__r))
         }
         Ret::Result(t, e) => {
             let ok = quote_spanned!(t.span()=> #rpc::__private::ok_json(&__v));
-            let ok = match &h.kinds.publish {
-                Some(p) => {
-                    let (action, kind) = (&p.action, h.ident.to_string());
-                    quote! {{
-                        let __j = #ok;
-                        if __j.is_ok() {
-                            #rpc::__private::publish_resource(&__room, #action, #kind, &__v);
-                        }
-                        __j
-                    }}
-                }
-                None => ok,
-            };
+            let ok = published(h, ok, quote!(__v));
             let err =
                 quote_spanned!(e.span()=> <#rpc::AppError as ::core::convert::From<#e>>::from(__e));
             quote! {
