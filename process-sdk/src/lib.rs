@@ -45,6 +45,7 @@ pub mod kv;
 pub mod log;
 pub mod message;
 pub mod request;
+pub mod rooms;
 pub mod rpc;
 pub mod spawn;
 pub mod state;

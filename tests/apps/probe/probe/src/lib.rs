@@ -4,9 +4,12 @@
 
 mod bench;
 mod relay;
+mod rooms;
 mod services;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use hearth_sdk::json::{json, Value};
 use hearth_sdk::{log, Address, Failure, Incoming, Process, SendError, SpawnOptions};
@@ -40,6 +43,11 @@ enum Command {
     Vfs(services::VfsCmd),
     Timers(Vec<u64>),
     StateBurst(u64),
+    Publish(rooms::PublishArgs),
+    PublishN(rooms::PublishNArgs),
+    Watch(rooms::WatchArgs),
+    Unwatch(rooms::UnwatchArgs),
+    RoomLog(IgnoredAny),
 }
 
 #[derive(Deserialize)]
@@ -52,11 +60,14 @@ struct SpawnArgs {
     wasm: Option<String>,
 }
 
-/// The persisted state: `{"boots": u64, "value": V}`.
+/// The persisted state: `{"boots": u64, "value": V, "rooms": [..]}`.
 #[derive(Default, Serialize, Deserialize)]
-struct Saved {
+pub(crate) struct Saved {
     boots: u64,
     value: Value,
+    /// Rooms received, with their cursors and deliveries.
+    #[serde(default)]
+    rooms: Vec<rooms::RoomLog>,
 }
 
 /// Arrivals of fire-and-forget `{"seq": n}` messages.
@@ -80,7 +91,9 @@ impl SeqCounter {
 
 struct Probe {
     our: Address,
-    saved: Saved,
+    saved: rooms::Shared,
+    /// Outcomes of the resubscriptions made at boot.
+    resumes: rooms::Resumes,
     seqs: SeqCounter,
     /// Raw `ask`s in flight: our correlation id -> the asker's request id.
     pending: HashMap<u64, u64>,
@@ -99,9 +112,13 @@ impl Process for Probe {
         if let Err(error) = hearth_sdk::set_state(&saved) {
             log::error!("could not save boot count: {error}");
         }
+        let saved = Rc::new(RefCell::new(saved));
+        let resumes = rooms::Resumes::default();
+        rooms::resubscribe_all(&saved, &resumes);
         Probe {
             our,
             saved,
+            resumes,
             seqs: SeqCounter::default(),
             pending: HashMap::new(),
         }
@@ -127,6 +144,12 @@ impl Process for Probe {
 
 impl Probe {
     fn request(&mut self, msg: Incoming) {
+        if let Some(delivery) = hearth_sdk::rooms::delivery(&msg) {
+            return rooms::record(&self.saved, delivery);
+        }
+        if let Some(join) = hearth_sdk::rooms::join_request(&msg) {
+            return rooms::answer_join(&msg, &join);
+        }
         let command = match msg.json::<Command>() {
             Ok(command) => command,
             Err(error) => {
@@ -156,14 +179,15 @@ impl Probe {
                 reply_if_asked(&msg, &counts);
             }
             Command::StateSet(value) => {
-                self.saved.value = value;
-                let outcome = match hearth_sdk::set_state(&self.saved) {
+                let mut saved = self.saved.borrow_mut();
+                saved.value = value;
+                let outcome = match hearth_sdk::set_state(&*saved) {
                     Ok(()) => json!({"ok": true}),
                     Err(error) => err_value("state", &error.to_string(), None),
                 };
                 reply_if_asked(&msg, &outcome);
             }
-            Command::StateGet(_) => reply_if_asked(&msg, &json!(self.saved)),
+            Command::StateGet(_) => reply_if_asked(&msg, &json!(*self.saved.borrow())),
             Command::Spawn(args) => reply_if_asked(&msg, &spawn(args)),
             Command::BenchPing(args) => bench::ping(&self.our, msg.id(), args),
             Command::BenchBlast(args) => bench::blast(&self.our, msg.id(), args),
@@ -171,6 +195,13 @@ impl Probe {
             Command::Vfs(cmd) => services::vfs(msg.id(), cmd),
             Command::Timers(delays) => services::timers(msg.id(), delays),
             Command::StateBurst(count) => reply_if_asked(&msg, &services::state_burst(count)),
+            Command::Publish(args) => rooms::publish(msg.id(), args),
+            Command::PublishN(args) => rooms::publish_n(msg.id(), args),
+            Command::Watch(args) => rooms::watch(&self.saved, msg.id(), args),
+            Command::Unwatch(args) => rooms::unwatch(&self.saved, msg.id(), args),
+            Command::RoomLog(_) => {
+                reply_if_asked(&msg, &rooms::room_log(&self.saved, &self.resumes))
+            }
         }
     }
 
