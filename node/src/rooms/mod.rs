@@ -184,7 +184,13 @@ impl Hub {
                 self.unsubscribe(&source.process, &owner, &room);
                 Ok(Some(RoomsResponse::Left))
             }
-            RoomsRequest::Join { owner, room, subscriber, from } if from_hub => {
+            RoomsRequest::Join {
+                owner,
+                room,
+                subscriber,
+                from,
+                incarnation,
+            } if from_hub => {
                 let owner: ProcessId = owner.parse().map_err(|e| RoomsError::BadRequest(format!("owner: {e}")))?;
                 let subscriber: Address = subscriber.parse().map_err(|e| RoomsError::BadRequest(format!("subscriber: {e}")))?;
                 if subscriber.node != source.node {
@@ -192,7 +198,7 @@ impl Hub {
                 }
                 let hub = self.clone();
                 tokio::spawn(async move {
-                    let work = hub.join_remote(source.node, owner, room, subscriber, from);
+                    let work = hub.join_remote(source.node, owner, room, subscriber, (from, incarnation));
                     if let Some(result) = hub.until_closed(work).await {
                         hub.reply(answer, result);
                     }
@@ -212,12 +218,19 @@ impl Hub {
                 }
                 Ok(Some(RoomsResponse::Left))
             }
-            RoomsRequest::Relay { owner, room, to, events, next } if from_hub => {
+            RoomsRequest::Relay {
+                owner,
+                room,
+                to,
+                events,
+                next,
+                incarnation,
+            } if from_hub => {
                 let owner: Address = owner.parse().map_err(|e| RoomsError::BadRequest(format!("owner: {e}")))?;
                 if owner.node != source.node {
                     return Err(RoomsError::Forbidden("the owner's own node".into()));
                 }
-                self.on_relay(&owner, &room, to, events, next);
+                self.on_relay(&owner, &room, to, events, (next, incarnation));
                 Ok(None)
             }
             RoomsRequest::Hold if from_hub => {
@@ -372,6 +385,7 @@ impl Hub {
             to: None,
             events: vec![event],
             next: seq + 1,
+            incarnation: room.incarnation,
         };
         for node in nodes {
             match self.tell_hub(&node, &relay) {
@@ -513,11 +527,17 @@ impl Hub {
         subscriber: &Address,
         from: Option<u64>,
     ) -> Result<RoomsResponse, RoomsError> {
+        let incarnation = self
+            .lock()
+            .watched
+            .get(&(owner.clone(), room.to_string()))
+            .and_then(|w| w.incarnation);
         let join = RoomsRequest::Join {
             owner: owner.process.to_string(),
             room: room.to_string(),
             subscriber: subscriber.to_string(),
             from,
+            incarnation,
         };
         let body = serde_json::to_vec(&join).unwrap_or_default();
         let answer = self
@@ -535,12 +555,19 @@ impl Hub {
         owner: ProcessId,
         room: String,
         subscriber: Address,
-        from: Option<u64>,
+        (from, incarnation): (Option<u64>, Option<u64>),
     ) -> Result<RoomsResponse, RoomsError> {
         let our = self
             .our()
             .ok_or_else(|| RoomsError::Unreachable("stopping".into()))?;
         let owner_addr = Address::new(our, owner.clone());
+        let running = self
+            .services
+            .upgrade()
+            .is_some_and(|s| s.kernel.is_running(&owner));
+        if !running {
+            return Err(RoomsError::Unreachable(format!("no process {owner_addr}")));
+        }
         self.check_networking(&owner)
             .map_err(|_| RoomsError::Forbidden(format!("{owner} does not accept other nodes")))?;
         let snapshot = self.ask_owner(&owner_addr, &room, &subscriber).await?;
@@ -556,8 +583,11 @@ impl Hub {
             owner: owner_addr.to_string(),
             room,
             to: Some(subscriber.to_string()),
-            events: from.map(|f| room_state.replay(f)).unwrap_or_default(),
+            events: from
+                .map(|f| room_state.replay_in(f, incarnation))
+                .unwrap_or_default(),
             next,
+            incarnation: room_state.incarnation,
         };
         self.tell_hub(&node, &relay).map_err(|k| {
             RoomsError::Unreachable(format!(
@@ -575,12 +605,13 @@ impl Hub {
         room: &str,
         to: Option<String>,
         events: Vec<RoomEvent>,
-        next: u64,
+        (next, incarnation): (u64, u64),
     ) {
         let mut state = self.lock();
         let Some(watch) = state.watched.get_mut(&(owner.clone(), room.to_string())) else {
             return;
         };
+        watch.incarnation = Some(incarnation);
         let targets: Vec<(ProcessId, Option<u64>)> = match &to {
             Some(to) => match to.parse::<Address>() {
                 Ok(a) if watch.subs.contains_key(&a.process) => vec![(a.process, None)],
@@ -597,7 +628,10 @@ impl Hub {
         for (pid, cursor) in targets {
             let mut last = cursor;
             let mut outcome = Ok(());
-            for event in &events {
+            if to.is_some() && watch.rejoining.remove(&pid) {
+                outcome = self.deliver(&pid, owner, room, RoomEvent::Online);
+            }
+            for event in events.iter().filter(|_| outcome.is_ok()) {
                 if let RoomEvent::Event { seq, .. } = event {
                     match last {
                         Some(c) if *seq <= c => continue,
@@ -717,10 +751,10 @@ impl Hub {
                 .iter_mut()
                 .filter(|((o, _), _)| o.node == node)
             {
-                watch.online = false;
                 for (pid, cursor) in watch.subs.iter_mut() {
                     let _ = self.deliver(pid, owner, room, RoomEvent::Offline);
                     cursors.push((owner.clone(), room.clone(), pid.clone(), *cursor));
+                    watch.rejoining.insert(pid.clone());
                     *cursor = None;
                 }
             }
@@ -742,10 +776,8 @@ impl Hub {
                 }
                 let subscriber = Address::new(our.clone(), pid.clone());
                 match self.join_at(&owner, &room, &subscriber, cursor).await {
-                    Ok(_) => {
-                        let _ = self.deliver(&pid, &owner, &room, RoomEvent::Online);
-                        self.hold(owner.node.clone());
-                    }
+                    // `online` goes out with the replay (`on_relay`).
+                    Ok(_) => self.hold(owner.node.clone()),
                     Err(RoomsError::Unreachable(_)) => left.push((owner, room, pid, cursor)),
                     Err(e) => {
                         debug!(%owner, room, %e, "rejoin refused; subscription ended");

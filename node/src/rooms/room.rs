@@ -20,8 +20,10 @@ pub const TAIL_BYTES: usize = 1024 * 1024;
 pub const MAX_SUBSCRIBERS: usize = 4096;
 
 /// A room owned by a process of this node.
-#[derive(Default)]
 pub struct Room {
+    /// Random per life of the room: a subscriber that rejoins with another
+    /// one knows the room restarted and its history is gone.
+    pub incarnation: u64,
     /// Sequence number of the next event (the first is 1).
     next: u64,
     tail: VecDeque<(u64, Arc<Value>, usize)>,
@@ -32,7 +34,32 @@ pub struct Room {
     pub nodes: HashMap<Arc<str>, HashSet<String>>,
 }
 
+impl Default for Room {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        Self {
+            incarnation: std::hash::RandomState::new().hash_one(std::time::Instant::now()),
+            next: 0,
+            tail: VecDeque::new(),
+            tail_bytes: 0,
+            locals: HashMap::new(),
+            nodes: HashMap::new(),
+        }
+    }
+}
+
 impl Room {
+    /// [`Room::replay`] for a subscriber that knew `incarnation`: another
+    /// one gets `ended` and the new stream from its start.
+    pub fn replay_in(&self, after: u64, incarnation: Option<u64>) -> Vec<RoomEvent> {
+        if incarnation.is_some_and(|i| i != self.incarnation) {
+            let mut out = vec![RoomEvent::Ended];
+            out.extend(self.replay(0));
+            return out;
+        }
+        self.replay(after)
+    }
+
     pub fn next(&self) -> u64 {
         self.next.max(1)
     }
@@ -68,9 +95,9 @@ impl Room {
             // A cursor from the future: the room's history was lost (its
             // node restarted). Say so, then start over.
             out.push(RoomEvent::Ended);
-            out.push(RoomEvent::Gap { next: first });
             after = 0;
-        } else if after + 1 < first && after + 1 < self.next() {
+        }
+        if after + 1 < first && after + 1 < self.next() {
             out.push(RoomEvent::Gap { next: first });
         }
         out.extend(
@@ -92,7 +119,11 @@ pub struct Watch {
     /// Local subscribers: the last seq each has, `None` until its replay
     /// arrived.
     pub subs: HashMap<ProcessId, Option<u64>>,
-    pub online: bool,
+    /// Subscribers rejoining after `offline`: `online` goes out just
+    /// before their replay.
+    pub rejoining: HashSet<ProcessId>,
+    /// The room's incarnation, from its relays.
+    pub incarnation: Option<u64>,
 }
 
 #[cfg(test)]
@@ -131,13 +162,16 @@ mod tests {
             fresh.replay(500),
             vec![
                 RoomEvent::Ended,
-                RoomEvent::Gap { next: 1 },
                 RoomEvent::Event {
                     seq: 1,
                     payload: json!("again")
                 },
             ]
         );
+        // Rejoining another life of the room, even at a plausible cursor.
+        let other = fresh.incarnation.wrapping_add(1);
+        assert_eq!(fresh.replay_in(0, Some(other))[0], RoomEvent::Ended);
+        assert_eq!(fresh.replay_in(0, Some(fresh.incarnation)).len(), 1);
         let big = "x".repeat(TAIL_BYTES / 2);
         for _ in 0..5 {
             room.push(json!(big));

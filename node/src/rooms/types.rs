@@ -28,6 +28,10 @@ pub enum RoomsRequest {
         room: String,
         subscriber: String,
         from: Option<u64>,
+        /// The room's incarnation `from` counts in, if known: another one
+        /// means the room restarted (`ended`, then the new stream).
+        #[serde(default)]
+        incarnation: Option<u64>,
     },
     /// Hub to hub: `subscriber` (on the sending node) left `room`.
     Leave {
@@ -44,6 +48,8 @@ pub enum RoomsRequest {
         to: Option<String>,
         events: Vec<RoomEvent>,
         next: u64,
+        /// Which life of the room these events belong to.
+        incarnation: u64,
     },
     /// Hub to hub: held unanswered by the owner's hub (until shortly before
     /// its timeout) so that the subscribing hub learns at once, through
