@@ -1,0 +1,259 @@
+//! The hub's side of rooms on other nodes: joining a remote owner's hub,
+//! serving other nodes' joins, relays arriving for local subscribers, and
+//! the held request that turns a lost owner node into `offline`, then
+//! rejoins.
+
+use std::sync::Arc;
+
+use tracing::debug;
+
+use super::types::{RoomEvent, RoomsError, RoomsRequest, RoomsResponse};
+use super::{Hub, HOLD_FOR, HUB_TIMEOUT, REJOIN_FIRST, REJOIN_MAX};
+use crate::types::{Address, ProcessId, SendErrorKind};
+
+impl Hub {
+    /// Ask the owner node's hub to let `subscriber` join.
+    pub(super) async fn join_at(
+        &self,
+        owner: &Address,
+        room: &str,
+        subscriber: &Address,
+        from: Option<u64>,
+    ) -> Result<RoomsResponse, RoomsError> {
+        let incarnation = self
+            .lock()
+            .watched
+            .get(&(owner.clone(), room.to_string()))
+            .and_then(|w| w.incarnation);
+        let join = RoomsRequest::Join {
+            owner: owner.process.to_string(),
+            room: room.to_string(),
+            subscriber: subscriber.to_string(),
+            from,
+            incarnation,
+        };
+        let body = serde_json::to_vec(&join).unwrap_or_default();
+        let answer = self
+            .ask(Self::hub_at(&owner.node), body, HUB_TIMEOUT)
+            .await?;
+        serde_json::from_value::<Result<RoomsResponse, RoomsError>>(answer).map_err(|e| {
+            RoomsError::Unreachable(format!("the owner's hub answered nonsense: {e}"))
+        })?
+    }
+
+    /// At the owner's hub: a subscriber on `node` joins.
+    pub(super) async fn join_remote(
+        &self,
+        node: Arc<str>,
+        owner: ProcessId,
+        room: String,
+        subscriber: Address,
+        (from, incarnation): (Option<u64>, Option<u64>),
+    ) -> Result<RoomsResponse, RoomsError> {
+        let our = self
+            .our()
+            .ok_or_else(|| RoomsError::Unreachable("stopping".into()))?;
+        let owner_addr = Address::new(our, owner.clone());
+        let running = self
+            .services
+            .upgrade()
+            .is_some_and(|s| s.kernel.is_running(&owner));
+        if !running {
+            return Err(RoomsError::Unreachable(format!("no process {owner_addr}")));
+        }
+        self.check_networking(&owner)
+            .map_err(|_| RoomsError::Forbidden(format!("{owner} does not accept other nodes")))?;
+        let snapshot = self.ask_owner(&owner_addr, &room, &subscriber).await?;
+        let mut state = self.lock();
+        let room_state = self.admit(&mut state, &owner, &room)?;
+        room_state
+            .nodes
+            .entry(node.clone())
+            .or_default()
+            .insert(subscriber.to_string());
+        let next = room_state.next();
+        let relay = RoomsRequest::Relay {
+            owner: owner_addr.to_string(),
+            room,
+            to: Some(subscriber.to_string()),
+            events: from
+                .map(|f| room_state.replay_in(f, incarnation))
+                .unwrap_or_default(),
+            next,
+            incarnation: room_state.incarnation,
+        };
+        self.tell_hub(&node, &relay).map_err(|k| {
+            RoomsError::Unreachable(format!(
+                "cannot reach the subscriber's node: {}",
+                k.as_str()
+            ))
+        })?;
+        Ok(RoomsResponse::Joined { next, snapshot })
+    }
+
+    /// At a subscribing hub: events of a watched room arrive.
+    pub(super) fn on_relay(
+        self: &Arc<Self>,
+        owner: &Address,
+        room: &str,
+        to: Option<String>,
+        events: Vec<RoomEvent>,
+        (next, incarnation): (u64, u64),
+    ) {
+        let mut state = self.lock();
+        let Some(watch) = state.watched.get_mut(&(owner.clone(), room.to_string())) else {
+            return;
+        };
+        watch.incarnation = Some(incarnation);
+        let targets: Vec<(ProcessId, Option<u64>)> = match &to {
+            Some(to) => match to.parse::<Address>() {
+                Ok(a) if watch.subs.contains_key(&a.process) => vec![(a.process, None)],
+                _ => return,
+            },
+            None => watch
+                .subs
+                .iter()
+                .filter(|(_, c)| c.is_some())
+                .map(|(p, c)| (p.clone(), *c))
+                .collect(),
+        };
+        let mut rejoin = Vec::new();
+        for (pid, cursor) in targets {
+            let mut last = cursor;
+            let mut outcome = Ok(());
+            if to.is_some() && watch.rejoining.remove(&pid) {
+                outcome = self.deliver(&pid, owner, room, RoomEvent::Online);
+            }
+            for event in events.iter().filter(|_| outcome.is_ok()) {
+                if let RoomEvent::Event { seq, .. } = event {
+                    match last {
+                        Some(c) if *seq <= c => continue,
+                        Some(c) if *seq > c + 1 => {
+                            outcome = Err(SendErrorKind::MailboxFull);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                if let Err(kind) = self.deliver(&pid, owner, room, event.clone()) {
+                    outcome = Err(kind);
+                    break;
+                }
+                if let RoomEvent::Event { seq, .. } = event {
+                    last = Some(*seq);
+                }
+            }
+            match outcome {
+                Ok(()) => {
+                    let live = if to.is_some() { Some(next - 1) } else { last };
+                    watch.subs.insert(pid, live);
+                }
+                // Missed events (a full mailbox or a hole): tell it, and
+                // rejoin from where it is.
+                Err(SendErrorKind::MailboxFull) => {
+                    let from = last.unwrap_or(0);
+                    let _ = self.deliver(&pid, owner, room, RoomEvent::Lagged { from: from + 1 });
+                    watch.subs.insert(pid.clone(), None);
+                    rejoin.push((pid, from));
+                }
+                Err(_) => {
+                    watch.subs.remove(&pid);
+                    let leave = RoomsRequest::Leave {
+                        owner: owner.process.to_string(),
+                        room: room.to_string(),
+                        subscriber: Address::new(owner.node.clone(), pid).to_string(),
+                    };
+                    let _ = self.tell_hub(&owner.node, &leave);
+                }
+            }
+        }
+        drop(state);
+        for (pid, from) in rejoin {
+            let (hub, owner, room) = (self.clone(), owner.clone(), room.to_string());
+            tokio::spawn(async move {
+                let Some(our) = hub.our() else { return };
+                let subscriber = Address::new(our, pid);
+                let rejoin = hub.join_at(&owner, &room, &subscriber, Some(from));
+                if let Some(Err(e)) = hub.until_closed(rejoin).await {
+                    debug!(%owner, room, %e, "rejoin after a lag failed");
+                }
+            });
+        }
+    }
+
+    /// Keep a request open at `node`'s hub while we watch rooms there;
+    /// when it fails, the node is offline for every watch on it.
+    pub(super) fn hold(self: &Arc<Self>, node: Arc<str>) {
+        if !self.lock().held.insert(node.clone()) {
+            return;
+        }
+        let hub = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let watching = hub.lock().watched.keys().any(|(o, _)| o.node == node);
+                if !watching {
+                    hub.lock().held.remove(&node);
+                    return;
+                }
+                let body = serde_json::to_vec(&RoomsRequest::Hold).unwrap_or_default();
+                let held = hub.ask(Self::hub_at(&node), body, HOLD_FOR * 2);
+                match hub.until_closed(held).await {
+                    None => return,
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => break,
+                }
+            }
+            hub.lock().held.remove(&node);
+            let _ = hub.until_closed(hub.offline(node.clone())).await;
+        });
+    }
+
+    /// `node` went away: tell its rooms' subscribers, then rejoin with
+    /// backoff until it is back.
+    pub(super) async fn offline(self: &Arc<Self>, node: Arc<str>) {
+        let mut cursors: Vec<(Address, String, ProcessId, Option<u64>)> = Vec::new();
+        {
+            let mut state = self.lock();
+            for ((owner, room), watch) in state
+                .watched
+                .iter_mut()
+                .filter(|((o, _), _)| o.node == node)
+            {
+                for (pid, cursor) in watch.subs.iter_mut() {
+                    let _ = self.deliver(pid, owner, room, RoomEvent::Offline);
+                    cursors.push((owner.clone(), room.clone(), pid.clone(), *cursor));
+                    watch.rejoining.insert(pid.clone());
+                    *cursor = None;
+                }
+            }
+        }
+        let Some(our) = self.our() else { return };
+        let mut wait = REJOIN_FIRST;
+        while !cursors.is_empty() {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(REJOIN_MAX);
+            let mut left = Vec::new();
+            for (owner, room, pid, cursor) in cursors {
+                let still = self
+                    .lock()
+                    .watched
+                    .get(&(owner.clone(), room.clone()))
+                    .is_some_and(|w| w.subs.contains_key(&pid));
+                if !still {
+                    continue;
+                }
+                let subscriber = Address::new(our.clone(), pid.clone());
+                match self.join_at(&owner, &room, &subscriber, cursor).await {
+                    // `online` goes out with the replay (`on_relay`).
+                    Ok(_) => self.hold(owner.node.clone()),
+                    Err(RoomsError::Unreachable(_)) => left.push((owner, room, pid, cursor)),
+                    Err(e) => {
+                        debug!(%owner, room, %e, "rejoin refused; subscription ended");
+                        let _ = self.deliver(&pid, &owner, &room, RoomEvent::Ended);
+                    }
+                }
+            }
+            cursors = left;
+        }
+    }
+}
