@@ -235,16 +235,22 @@ fn unexpected(wanted: &str, got: &RoomsResponse) -> RoomsError {
 
 /// Whether `source` is the rooms hub of the node `our_node`.
 fn is_hub(source: &Address, our_node: &str) -> bool {
-    let id = source.process();
-    id.process() == HUB
-        && id.package() == "distro"
-        && id.publisher() == "sys"
-        && source.node() == our_node
+    is_hub_process(source) && source.node() == our_node
 }
 
-/// What a request from our hub carries, if it is one the SDK knows.
+/// The cheap part of [`is_hub`], checked first on every message.
+fn is_hub_process(source: &Address) -> bool {
+    let id = source.process();
+    id.process() == HUB && id.package() == "distro" && id.publisher() == "sys"
+}
+
+/// What a request from our hub carries, if it is one the SDK knows. Costs
+/// three string comparisons for any other message.
 fn from_hub(msg: &Incoming) -> Option<FromHub> {
-    if !msg.is_request() || !is_hub(msg.source(), crate::our().node()) {
+    if !msg.is_request() || !is_hub_process(msg.source()) {
+        return None;
+    }
+    if !is_hub(msg.source(), crate::our().node()) {
         return None;
     }
     msg.json().ok()

@@ -57,3 +57,4 @@ mod tests {
         assert!(close < 10, "{close} consecutive ids lie close together");
     }
 }
+

@@ -12,7 +12,7 @@
 //! small and always admitted. One message always fits into an empty
 //! mailbox. Keeping everything in one FIFO keeps pair order.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -64,10 +64,32 @@ pub struct MailboxRx {
     queued: Arc<Queued>,
 }
 
+/// Queued requests (top 16 bits) and bytes (low 48 bits) in one word:
+/// one atomic add to admit an envelope and one to take it, as cheap as the
+/// count alone was.
 #[derive(Debug, Default)]
-struct Queued {
-    requests: AtomicUsize,
-    bytes: AtomicUsize,
+struct Queued(AtomicU64);
+
+const REQUEST_SHIFT: u32 = 48;
+const BYTES_MASK: u64 = (1 << REQUEST_SHIFT) - 1;
+/// The most requests a mailbox can count.
+pub const MAX_CAPACITY: usize = (1 << (64 - REQUEST_SHIFT)) - 1;
+
+impl Queued {
+    /// What `envelope` adds to the word.
+    fn delta(request: bool, weight: usize) -> u64 {
+        (u64::from(request) << REQUEST_SHIFT) | (weight as u64 & BYTES_MASK)
+    }
+
+    /// Add `delta`; returns (requests, bytes) before.
+    fn add(&self, delta: u64) -> (usize, usize) {
+        let before = self.0.fetch_add(delta, Ordering::AcqRel);
+        ((before >> REQUEST_SHIFT) as usize, (before & BYTES_MASK) as usize)
+    }
+
+    fn sub(&self, delta: u64) {
+        self.0.fetch_sub(delta, Ordering::AcqRel);
+    }
 }
 
 /// A mailbox admitting `capacity` queued requests and `byte_capacity`
@@ -79,7 +101,7 @@ pub fn mailbox(capacity: usize, byte_capacity: usize) -> (MailboxTx, MailboxRx) 
         MailboxTx {
             tx,
             queued: queued.clone(),
-            capacity,
+            capacity: capacity.min(MAX_CAPACITY),
             byte_capacity,
         },
         MailboxRx { rx, queued },
@@ -105,17 +127,15 @@ impl MailboxTx {
                 envelope,
             })
         };
-        if request && self.queued.requests.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.queued.requests.fetch_sub(1, Ordering::AcqRel);
+        let delta = Queued::delta(request, weight);
+        let (requests, bytes) = self.queued.add(delta);
+        if request && requests >= self.capacity {
+            self.queued.sub(delta);
             return full(envelope);
         }
         let failure = matches!(envelope, Envelope::Failed { .. });
-        let before = self.queued.bytes.fetch_add(weight, Ordering::AcqRel);
-        if !failure && before > 0 && before + weight > self.byte_capacity {
-            self.queued.bytes.fetch_sub(weight, Ordering::AcqRel);
-            if request {
-                self.queued.requests.fetch_sub(1, Ordering::AcqRel);
-            }
+        if !failure && bytes > 0 && bytes + weight > self.byte_capacity {
+            self.queued.sub(delta);
             if let Envelope::Message(km) = &envelope {
                 if !request {
                     // The asker still hears, at once and in a few bytes.
@@ -139,10 +159,7 @@ impl MailboxTx {
             return full(envelope);
         }
         self.tx.send(envelope).map_err(|e| {
-            self.queued.bytes.fetch_sub(weight, Ordering::AcqRel);
-            if request {
-                self.queued.requests.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.queued.sub(delta);
             Refused {
                 kind: SendErrorKind::ProcessExited,
                 envelope: e.0,
@@ -169,12 +186,8 @@ impl MailboxRx {
 
     fn account(&self, envelope: Option<Envelope>) -> Option<Envelope> {
         if let Some(envelope) = &envelope {
-            if envelope.is_request() {
-                self.queued.requests.fetch_sub(1, Ordering::AcqRel);
-            }
             self.queued
-                .bytes
-                .fetch_sub(envelope.weight(), Ordering::AcqRel);
+                .sub(Queued::delta(envelope.is_request(), envelope.weight()));
         }
         envelope
     }
