@@ -3,7 +3,7 @@
 // types it names in scope, e.g.
 //     pub mod notebook { use hearth_sdk::json::Value; include!("../../notebook/api/notebook.rs"); }
 
-#[doc = "Calls `put` of the app at `target` (local or remote). Stores a note under `key`."]
+#[doc = "Calls `put` of the app at `target` (local or remote). Stores a note under `key`; watchers of room `notes/<key>` get it live as an `updated` event."]
 pub async fn put(
     target: &::hearth_sdk::Address,
     key: String,
@@ -41,6 +41,44 @@ pub async fn put_within(
             key: &key,
             text: &text,
             kind: &kind,
+        },
+        timeout_ms,
+    )
+    .await
+}
+#[doc = "Calls `room_join` of the app at `target` (on the same node). Who may watch a room of this notebook (asked by the node's rooms hub): anyone, for rooms `notes/<key>`; the snapshot is the note."]
+pub async fn room_join(
+    target: &::hearth_sdk::Address,
+    room: String,
+    subscriber: String,
+) -> ::core::result::Result<Option<Note>, ::hearth_sdk::rpc::ClientError> {
+    room_join_within(
+        target,
+        room,
+        subscriber,
+        ::hearth_sdk::DEFAULT_ASK_TIMEOUT_MS,
+    )
+    .await
+}
+#[doc = "[`room_join`] with a timeout in milliseconds."]
+pub async fn room_join_within(
+    target: &::hearth_sdk::Address,
+    room: String,
+    subscriber: String,
+    timeout_ms: u64,
+) -> ::core::result::Result<Option<Note>, ::hearth_sdk::rpc::ClientError> {
+    #[derive(:: hearth_sdk :: rpc :: __private :: serde :: Serialize)]
+    #[serde(crate = "hearth_sdk::rpc::__private::serde")]
+    struct Args<'hearth> {
+        room: &'hearth String,
+        subscriber: &'hearth String,
+    }
+    ::hearth_sdk::rpc::call_within(
+        target,
+        "room_join",
+        &Args {
+            room: &room,
+            subscriber: &subscriber,
         },
         timeout_ms,
     )

@@ -6,6 +6,30 @@ export type Kind = unknown;
 /** The app's Rust type `Note` as serde writes it; see the .json. */
 export type Note = unknown;
 
+/** Options of a room watch (see the node's /hearth.js). */
+export interface WatchOptions {
+  from?: number;
+  onEvent?: (event: { seq: number; payload: any }) => void;
+  onGap?: (next: number) => void;
+  onStatus?: (status: string, detail?: unknown) => void;
+}
+
+/** This app's address, from the node's /our.js. */
+function ourAddress(): string {
+  const our = (globalThis as any).our;
+  return our.node + "@" + our.process;
+}
+
+function fillRoom(room: string, args: Record<string, unknown>): string {
+  return room.replace(/\{([A-Za-z0-9_]+)\}/g, (_, key) => String(args[key]));
+}
+
+function watch(address: string, room: string, options: WatchOptions): { close(): void } {
+  const hearth = (globalThis as any).hearth;
+  if (!hearth) throw new Error("load /hearth.js before watching rooms");
+  return hearth.watch(address, room, options);
+}
+
 /** An error reply: `{"error": {"code", "message", "details"?}}`. */
 export class HearthError extends Error {
   constructor(public code: string, message: string, public status: number, public details?: unknown) {
@@ -41,7 +65,12 @@ async function call(method: string, path: string, args: Record<string, unknown>)
   return body;
 }
 
-/** Stores a note under `key`. */
+/** Watch room `notes/{key}`, where `put` publishes `{action: updated, room, type, resource}` events. */
+export function watch_put(args: { key: string }, options: WatchOptions, address?: string): { close(): void } {
+  return watch(address ?? ourAddress(), fillRoom("notes/{key}", args), options);
+}
+
+/** Stores a note under `key`; watchers of room `notes/<key>` get it live as an `updated` event. */
 export function put(args: { key: string; text: string; kind: Kind }): Promise<Note> {
   return call("PUT", "/api/notes/:key", args);
 }
