@@ -268,7 +268,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hearth-auth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let open = |password, ttl| Auth::open(&dir, "a.os", Some(password), ttl, true).unwrap();
-        let auth = open("correct horse", Duration::from_millis(50));
+        // Long enough for two Argon2 checks on a loaded machine.
+        let ttl = Duration::from_millis(1500);
+        let auth = open("correct horse", ttl);
         assert!(auth.verify("correct horse"));
         assert!(!auth.verify("wrong horse!"));
         assert!(!std::fs::read_to_string(dir.join(PASSWORD_FILE))
@@ -289,9 +291,9 @@ mod tests {
         // holds no token.
         let stored = std::fs::read_to_string(dir.join(SESSIONS_FILE)).unwrap();
         assert!(!stored.contains(pair.split('=').nth(1).unwrap()));
-        let again = open("correct horse", Duration::from_millis(50));
+        let again = open("correct horse", ttl);
         assert!(again.is_logged_in(&headers));
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(ttl + Duration::from_millis(100));
         assert!(!again.is_logged_in(&headers));
         // A new password ends every session.
         let pair = auth

@@ -57,4 +57,3 @@ mod tests {
         assert!(close < 10, "{close} consecutive ids lie close together");
     }
 }
-

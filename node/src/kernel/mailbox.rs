@@ -84,7 +84,10 @@ impl Queued {
     /// Add `delta`; returns (requests, bytes) before.
     fn add(&self, delta: u64) -> (usize, usize) {
         let before = self.0.fetch_add(delta, Ordering::AcqRel);
-        ((before >> REQUEST_SHIFT) as usize, (before & BYTES_MASK) as usize)
+        (
+            (before >> REQUEST_SHIFT) as usize,
+            (before & BYTES_MASK) as usize,
+        )
     }
 
     fn sub(&self, delta: u64) {
