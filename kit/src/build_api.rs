@@ -180,6 +180,9 @@ fn typescript(api: &Value) -> String {
     for n in &named {
         out.push_str(&format!("/** The app's Rust type `{n}` as serde writes it; see the .json. */\nexport type {n} = unknown;\n"));
     }
+    if fns.contains("export function watch_") {
+        out.push_str(WATCH_RUNTIME);
+    }
     out.push_str(TS_RUNTIME);
     out.push_str(&fns);
     out
@@ -212,7 +215,9 @@ fn watch_fn(m: &Value, publishes: &Value, named: &mut Vec<String>) -> String {
     )
 }
 
-const TS_RUNTIME: &str = r#"
+/// What `watch_<method>` functions need; written only when some method
+/// publishes to a room.
+const WATCH_RUNTIME: &str = r#"
 /** Options of a room watch (see the node's /hearth.js). */
 export interface WatchOptions {
   from?: number;
@@ -236,7 +241,9 @@ function watch(address: string, room: string, options: WatchOptions): { close():
   if (!hearth) throw new Error("load /hearth.js before watching rooms");
   return hearth.watch(address, room, options);
 }
+"#;
 
+const TS_RUNTIME: &str = r#"
 /** An error reply: `{"error": {"code", "message", "details"?}}`. */
 export class HearthError extends Error {
   constructor(public code: string, message: string, public status: number, public details?: unknown) {
