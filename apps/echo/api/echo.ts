@@ -2,30 +2,6 @@
 // Calls the app's #[http] methods from its UI (same origin).
 
 
-/** Options of a room watch (see the node's /hearth.js). */
-export interface WatchOptions {
-  from?: number;
-  onEvent?: (event: { seq: number; payload: any }) => void;
-  onGap?: (next: number) => void;
-  onStatus?: (status: string, detail?: unknown) => void;
-}
-
-/** This app's address, from the node's /our.js. */
-function ourAddress(): string {
-  const our = (globalThis as any).our;
-  return our.node + "@" + our.process;
-}
-
-function fillRoom(room: string, args: Record<string, unknown>): string {
-  return room.replace(/\{([A-Za-z0-9_]+)\}/g, (_, key) => String(args[key]));
-}
-
-function watch(address: string, room: string, options: WatchOptions): { close(): void } {
-  const hearth = (globalThis as any).hearth;
-  if (!hearth) throw new Error("load /hearth.js before watching rooms");
-  return hearth.watch(address, room, options);
-}
-
 /** An error reply: `{"error": {"code", "message", "details"?}}`. */
 export class HearthError extends Error {
   constructor(public code: string, message: string, public status: number, public details?: unknown) {

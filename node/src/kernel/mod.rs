@@ -115,6 +115,11 @@ impl Kernel {
         all
     }
 
+    /// The capabilities of a registered endpoint.
+    pub fn caps_of(&self, id: &ProcessId) -> Option<ProcessCaps> {
+        self.read_table().get(id).map(|e| e.caps.clone())
+    }
+
     fn read_table(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ProcessId, Endpoint>> {
         self.table.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -237,11 +242,7 @@ impl Kernel {
             ));
         }
         if km.is_request() {
-            let caps = self
-                .read_table()
-                .get(&km.target.process)
-                .map(|e| e.caps.clone());
-            if let Some(caps) = caps {
+            if let Some(caps) = self.caps_of(&km.target.process) {
                 if CapabilityTable::accepts_network(&caps) == Err(Denied::Networking) {
                     return Err(SendError::new(
                         SendErrorKind::CapabilityMissing,

@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tracing::debug;
 
-use crate::kernel::caps::ProcessCaps;
+use crate::kernel::caps::{CapabilityTable, ProcessCaps};
 use crate::native::{NativeEndpoint, Reply, ReplyFuture, Service};
 use crate::services::Services;
 use crate::types::{Address, KernelMessage, Message, ProcessId, SendErrorKind};
@@ -480,13 +480,12 @@ impl Hub {
             .services
             .upgrade()
             .ok_or_else(|| RoomsError::Unreachable("stopping".into()))?;
-        // A system endpoint (the HTTP server watching for browsers) may
-        // subscribe too; it never takes requests from peers itself.
+        // The outbound rule: a system endpoint (the HTTP server watching
+        // for browsers) may subscribe too; it never takes peers' requests.
         let networked = services
             .kernel
-            .processes()
-            .into_iter()
-            .any(|(p, caps)| p == *pid && (caps.networking || caps.system));
+            .caps_of(pid)
+            .is_some_and(|caps| CapabilityTable::check_network(&caps).is_ok());
         if networked {
             Ok(())
         } else {
