@@ -111,6 +111,8 @@ pub struct NetCounters {
     pub names_refused: AtomicU64,
     /// DHT records refused (invalid, squatting, over the rate limit).
     pub dht_refused: AtomicU64,
+    /// DHT records from peers that passed every check and were stored.
+    pub dht_stored: AtomicU64,
 }
 
 impl NetCounters {
@@ -139,6 +141,11 @@ impl NetCounters {
                 "hearth_net_dht_records_refused_total",
                 "DHT records refused (invalid, taken name, rate limit).",
                 &self.dht_refused,
+            ),
+            (
+                "hearth_net_dht_records_stored_total",
+                "DHT records from peers that passed every check and were stored.",
+                &self.dht_stored,
             ),
         ];
         for (name, help, value) in rows {

@@ -337,11 +337,14 @@ impl EventLoop {
             dht::check(&record, stored.as_ref(), &self.shared.book).map(|_| ())
         };
         match refused {
-            Ok(()) => {
-                if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
-                    debug!(%source, "DHT store full: {e}");
+            Ok(()) => match self.swarm.behaviour_mut().kad.store_mut().put(record) {
+                Ok(()) => {
+                    if let Some(services) = self.shared.services.upgrade() {
+                        crate::metrics::NetCounters::count(&services.kernel.metrics.net.dht_stored);
+                    }
                 }
-            }
+                Err(e) => debug!(%source, "DHT store full: {e}"),
+            },
             Err(why) => {
                 debug!(%source, %why, "DHT record refused");
                 if let Some(services) = self.shared.services.upgrade() {
