@@ -30,13 +30,17 @@ pub fn run(args: &BuildArgs) -> Result<()> {
 /// Builds the package in `dir`; used by `kit b` and `kit bs`.
 pub fn build_package(dir: &Path) -> Result<()> {
     let crates = find_crates(dir)?;
-    if crates.is_empty() {
+    let python = crate::python::build_all(dir)?;
+    if crates.is_empty() && python == 0 {
         bail!(
-            "{} has no process crate (a subdirectory with a Cargo.toml)",
+            "{} has no process crate (a subdirectory with a Cargo.toml) and no Python \
+             process (a subdirectory with an app.py)",
             dir.display()
         );
     }
-    check_wasm_target(&crates[0])?;
+    if let Some(first) = crates.first() {
+        check_wasm_target(first)?;
+    }
     let pkg = dir.join("pkg");
     for crate_dir in &crates {
         let wasm = build_crate(crate_dir, &pkg)?;

@@ -9,6 +9,7 @@ mod fake;
 mod inject;
 mod new;
 mod peers;
+mod python;
 mod remove;
 mod start;
 mod watch;

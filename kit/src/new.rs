@@ -57,10 +57,16 @@ pub struct NewArgs {
     /// Create the package in this directory
     #[arg(long, default_value = ".", value_name = "PARENT")]
     pub dir: PathBuf,
+    /// Language of the process: `rust` or `python` (see kit/src/python.rs)
+    #[arg(long, default_value = "rust", value_parser = ["rust", "python"])]
+    pub lang: String,
 }
 
 pub fn run(args: &NewArgs) -> Result<()> {
     validate_name(&args.name)?;
+    if args.lang == "python" {
+        return crate::python::new_package(&args.name, &args.dir);
+    }
     let root = args.dir.join(&args.name);
     if root.exists() {
         bail!(
