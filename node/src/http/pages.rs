@@ -10,6 +10,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
+mod home;
+
 use super::throttle::Refusal;
 use super::{proxy, ui, HttpState};
 use crate::metrics::Gauges;
@@ -25,11 +27,14 @@ pub fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A page of the node in its own style (`pages/style.css`, inlined).
 fn page(title: &str, body: &str) -> String {
     format!(
-        "<!doctype html><html><head><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
-         <title>{title}</title><style>body{{font:16px system-ui;max-width:40em;margin:2em auto;padding:0 1em}}\
-         code{{background:#eee;padding:0 .2em}}</style></head><body>{body}</body></html>"
+        "<!doctype html><html lang=en><head><meta charset=utf-8>\
+         <meta name=viewport content=\"width=device-width, initial-scale=1\">\
+         <meta name=color-scheme content=\"light dark\">\
+         <title>{title}</title><style>{style}</style></head><body>{body}</body></html>",
+        style = home::STYLE,
     )
 }
 
@@ -37,60 +42,38 @@ pub async fn home(State(state): State<HttpState>, headers: HeaderMap) -> Respons
     if !state.web.auth.is_logged_in(&headers) {
         return proxy::login_redirect("/");
     }
-    let kernel = &state.services.kernel;
-    let apps: String = kernel
-        .processes()
-        .iter()
-        .map(|(id, caps)| {
-            let has_ui = ui::ui_dir(&state.services.packages_dir, id)
-                .join("index.html")
-                .is_file();
-            let name = escape(&id.to_string());
-            let link = if has_ui {
-                format!("<a href=\"/{name}/\">{name}</a>")
-            } else {
-                format!("<code>{name}</code>")
-            };
-            format!(
-                "<li>{link}{}</li>",
-                if caps.public { " (public)" } else { "" }
-            )
-        })
-        .collect();
-    let peers: Vec<String> = state
-        .services
+    let services = state.services.clone();
+    let processes = services.kernel.processes();
+    let peers = services
         .net
         .get()
         .map(|net| net.peers())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| match (p.name, p.rtt_ms) {
-            (Some(name), Some(rtt)) => format!("{name} ({rtt:.2} ms)"),
-            (Some(name), None) => name,
-            (None, _) => format!("unnamed peer {}", p.peer_id),
-        })
-        .collect();
-    let peers = if peers.is_empty() {
-        "<p>No peers connected.</p>".to_string()
-    } else {
-        format!(
-            "<ul>{}</ul>",
-            peers
-                .iter()
-                .map(|p| format!("<li>{}</li>", escape(p)))
-                .collect::<String>()
-        )
+        .unwrap_or_default();
+    // Package directories and disk use are read off the async workers.
+    let gathered = tokio::task::spawn_blocking(move || {
+        let packages = &services.packages_dir;
+        let home_dir = packages.parent().unwrap_or(packages);
+        let apps = home::app_tiles(packages, &processes);
+        let disk = services
+            .state
+            .disk_usage(packages, &home_dir.join(crate::vfs::VFS_DIR));
+        (processes, apps, disk)
+    })
+    .await;
+    let (processes, apps, disk) = match gathered {
+        Ok((processes, apps, disk)) => (processes, apps, Some(disk)),
+        Err(_) => (state.services.kernel.processes(), Vec::new(), None),
     };
-    let name = escape(kernel.our());
-    let body = format!(
-        "<h1>{name}</h1><p>Hearth node {version} · status: running · {processes} processes · \
-         {ws} WebSocket connections</p><h2>Apps</h2><ul>{apps}</ul><h2>Peers</h2>{peers}\
-         <form method=post action=/logout><button>Log out</button></form>",
-        version = env!("CARGO_PKG_VERSION"),
-        processes = kernel.processes().len(),
-        ws = state.web.hub.open_count(),
-    );
-    Html(page(&format!("{name} · Hearth"), &body)).into_response()
+    let data = home::HomeData {
+        node: state.services.kernel.our().to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+        processes,
+        apps,
+        peers,
+        disk,
+        ws_open: state.web.hub.open_count(),
+    };
+    Html(home::render(&data)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -118,24 +101,47 @@ pub(super) fn is_local_path(n: &str) -> bool {
 
 fn login_form(state: &HttpState, next: &str, error: &str) -> String {
     let setup = !state.web.auth.has_password();
-    let (title, hint) = if setup {
-        ("Set the node password", "This node has no password yet. Choose one (8 characters or more); only a browser on this machine may set it.")
+    let (title, hint, button, autocomplete) = if setup {
+        (
+            "Set the node password",
+            "This node has no password yet. Choose one of 8 characters or more; only a browser on this machine may set it.",
+            "Set password and continue",
+            "new-password",
+        )
     } else {
-        ("Log in", "Enter the node password.")
+        (
+            "Log in",
+            "Enter this node's password to open your apps.",
+            "Log in",
+            "current-password",
+        )
     };
     let error = if error.is_empty() {
         String::new()
     } else {
-        format!("<p role=alert style=color:#b00>{}</p>", escape(error))
+        format!(
+            "<p class=alert role=alert id=login-error>{}</p>",
+            escape(error)
+        )
+    };
+    let node = escape(state.services.kernel.our());
+    let described = if error.is_empty() {
+        "login-hint"
+    } else {
+        "login-hint login-error"
     };
     page(
-        title,
+        &format!("{title} · {node}"),
         &format!(
-            "<h1>{title}</h1><p>Node <code>{node}</code>. {hint}</p>{error}\
+            "<main class=center><div class=\"card login\">\
+             <div class=brand>{logo}Hearth</div>\
+             <h1>{title}</h1><p class=hint id=login-hint>Node <strong>{node}</strong>. {hint}</p>{error}\
              <form method=post action=/login><input type=hidden name=next value=\"{next}\">\
-             <input type=password name=password autocomplete=current-password autofocus required>\
-             <button type=submit>{title}</button></form>",
-            node = escape(state.services.kernel.our()),
+             <label for=password>Password</label>\
+             <input type=password id=password name=password autocomplete={autocomplete} autofocus required \
+             aria-describedby=\"{described}\">\
+             <button type=submit class=primary>{button}</button></form></div></main>",
+            logo = home::LOGO,
             next = escape(next),
         ),
     )
