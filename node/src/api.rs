@@ -118,6 +118,35 @@ pub struct NodeStatus {
     pub peer_id: Option<String>,
     /// A TCP multiaddr other nodes can `--bootstrap` from, once listening.
     pub bootstrap: Option<String>,
+    /// Whether peers can dial us (AutoNAT), and our relays.
+    #[serde(default)]
+    pub reachability: Option<Reachability>,
+}
+
+/// What AutoNAT found out about us, and where we are reserved.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reachability {
+    /// `public` (a peer dialled one of our addresses back), `private`
+    /// (dial-backs failed and none succeeded) or `unknown`.
+    pub status: String,
+    /// Addresses a peer confirmed by dialling back (relay circuits not
+    /// included).
+    pub confirmed: Vec<String>,
+    /// Our circuit addresses on relays (published in our name record).
+    pub circuits: Vec<String>,
+    /// The relays of `--relay-via` and where each stands
+    /// (`reserved`, `reserving`, `retrying`, `standby`).
+    pub relays: Vec<RelayInfo>,
+    /// Reservations we held and lost since boot.
+    pub relays_lost: u64,
+    /// Whether this node serves as a relay (`--relay`).
+    pub serving_relay: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelayInfo {
+    pub addr: String,
+    pub state: String,
 }
 
 /// `GET /admin/peers`: JSON `Vec<PeerInfo>`.
@@ -132,6 +161,12 @@ pub struct PeerInfo {
     pub addrs: Vec<String>,
     /// Last ping round trip.
     pub rtt_ms: Option<f64>,
+    /// `direct` or `relayed` (only circuits through a relay are open).
+    #[serde(default)]
+    pub connection: Option<String>,
+    /// `tcp` or `quic`; for a relayed peer, the transport to the relay.
+    #[serde(default)]
+    pub transport: Option<String>,
 }
 
 /// `GET /admin/disk`: JSON [`DiskUsage`].

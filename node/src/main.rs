@@ -71,6 +71,32 @@ struct NetArgs {
     /// Most peer connections at once.
     #[arg(long, default_value_t = 256)]
     max_connections: u32,
+    /// Serve as a relay for nodes behind NATs (circuit relay v2), within
+    /// the --relay-max-* limits.
+    #[arg(long)]
+    relay: bool,
+    /// A relay to reserve a slot on, as /ip4/.../tcp/.../p2p/<peer id>
+    /// (repeatable: the first that accepts, the next when it goes away).
+    #[arg(long = "relay-via", value_name = "MULTIADDR")]
+    relay_via: Vec<String>,
+    /// Relay limit: reservations held at once.
+    #[arg(long, default_value_t = hearth::net::relay::RelayLimits::default().max_reservations)]
+    relay_max_reservations: usize,
+    /// Relay limit: circuits open at once.
+    #[arg(long, default_value_t = hearth::net::relay::RelayLimits::default().max_circuits)]
+    relay_max_circuits: usize,
+    /// Relay fairness: circuits one peer may have open at once.
+    #[arg(long, default_value_t = hearth::net::relay::RelayLimits::default().max_circuits_per_peer)]
+    relay_max_circuits_per_peer: usize,
+    /// Relay fairness: new circuits one peer may open per minute.
+    #[arg(long, default_value_t = hearth::net::relay::RelayLimits::default().circuits_per_peer_per_minute)]
+    relay_circuits_per_peer_per_minute: u32,
+    /// Relay limit: seconds a circuit lasts.
+    #[arg(long, default_value_t = hearth::net::relay::RelayLimits::default().max_circuit_secs)]
+    relay_max_circuit_secs: u64,
+    /// Relay limit: bytes a circuit carries (both directions).
+    #[arg(long, default_value_t = hearth::net::relay::RelayLimits::default().max_circuit_bytes)]
+    relay_max_circuit_bytes: u64,
 }
 
 #[tokio::main]
@@ -98,6 +124,18 @@ async fn main() -> anyhow::Result<()> {
     config.net.dial_timeout = std::time::Duration::from_millis(args.net.dial_timeout_ms);
     config.net.idle_timeout = std::time::Duration::from_secs(args.net.idle_timeout_secs);
     config.net.max_connections = args.net.max_connections;
+    config.net.relay_via = args.net.relay_via.clone();
+    if args.net.relay {
+        config.net.relay = Some(hearth::net::relay::RelayLimits {
+            max_reservations: args.net.relay_max_reservations,
+            max_circuits: args.net.relay_max_circuits,
+            max_circuits_per_peer: args.net.relay_max_circuits_per_peer,
+            circuits_per_peer_per_minute: args.net.relay_circuits_per_peer_per_minute,
+            max_circuit_secs: args.net.relay_max_circuit_secs,
+            max_circuit_bytes: args.net.relay_max_circuit_bytes,
+            ..Default::default()
+        });
+    }
     if let Some(path) = &args.password_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the password file {}", path.display()))?;

@@ -113,6 +113,19 @@ pub struct NetCounters {
     pub dht_refused: AtomicU64,
     /// DHT records from peers that passed every check and were stored.
     pub dht_stored: AtomicU64,
+    /// DCUtR hole punches finished (either way), and those that gave a
+    /// direct connection.
+    pub hole_punch_attempts: AtomicU64,
+    pub hole_punch_successes: AtomicU64,
+    /// Message bytes we wrote on streams over relayed connections.
+    pub relayed_bytes: AtomicU64,
+    /// Reservations a relay granted us (renewals included), and relays
+    /// whose reservation we lost.
+    pub relay_reservations: AtomicU64,
+    pub relays_lost: AtomicU64,
+    /// Serving as a relay: circuits accepted and reservations refused.
+    pub relay_circuits_served: AtomicU64,
+    pub relay_reservations_refused: AtomicU64,
 }
 
 impl NetCounters {
@@ -146,6 +159,41 @@ impl NetCounters {
                 "hearth_net_dht_records_stored_total",
                 "DHT records from peers that passed every check and were stored.",
                 &self.dht_stored,
+            ),
+            (
+                "hearth_net_hole_punch_attempts_total",
+                "DCUtR hole punches finished, successful or not.",
+                &self.hole_punch_attempts,
+            ),
+            (
+                "hearth_net_hole_punch_successes_total",
+                "DCUtR hole punches that gave a direct connection.",
+                &self.hole_punch_successes,
+            ),
+            (
+                "hearth_net_relayed_bytes_total",
+                "Message bytes written on streams over relayed connections.",
+                &self.relayed_bytes,
+            ),
+            (
+                "hearth_net_relay_reservations_total",
+                "Reservations relays granted us, renewals included.",
+                &self.relay_reservations,
+            ),
+            (
+                "hearth_net_relays_lost_total",
+                "Relays whose reservation we held and lost.",
+                &self.relays_lost,
+            ),
+            (
+                "hearth_net_relay_circuits_served_total",
+                "Circuits this node accepted to relay (--relay).",
+                &self.relay_circuits_served,
+            ),
+            (
+                "hearth_net_relay_reservations_refused_total",
+                "Reservation requests this node refused.",
+                &self.relay_reservations_refused,
             ),
         ];
         for (name, help, value) in rows {

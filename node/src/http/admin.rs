@@ -257,6 +257,7 @@ async fn status(State(state): State<HttpState>) -> Json<NodeStatus> {
         processes: kernel.processes().len(),
         peer_id: net.map(|net| net.peer_id().to_string()),
         bootstrap: net.and_then(|net| net.bootstrap_addr()),
+        reachability: net.map(|net| net.reachability()),
     })
 }
 

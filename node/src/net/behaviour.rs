@@ -1,7 +1,9 @@
 //! The libp2p behaviour: identify and ping with their standard protocol
 //! ids (so they interoperate with any libp2p peer), mDNS, a Kademlia DHT
-//! under Hearth's own protocol id, and raw streams for Hearth messages.
-//! Relay, DCUtR and AutoNAT slot in here later as further fields.
+//! under Hearth's own protocol id, raw streams for Hearth messages (one
+//! behaviour for direct connections, one for relayed ones, see `filter`),
+//! circuit relay v2 (client always, server with `--relay`), DCUtR hole
+//! punching and AutoNAT v2 (client and server).
 
 use std::time::Duration;
 
@@ -9,7 +11,10 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, identify, mdns, ping, StreamProtocol};
+use libp2p::{autonat, connection_limits, dcutr, identify, mdns, ping, relay, StreamProtocol};
+
+use super::filter::{Only, QuietKad};
+use super::relay::RelayLimits;
 
 /// The message stream protocol.
 pub const MESSAGES: StreamProtocol = StreamProtocol::new("/hearth/messages/0.1.0");
@@ -27,17 +32,39 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub kad: kad::Behaviour<MemoryStore>,
-    pub stream: libp2p_stream::Behaviour,
+    pub kad: QuietKad,
+    /// Message streams over direct connections.
+    pub stream: Only<libp2p_stream::Behaviour>,
+    /// Message streams over relayed connections (until DCUtR upgrades).
+    pub relayed_stream: Only<libp2p_stream::Behaviour>,
+    pub relay_client: relay::client::Behaviour,
+    /// Serving as a relay: only with `--relay`.
+    pub relay: Toggle<relay::Behaviour>,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::v2::client::Behaviour,
+    pub autonat_server: autonat::v2::server::Behaviour,
+}
+
+/// Settings of [`Behaviour::new`] beyond the key.
+pub struct Settings {
+    pub use_mdns: bool,
+    pub ping_interval: Duration,
+    pub max_connections: u32,
+    pub relay: Option<RelayLimits>,
 }
 
 impl Behaviour {
     pub fn new(
         key: &Keypair,
-        use_mdns: bool,
-        ping_interval: Duration,
-        max_connections: u32,
+        relay_client: relay::client::Behaviour,
+        settings: Settings,
     ) -> std::io::Result<Self> {
+        let Settings {
+            use_mdns,
+            ping_interval,
+            max_connections,
+            relay,
+        } = settings;
         let peer = key.public().to_peer_id();
         let identify = identify::Behaviour::new(
             identify::Config::new(IDENTIFY_VERSION.into(), key.public())
@@ -48,6 +75,9 @@ impl Behaviour {
         // Records others ask us to store come to the event loop first
         // (`dht::check`); only valid name records are kept.
         kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+        // The event loop bootstraps on its own schedule, and only with
+        // peers to ask (kad's own timer warns on an empty table).
+        kad_config.set_periodic_bootstrap_interval(None);
         let store = MemoryStore::with_config(peer, super::dht::store_config());
         let mut kad = kad::Behaviour::with_config(peer, store, kad_config);
         // Nodes on loopback or a LAN have no confirmed external address;
@@ -67,8 +97,17 @@ impl Behaviour {
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
             mdns: mdns.into(),
-            kad,
-            stream: libp2p_stream::Behaviour::new(),
+            kad: QuietKad(kad),
+            stream: Only::direct(libp2p_stream::Behaviour::new()),
+            relayed_stream: Only::relayed(libp2p_stream::Behaviour::new()),
+            relay_client,
+            relay: relay
+                .map(|limits| relay::Behaviour::new(peer, limits.config()))
+                .into(),
+            dcutr: dcutr::Behaviour::new(peer),
+            // Probes one candidate address every 5 s (libp2p's default).
+            autonat: autonat::v2::client::Behaviour::default(),
+            autonat_server: autonat::v2::server::Behaviour::default(),
         })
     }
 }

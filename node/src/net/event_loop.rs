@@ -12,15 +12,20 @@ use libp2p::kad::{self, store::RecordStore, GetRecordOk, QueryId, QueryResult, Q
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{
+    autonat, dcutr, identify, mdns, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::behaviour::{Behaviour, BehaviourEvent};
+use super::behaviour::{Behaviour, BehaviourEvent, Settings};
 use super::dht::{self, name_key, PutLimiter};
-use super::record::NameRecord;
-use super::{now_millis, peer, Command, NetConfig, NetError, Shared};
+use super::filter::is_relayed;
+use super::record::{NameRecord, MAX_ADDRS};
+use super::relay::Reservations;
+use super::{now_millis, peer, Command, Controls, NetConfig, NetError, Shared};
+use crate::metrics::NetCounters;
 
 /// How often the loop sweeps expired state and checks deadlines.
 const TICK: Duration = Duration::from_millis(250);
@@ -29,12 +34,14 @@ const TICK: Duration = Duration::from_millis(250);
 const MAX_STREAMS_PER_CONNECTION: usize = 128;
 /// How often our name record is put into the DHT again.
 const REPUBLISH: Duration = Duration::from_secs(60);
+/// How often the DHT routing table is refreshed (only with peers in it).
+const BOOTSTRAP_EVERY: Duration = Duration::from_secs(300);
 
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
-    control: libp2p_stream::Control,
+    controls: Controls,
     /// DHT lookups in flight: query -> node name.
     lookups: HashMap<QueryId, String>,
     /// Nodes we are connecting to, with the deadline for their link.
@@ -42,6 +49,8 @@ pub(super) struct EventLoop {
     listen_addrs: Vec<Multiaddr>,
     publish_at: Option<Instant>,
     puts: PutLimiter,
+    reservations: Reservations,
+    bootstrap_at: Instant,
 }
 
 impl EventLoop {
@@ -52,8 +61,13 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
     ) -> Result<Self, NetError> {
         let transport = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
-        let (use_mdns, ping_every, max) =
-            (config.mdns, config.ping_interval, config.max_connections);
+        let reservations = Reservations::new(&config.relay_via).map_err(NetError::Relay)?;
+        let settings = Settings {
+            use_mdns: config.mdns,
+            ping_interval: config.ping_interval,
+            max_connections: config.max_connections,
+            relay: config.relay,
+        };
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -67,8 +81,14 @@ impl EventLoop {
             )
             .map_err(|e| transport(&e))?
             .with_quic()
-            .with_behaviour(|key| {
-                Behaviour::new(key, use_mdns, ping_every, max)
+            .with_relay_client(noise::Config::new, || {
+                let mut config = yamux::Config::default();
+                config.set_max_num_streams(MAX_STREAMS_PER_CONNECTION);
+                config
+            })
+            .map_err(|e| transport(&e))?
+            .with_behaviour(|key, relay_client| {
+                Behaviour::new(key, relay_client, settings)
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| transport(&e))?
@@ -99,18 +119,29 @@ impl EventLoop {
                 warn!(%addr, "bootstrap dial failed: {e}");
             }
         }
-        let control = swarm.behaviour().stream.new_control();
-        tokio::spawn(peer::accept_loop(shared.clone(), control.clone()));
+        let controls = Controls {
+            direct: swarm.behaviour().stream.inner().new_control(),
+            relayed: swarm.behaviour().relayed_stream.inner().new_control(),
+        };
+        tokio::spawn(peer::accept_loop(shared.clone(), controls.clone(), false));
+        tokio::spawn(peer::accept_loop(shared.clone(), controls.clone(), true));
+        {
+            let mut reach = shared.lock_reach();
+            reach.serving_relay = config.relay.is_some();
+            reach.relays = reservations.describe();
+        }
         Ok(Self {
             swarm,
             shared,
             commands,
-            control,
+            controls,
             lookups: HashMap::new(),
             waiting: HashMap::new(),
             listen_addrs: Vec::new(),
             publish_at: None,
             puts: PutLimiter::default(),
+            reservations,
+            bootstrap_at: Instant::now() + BOOTSTRAP_EVERY,
         })
     }
 
@@ -175,7 +206,7 @@ impl EventLoop {
             Err(e) => return self.give_up(name, &e.to_string()),
         };
         if self.swarm.is_connected(&peer) {
-            return peer::open_link(&self.shared, &self.control, peer);
+            return peer::open_link(&self.shared, &self.controls, peer);
         }
         let addrs: Vec<Multiaddr> = record.addrs.iter().filter_map(|a| a.parse().ok()).collect();
         for addr in &addrs {
@@ -211,6 +242,58 @@ impl EventLoop {
         if self.publish_at.is_some_and(|at| at <= now) {
             self.publish();
         }
+        if self.bootstrap_at <= now {
+            self.bootstrap_at = now + BOOTSTRAP_EVERY;
+            let kad = &mut self.swarm.behaviour_mut().kad;
+            if kad.kbuckets().any(|b| b.num_entries() > 0) {
+                let _ = kad.bootstrap();
+            }
+        }
+        self.reserve(now);
+    }
+
+    /// Keep a reservation on one of the `--relay-via` relays.
+    fn reserve(&mut self, now: Instant) {
+        if self.reservations.overdue(now) {
+            if let Some(listener) = self.reservations.listener {
+                self.swarm.remove_listener(listener);
+            }
+            warn!("the relay did not answer our reservation request in time");
+            self.relay_failed(now);
+        }
+        if let Some(addr) = self.reservations.next_try(now) {
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(listener) => {
+                    debug!(%addr, "asking the relay for a reservation");
+                    self.reservations.listener = Some(listener);
+                }
+                Err(e) => {
+                    warn!(%addr, "cannot ask the relay for a reservation: {e}");
+                    self.relay_failed(now);
+                }
+            }
+            self.shared.lock_reach().relays = self.reservations.describe();
+        }
+    }
+
+    fn relay_failed(&mut self, now: Instant) {
+        let relay = self.reservations.current().map(|(_, a)| a.to_string());
+        if self.reservations.failed(now) {
+            warn!(
+                relay = relay.as_deref().unwrap_or("-"),
+                "lost our relay reservation; moving to the next relay"
+            );
+            self.count(|net| &net.relays_lost);
+        }
+        let mut reach = self.shared.lock_reach();
+        reach.relays = self.reservations.describe();
+        reach.relays_lost = self.reservations.lost;
+    }
+
+    fn count(&self, counter: impl Fn(&NetCounters) -> &std::sync::atomic::AtomicU64) {
+        if let Some(services) = self.shared.services.upgrade() {
+            NetCounters::count(counter(&services.kernel.metrics.net));
+        }
     }
 
     /// Put our signed record into the DHT.
@@ -228,8 +311,25 @@ impl EventLoop {
         self.publish_at = Some(Instant::now() + REPUBLISH);
     }
 
+    /// Sign our record again with what peers can dial: circuits on our
+    /// relays first, then confirmed external addresses, then listeners.
     fn refresh_record(&mut self) {
-        let addrs = self.listen_addrs.iter().map(ToString::to_string).collect();
+        let mut addrs: Vec<String> = Vec::new();
+        {
+            let reach = self.shared.lock_reach();
+            let listeners = self.listen_addrs.iter();
+            for addr in reach
+                .circuits()
+                .iter()
+                .chain(reach.confirmed_addrs())
+                .chain(listeners)
+            {
+                let text = addr.to_string();
+                if !addrs.contains(&text) && addrs.len() < MAX_ADDRS {
+                    addrs.push(text);
+                }
+            }
+        }
         match NameRecord::sign(&self.shared.keypair, &self.shared.our, addrs, now_millis()) {
             Ok(record) => *self.shared.record.lock().unwrap_or_else(|e| e.into_inner()) = record,
             Err(e) => warn!("cannot sign our name record: {e}"),
@@ -239,28 +339,82 @@ impl EventLoop {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                info!(%address, "listening");
-                self.listen_addrs.push(address);
+            SwarmEvent::NewListenAddr {
+                address,
+                listener_id,
+            } => {
+                if is_relayed(&address) {
+                    info!(%address, "reserved on a relay; reachable through it");
+                    if self.reservations.listener == Some(listener_id) {
+                        self.reservations.accepted();
+                    }
+                    let mut reach = self.shared.lock_reach();
+                    reach.circuit(&address);
+                    reach.relays = self.reservations.describe();
+                } else {
+                    info!(%address, "listening");
+                    self.listen_addrs.push(address);
+                }
                 self.refresh_record();
             }
-            SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| *a != address);
+                self.shared.lock_reach().expired(&address);
+                self.refresh_record();
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
             } => {
-                self.shared
-                    .peer_connected(peer_id, endpoint.get_remote_address());
+                for address in &addresses {
+                    self.listen_addrs.retain(|a| a != address);
+                    self.shared.lock_reach().expired(address);
+                }
+                if self.reservations.listener == Some(listener_id) {
+                    debug!(?reason, "relay listener closed");
+                    self.relay_failed(Instant::now());
+                }
+                self.refresh_record();
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                if !is_relayed(&address) {
+                    info!(%address, "a peer confirmed it can dial us here");
+                    self.shared.lock_reach().confirmed(&address);
+                    self.refresh_record();
+                }
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                self.shared.lock_reach().expired(&address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                connection_id,
+                ..
+            } => {
+                let remote = endpoint.get_remote_address();
+                self.shared.peer_connected(peer_id, connection_id, remote);
                 if endpoint.is_dialer() {
-                    peer::open_link(&self.shared, &self.control, peer_id);
+                    peer::open_link(&self.shared, &self.controls, peer_id);
+                }
+                if !is_relayed(remote) {
+                    peer::upgrade(&self.shared, &self.controls, peer_id);
                 }
                 // A new neighbour: make sure our record reaches the DHT.
                 self.publish_at = Some(Instant::now() + Duration::from_millis(200));
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 cause,
                 ..
             } => {
+                self.shared.connection_closed(&peer_id, connection_id);
+                if num_established > 0 {
+                    return;
+                }
                 debug!(%peer_id, ?cause, "disconnected");
                 self.shared.peer_gone(&peer_id);
                 let orphans = self.shared.links.disconnected(&peer_id);
@@ -322,6 +476,98 @@ impl EventLoop {
                         ..
                     },
             }) => self.on_put(source, record),
+            BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
+            BehaviourEvent::Relay(event) => self.on_relay(event),
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => {
+                self.count(|net| &net.hole_punch_attempts);
+                match result {
+                    Ok(_) => {
+                        info!(peer = %remote_peer_id, "hole punch succeeded: direct connection");
+                        self.count(|net| &net.hole_punch_successes);
+                    }
+                    Err(e) => {
+                        info!(peer = %remote_peer_id, "hole punch failed, staying relayed: {e}")
+                    }
+                }
+            }
+            BehaviourEvent::Autonat(autonat::v2::client::Event {
+                tested_addr,
+                server,
+                result,
+                ..
+            }) => {
+                debug!(%tested_addr, %server, ok = result.is_ok(), "reachability test");
+                let mut reach = self.shared.lock_reach();
+                let before = reach.status();
+                reach.tested(result.is_ok());
+                let after = reach.status();
+                drop(reach);
+                if before != after {
+                    info!(reachability = after, "reachability changed");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_relay_client(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            } => {
+                debug!(relay = %relay_peer_id, renewal, "relay reservation granted");
+                self.count(|net| &net.relay_reservations);
+            }
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                debug!(relay = %relay_peer_id, "circuit through a relay opened");
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                debug!(peer = %src_peer_id, "a peer reached us through our relay");
+            }
+        }
+    }
+
+    fn on_relay(&mut self, event: relay::Event) {
+        match event {
+            relay::Event::ReservationReqAccepted {
+                src_peer_id,
+                renewed,
+            } => {
+                debug!(peer = %src_peer_id, renewed, "reservation granted");
+            }
+            relay::Event::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => {
+                info!(peer = %src_peer_id, ?status, "reservation refused (over a relay limit)");
+                self.count(|net| &net.relay_reservations_refused);
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => {
+                debug!(src = %src_peer_id, dst = %dst_peer_id, "relaying a circuit");
+                self.count(|net| &net.relay_circuits_served);
+            }
+            relay::Event::CircuitReqDenied {
+                src_peer_id,
+                dst_peer_id,
+                status,
+            } => {
+                info!(src = %src_peer_id, dst = %dst_peer_id, ?status, "circuit refused");
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            } => {
+                debug!(src = %src_peer_id, dst = %dst_peer_id, ?error, "circuit closed");
+            }
             _ => {}
         }
     }

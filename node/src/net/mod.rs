@@ -10,6 +10,9 @@
 //!   frames (`wire`), and a reader per inbound stream.
 //! - `links`: the send path by node name, with the requests awaiting an
 //!   answer from each peer.
+//! - `relay`: relay limits and our reservations; `reach`: reachability
+//!   (AutoNAT) and how each peer is reached; `filter`: behaviour wrappers
+//!   (kad without its empty-table bootstrap, streams per connection kind).
 //!
 //! The kernel reaches the network through [`Net`], which implements
 //! `kernel::Remote`.
@@ -18,12 +21,15 @@ mod behaviour;
 pub mod book;
 mod dht;
 mod event_loop;
+mod filter;
 pub mod identity;
 mod inbound;
 pub mod links;
 mod owed;
 mod peer;
+mod reach;
 pub mod record;
+pub mod relay;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -71,6 +77,12 @@ pub struct NetConfig {
     /// Established connections at most (and pending inbound ones).
     pub max_connections: u32,
     pub ping_interval: Duration,
+    /// Serve as a relay with these limits (`--relay`); `None`: refuse
+    /// reservations.
+    pub relay: Option<relay::RelayLimits>,
+    /// Relays to reserve a slot on (multiaddrs ending in `/p2p/<peer id>`),
+    /// tried in order, one reservation at a time.
+    pub relay_via: Vec<String>,
 }
 
 impl Default for NetConfig {
@@ -84,6 +96,8 @@ impl Default for NetConfig {
             idle_timeout: Duration::from_secs(300),
             max_connections: 256,
             ping_interval: Duration::from_secs(10),
+            relay: None,
+            relay_via: Vec::new(),
         }
     }
 }
@@ -96,6 +110,8 @@ pub enum NetError {
     Transport(String),
     #[error("bad bootstrap address {0:?}: expected a multiaddr ending in /p2p/<peer id>")]
     Bootstrap(String),
+    #[error("{0}")]
+    Relay(String),
 }
 
 enum Command {
@@ -109,7 +125,18 @@ enum Command {
 /// An outbound stream to a peer, being opened or open.
 enum Outbound {
     Opening,
-    Open(FrameTx),
+    Open(OpenStream),
+}
+
+/// Our open message stream to a peer.
+struct OpenStream {
+    tx: FrameTx,
+    /// It runs over a relayed connection.
+    relayed: bool,
+    /// Hands the writer a stream on a direct connection to move to.
+    switch: mpsc::Sender<libp2p::Stream>,
+    /// A direct stream is being opened for it.
+    moving: bool,
 }
 
 /// State shared by the event loop, the stream tasks and [`Net`].
@@ -132,12 +159,38 @@ struct Shared {
     commands: mpsc::Sender<Command>,
     /// Connected peers: addresses seen and the last ping round trip.
     peers: Mutex<HashMap<PeerId, PeerState>>,
+    /// Reachability, our relays and circuits.
+    reach: Mutex<reach::Reach>,
+    /// One lock per peer taken by the reader of its message stream: a
+    /// stream that replaces another (moved off a relay) is read only once
+    /// the old one ended, so frames keep their order.
+    read_order: Mutex<HashMap<PeerId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Default)]
 struct PeerState {
     addrs: Vec<libp2p::Multiaddr>,
     rtt: Option<Duration>,
+    /// Open connections and their remote addresses.
+    conns: HashMap<libp2p::swarm::ConnectionId, libp2p::Multiaddr>,
+}
+
+impl PeerState {
+    /// A direct connection if there is one, else any.
+    fn best(&self) -> Option<&libp2p::Multiaddr> {
+        self.conns
+            .values()
+            .find(|a| !filter::is_relayed(a))
+            .or_else(|| self.conns.values().next())
+    }
+}
+
+/// The stream behaviours' handles: one for direct connections, one for
+/// relayed ones.
+#[derive(Clone)]
+struct Controls {
+    direct: libp2p_stream::Control,
+    relayed: libp2p_stream::Control,
 }
 
 impl Shared {
@@ -145,16 +198,53 @@ impl Shared {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn peer_connected(&self, peer: PeerId, addr: &libp2p::Multiaddr) {
+    fn peer_connected(
+        &self,
+        peer: PeerId,
+        conn: libp2p::swarm::ConnectionId,
+        addr: &libp2p::Multiaddr,
+    ) {
         let mut peers = self.lock_peers();
         let state = peers.entry(peer).or_default();
-        if !state.addrs.contains(addr) {
+        if !state.addrs.contains(addr) && state.addrs.len() < record::MAX_ADDRS {
             state.addrs.push(addr.clone());
         }
+        state.conns.insert(conn, addr.clone());
+    }
+
+    fn connection_closed(&self, peer: &PeerId, conn: libp2p::swarm::ConnectionId) {
+        if let Some(state) = self.lock_peers().get_mut(peer) {
+            state.conns.remove(&conn);
+        }
+    }
+
+    /// Whether a direct (not relayed) connection to `peer` is open.
+    fn has_direct(&self, peer: &PeerId) -> bool {
+        self.lock_peers()
+            .get(peer)
+            .is_some_and(|s| s.conns.values().any(|a| !filter::is_relayed(a)))
     }
 
     fn peer_gone(&self, peer: &PeerId) {
         self.lock_peers().remove(peer);
+        self.read_order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(peer);
+    }
+
+    fn lock_reach(&self) -> std::sync::MutexGuard<'_, reach::Reach> {
+        self.reach.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lock a reader of `peer`'s message stream holds.
+    fn read_lock(&self, peer: PeerId) -> Arc<tokio::sync::Mutex<()>> {
+        self.read_order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(peer)
+            .or_default()
+            .clone()
     }
 
     fn peer_rtt(&self, peer: PeerId, rtt: Duration) {
@@ -234,6 +324,8 @@ impl Net {
             our,
             commands: commands.clone(),
             peers: Mutex::default(),
+            reach: Mutex::default(),
+            read_order: Mutex::default(),
             book: AddressBook::open(home),
             links: Links::default(),
             owed: Owed::default(),
@@ -286,13 +378,29 @@ impl Net {
         let peers = self.shared.lock_peers();
         peers
             .iter()
-            .map(|(peer, state)| PeerInfo {
-                name: self.shared.book.name_of(peer),
-                peer_id: peer.to_base58(),
-                addrs: state.addrs.iter().map(ToString::to_string).collect(),
-                rtt_ms: state.rtt.map(|d| d.as_secs_f64() * 1e3),
+            .map(|(peer, state)| {
+                let best = state.best();
+                PeerInfo {
+                    name: self.shared.book.name_of(peer),
+                    peer_id: peer.to_base58(),
+                    addrs: state.addrs.iter().map(ToString::to_string).collect(),
+                    rtt_ms: state.rtt.map(|d| d.as_secs_f64() * 1e3),
+                    connection: best.map(|a| {
+                        if filter::is_relayed(a) {
+                            "relayed".to_string()
+                        } else {
+                            "direct".to_string()
+                        }
+                    }),
+                    transport: best.map(|a| reach::transport(a).to_string()),
+                }
             })
             .collect()
+    }
+
+    /// Whether peers can dial us, our relays and circuit addresses.
+    pub fn reachability(&self) -> crate::api::Reachability {
+        self.shared.lock_reach().to_api()
     }
 }
 

@@ -4,6 +4,12 @@
 //! order of sending, so order holds between any pair of processes while
 //! the connection lives.
 //!
+//! A stream opened over a relayed connection moves to a direct connection
+//! once one exists (DCUtR): the writer finishes and closes the relayed
+//! stream, then goes on with the same queue on a new direct stream; the
+//! reader of the new stream waits until the old stream's reader is done.
+//! So nothing is lost, reordered or sent twice across the move.
+//!
 //! **Invariant:** before a stream's `Hello` verifies, it may carry one
 //! frame of at most [`HELLO_FRAME_BYTES`], within [`HELLO_TIMEOUT`]. A
 //! peer has at most [`MAX_INBOUND_STREAMS_PER_PEER`] inbound streams
@@ -22,7 +28,7 @@ use super::behaviour::MESSAGES;
 use super::links::{frame_channel, FrameRx, FrameTx};
 use super::record::MAX_RECORD_BYTES;
 use super::wire::{self, Frame, FrameError};
-use super::{inbound, Outbound, Shared};
+use super::{inbound, Controls, OpenStream, Outbound, Shared};
 use crate::metrics::NetCounters;
 
 /// Bytes gathered from queued frames before one write and flush.
@@ -36,6 +42,9 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_INBOUND_STREAMS_PER_PEER: usize = 4;
 /// A reader keeps at most this much buffer between frames.
 const IDLE_BUFFER: usize = 256 * 1024;
+/// How long the reader of a new stream waits for the reader of the stream
+/// it replaces to finish, before reading anyway.
+const REPLACE_WAIT: Duration = Duration::from_secs(30);
 
 /// Inbound streams open per peer.
 #[derive(Default)]
@@ -76,12 +85,12 @@ impl Drop for StreamSlot<'_> {
 
 /// Open our stream to `peer` unless one is open or opening; once open,
 /// the link to the peer's name (when known) goes live.
-pub fn open_link(shared: &Arc<Shared>, control: &libp2p_stream::Control, peer: PeerId) {
+pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
     {
         let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
         match outbound.get(&peer) {
-            Some(Outbound::Open(tx)) if !tx.is_closed() => {
-                let tx = tx.clone();
+            Some(Outbound::Open(open)) if !open.tx.is_closed() => {
+                let tx = open.tx.clone();
                 drop(outbound);
                 promote(shared, peer, tx);
                 return;
@@ -92,7 +101,13 @@ pub fn open_link(shared: &Arc<Shared>, control: &libp2p_stream::Control, peer: P
             }
         }
     }
-    let (shared, mut control) = (shared.clone(), control.clone());
+    let relayed = !shared.has_direct(&peer);
+    let mut control = if relayed {
+        controls.relayed.clone()
+    } else {
+        controls.direct.clone()
+    };
+    let (shared, controls) = (shared.clone(), controls.clone());
     tokio::spawn(
         async move {
             let opened =
@@ -104,13 +119,29 @@ pub fn open_link(shared: &Arc<Shared>, control: &libp2p_stream::Control, peer: P
                 Err(_) => return give_up(&shared, peer, "timed out opening a stream"),
             };
             let (tx, rx) = frame_channel();
+            let (switch, switch_rx) = tokio::sync::mpsc::channel(1);
+            let open = OpenStream {
+                tx: tx.clone(),
+                relayed,
+                switch,
+                moving: false,
+            };
             shared
                 .outbound
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(peer, Outbound::Open(tx.clone()));
-            tokio::spawn(write_loop(shared.clone(), peer, stream, rx).in_current_span());
+                .insert(peer, Outbound::Open(open));
+            let writer = Writer {
+                shared: shared.clone(),
+                peer,
+                relayed,
+            };
+            tokio::spawn(writer.run(stream, rx, switch_rx).in_current_span());
             promote(&shared, peer, tx);
+            if relayed && shared.has_direct(&peer) {
+                // A direct connection came up while this stream opened.
+                upgrade(&shared, &controls, peer);
+            }
         }
         .instrument(tracing::debug_span!("peer", %peer)),
     );
@@ -137,35 +168,133 @@ fn give_up(shared: &Shared, peer: PeerId, why: &str) {
     }
 }
 
-async fn write_loop(shared: Arc<Shared>, peer: PeerId, mut stream: Stream, mut rx: FrameRx) {
-    let mut buf = Vec::with_capacity(WRITE_BATCH);
-    wire::encode(&Frame::Hello(shared.our_record()), &mut buf);
-    let mut ok = stream.write_all(&buf).await.is_ok() && stream.flush().await.is_ok();
-    while ok {
-        let Some(first) = rx.recv().await else { break };
-        buf.clear();
-        wire::encode(&first, &mut buf);
-        while buf.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Some(frame) => wire::encode(&frame, &mut buf),
-                None => break,
+/// A direct connection to `peer` is up: if our message stream to it runs
+/// over a relay, open one on the direct connection and hand it to the
+/// writer, which moves to it.
+pub fn upgrade(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
+    let switch = {
+        let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
+        match outbound.get_mut(&peer) {
+            Some(Outbound::Open(open)) if open.relayed && !open.moving => {
+                open.moving = true;
+                open.switch.clone()
+            }
+            _ => return,
+        }
+    };
+    let (shared, mut control) = (shared.clone(), controls.direct.clone());
+    tokio::spawn(
+        async move {
+            let opened =
+                tokio::time::timeout(shared.dial_timeout, control.open_stream(peer, MESSAGES))
+                    .await;
+            let moved = match opened {
+                Ok(Ok(stream)) => switch.send(stream).await.is_ok(),
+                Ok(Err(e)) => {
+                    debug!(%peer, "no direct stream: {e}");
+                    false
+                }
+                Err(_) => false,
+            };
+            let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(Outbound::Open(open)) = outbound.get_mut(&peer) {
+                open.moving = false;
+                if moved {
+                    open.relayed = false;
+                }
             }
         }
-        ok = stream.write_all(&buf).await.is_ok() && stream.flush().await.is_ok();
+        .instrument(tracing::debug_span!("peer", %peer)),
+    );
+}
+
+/// The task that writes our frames to one peer.
+struct Writer {
+    shared: Arc<Shared>,
+    peer: PeerId,
+    /// The current stream runs over a relay.
+    relayed: bool,
+}
+
+impl Writer {
+    async fn run(
+        self,
+        mut stream: Stream,
+        mut rx: FrameRx,
+        mut switch: tokio::sync::mpsc::Receiver<Stream>,
+    ) {
+        let Self {
+            shared,
+            peer,
+            mut relayed,
+        } = self;
+        let mut buf = Vec::with_capacity(WRITE_BATCH);
+        wire::encode(&Frame::Hello(shared.our_record()), &mut buf);
+        let mut ok = write(&shared, &mut stream, &buf, relayed).await;
+        while ok {
+            tokio::select! {
+                biased;
+                Some(direct) = switch.recv() => {
+                    // Everything queued before the switch went out on the old
+                    // stream; close it so its reader sees the end, then go on
+                    // with the same queue on the direct stream.
+                    let _ = stream.close().await;
+                    stream = direct;
+                    relayed = false;
+                    buf.clear();
+                    wire::encode(&Frame::Hello(shared.our_record()), &mut buf);
+                    ok = write(&shared, &mut stream, &buf, relayed).await;
+                    info!(%peer, "message stream moved from the relay to a direct connection");
+                }
+                first = rx.recv() => {
+                    let Some(first) = first else { break };
+                    buf.clear();
+                    wire::encode(&first, &mut buf);
+                    while buf.len() < WRITE_BATCH {
+                        match rx.try_recv() {
+                            Some(frame) => wire::encode(&frame, &mut buf),
+                            None => break,
+                        }
+                    }
+                    ok = write(&shared, &mut stream, &buf, relayed).await;
+                }
+            }
+        }
+        debug!(%peer, "outbound stream closed");
+        {
+            let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(outbound.get(&peer), Some(Outbound::Open(open)) if open.tx.is_closed() || !ok)
+            {
+                outbound.remove(&peer);
+            }
+        }
+        let orphans = shared.links.disconnected(&peer);
+        shared.fail_orphans(orphans, "the connection to the peer closed");
     }
-    debug!(%peer, "outbound stream closed");
-    {
-        let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
-        if matches!(outbound.get(&peer), Some(Outbound::Open(tx)) if tx.is_closed() || !ok) {
-            outbound.remove(&peer);
+}
+
+async fn write(shared: &Shared, stream: &mut Stream, buf: &[u8], relayed: bool) -> bool {
+    let ok = stream.write_all(buf).await.is_ok() && stream.flush().await.is_ok();
+    if ok && relayed {
+        if let Some(services) = shared.services.upgrade() {
+            services
+                .kernel
+                .metrics
+                .net
+                .relayed_bytes
+                .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
-    let orphans = shared.links.disconnected(&peer);
-    shared.fail_orphans(orphans, "the connection to the peer closed");
+    ok
 }
 
 /// Accept inbound message streams for as long as the node runs.
-pub async fn accept_loop(shared: Arc<Shared>, mut control: libp2p_stream::Control) {
+pub async fn accept_loop(shared: Arc<Shared>, controls: Controls, relayed: bool) {
+    let mut control = if relayed {
+        controls.relayed.clone()
+    } else {
+        controls.direct.clone()
+    };
     let mut incoming = match control.accept(MESSAGES) {
         Ok(incoming) => incoming,
         Err(e) => {
@@ -175,16 +304,11 @@ pub async fn accept_loop(shared: Arc<Shared>, mut control: libp2p_stream::Contro
     };
     while let Some((peer, stream)) = incoming.next().await {
         let span = tracing::info_span!("peer", %peer);
-        tokio::spawn(read_loop(shared.clone(), control.clone(), peer, stream).instrument(span));
+        tokio::spawn(read_loop(shared.clone(), controls.clone(), peer, stream).instrument(span));
     }
 }
 
-async fn read_loop(
-    shared: Arc<Shared>,
-    control: libp2p_stream::Control,
-    peer: PeerId,
-    mut stream: Stream,
-) {
+async fn read_loop(shared: Arc<Shared>, controls: Controls, peer: PeerId, mut stream: Stream) {
     let Some(_slot) = shared.inbound.take(peer) else {
         refused(&shared);
         return debug!(%peer, "too many inbound streams from this peer; closed");
@@ -218,7 +342,17 @@ async fn read_loop(
         }
     };
     info!(%peer, %name, "peer says hello");
-    open_link(&shared, &control, peer);
+    open_link(&shared, &controls, peer);
+    // Read only once the stream this one replaces (if any) was read to
+    // its end: frames keep their order across a move off a relay.
+    let order = shared.read_lock(peer);
+    let _turn = match tokio::time::timeout(REPLACE_WAIT, order.lock_owned()).await {
+        Ok(turn) => Some(turn),
+        Err(_) => {
+            warn!(%peer, %name, "an older stream from this peer is still open; reading anyway");
+            None
+        }
+    };
     loop {
         match wire::read_frame(
             &mut stream,
