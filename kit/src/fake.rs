@@ -8,7 +8,9 @@
 //!
 //! `--nodes N` runs N such nodes at once (alice.os, bob.os, ...), each
 //! after the first bootstrapping from the first, their output lines behind
-//! their names; Ctrl-C stops them all.
+//! their names; Ctrl-C stops them all. A node that exits on its own is
+//! reported and the others keep running; `r` + Enter (or `--restart`)
+//! starts it again on the same home ([`supervise`]).
 //!
 //! Each `kit f` owns only its own children and shares nothing with other
 //! `kit f` runs: no common helper process, directory or port. The child runs in its
@@ -23,7 +25,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use futures::future::{join_all, select_all, FutureExt};
+use futures::future::join_all;
 use hearth::api::{NodeStatus, STATUS_PATH};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -64,10 +66,16 @@ pub struct FakeArgs {
     /// (repeatable)
     #[arg(long = "app", value_name = "DIR")]
     pub apps: Vec<PathBuf>,
+    /// Restart a node that exits on its own (otherwise `r` + Enter does)
+    #[arg(long)]
+    pub restart: bool,
     /// Extra arguments passed to `hearth` as they are
     #[arg(last = true, value_name = "HEARTH_ARGS")]
     pub extra: Vec<String>,
 }
+
+#[path = "fake_supervise.rs"]
+mod supervise;
 
 /// One node this kit runs.
 struct Planned {
@@ -89,7 +97,7 @@ pub fn run(args: FakeArgs) -> Result<()> {
         .context("starting the async runtime")?;
     // Children are spawned from this (the main) thread: on Linux their
     // "parent died" signal is tied to the thread that forked them.
-    let result = runtime.block_on(supervise(&hearth, &args, &nodes));
+    let result = runtime.block_on(supervise::supervise(&hearth, &args, &nodes));
     for node in &nodes {
         forget_run_file(node.port, node.home.path());
     }
@@ -135,93 +143,6 @@ struct Running {
     name: String,
     child: Child,
     output: Vec<JoinHandle<()>>,
-}
-
-async fn supervise(hearth: &Path, args: &FakeArgs, nodes: &[Planned]) -> Result<()> {
-    let mut signals = StopSignals::new()?;
-    let mut running = Vec::with_capacity(nodes.len());
-    let mut bootstrap = None;
-    for (i, node) in nodes.iter().enumerate() {
-        running.push(spawn_node(
-            hearth,
-            node,
-            &args.extra,
-            bootstrap.as_deref(),
-            nodes.len() > 1,
-        )?);
-        eprintln!(
-            "kit: node {} on port {}, home {} (Ctrl-C stops {})",
-            node.name,
-            node.port,
-            node.home.path().display(),
-            if nodes.len() > 1 { "all" } else { "it" }
-        );
-        if i == 0 && nodes.len() > 1 {
-            tokio::select! {
-                addr = first_bootstrap(node.home.path()) => match addr {
-                    Ok(addr) => bootstrap = Some(addr),
-                    Err(e) => {
-                        stop_all(&mut running, &mut signals).await?;
-                        return Err(e.context(format!("{} did not come up", node.name)));
-                    }
-                },
-                name = signals.recv() => {
-                    eprintln!("kit: {name}: stopping");
-                    stop_all(&mut running, &mut signals).await?;
-                    return Ok(());
-                }
-            }
-        }
-    }
-    let homes: Vec<PathBuf> = nodes.iter().map(|n| n.home.path().to_path_buf()).collect();
-    let install = install_apps(&args.apps, &homes);
-    tokio::pin!(install);
-    let mut installing = !args.apps.is_empty();
-    let mut exited = None;
-    loop {
-        let any_exit = select_all(running.iter_mut().map(|r| r.child.wait().boxed()));
-        tokio::select! {
-            result = &mut install, if installing => {
-                installing = false;
-                if let Err(e) = result {
-                    eprintln!("kit: starting the apps failed: {e:#}");
-                }
-            }
-            (status, i, _) = any_exit => {
-                let status = status.context("waiting for a node")?;
-                exited = Some((i, status));
-                break;
-            }
-            name = signals.recv() => {
-                eprintln!("kit: {name}: stopping (again to kill)");
-                break;
-            }
-        }
-    }
-    // One node ending on its own ends the others: `--nodes` is one test bed.
-    if let Some((i, status)) = exited {
-        if running.len() > 1 {
-            eprintln!(
-                "kit: node {} exited ({status}); stopping the others",
-                running[i].name
-            );
-        }
-    }
-    let statuses = stop_all(&mut running, &mut signals).await?;
-    let failed: Vec<String> = running
-        .iter()
-        .zip(&statuses)
-        .filter(|(_, status)| !(status.success() || stopped_by_us(**status)))
-        .map(|(node, status)| format!("node {} exited with {status}", node.name))
-        .collect();
-    if failed.is_empty() {
-        for node in &running {
-            eprintln!("kit: node {} stopped", node.name);
-        }
-        Ok(())
-    } else {
-        bail!(failed.join("; "))
-    }
 }
 
 /// Start `hearth` for one planned node. With `prefix`, its output lines are
@@ -502,7 +423,7 @@ fn forget_run_file(port: u16, home: &Path) {
 }
 
 /// `hearth` next to kit's own executable, else on `PATH`.
-fn find_hearth() -> Result<PathBuf> {
+pub(crate) fn find_hearth() -> Result<PathBuf> {
     let name = format!("hearth{}", std::env::consts::EXE_SUFFIX);
     let beside = std::env::current_exe()
         .ok()

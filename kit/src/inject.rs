@@ -5,9 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use hearth::api::{InjectRequest, InjectResponse, MESSAGE_PATH};
+use hearth::api::{ApiError, InjectRequest, InjectResponse, MESSAGE_PATH};
 
-use crate::admin::{AdminClient, NodeArgs};
+use crate::admin::{AdminClient, NodeArgs, NodeError};
 
 /// How long `kit i` waits for the response when `--timeout` is not given.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -16,7 +16,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// node's typed `timeout` error arrives before kit gives up on the socket.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 
+/// Exit codes, for scripts.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  the process answered (for an #[app]: {\"ok\": ...}); the answer is on stdout
+  2  a typed error: the node's (unknown-process, timeout, capability-missing, ...)
+     or the app's own {\"error\": {\"code\": ...}}, which is still printed on stdout;
+     the kind is on stderr
+  1  a problem on this side: bad arguments or JSON, no node running, connection refused";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct InjectArgs {
     /// Target process, `process:package:publisher`
     pub process_id: String,
@@ -48,7 +58,23 @@ pub fn run(args: InjectArgs) -> Result<()> {
     } else {
         response.body.unwrap_or(serde_json::Value::Null)
     };
-    print_json(&output)
+    print_json(&output)?;
+    match app_error(&output) {
+        Some(error) => Err(NodeError { error }.into()),
+        None => Ok(()),
+    }
+}
+
+/// An app's typed error answer, `{"error": {"code": .., "message": ..}}`
+/// (or `{"error": anything}`), as the error kit exits with.
+pub fn app_error(body: &serde_json::Value) -> Option<ApiError> {
+    let object = body.as_object()?;
+    let error = object.get("error").filter(|_| object.len() == 1)?;
+    let text = |key: &str| error.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    Some(ApiError {
+        kind: text("code").unwrap_or_else(|| "app-error".into()),
+        message: text("message").unwrap_or_else(|| error.to_string()),
+    })
 }
 
 /// Validates the arguments and builds the admin request, before any I/O.
@@ -167,6 +193,25 @@ mod tests {
             build_request(&args("a:b:c", "1")).unwrap().timeout_ms,
             Some(15_000)
         );
+    }
+
+    #[test]
+    fn app_errors_are_told_apart_from_answers() {
+        let error = app_error(&serde_json::json!({
+            "error": {"code": "bad-request", "message": "no such method"}
+        }))
+        .unwrap();
+        assert_eq!(
+            (error.kind.as_str(), error.message.as_str()),
+            ("bad-request", "no such method")
+        );
+        assert_eq!(
+            app_error(&serde_json::json!({"error": "x"})).unwrap().kind,
+            "app-error"
+        );
+        assert!(app_error(&serde_json::json!({"ok": 1})).is_none());
+        assert!(app_error(&serde_json::json!({"error": 1, "other": 2})).is_none());
+        assert!(app_error(&serde_json::json!("error")).is_none());
     }
 
     #[test]

@@ -7,10 +7,12 @@ mod bench;
 mod build;
 mod fake;
 mod inject;
+mod ktest;
 mod new;
 mod peers;
 mod python;
 mod remove;
+mod sdk;
 mod start;
 mod watch;
 
@@ -43,6 +45,8 @@ enum Command {
     F(fake::FakeArgs),
     /// Measure performance next to baselines and print a table
     Bench(bench::BenchArgs),
+    /// Run the package's tests (tests.toml) across throw-away nodes
+    T(ktest::TestArgs),
     /// List the peers a node is connected to
     Peers(peers::PeersArgs),
     /// Print a live room's events as they come, from this node or another
@@ -59,6 +63,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::I(args) => inject::run(args),
         Command::F(args) => fake::run(args),
         Command::Bench(args) => bench::run(&args),
+        Command::T(args) => ktest::run(&args),
         Command::Peers(args) => peers::run(&args),
         Command::WatchRoom(args) => watch::run(&args),
     }

@@ -3,8 +3,10 @@
 //! The files of `apps/echo/` are embedded when kit is compiled. `echo` is
 //! replaced by the new name, the crate directory is renamed, and the
 //! crate's `Cargo.toml` is made standalone: an empty `[workspace]` table,
-//! `hearth-sdk` as a path dependency on this repository's `process-sdk`,
-//! and every `*.workspace = true` replaced by the workspace's value.
+//! `hearth-sdk` as a path dependency, version pinned, on the SDK kit
+//! carries (unpacked by [`crate::sdk`] under `~/.hearth/sdk/`), and every
+//! `*.workspace = true` replaced by the workspace's value. Nothing in the
+//! new package refers to the checkout kit was built from.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,10 @@ const TEMPLATE: &[TemplateFile] = &[
         text: include_str!("../../apps/echo/echo/src/lib.rs"),
     },
     TemplateFile {
+        path: "tests.toml",
+        text: include_str!("../../apps/echo/tests.toml"),
+    },
+    TemplateFile {
         path: ".gitignore",
         text: include_str!("../../apps/echo/.gitignore"),
     },
@@ -45,10 +51,6 @@ const TEMPLATE: &[TemplateFile] = &[
 
 /// The workspace manifest, for the values `*.workspace = true` refers to.
 const WORKSPACE_MANIFEST: &str = include_str!("../../Cargo.toml");
-
-/// This repository's root (kit's parent), as seen when kit was compiled:
-/// the new package depends on its `process-sdk` by absolute path.
-const REPO_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 #[derive(Debug, clap::Args)]
 pub struct NewArgs {
@@ -74,11 +76,8 @@ pub fn run(args: &NewArgs) -> Result<()> {
             root.display()
         );
     }
-    let repo = Path::new(REPO_DIR).canonicalize().ok();
-    let Some(repo) = repo.filter(|r| r.join("process-sdk/Cargo.toml").is_file()) else {
-        bail!("kit was built from {REPO_DIR}, which has no process-sdk any more; rebuild kit");
-    };
-    let files = render(&args.name, &repo)?;
+    let sdk = crate::sdk::ensure().context("unpacking the guest SDK")?;
+    let files = render(&args.name, &sdk)?;
     for (path, text) in &files {
         let dest = root.join(path);
         if let Some(parent) = dest.parent() {
@@ -91,12 +90,24 @@ pub fn run(args: &NewArgs) -> Result<()> {
     for (path, _) in &files {
         println!("  {path}");
     }
-    println!("next:");
-    println!("  cd {}", root.display());
-    println!("  kit f                 # in another terminal: a development node");
-    println!("  kit bs                # build and start the package on it");
-    println!("  kit i {} '{{\"hello\": \"world\"}}'", process_id(&files)?);
+    println!("SDK {} in {}", crate::sdk::sdk_id(), sdk.display());
+    for line in next_steps(&root, &args.name, &process_id(&files)?) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// The "next" hint: commands that work as printed (CI runs them).
+fn next_steps(root: &Path, name: &str, process_id: &str) -> Vec<String> {
+    let method = name.replace('-', "_");
+    vec![
+        "next:".into(),
+        format!("  cd {}", root.display()),
+        "  kit f                 # in another terminal: a development node".into(),
+        "  kit bs                # build and start the package on it".into(),
+        format!("  kit i {process_id} '{{\"{method}\": {{\"message\": \"world\"}}}}'"),
+        "                        # answers {\"ok\":\"world\"}".into(),
+    ]
 }
 
 /// `[a-z0-9-]+`, starting with a letter (cargo refuses a leading digit) and
@@ -126,6 +137,8 @@ fn render(name: &str, repo: &Path) -> Result<Vec<(String, String)>> {
                 substitute(&manifest, name)
             } else if file.path.ends_with(".rs") {
                 substitute_rust(file.text, name)
+            } else if file.path == "tests.toml" {
+                substitute_tests(file.text, name)
             } else if file.path == ".gitignore" {
                 standalone_gitignore(file.text)
             } else {
@@ -166,6 +179,16 @@ fn substitute(text: &str, name: &str) -> String {
     let wasm = format!("{TEMPLATE_NAME}.wasm");
     let lib_wasm = format!("{}.wasm", name.replace('-', "_"));
     text.replace(&wasm, &lib_wasm).replace(TEMPLATE_NAME, name)
+}
+
+/// Replaces the template name in `tests.toml`: process ids keep the name
+/// as typed (`my-app:my-app:sys`); method keys are identifiers (`my_app`).
+fn substitute_tests(text: &str, name: &str) -> String {
+    let id = format!("\"{TEMPLATE_NAME}:{TEMPLATE_NAME}:");
+    let placeholder = "\u{0}PROCESS-ID\u{0}";
+    text.replace(&id, placeholder)
+        .replace(TEMPLATE_NAME, &name.replace('-', "_"))
+        .replace(placeholder, &format!("\"{name}:{name}:"))
 }
 
 /// Replaces the template name in Rust source: in comments and string
@@ -275,7 +298,7 @@ fn process_id(files: &[(String, String)]) -> Result<String> {
 
 /// Makes a workspace member's manifest build on its own; `workspace_root`
 /// anchors the workspace's relative path dependencies.
-fn standalone_manifest(template: &str, workspace_root: &Path) -> Result<String> {
+pub(crate) fn standalone_manifest(template: &str, workspace_root: &Path) -> Result<String> {
     let workspace = WorkspaceValues::parse(WORKSPACE_MANIFEST);
     let mut out = String::new();
     let mut section = String::new();
@@ -358,10 +381,20 @@ fn rewrite_line(
         Some(fields) => fields,
         None => vec![("version".to_string(), inherited.clone())],
     };
+    let mut is_path = false;
     for (k, v) in &mut fields {
         if k == "path" {
             let relative = v.trim_matches('"');
             *v = toml_string(&workspace_root.join(relative).to_string_lossy());
+            is_path = true;
+        }
+    }
+    // The workspace's own crates share its version: pinned, so that the
+    // SDK a project builds against is the one it was made with.
+    if is_path && !fields.iter().any(|(k, _)| k == "version") {
+        if let Some(version) = workspace.package.get("version") {
+            let version = version.trim_matches('"');
+            fields.push(("version".into(), toml_string(&format!("={version}"))));
         }
     }
     for (k, v) in own {
@@ -543,7 +576,7 @@ mod tests {
                         serde_json.workspace = true\n\n[lints]\nworkspace = true\n";
         let out = standalone_manifest(template, Path::new("/repo")).unwrap();
         assert!(
-            out.contains("hearth-sdk = { path = \"/repo/process-sdk\" }"),
+            out.contains("hearth-sdk = { path = \"/repo/process-sdk\", version = \"=0.1.0\" }"),
             "{out}"
         );
         assert!(out.contains("serde_json = { version = \"1\" }"), "{out}");
@@ -595,6 +628,9 @@ mod tests {
             .unwrap()
             .1;
         assert!(manifest.contains("\"/my_app.wasm\""), "{manifest}");
+        let tests = &files.iter().find(|(p, _)| p == "tests.toml").unwrap().1;
+        assert!(tests.contains("inject = \"my-app:my-app:sys\""), "{tests}");
+        assert!(tests.contains("body = { my_app = {"), "{tests}");
         let id = process_id(&files).unwrap();
         assert!(id.starts_with("my-app:my-app:"), "{id}");
     }

@@ -29,15 +29,60 @@ pub fn run(args: &PeersArgs) -> Result<()> {
         println!("no peers connected");
         return Ok(());
     }
+    println!("{:<20} {:<10} {:<53} ADDRESS", "NAME", "RTT", "PEER ID");
     for p in &peers {
         let rtt = p.rtt_ms.map_or("-".to_string(), |ms| format!("{ms:.2} ms"));
         println!(
-            "{:<20} {:<10} {}  {}",
+            "{:<20} {:<10} {:<53} {}",
             p.name.as_deref().unwrap_or("(unnamed)"),
             rtt,
             p.peer_id,
-            p.addrs.join(" ")
+            address_column(&p.addrs)
         );
     }
     Ok(())
+}
+
+/// One address per peer: the first TCP one (what `--bootstrap` takes),
+/// else the first, with how many others the node knows.
+fn address_column(addrs: &[String]) -> String {
+    let mut unique: Vec<&String> = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        if !unique.contains(&addr) {
+            unique.push(addr);
+        }
+    }
+    let Some(first) = unique
+        .iter()
+        .find(|a| a.contains("/tcp/"))
+        .or(unique.first())
+    else {
+        return "-".into();
+    };
+    match unique.len() - 1 {
+        0 => first.to_string(),
+        more => format!("{first} (+{more})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_per_peer_tcp_first() {
+        let addrs = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(address_column(&[]), "-");
+        assert_eq!(
+            address_column(&addrs(&[
+                "/ip4/1.2.3.4/udp/5/quic-v1",
+                "/ip4/1.2.3.4/tcp/6"
+            ])),
+            "/ip4/1.2.3.4/tcp/6 (+1)"
+        );
+        assert_eq!(
+            address_column(&addrs(&["/ip4/1.2.3.4/tcp/6", "/ip4/1.2.3.4/tcp/6"])),
+            "/ip4/1.2.3.4/tcp/6"
+        );
+    }
 }

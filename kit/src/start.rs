@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hearth::api::{InstallResponse, PackageFile, PackageUpload, INSTALL_PATH};
+use hearth::api::{InstallResponse, PackageFile, PackageUpload, INSTALL_PATH, STATUS_PATH};
 
 use crate::admin::{AdminClient, NodeArgs, DEFAULT_HTTP_TIMEOUT};
 
@@ -46,11 +46,23 @@ pub fn run(args: &StartArgs) -> Result<()> {
     Ok(())
 }
 
-/// `kit bs`: build, then start.
+/// `kit bs`: build, then start. The node is asked first, so that a missing
+/// node is said before a long build rather than after.
 pub fn build_and_start(args: &StartArgs) -> Result<()> {
+    check_node(&args.node)?;
     crate::build::build_package(&args.dir)?;
     run(args)
 }
+
+/// Fails, saying so, unless a node answers its status on `node`.
+pub fn check_node(node: &NodeArgs) -> Result<()> {
+    let client = AdminClient::connect(node, STATUS_TIMEOUT)?;
+    client.get(STATUS_PATH).map(|_| ())
+}
+
+/// A status answer is immediate on a live node; a few seconds leave room
+/// for a loaded machine.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Every component the manifest names must be in `pkg/` already.
 fn check_built(dir: &Path) -> Result<()> {

@@ -20,6 +20,9 @@ use commit::Committer;
 
 /// The store's directory under the node home.
 pub const STORE_DIR: &str = "state.sled";
+/// File in the node home holding the PID of the process that has the store
+/// open, so that a second node on the same home can say who holds it.
+pub const PID_FILE: &str = "node.pid";
 /// Tree of the persisted process table.
 const TABLE_TREE: &str = "process-table";
 /// Tree of grants (kv databases and vfs drives shared with other packages).
@@ -33,6 +36,13 @@ pub enum StateError {
          start again to get an empty store; it is never deleted for you"
     )]
     Open { path: PathBuf, reason: String },
+    /// Another node (or another instance in this process) holds the store.
+    #[error(
+        "the home {home} is in use by {}: one node per home; stop that node or pick another \
+         --home",
+        match pid { Some(pid) => format!("PID {pid}"), None => "another process".to_string() }
+    )]
+    InUse { home: PathBuf, pid: Option<u32> },
     #[error("state store: {0}")]
     Io(String),
     #[error("the process table entry {key} is unreadable: {reason}")]
@@ -70,6 +80,16 @@ impl StateStore {
         });
         let (db, table, grants) = match opened {
             Ok(Ok(trees)) => trees,
+            // sled says so only in its message (kind `Other`).
+            Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+                let pid = std::fs::read_to_string(home.join(PID_FILE))
+                    .ok()
+                    .and_then(|text| text.trim().parse().ok());
+                return Err(StateError::InUse {
+                    home: home.to_path_buf(),
+                    pid,
+                });
+            }
             Ok(Err(e)) => return Err(open_err(e.to_string())),
             Err(_) => {
                 return Err(open_err(
@@ -77,6 +97,8 @@ impl StateStore {
                 ))
             }
         };
+        // Best effort: only used to name the holder in `InUse`.
+        let _ = std::fs::write(home.join(PID_FILE), std::process::id().to_string());
         let commit = Committer::start(db.clone()).map_err(|e| open_err(e.to_string()))?;
         let store = Self {
             path,

@@ -1,0 +1,323 @@
+//! `kit t [DIR | FILE]`: run a package's tests across real nodes.
+//!
+//! Reads `tests.toml` ([`spec`]), builds the packages the tests install,
+//! then for each test boots its nodes ([`net`]), runs its steps in order
+//! and tears the nodes down. A failing step stops its test and is reported
+//! with what was expected, what came, and every node's log lines labelled
+//! by node.
+
+pub mod net;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hearth::api::{InjectRequest, InjectResponse, PackageUpload, INSTALL_PATH, MESSAGE_PATH};
+use serde_json::Value;
+
+use crate::admin::NodeError;
+use net::TestNet;
+use spec::{Expect, Inject, Step, Test};
+
+/// The file `kit t DIR` reads.
+pub const TESTS_FILE: &str = "tests.toml";
+
+/// Extra time an admin call gets beyond an inject's own timeout, so the
+/// node's typed `timeout` arrives first.
+const HTTP_GRACE: Duration = Duration::from_secs(5);
+
+/// Pause between tries of an inject with `retry_for`.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// A package directory holding tests.toml, or a test file
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Install the packages as they are in pkg/, without building them
+    #[arg(long)]
+    pub no_build: bool,
+    /// Run only the tests whose name contains this
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+}
+
+pub fn run(args: &TestArgs) -> Result<()> {
+    let file = if args.path.is_dir() {
+        args.path.join(TESTS_FILE)
+    } else {
+        args.path.clone()
+    };
+    let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let tests = read_tests(&file)?;
+    let tests: Vec<Test> = tests
+        .into_iter()
+        .filter(|t| args.filter.as_ref().is_none_or(|f| t.name.contains(f)))
+        .collect();
+    if tests.is_empty() {
+        bail!("no test in {} matches the filter", file.display());
+    }
+    let hearth = crate::fake::find_hearth()?;
+    let build_started = Instant::now();
+    let packages = prepare_packages(&tests, &base, !args.no_build)?;
+    let build_time = build_started.elapsed();
+    println!(
+        "kit t: {} ({} {})",
+        file.display(),
+        tests.len(),
+        if tests.len() == 1 { "test" } else { "tests" }
+    );
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for test in &tests {
+        if !run_test(&hearth, test, &packages) {
+            failed.push(test.name.clone());
+        }
+    }
+    let passed = tests.len() - failed.len();
+    println!(
+        "kit t: {passed} passed, {} failed in {:.1} s (builds before: {:.1} s)",
+        failed.len(),
+        started.elapsed().as_secs_f64(),
+        build_time.as_secs_f64()
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("failed: {}", failed.join(", "))
+    }
+}
+
+fn read_tests(file: &Path) -> Result<Vec<Test>> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("no {} (kit t reads tests from it)", file.display()))?
+        .len();
+    if size > spec::MAX_FILE_BYTES {
+        bail!("{} is over {} bytes", file.display(), spec::MAX_FILE_BYTES);
+    }
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    spec::parse(&text).with_context(|| format!("in {}", file.display()))
+}
+
+/// Builds (unless told not to) and reads every package the tests install,
+/// keyed by the `install` value as written.
+fn prepare_packages(
+    tests: &[Test],
+    base: &Path,
+    build: bool,
+) -> Result<BTreeMap<String, PackageUpload>> {
+    let mut packages = BTreeMap::new();
+    for test in tests {
+        for step in &test.steps {
+            let Step::Install { dir, .. } = step else {
+                continue;
+            };
+            if packages.contains_key(dir) {
+                continue;
+            }
+            let path = base.join(dir);
+            if build {
+                crate::build::build_package(&path)
+                    .with_context(|| format!("building {}", path.display()))?;
+            }
+            let upload = crate::start::collect_package(&path)?;
+            packages.insert(dir.clone(), upload);
+        }
+    }
+    Ok(packages)
+}
+
+/// A step that did not hold: what was expected and what came.
+struct Failure {
+    expected: String,
+    got: String,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure {
+            expected: "the step to run".into(),
+            got: format!("{e:#}"),
+        }
+    }
+}
+
+/// Runs one test and prints its outcome; true when it passed.
+fn run_test(hearth: &Path, test: &Test, packages: &BTreeMap<String, PackageUpload>) -> bool {
+    let started = Instant::now();
+    println!("test {} ({})", test.name, test.nodes.join(", "));
+    let mut net = match TestNet::start(hearth, &test.nodes) {
+        Ok(net) => net,
+        Err(e) => {
+            println!("FAIL {}: the nodes did not boot: {e:#}", test.name);
+            return false;
+        }
+    };
+    println!(
+        "  ok   boot {} node{} ({:.2} s)",
+        test.nodes.len(),
+        if test.nodes.len() == 1 { "" } else { "s" },
+        started.elapsed().as_secs_f64()
+    );
+    for (i, step) in test.steps.iter().enumerate() {
+        let step_started = Instant::now();
+        let outcome = if started.elapsed() > test.timeout {
+            Err(Failure {
+                expected: format!("the test to end within {:?}", test.timeout),
+                got: format!("{:.1} s gone", started.elapsed().as_secs_f64()),
+            })
+        } else {
+            run_step(&mut net, step, packages)
+        };
+        match outcome {
+            Ok(()) => println!(
+                "  ok   {}. {} ({:.2} s)",
+                i + 1,
+                step.describe(),
+                step_started.elapsed().as_secs_f64()
+            ),
+            Err(failure) => {
+                println!("  FAIL {}. {}", i + 1, step.describe());
+                println!("    expected: {}", failure.expected);
+                println!("    got:      {}", failure.got);
+                println!("    logs of each node (newest last):");
+                for line in net.logs() {
+                    println!("      {line}");
+                }
+                println!(
+                    "FAIL {} at step {} of {} ({:.2} s)",
+                    test.name,
+                    i + 1,
+                    test.steps.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                return false;
+            }
+        }
+    }
+    drop(net);
+    println!(
+        "PASS {} ({:.2} s)",
+        test.name,
+        started.elapsed().as_secs_f64()
+    );
+    true
+}
+
+fn run_step(
+    net: &mut TestNet,
+    step: &Step,
+    packages: &BTreeMap<String, PackageUpload>,
+) -> Result<(), Failure> {
+    match step {
+        Step::Install { dir, on } => {
+            let upload = packages
+                .get(dir)
+                .with_context(|| format!("package {dir} was not prepared"))?;
+            let body = bincode::serde::encode_to_vec(upload, bincode::config::standard())
+                .context("encoding the package")?;
+            for name in on {
+                let client = net.node(name)?.client()?;
+                client
+                    .post(INSTALL_PATH, "application/octet-stream", &body)
+                    .with_context(|| format!("installing {dir} on {name}"))?;
+            }
+            Ok(())
+        }
+        Step::Inject(inject) => run_inject(net, inject),
+        Step::Kill(name) => Ok(net.kill(name)?),
+        Step::Restart(name) => Ok(net.restart(name)?),
+    }
+}
+
+/// What an inject came back with.
+enum Answer {
+    Ok(Value),
+    Error { kind: String, message: String },
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Ok(value) => write!(f, "{value}"),
+            Answer::Error { kind, message } => write!(f, "error {kind}: {message}"),
+        }
+    }
+}
+
+fn run_inject(net: &TestNet, inject: &Inject) -> Result<(), Failure> {
+    let started = Instant::now();
+    loop {
+        let answer = send(net, inject)?;
+        let held = match (&inject.expect, &answer) {
+            (Expect::Answer, Answer::Ok(_)) => true,
+            (Expect::Json(want), Answer::Ok(got)) => spec::contains(got, want),
+            (Expect::Error(want), Answer::Error { kind, .. }) => kind == want,
+            _ => false,
+        };
+        if held {
+            return Ok(());
+        }
+        if started.elapsed() >= inject.retry_for {
+            let expected = match &inject.expect {
+                Expect::Answer => "an answer (not an error)".to_string(),
+                Expect::Json(want) => format!("an answer containing {want}"),
+                Expect::Error(kind) => format!("error {kind}"),
+            };
+            let tried = match inject.retry_for {
+                Duration::ZERO => String::new(),
+                d => format!(" (still, after {:.1} s of tries)", d.as_secs_f64()),
+            };
+            return Err(Failure {
+                expected,
+                got: format!("{answer}{tried}"),
+            });
+        }
+        std::thread::sleep(RETRY_PAUSE);
+    }
+}
+
+fn send(net: &TestNet, inject: &Inject) -> Result<Answer> {
+    let node = net.node(&inject.on)?;
+    let request = InjectRequest {
+        target: match &inject.to {
+            Some(to) => format!("{to}@{}", inject.process),
+            None => inject.process.clone(),
+        },
+        body: inject.body.clone(),
+        timeout_ms: Some(u64::try_from(inject.timeout.as_millis()).unwrap_or(u64::MAX)),
+        non_block: false,
+    };
+    let client = crate::admin::AdminClient::connect(
+        &crate::admin::NodeArgs {
+            port: None,
+            home: Some(node.home().to_path_buf()),
+        },
+        inject.timeout + HTTP_GRACE,
+    )?;
+    let body = serde_json::to_vec(&request)?;
+    match client.post(MESSAGE_PATH, "application/json", &body) {
+        Ok(bytes) => {
+            let response: InjectResponse =
+                serde_json::from_slice(&bytes).context("the node's answer is not JSON")?;
+            let value = response.body.unwrap_or(Value::Null);
+            Ok(match crate::inject::app_error(&value) {
+                Some(error) => Answer::Error {
+                    kind: error.kind,
+                    message: error.message,
+                },
+                None => Answer::Ok(value),
+            })
+        }
+        Err(e) => match e.downcast::<NodeError>() {
+            Ok(NodeError { error }) => Ok(Answer::Error {
+                kind: error.kind,
+                message: error.message,
+            }),
+            Err(e) => Err(e),
+        },
+    }
+}
