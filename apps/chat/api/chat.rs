@@ -105,7 +105,7 @@ pub async fn create_room_within(
     )
     .await
 }
-#[doc = "Calls `open_direct` of the app at `target` (on the same node). The direct room with `node` (created on our node if there is none)."]
+#[doc = "Calls `open_direct` of the app at `target` (on the same node). The direct room with `node` (created on our node if there is none; `node` joins it by itself when told)."]
 pub async fn open_direct(
     target: &::hearth_sdk::Address,
     node: String,
@@ -324,7 +324,7 @@ pub async fn rename_within(
     )
     .await
 }
-#[doc = "Calls `members` of the app at `target` (on the same node). The room's members with role, profile and presence."]
+#[doc = "Calls `members` of the app at `target` (on the same node). The room's members with role, profile and presence (our copy)."]
 pub async fn members(
     target: &::hearth_sdk::Address,
     room: String,
@@ -546,7 +546,7 @@ pub async fn react_within(
     )
     .await
 }
-#[doc = "Calls `mark_read` of the app at `target` (on the same node). We have read the room up to message `id`."]
+#[doc = "Calls `mark_read` of the app at `target` (on the same node). We have read the room up to message `id`: unread and mention counts are those of later messages."]
 pub async fn mark_read(
     target: &::hearth_sdk::Address,
     room: String,
@@ -1241,7 +1241,7 @@ pub async fn host_public_within(
     struct Args {}
     ::hearth_sdk::rpc::call_within(target, "host_public", &Args {}, timeout_ms).await
 }
-#[doc = "Calls `invited` of the app at `target` (from another node). A host tells us we are invited to `address`."]
+#[doc = "Calls `invited` of the app at `target` (from another node). A host tells us we are invited to `address` (a direct room is joined at once)."]
 pub async fn invited(
     target: &::hearth_sdk::Address,
     address: String,
@@ -1284,7 +1284,7 @@ pub async fn invited_within(
     )
     .await
 }
-#[doc = "Calls `file` of the app at `target` (from another node). A member fetches a file we store."]
+#[doc = "Calls `file` of the app at `target` (from another node). A member of a room we share fetches a file we store."]
 pub async fn file(
     target: &::hearth_sdk::Address,
     id: String,
@@ -1309,7 +1309,7 @@ pub async fn room_join(
     target: &::hearth_sdk::Address,
     room: String,
     subscriber: Address,
-) -> ::core::result::Result<hearth_sdk::json::Value, ::hearth_sdk::rpc::ClientError> {
+) -> ::core::result::Result<(), ::hearth_sdk::rpc::ClientError> {
     room_join_within(
         target,
         room,
@@ -1324,7 +1324,7 @@ pub async fn room_join_within(
     room: String,
     subscriber: Address,
     timeout_ms: u64,
-) -> ::core::result::Result<hearth_sdk::json::Value, ::hearth_sdk::rpc::ClientError> {
+) -> ::core::result::Result<(), ::hearth_sdk::rpc::ClientError> {
     #[derive(:: hearth_sdk :: rpc :: __private :: serde :: Serialize)]
     #[serde(crate = "hearth_sdk::rpc::__private::serde")]
     struct Args<'hearth> {

@@ -77,7 +77,7 @@ export function create_room(args: { name: string; kind: RoomKind }): Promise<Roo
   return call("POST", "/api/rooms", args);
 }
 
-/** The direct room with `node` (created on our node if there is none). */
+/** The direct room with `node` (created on our node if there is none; `node` joins it by itself when told). */
 export function open_direct(args: { node: string }): Promise<RoomSummary> {
   return call("POST", "/api/direct", args);
 }
@@ -117,7 +117,7 @@ export function rename(args: { room: string; name: string }): Promise<null> {
   return call("POST", "/api/rename", args);
 }
 
-/** The room's members with role, profile and presence. */
+/** The room's members with role, profile and presence (our copy). */
 export function members(args: { room: string }): Promise<Member[]> {
   return call("POST", "/api/members", args);
 }
@@ -147,7 +147,7 @@ export function react(args: { room: string; id: number; emoji: string }): Promis
   return call("POST", "/api/react", args);
 }
 
-/** We have read the room up to message `id`. */
+/** We have read the room up to message `id`: unread and mention counts are those of later messages. */
 export function mark_read(args: { room: string; id: number }): Promise<RoomSummary> {
   return call("POST", "/api/read", args);
 }

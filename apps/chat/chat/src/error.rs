@@ -111,3 +111,9 @@ pub fn remote_refusal(error: ClientError) -> AppError {
         other => AppError::new(other.code().to_string(), other.to_string()),
     }
 }
+
+impl std::fmt::Display for ChatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", AppError::from(self.clone()))
+    }
+}
