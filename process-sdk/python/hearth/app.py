@@ -463,6 +463,8 @@ class App:
                         log.warn(f"call without an asker failed: {error}")
                     return
                 respond(id, envelope_error(error) if error else self._encode_ok(reply))
+            elif answer[0] == "http" and isinstance(reply, _http.Reply):
+                _http.answer(answer[1], reply.status, reply.headers, reply.body)
             elif answer[0] == "http":
                 if error is None:
                     try:
@@ -481,6 +483,8 @@ class App:
 
     @staticmethod
     def _encode_ok(value) -> bytes:
+        if isinstance(value, _http.Reply):
+            value = value.body.decode("utf-8", errors="replace")
         try:
             return envelope_ok(value)
         except (TypeError, ValueError) as e:

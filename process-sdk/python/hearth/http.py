@@ -105,6 +105,23 @@ def event(msg: Incoming) -> Optional[HttpEvent]:
     return None
 
 
+class Reply:
+    """What an `App` HTTP handler returns to answer with its own body,
+    status and headers (a page, a file) instead of JSON."""
+
+    def __init__(self, body: bytes | str, status: int = 200,
+                 headers: Optional[Dict[str, str]] = None,
+                 content_type: str = "text/plain; charset=utf-8"):
+        self.body = body.encode() if isinstance(body, str) else bytes(body)
+        self.status = int(status)
+        self.headers = dict(headers or {})
+        self.headers.setdefault("content-type", content_type)
+
+    @staticmethod
+    def html(text: str, status: int = 200) -> "Reply":
+        return Reply(text, status, content_type="text/html; charset=utf-8")
+
+
 def _check_access(access: str) -> str:
     if access not in _ACCESS:
         raise ValueError(f"access is one of {', '.join(_ACCESS)}, not {access!r}")
