@@ -79,6 +79,11 @@ struct NetArgs {
     /// (repeatable: the first that accepts, the next when it goes away).
     #[arg(long = "relay-via", value_name = "MULTIADDR")]
     relay_via: Vec<String>,
+    /// An address peers can dial us at, such as a relay's public
+    /// /ip4/.../tcp/4001 (repeatable). Relays need one, given here or
+    /// confirmed by AutoNAT, to grant reservations.
+    #[arg(long = "external-addr", value_name = "MULTIADDR")]
+    external_addrs: Vec<String>,
     /// Relay limit: reservations held at once.
     #[arg(long, default_value_t = hearth::net::relay::RelayLimits::default().max_reservations)]
     relay_max_reservations: usize,
@@ -125,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
     config.net.idle_timeout = std::time::Duration::from_secs(args.net.idle_timeout_secs);
     config.net.max_connections = args.net.max_connections;
     config.net.relay_via = args.net.relay_via.clone();
+    config.net.external_addrs = args.net.external_addrs.clone();
     if args.net.relay {
         config.net.relay = Some(hearth::net::relay::RelayLimits {
             max_reservations: args.net.relay_max_reservations,

@@ -119,6 +119,13 @@ impl EventLoop {
                 warn!(%addr, "bootstrap dial failed: {e}");
             }
         }
+        for text in &config.external_addrs {
+            let addr: Multiaddr = text
+                .parse()
+                .map_err(|_| NetError::Relay(format!("bad external address {text:?}")))?;
+            swarm.add_external_address(addr.clone());
+            shared.lock_reach().confirmed(&addr);
+        }
         let controls = Controls {
             direct: swarm.behaviour().stream.inner().new_control(),
             relayed: swarm.behaviour().relayed_stream.inner().new_control(),
@@ -382,6 +389,14 @@ impl EventLoop {
                     info!(%address, "a peer confirmed it can dial us here");
                     self.shared.lock_reach().confirmed(&address);
                     self.refresh_record();
+                }
+            }
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                let mut reach = self.shared.lock_reach();
+                let before = reach.status();
+                reach.observed(&address, &self.listen_addrs);
+                if before != reach.status() {
+                    info!(%address, reachability = reach.status(), "a peer sees us behind a NAT");
                 }
             }
             SwarmEvent::ExternalAddrExpired { address } => {

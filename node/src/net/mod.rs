@@ -83,6 +83,9 @@ pub struct NetConfig {
     /// Relays to reserve a slot on (multiaddrs ending in `/p2p/<peer id>`),
     /// tried in order, one reservation at a time.
     pub relay_via: Vec<String>,
+    /// Addresses peers can dial us at, known beforehand (a relay on a
+    /// public host): taken as confirmed.
+    pub external_addrs: Vec<String>,
 }
 
 impl Default for NetConfig {
@@ -98,6 +101,7 @@ impl Default for NetConfig {
             ping_interval: Duration::from_secs(10),
             relay: None,
             relay_via: Vec::new(),
+            external_addrs: Vec::new(),
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Reach {
     circuits: Vec<Multiaddr>,
     tests_ok: u64,
     tests_failed: u64,
+    /// A peer saw us at an IP that is none of ours: we are behind a NAT.
+    mapped: bool,
     pub relays: Vec<RelayInfo>,
     pub relays_lost: u64,
     pub serving_relay: bool,
@@ -52,12 +54,26 @@ impl Reach {
         }
     }
 
-    /// `public` once any address is confirmed; `private` once dial-backs
-    /// failed and none succeeded; else `unknown`.
+    /// A peer observed us at `observed`; `ours` are our listen addresses.
+    /// An IP that is none of ours means a NAT rewrote it.
+    pub fn observed(&mut self, observed: &Multiaddr, ours: &[Multiaddr]) {
+        let Some(ip) = ip_of(observed) else { return };
+        if !is_relayed(observed) && !ours.iter().any(|a| ip_of(a) == Some(ip)) {
+            self.mapped = true;
+        }
+    }
+
+    /// `public` once any address is confirmed (by a dial-back, or given
+    /// with `--external-addr`); `private` once dial-backs failed or a peer
+    /// saw us behind a NAT, and none succeeded; else `unknown`.
+    ///
+    /// The NAT evidence matters: libp2p's AutoNAT v2 reports nothing when
+    /// a NAT silently drops the dial-back (the server's request times
+    /// out first), which is what home routers do.
     pub fn status(&self) -> &'static str {
         if !self.confirmed.is_empty() {
             "public"
-        } else if self.tests_failed > 0 && self.tests_ok == 0 {
+        } else if (self.tests_failed > 0 || self.mapped) && self.tests_ok == 0 {
             "private"
         } else {
             "unknown"
@@ -82,6 +98,14 @@ impl Reach {
             serving_relay: self.serving_relay,
         }
     }
+}
+
+fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
 }
 
 /// `tcp` or `quic`: the transport of an address (of its first hop for a
@@ -116,6 +140,16 @@ mod tests {
         assert_eq!(transport(&direct), "quic");
         assert_eq!(transport(&circuit), "tcp");
         r.expired(&direct);
+        assert_eq!(r.status(), "private");
+    }
+
+    #[test]
+    fn an_observed_ip_that_is_not_ours_means_a_nat() {
+        let ours: Vec<Multiaddr> = vec!["/ip4/192.168.1.2/tcp/4001".parse().unwrap()];
+        let mut r = Reach::default();
+        r.observed(&"/ip4/192.168.1.2/tcp/4001".parse().unwrap(), &ours);
+        assert_eq!(r.status(), "unknown");
+        r.observed(&"/ip4/10.200.3.2/tcp/4001".parse().unwrap(), &ours);
         assert_eq!(r.status(), "private");
     }
 }
