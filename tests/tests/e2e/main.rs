@@ -14,6 +14,7 @@ mod isolation;
 mod kit_cli;
 mod messaging;
 mod p2p;
+mod python;
 mod rooms;
 mod rooms_browser;
 mod services;
