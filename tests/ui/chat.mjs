@@ -1,96 +1,358 @@
-// Drives Debian's Chromium against a running Hearth node with the chat app.
-// Started by tests/tests/e2e/ui.rs; prints one JSON object and exits 0 only
-// if every check passed.
+// Two browsers, one per node, chatting through the chat app (started by
+// tests/tests/e2e/chat_browser.rs with alice.os and bob.os as real nodes).
+// Prints `DO kill|stop|start NODE` when it wants a node killed (SIGKILL),
+// stopped (SIGTERM) or started, and waits for a line on stdin; saves the
+// README's screenshots into SHOTS_DIR; prints one JSON report last and exits
+// 0 only if every check passed.
 //
-//   node chat.mjs BASE_URL NODE_NAME PROCESS_ID PASSWORD
+//   node chat.mjs ALICE_URL BOB_URL PASSWORD SHOTS_DIR
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 
-const [base, node, processId, password] = process.argv.slice(2);
+const [aliceBase, bobBase, password, shots] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const TIMEOUT = 10_000;
+const APP = '/chat:chat:sys/';
+/** Generous: two nodes, two browsers and cargo's others on 2 cores. */
+const TIMEOUT = 30_000;
+/** Node restarts, reconnect backoff (up to 10 s) and catch-up. */
+const SLOW = 90_000;
+const LATENCY_SAMPLES = 8;
+const HISTORY = 200;
 const checks = [];
-const check = (name, ok, detail = '') => checks.push({ name, ok: Boolean(ok), detail: String(detail) });
+const check = (name, ok, detail = '') => {
+  checks.push({ name, ok: Boolean(ok), detail: String(detail).slice(0, 2000) });
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${name} ${ok ? '' : String(detail).slice(0, 300)}`);
+};
+const wait = (p) => p.then(() => true, (e) => { lastError = e; return false; });
+let lastError = null;
 
-const profile = mkdtempSync(join(tmpdir(), 'hearth-chromium-'));
-let context;
-try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic',
-    ],
-  });
-  context.setDefaultTimeout(TIMEOUT);
-  const app = `${base}/${processId}/`;
-  const api = `/${processId}/api/rooms/lobby/messages`;
-  const page = context.pages()[0] ?? (await context.newPage());
-
-  // Not logged in: the UI sends us to the login page, the API refuses.
-  await page.goto(app);
-  check('unauthenticated UI redirects to login', new URL(page.url()).pathname === '/login', page.url());
-  const anonStatus = await page.evaluate((u) => fetch(u).then((r) => r.status), api);
-  check('unauthenticated API request refused', anonStatus === 401, anonStatus);
-
-  // Log in through the form; the login sends us back to the app.
-  await page.fill('input[name=password]', password);
-  await Promise.all([page.waitForURL(app), page.click('button[type=submit]')]);
-  check('login returns to the app', page.url() === app, page.url());
-
-  const our = await page.evaluate(() => window.our);
-  check('window.our holds node and process', our && our.node === node && our.process === processId, JSON.stringify(our));
-
-  // The process pushes a welcome to this one connection.
-  await page.waitForFunction(() => document.getElementById('ws-state').textContent === 'open');
-  await page.waitForFunction(() => document.getElementById('welcome').textContent.startsWith('connection'));
-  check('WebSocket push to one connection shown', true, await page.textContent('#welcome'));
-
-  // A second page in the same room, and a third in another room.
-  const page2 = await context.newPage();
-  await page2.goto(app);
-  const page3 = await context.newPage();
-  await page3.goto(`${app}?room=kitchen`);
-  for (const p of [page2, page3]) {
-    await p.waitForFunction(() => document.getElementById('ws-state').textContent === 'open');
-  }
-  // Marks that a reload would erase.
-  for (const p of [page, page2, page3]) await p.evaluate(() => { window.__noReload = true; });
-
-  // The button calls the process endpoint.
-  const text = `hello ${Date.now()}`;
-  await page.fill('#text', text);
-  await page.click('#send');
-  await page.waitForFunction(() => /^sent #\d+$/.test(document.getElementById('sent').textContent));
-  check('button calls the process endpoint', true, await page.textContent('#sent'));
-
-  // The publish reaches both pages of the room, without reload.
-  for (const [name, p] of [['page 1', page], ['page 2', page2]]) {
-    const ok = await p
-      .waitForFunction((t) => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === t), text)
-      .then(() => true, () => false);
-    const noReload = await p.evaluate(() => window.__noReload === true);
-    check(`publish reaches ${name} over WebSocket without reload`, ok && noReload, `shown=${ok} noReload=${noReload}`);
-  }
-  await page.waitForTimeout(300);
-  const leaked = await page3.evaluate((t) => [...document.querySelectorAll('#messages .text')].some((e) => e.textContent === t), text);
-  check('another room does not receive it', !leaked, `leaked=${leaked}`);
-
-  // Log out: the API refuses again.
-  await page.goto(`${base}/`);
-  await Promise.all([page.waitForURL(`${base}/login`), page.click('form[action="/logout"] button')]);
-  const afterLogout = await page.evaluate((u) => fetch(u).then((r) => r.status), api);
-  check('logout ends the session', afterLogout === 401, afterLogout);
-} catch (error) {
-  check('browser script ran to the end', false, error && error.stack ? error.stack : error);
-} finally {
-  if (context) await context.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
+const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function node(verb, name) {
+  console.log(`DO ${verb} ${name}`);
+  await stdin.next();
 }
 
+const profiles = [];
+async function browser(base, width = 1280, height = 800) {
+  const profile = mkdtempSync(join(tmpdir(), 'hearth-chat-'));
+  profiles.push(profile);
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width, height },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'],
+  });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = context.pages()[0] ?? (await context.newPage());
+  await page.goto(base + '/login');
+  await page.screenshot({ path: join(shots, 'login.png') });
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForURL(base + '/'), page.click('button[type=submit]')]);
+  return { context, page: await openChat(context, base, page) };
+}
+
+async function openChat(context, base, page) {
+  page = page || (await context.newPage());
+  page.on('dialog', (d) => d.accept());
+  page.on('pageerror', (e) => console.log(`page error on ${base}: ${e.message}`));
+  await page.goto(base + APP);
+  await page.waitForSelector('#app[data-ready=true]');
+  await page.waitForSelector('#app[data-live=joined]');
+  return page;
+}
+
+/** Write and send with Enter, as a person would. */
+async function say(page, text) {
+  await page.fill('#composer-text', text);
+  await page.press('#composer-text', 'Enter');
+}
+
+const msg = (text) => `.msg:has(.text:has-text("${text}"))`;
+const textsOf = (page, re) => page.$$eval('.msg .text', (nodes, src) => {
+  const r = new RegExp(src);
+  return nodes.map((n) => n.firstChild ? n.firstChild.textContent : '').filter((t) => r.test(t));
+}, re.source);
+const showsText = (page, text, timeout = TIMEOUT) => wait(page.waitForSelector(`.msg .text:has-text("${text}")`, { timeout }));
+const percentile = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]; };
+
+/** A small picture drawn in the page, as PNG bytes. */
+async function picture(page) {
+  const b64 = await page.evaluate(() => {
+    const c = document.createElement('canvas');
+    c.width = 480; c.height = 300;
+    const g = c.getContext('2d');
+    const sky = g.createLinearGradient(0, 0, 0, 300);
+    sky.addColorStop(0, '#1e3a8a'); sky.addColorStop(0.55, '#f97316'); sky.addColorStop(1, '#fde68a');
+    g.fillStyle = sky; g.fillRect(0, 0, 480, 300);
+    g.fillStyle = '#fff7ed'; g.beginPath(); g.arc(240, 210, 58, 0, Math.PI * 2); g.fill();
+    g.fillStyle = '#1f1b16';
+    g.beginPath(); g.moveTo(0, 300); g.lineTo(0, 220); g.lineTo(120, 160); g.lineTo(230, 240); g.lineTo(330, 170); g.lineTo(480, 230); g.lineTo(480, 300); g.fill();
+    return c.toDataURL('image/png').split(',')[1];
+  });
+  return Buffer.from(b64, 'base64');
+}
+
+/** Send `n` messages through our node's API (no UI), waiting out the rate limit. */
+async function seed(page, room, prefix, from, n) {
+  return page.evaluate(async ([room, prefix, from, n]) => {
+    let i = from;
+    let tries = 0;
+    while (i < from + n) {
+      const r = await fetch('/chat:chat:sys/api/send', {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ room, text: `${prefix} ${i}`, reply_to: null, attachment: null }),
+      }).catch(() => null);
+      const body = r ? await r.json().catch(() => null) : null;
+      if (r && r.ok) { i += 1; tries = 0; continue; }
+      const code = body && body.error && body.error.code;
+      const retry = code === 'rate-limited' ? (body.error.details && body.error.details.retry_ms) || 2000 : 1000;
+      if (++tries > 200) return `stuck at ${i}: ${JSON.stringify(body)}`;
+      await new Promise((res) => setTimeout(res, retry + 100));
+    }
+    return 'ok';
+  }, [room, prefix, from, n]);
+}
+
+let alice;
+let bob;
+const latency = { samples: [] };
+try {
+  alice = await browser(aliceBase);
+  bob = await browser(bobBase);
+  const A = alice.page;
+  let B = bob.page;
+
+  // Profiles, through the profile dialog.
+  for (const [page, name, colour] of [[A, 'Alice', '#be123c'], [B, 'Bob', '#0369a1']]) {
+    await page.click('#profile-button');
+    await page.fill('#d-display', name);
+    await page.click(`.swatches input[value="${colour}"]`);
+    await page.click('#dialog-ok');
+    await page.waitForSelector(`#me-name:text-is("${name}")`);
+  }
+
+  // alice creates a private room and invites bob.os; bob joins from his page.
+  await A.click('#new-room');
+  await A.fill('#d-name', 'Launch plan');
+  await A.check('input[name=kind][value=private]');
+  await A.click('#dialog-ok');
+  const created = await wait(A.waitForSelector('#rooms a[aria-current=page]:has-text("Launch plan")'));
+  const room = created ? await A.getAttribute('#rooms a[aria-current=page]', 'data-room') : '';
+  check('alice creates a room', created && /@alice\.os$/.test(room), room);
+  await A.click('#members-button');
+  await A.fill('#invite-node', 'bob.os');
+  await A.click('#invite-form button[type=submit]');
+  check('bob sees the invitation live', await wait(B.waitForSelector(`#invites [data-room="${room}"]`, { timeout: SLOW })), lastError);
+  await B.click(`#invites [data-room="${room}"] [data-action=accept]`);
+  check('bob joins from his page', await wait(B.waitForSelector(`#rooms a[aria-current=page][data-room="${room}"]`)), lastError);
+  await A.waitForSelector('#member-list li[data-node="bob.os"]', { timeout: SLOW }).catch(() => {});
+  await A.click('#members-close');
+
+  // Messages both ways, a mention.
+  await say(A, 'Morning @bob.os! The launch checklist is pinned in this room.');
+  check("alice's message shown live on bob's page", await showsText(B, 'launch checklist is pinned'), lastError);
+  check('mention highlighted on bob\'s page', await wait(B.waitForSelector('.msg.mentions-me .at:text-is("@bob.os")')), lastError);
+  await B.fill('#composer-text', 'Great, reading');
+  check('typing indicator shown on alice\'s page', await wait(A.waitForSelector('#typing:has-text("is typing")')), lastError);
+  await B.fill('#composer-text', 'Great, reading it now. The demo runs on two nodes?');
+  await B.press('#composer-text', 'Enter');
+  check("bob's message shown live on alice's page", await showsText(A, 'The demo runs on two nodes?'), lastError);
+
+  // A reply (bob, through the message's tools), shown inline on alice's side.
+  await say(A, 'Yes: alice.os hosts the room, bob.os keeps a copy.');
+  await showsText(B, 'bob.os keeps a copy');
+  await B.hover(msg('Yes: alice.os hosts the room, bob.os keeps a copy.'));
+  await B.click(`${msg('Yes: alice.os hosts the room, bob.os keeps a copy.')} .tools .reply`);
+  await say(B, 'So I can read it even when your node is off. Nice.');
+  check('reply shown inline on alice\'s page', await wait(A.waitForSelector(`${msg('So I can read it even when your node is off. Nice.')} .quote:has-text("bob.os keeps a copy")`)), lastError);
+
+  // An edit (alice: ↑ in the empty box edits her last message) and a delete.
+  await say(A, 'Ship date is Fridya');
+  await showsText(B, 'Ship date is Fridya');
+  await A.press('#composer-text', 'ArrowUp');
+  await A.waitForSelector('#reply-bar[data-mode=edit]');
+  await A.fill('#composer-text', 'Ship date is Friday 🚢');
+  await A.press('#composer-text', 'Enter');
+  check('edit shown on bob\'s page', await wait(B.waitForSelector(`${msg('Ship date is Friday 🚢')} .edited`)), lastError);
+  await say(A, 'oops, wrong room');
+  await showsText(B, 'oops, wrong room');
+  await A.hover(msg('oops, wrong room'));
+  await A.click(`${msg('oops, wrong room')} .tools .delete`);
+  check('delete shown on bob\'s page', await wait(B.waitForSelector('.msg.deleted .text:has-text("This message was deleted.")')), lastError);
+
+  // A reaction from bob.
+  const target = msg('Ship date is Friday 🚢');
+  await B.hover(target);
+  await B.click(`${target} .tools .react`);
+  await B.click(`${target} .tools .picker [data-emoji="🎉"]`);
+  check('reaction shown on alice\'s page', await wait(A.waitForSelector(`${target} .reaction:has-text("🎉 1")`)), lastError);
+
+  // An image uploaded to bob's node, previewed on alice's page.
+  await B.setInputFiles('#file', { name: 'sunset.png', mimeType: 'image/png', buffer: await picture(B) });
+  await B.waitForSelector('#attachment-chip:has-text("sunset.png")');
+  await say(B, 'Cover picture for the launch post:');
+  const preview = await wait(A.waitForFunction(() => [...document.querySelectorAll('.attachment img')]
+    .some((i) => i.alt === 'sunset.png' && i.complete && i.naturalWidth === 480), null, { timeout: SLOW }));
+  check("image from bob previewed on alice's page", preview, lastError);
+  await A.hover(target);
+  await A.click(`${target} .tools .react`);
+  await A.click(`${target} .tools .picker [data-emoji="❤️"]`);
+  await A.mouse.move(0, 0);
+  await say(B, '@alice.os looks good to me 👍');
+  await showsText(A, 'looks good to me');
+  await A.waitForTimeout(400);
+
+  // The README's screenshots: desktop (alice), phone width (bob).
+  await A.click('#members-button');
+  await A.waitForSelector('#member-list li[data-node="bob.os"][data-presence=online]').catch(() => {});
+  await A.screenshot({ path: join(shots, 'chat-desktop.png') });
+  await A.click('#members-close');
+  await B.setViewportSize({ width: 390, height: 780 });
+  await B.waitForTimeout(300);
+  await B.screenshot({ path: join(shots, 'chat-phone.png') });
+  await B.click('#back');
+  await B.screenshot({ path: join(shots, 'chat-phone-rooms.png') });
+  await B.click(`#rooms a[data-room="${room}"]`);
+  await B.setViewportSize({ width: 1280, height: 800 });
+
+  // Latency: from the send in one page until shown in the other page, across nodes.
+  for (const [from, to, label] of [[A, B, 'a'], [B, A, 'b']]) {
+    await to.evaluate(() => {
+      window.__seen = {};
+      new MutationObserver(() => {
+        for (const t of document.querySelectorAll('.msg .text')) {
+          const s = t.firstChild ? t.firstChild.textContent : '';
+          if (s.startsWith('latency ') && !(s in window.__seen)) window.__seen[s] = performance.timeOrigin + performance.now();
+        }
+      }).observe(document.getElementById('messages'), { childList: true, subtree: true });
+    });
+    for (let i = 0; i < LATENCY_SAMPLES; i++) {
+      const text = `latency ${label}${i}`;
+      const sent = await from.evaluate((t) => {
+        document.getElementById('composer-text').value = t;
+        const at = performance.timeOrigin + performance.now();
+        document.getElementById('composer').requestSubmit();
+        return at;
+      }, text);
+      await to.waitForFunction((t) => window.__seen && t in window.__seen, text);
+      const seen = await to.evaluate((t) => window.__seen[t], text);
+      latency.samples.push(seen - sent);
+      await from.waitForTimeout(150);
+    }
+  }
+  latency.p50_ms = +percentile(latency.samples, 0.5).toFixed(1);
+  latency.p99_ms = +percentile(latency.samples, 0.99).toFixed(1);
+  latency.n = latency.samples.length;
+  check('latency measured', latency.samples.length === 2 * LATENCY_SAMPLES, JSON.stringify(latency));
+
+  // Refusals the UI shows: empty, too long, rate limit.
+  await B.fill('#composer-text', '   ');
+  await B.press('#composer-text', 'Enter');
+  check('empty message refused in the UI', await wait(B.waitForSelector('#error[data-code=empty-message]:not([hidden])')), lastError);
+  await B.fill('#composer-text', 'x'.repeat(4001));
+  await B.press('#composer-text', 'Enter');
+  check('too-long message refused in the UI', await wait(B.waitForSelector('#error[data-code=too-long]:not([hidden])')), lastError);
+  const errorText = await B.textContent('#error');
+  await B.fill('#composer-text', '');
+  // Fill bob's minute at alice's host through the API, then one more from the UI.
+  await B.evaluate(async (room) => {
+    for (let i = 0; i < 40; i++) {
+      const r = await fetch('/chat:chat:sys/api/send', { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ room, text: `filler ${i}`, reply_to: null, attachment: null }) });
+      if (r.status === 422 && (await r.json()).error.code === 'rate-limited') return;
+    }
+  }, room);
+  await say(B, 'one more');
+  const limited = await wait(B.waitForSelector('#error[data-code=rate-limited]:not([hidden])'));
+  check('rate limit shown in the UI', limited, limited ? await B.textContent('#error') : `${lastError} (too-long said: ${errorText})`);
+  await B.screenshot({ path: join(shots, 'chat-refused.png') });
+
+  // Presence: bob's only page closes, alice sees him offline; back online when it opens again.
+  await A.click('#members-button');
+  await A.waitForSelector('#member-list li[data-node="bob.os"][data-presence=online]', { timeout: SLOW }).catch(() => {});
+  await B.close();
+  check('presence: bob offline on alice\'s page after his page closed',
+    await wait(A.waitForSelector('#member-list li[data-node="bob.os"][data-presence=offline]', { timeout: SLOW })), lastError);
+  B = await openChat(bob.context, bobBase);
+  await B.click(`#rooms a[data-room="${room}"]`);
+  check('presence: bob online again',
+    await wait(A.waitForSelector('#member-list li[data-node="bob.os"][data-presence=online]', { timeout: SLOW })), lastError);
+  await A.click('#members-close');
+
+  // alice's node stops while bob sends 5: pending on bob's page, then delivered in order.
+  await node('stop', 'alice.os');
+  await wait(B.waitForSelector('#host-banner:not([hidden])', { timeout: SLOW }));
+  for (let i = 1; i <= 5; i++) await say(B, `queued ${i}`);
+  const pending = await wait(B.waitForFunction(() => [...document.querySelectorAll('.msg[data-delivery=pending] .text')]
+    .filter((t) => /^queued \d/.test(t.textContent)).length === 5, null, { timeout: SLOW }));
+  check('alice stopped: bob\'s 5 marked pending', pending, lastError);
+  await node('start', 'alice.os');
+  const delivered = await wait(B.waitForFunction(() => {
+    const q = [...document.querySelectorAll('.msg')].filter((m) => /^queued \d/.test(m.querySelector('.text')?.firstChild?.textContent || ''));
+    return q.length === 5 && q.every((m) => m.dataset.delivery === 'sent' && Number(m.dataset.id) > 0);
+  }, null, { timeout: SLOW }));
+  const order = await textsOf(B, /^queued \d$/);
+  check('alice restarted: bob\'s 5 delivered in order', delivered && JSON.stringify(order) === JSON.stringify([1, 2, 3, 4, 5].map((i) => `queued ${i}`)), JSON.stringify(order));
+  await A.waitForSelector('#app[data-live=joined]', { timeout: SLOW });
+
+  // bob's node is killed while alice sends 20; once restarted, bob's page shows all 20 once, in order.
+  await node('kill', 'bob.os');
+  for (let i = 1; i <= 20; i++) await say(A, `while down ${i}`);
+  await A.waitForFunction(() => [...document.querySelectorAll('.msg[data-delivery=sent] .text')].filter((t) => /^while down \d+$/.test(t.firstChild?.textContent)).length === 20, null, { timeout: SLOW });
+  await node('start', 'bob.os');
+  const all20 = await wait(B.waitForFunction(() => [...document.querySelectorAll('.msg .text')]
+    .filter((t) => /^while down \d+$/.test(t.firstChild?.textContent)).length >= 20, null, { timeout: SLOW }));
+  await B.waitForTimeout(1500);
+  const got = await textsOf(B, /^while down \d+$/);
+  const want = Array.from({ length: 20 }, (_, i) => `while down ${i + 1}`);
+  check('bob killed: all 20 shown once, in order, after restart', all20 && JSON.stringify(got) === JSON.stringify(want), JSON.stringify(got));
+
+  // History: a public room hosted by bob, 200 messages from both, paged back from alice's page.
+  await B.waitForSelector('#app[data-live=joined]', { timeout: SLOW });
+  await B.click('#new-room');
+  await B.fill('#d-name', 'Archive');
+  await B.click('#dialog-ok');
+  await B.waitForSelector('#rooms a[aria-current=page]:has-text("Archive")');
+  const archive = await B.getAttribute('#rooms a[aria-current=page]', 'data-room');
+  await A.click('#join-room');
+  await A.fill('#d-address', archive);
+  await A.click('#dialog-ok');
+  await A.waitForSelector(`#rooms a[aria-current=page][data-room="${archive}"]`, { timeout: SLOW });
+  const half = HISTORY / 2;
+  const seeded = await Promise.all([seed(A, archive, 'history a', 1, half), seed(B, archive, 'history b', 1, half)]);
+  await A.click(`#rooms a[data-room="${room}"]`);
+  await A.click(`#rooms a[data-room="${archive}"]`);
+  await A.waitForFunction((n) => document.querySelectorAll('.msg .text').length >= Math.min(n, 50), HISTORY);
+  let pages = 0;
+  for (let i = 0; i < 40; i++) {
+    const done = await A.$eval('#history-state', (s) => s.dataset.hasMore === 'false');
+    if (done) break;
+    await A.$eval('#scroller', (s) => { s.scrollTop = 0; });
+    pages += 1;
+    await A.waitForTimeout(400);
+  }
+  const history = await textsOf(A, /^history [ab] \d+$/);
+  const unique = new Set(history);
+  const start = await A.textContent('#history-state');
+  check('history paged back to the first message',
+    seeded.every((s) => s === 'ok') && history.length === HISTORY && unique.size === HISTORY && /beginning/.test(start),
+    `seeded=${seeded} shown=${history.length} unique=${unique.size} scrolls=${pages} state=${start}`);
+
+  // The node's home pages, desktop and phone width.
+  await A.goto(aliceBase + '/');
+  await A.screenshot({ path: join(shots, 'home-desktop.png') });
+  await A.setViewportSize({ width: 390, height: 844 });
+  await A.screenshot({ path: join(shots, 'home-phone.png'), fullPage: true });
+} catch (e) {
+  check('script ran to the end', false, e && e.stack ? e.stack : e);
+} finally {
+  for (const b of [alice, bob]) if (b) await b.context.close().catch(() => {});
+  for (const p of profiles) rmSync(p, { recursive: true, force: true });
+}
 const ok = checks.length > 0 && checks.every((c) => c.ok);
-console.log(JSON.stringify({ ok, checks }, null, 2));
+console.log(JSON.stringify({ ok, latency: { p50_ms: latency.p50_ms, p99_ms: latency.p99_ms, n: latency.n }, checks }));
 process.exit(ok ? 0 : 1);

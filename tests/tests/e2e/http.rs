@@ -20,14 +20,18 @@ pub fn chat_package() -> Vec<PackageFile> {
         "metadata.json",
         std::fs::read(root.join("metadata.json")).expect("chat metadata"),
     )];
-    for rel in [
-        "pkg/manifest.json",
-        "pkg/ui.json",
-        "pkg/ui/index.html",
-        "pkg/ui/app.js",
-        "pkg/ui/style.css",
-    ] {
-        files.push(file(rel, std::fs::read(root.join(rel)).expect(rel)));
+    let mut dirs = vec![root.join("pkg")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read pkg/").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_none_or(|e| e != "wasm") {
+                let rel = path.strip_prefix(&root).expect("inside the app");
+                let bytes = std::fs::read(&path).expect("pkg file");
+                files.push(file(&rel.to_string_lossy(), bytes));
+            }
+        }
     }
     files.push(file(
         "pkg/chat.wasm",

@@ -6,12 +6,15 @@ mod common;
 
 mod admin;
 mod app_macro;
+mod chat_api;
+mod chat_browser;
 mod durability;
 mod hostile_input;
 mod hostile_peer;
 mod http;
 mod isolation;
 mod kit_cli;
+mod kit_dev;
 mod messaging;
 mod p2p;
 mod python;

@@ -1,7 +1,9 @@
-//! The chat app in real headless Chromium (Debian's `chromium`), driven by
-//! `tests/ui/chat.mjs` with playwright-core: log in, `window.our`, a button
-//! calling a process endpoint, WebSocket push and publish to two pages,
-//! refusal without a session, logout.
+//! The node's own pages in real headless Chromium (Debian's `chromium`),
+//! driven by `tests/ui/home.mjs` with playwright-core: the login page
+//! (labelled field, wrong password said), the home page (app tiles with
+//! icons or letter avatars, system services collapsed, desktop and phone
+//! width), the chat opening from its tile and going live, logout. The chat
+//! between two nodes is `chat_browser.rs`.
 //!
 //! Fails (never skips) when Chromium or the npm packages are missing:
 //! `.ci/setup` installs both.
@@ -19,7 +21,7 @@ use crate::common::*;
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_in_headless_chromium() {
+async fn home_and_login_in_headless_chromium() {
     assert!(
         Path::new(CHROMIUM).is_file(),
         "{CHROMIUM} is missing: run .ci/setup (apt-get install chromium)"
@@ -39,7 +41,7 @@ async fn chat_in_headless_chromium() {
     let output = tokio::task::block_in_place(|| {
         Command::new("node")
             .current_dir(&ui_dir)
-            .args(["chat.mjs", &base, "ui.os", "chat:chat:sys", PASSWORD])
+            .args(["home.mjs", &base, "ui.os", PASSWORD])
             .env("CHROMIUM", CHROMIUM)
             .output()
             .expect("run node (Node.js) for the browser script")
@@ -59,15 +61,17 @@ async fn chat_in_headless_chromium() {
     }
     let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
     for expected in [
-        "unauthenticated UI redirects to login",
+        "unauthenticated home redirects to login",
         "unauthenticated API request refused",
-        "login returns to the app",
-        "window.our holds node and process",
-        "WebSocket push to one connection shown",
-        "button calls the process endpoint",
-        "publish reaches page 1 over WebSocket without reload",
-        "publish reaches page 2 over WebSocket without reload",
-        "another room does not receive it",
+        "login field is labelled",
+        "wrong password shown",
+        "login returns home",
+        "chat tile with its icon links to the app",
+        "app without UI gets a letter avatar",
+        "system services under a collapsed section",
+        "home page fits a phone",
+        "chat opens from its tile and goes live",
+        "chat fits a phone",
         "logout ends the session",
     ] {
         assert!(

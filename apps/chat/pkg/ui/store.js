@@ -1,0 +1,100 @@
+// What the page knows: our profile, the rooms, the loaded messages of each
+// room, members, typing. Changes come from HTTP answers and from the `view`
+// room's events, both upserts, so seeing one twice is harmless.
+
+export const TYPING_MS = 4000;
+
+export function newStore() {
+  return {
+    me: null,                 // Profile
+    rooms: new Map(),         // address -> RoomSummary
+    current: null,            // address of the open room
+    threads: new Map(),       // address -> Thread
+    members: new Map(),       // address -> Member[]
+    typing: new Map(),        // address -> Map(node -> until ms)
+  };
+}
+
+/** The loaded part of one room's history. */
+function newThread() {
+  return { byKey: new Map(), hasMore: true, loaded: false, loadingOlder: false };
+}
+
+export function thread(store, address) {
+  let t = store.threads.get(address);
+  if (!t) { t = newThread(); store.threads.set(address, t); }
+  return t;
+}
+
+/** A message's key in its thread: its client id while it has one we know, else its id. */
+function keyOf(t, m) {
+  if (m.client_id && t.byKey.has('c:' + m.client_id)) return 'c:' + m.client_id;
+  if (m.id && t.byKey.has('i:' + m.id)) return 'i:' + m.id;
+  return m.client_id ? 'c:' + m.client_id : 'i:' + m.id;
+}
+
+/** Insert or replace a message (pending turned sent keeps its place by client id). */
+export function upsertMessage(store, m) {
+  const t = thread(store, m.room);
+  const key = keyOf(t, m);
+  // A sent message may have arrived by id before we learnt its client id.
+  if (m.id && key.startsWith('c:') && t.byKey.has('i:' + m.id)) t.byKey.delete('i:' + m.id);
+  t.byKey.set(key, m);
+  return t;
+}
+
+/** Messages of a thread in order: by host id, then ours still waiting. */
+export function ordered(t) {
+  const all = [...t.byKey.values()];
+  const sent = all.filter((m) => m.id > 0).sort((a, b) => a.id - b.id);
+  const waiting = all.filter((m) => !(m.id > 0)).sort((a, b) => a.sent_at - b.sent_at);
+  return sent.concat(waiting);
+}
+
+export function oldestId(t) {
+  let min = null;
+  for (const m of t.byKey.values()) if (m.id > 0 && (min === null || m.id < min)) min = m.id;
+  return min;
+}
+
+export function newestId(t) {
+  let max = 0;
+  for (const m of t.byKey.values()) if (m.id > max) max = m.id;
+  return max;
+}
+
+export function findMessage(store, address, id) {
+  const t = store.threads.get(address);
+  return t ? t.byKey.get('i:' + id) || [...t.byKey.values()].find((m) => m.id === id) : undefined;
+}
+
+/** Rooms for the sidebar: joined rooms and DMs by latest activity, and invitations. */
+export function sidebar(store, filter = '') {
+  const f = filter.trim().toLowerCase();
+  const all = [...store.rooms.values()].filter((r) => !f || r.name.toLowerCase().includes(f)
+    || (r.peer || '').includes(f) || r.address.includes(f));
+  const when = (r) => (r.last_message ? r.last_message.sent_at : 0);
+  all.sort((a, b) => when(b) - when(a) || a.name.localeCompare(b.name));
+  return {
+    invites: all.filter((r) => r.role === null || r.role === undefined),
+    rooms: all.filter((r) => r.role && r.kind !== 'direct'),
+    dms: all.filter((r) => r.role && r.kind === 'direct'),
+  };
+}
+
+export function memberOf(store, address, node) {
+  return (store.members.get(address) || []).find((m) => m.node === node);
+}
+
+export function setTyping(store, address, node, now = Date.now()) {
+  let m = store.typing.get(address);
+  if (!m) { m = new Map(); store.typing.set(address, m); }
+  m.set(node, now + TYPING_MS);
+}
+
+export function typingNow(store, address, now = Date.now()) {
+  const m = store.typing.get(address);
+  if (!m) return [];
+  for (const [node, until] of m) if (until <= now) m.delete(node);
+  return [...m.keys()];
+}

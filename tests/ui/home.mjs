@@ -1,0 +1,89 @@
+// Drives Debian's Chromium against one node with the chat app (started by
+// tests/tests/e2e/ui.rs): the login page, the home page (app tiles, system
+// section, phone width), opening the chat from its tile, logout. Prints one
+// JSON object and exits 0 only if every check passed.
+//
+//   node home.mjs BASE_URL NODE_NAME PASSWORD
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const [base, node, password] = process.argv.slice(2);
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TIMEOUT = 20_000;
+const checks = [];
+const check = (name, ok, detail = '') => checks.push({ name, ok: Boolean(ok), detail: String(detail) });
+const fits = (page) => page.evaluate(() => document.scrollingElement.scrollWidth <= window.innerWidth + 1);
+
+const profile = mkdtempSync(join(tmpdir(), 'hearth-chromium-'));
+let context;
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic',
+    ],
+  });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = context.pages()[0] ?? (await context.newPage());
+
+  // Not logged in: home and the app send us to the login page; the API refuses.
+  await page.goto(`${base}/`);
+  check('unauthenticated home redirects to login', new URL(page.url()).pathname === '/login', page.url());
+  const anon = await page.evaluate(() => fetch('/chat:chat:sys/api/rooms').then((r) => r.status));
+  check('unauthenticated API request refused', anon === 401, anon);
+  const label = await page.$eval('label[for=password]', (l) => l.textContent).catch(() => '');
+  check('login field is labelled', label === 'Password', label);
+  check('login page names the node', (await page.textContent('.login')).includes(node));
+
+  // A wrong password is said, in an alert tied to the field.
+  await page.fill('input[name=password]', 'not the password');
+  await Promise.all([page.waitForLoadState(), page.click('button[type=submit]')]);
+  const alert = await page.textContent('[role=alert]').catch(() => '');
+  const described = await page.getAttribute('#password', 'aria-describedby');
+  check('wrong password shown', alert === 'Wrong password.' && described.includes('login-error'), `${alert} / ${described}`);
+
+  await page.fill('input[name=password]', password);
+  await Promise.all([page.waitForURL(`${base}/`), page.click('button[type=submit]')]);
+  check('login returns home', page.url() === `${base}/`, page.url());
+
+  // Home: the node, the chat tile with its icon, an app without UI, system collapsed.
+  check('home shows the node name', (await page.textContent('h1')) === node);
+  const tile = await page.$('a.tile[href="/chat:chat:sys/"]');
+  const icon = tile && await tile.$eval('img', (i) => i.complete && i.naturalWidth > 0).catch(() => false);
+  check('chat tile with its icon links to the app', tile && icon, `tile=${!!tile} icon=${icon}`);
+  const plain = await page.$$eval('.tiles .tile', (ts) => ts.map((t) => t.querySelector('.name').textContent + ':' + (t.querySelector('.icon img') ? 'img' : t.querySelector('.icon').textContent)));
+  check('app without UI gets a letter avatar', plain.some((t) => /^webprobe:W$/i.test(t)), JSON.stringify(plain));
+  const closed = await page.$eval('details.system', (d) => !d.open);
+  await page.click('details.system summary');
+  const services = await page.$$eval('details.system tbody tr', (rows) => rows.map((r) => r.cells[0].textContent));
+  check('system services under a collapsed section', closed && services.includes('http-server:distro:sys'), JSON.stringify(services));
+  check('home page fits a desktop', await fits(page));
+  await page.setViewportSize({ width: 375, height: 740 });
+  check('home page fits a phone', await fits(page));
+
+  // The chat opens from its tile and goes live, at phone width too.
+  await Promise.all([page.waitForURL(`${base}/chat:chat:sys/`), page.click('a.tile[href="/chat:chat:sys/"]')]);
+  const live = await page.waitForSelector('#app[data-live=joined]').then(() => true, () => false);
+  check('chat opens from its tile and goes live', live);
+  check('chat fits a phone', await fits(page));
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // Log out: the API refuses again.
+  await page.goto(`${base}/`);
+  await Promise.all([page.waitForURL(`${base}/login`), page.click('form[action="/logout"] button')]);
+  const after = await page.evaluate(() => fetch('/chat:chat:sys/api/rooms').then((r) => r.status));
+  check('logout ends the session', after === 401, after);
+} catch (error) {
+  check('browser script ran to the end', false, error && error.stack ? error.stack : error);
+} finally {
+  if (context) await context.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+}
+
+const ok = checks.length > 0 && checks.every((c) => c.ok);
+console.log(JSON.stringify({ ok, checks }, null, 2));
+process.exit(ok ? 0 : 1);
