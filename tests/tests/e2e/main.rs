@@ -6,7 +6,6 @@ mod common;
 
 mod admin;
 mod app_macro;
-mod chat_api;
 mod chat_browser;
 mod durability;
 mod hostile_input;
@@ -14,7 +13,6 @@ mod hostile_peer;
 mod http;
 mod isolation;
 mod kit_cli;
-mod kit_dev;
 mod messaging;
 mod p2p;
 mod python;
