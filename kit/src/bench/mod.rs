@@ -8,6 +8,7 @@ mod loadgen;
 mod local;
 mod net;
 mod rooms;
+mod scratch;
 mod state;
 mod table;
 
@@ -18,7 +19,6 @@ use clap::{Args, ValueEnum};
 use hearth::api::PackageFile;
 use hearth::{Node, NodeConfig};
 
-use crate::build::build_package;
 use crate::start::collect_package;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,11 +52,16 @@ fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Build a package of this repository and return its files.
+/// Build a package of this repository in a scratch directory (never in
+/// the checkout) and return its files.
 fn package(rel: &str) -> Result<Vec<PackageFile>> {
-    let dir = repo_root().join(rel);
-    build_package(&dir).with_context(|| format!("build {}", dir.display()))?;
-    Ok(collect_package(&dir)?.files)
+    let repo = repo_root();
+    let source = repo.join(rel);
+    let built =
+        scratch::build(&source, &repo).with_context(|| format!("build {}", source.display()))?;
+    let files = collect_package(&built);
+    let _ = std::fs::remove_dir_all(&built);
+    Ok(files?.files)
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
