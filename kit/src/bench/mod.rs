@@ -55,13 +55,8 @@ fn repo_root() -> PathBuf {
 /// Build a package of this repository in a scratch directory (never in
 /// the checkout) and return its files.
 fn package(rel: &str) -> Result<Vec<PackageFile>> {
-    let repo = repo_root();
-    let source = repo.join(rel);
-    let built =
-        scratch::build(&source, &repo).with_context(|| format!("build {}", source.display()))?;
-    let files = collect_package(&built);
-    let _ = std::fs::remove_dir_all(&built);
-    Ok(files?.files)
+    let built = scratch::build(&repo_root(), rel).with_context(|| format!("build {rel}"))?;
+    Ok(collect_package(&built)?.files)
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -95,6 +90,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         rows
     });
     let _ = std::fs::remove_dir_all(&home);
+    let _ = std::fs::remove_dir_all(scratch::run_dir());
     let rows = result?;
     let title = match args.suite {
         Suite::Local => "kit bench local (one node, 2-core machine figures are noisy; run twice)",

@@ -17,20 +17,21 @@ fn root() -> PathBuf {
     std::env::temp_dir().join("hearth-kit-bench")
 }
 
-/// Copies the package at `source` into the scratch area, makes its crates
-/// standalone, builds it there and returns the scratch package dir.
-pub fn build(source: &Path, workspace: &Path) -> Result<PathBuf> {
-    let name = source
-        .file_name()
-        .context("a package directory has a name")?
-        .to_string_lossy()
-        .into_owned();
+/// This run's copies: `<root>/run-<pid>/`, laid out as in the checkout
+/// (a package may include a file of another by relative path).
+pub fn run_dir() -> PathBuf {
+    root().join(format!("run-{}", std::process::id()))
+}
+
+/// Copies the package at `workspace/rel` into this run's scratch copy of
+/// the checkout, makes its crates standalone, builds it there and returns
+/// the scratch package dir.
+pub fn build(workspace: &Path, rel: &str) -> Result<PathBuf> {
+    let source = workspace.join(rel);
     let root = root();
-    let dest = root
-        .join("packages")
-        .join(format!("{name}-{}", std::process::id()));
+    let dest = run_dir().join(rel);
     let _ = std::fs::remove_dir_all(&dest);
-    copy_tree(source, &dest).with_context(|| format!("copying {}", source.display()))?;
+    copy_tree(&source, &dest).with_context(|| format!("copying {}", source.display()))?;
     let sdk = crate::sdk::ensure().context("unpacking the guest SDK")?;
     let lock = std::fs::read(workspace.join("Cargo.lock")).ok();
     for crate_dir in crate::build::find_crates(&dest)? {
