@@ -193,7 +193,7 @@ try {
 
   // An image uploaded to bob's node, previewed on alice's page.
   await B.setInputFiles('#file', { name: 'sunset.png', mimeType: 'image/png', buffer: await picture(B) });
-  await B.waitForSelector('#attachment-chip:has-text("sunset.png")');
+  await B.waitForSelector('#attachment-chip:has-text("📎 sunset.png")');
   await say(B, 'Cover picture for the launch post:');
   const preview = await wait(A.waitForFunction(() => [...document.querySelectorAll('.attachment img')]
     .some((i) => i.alt === 'sunset.png' && i.complete && i.naturalWidth === 480), null, { timeout: SLOW }));
@@ -209,6 +209,7 @@ try {
   // The README's screenshots: desktop (alice), phone width (bob).
   await A.click('#members-button');
   await A.waitForSelector('#member-list li[data-node="bob.os"][data-presence=online]').catch(() => {});
+  await A.waitForSelector('#toast', { state: 'hidden' });
   await A.screenshot({ path: join(shots, 'chat-desktop.png') });
   await A.click('#members-close');
   await B.setViewportSize({ width: 390, height: 780 });
@@ -324,9 +325,11 @@ try {
   await A.waitForSelector(`#rooms a[aria-current=page][data-room="${archive}"]`, { timeout: SLOW });
   const half = HISTORY / 2;
   const seeded = await Promise.all([seed(A, archive, 'history a', 1, half), seed(B, archive, 'history b', 1, half)]);
-  await A.click(`#rooms a[data-room="${room}"]`);
+  // A fresh page: it loads the latest page, then older ones as it scrolls up.
+  await A.reload();
+  await A.waitForSelector('#app[data-ready=true]');
   await A.click(`#rooms a[data-room="${archive}"]`);
-  await A.waitForFunction((n) => document.querySelectorAll('.msg .text').length >= Math.min(n, 50), HISTORY);
+  await A.waitForFunction(() => document.querySelectorAll('.msg .text').length >= 50);
   let pages = 0;
   for (let i = 0; i < 40; i++) {
     const done = await A.$eval('#history-state', (s) => s.dataset.hasMore === 'false');
@@ -337,10 +340,12 @@ try {
   }
   const history = await textsOf(A, /^history [ab] \d+$/);
   const unique = new Set(history);
+  const inOrder = ['a', 'b'].every((w) => JSON.stringify(history.filter((t) => t.startsWith(`history ${w} `)))
+    === JSON.stringify(Array.from({ length: half }, (_, i) => `history ${w} ${i + 1}`)));
   const start = await A.textContent('#history-state');
   check('history paged back to the first message',
-    seeded.every((s) => s === 'ok') && history.length === HISTORY && unique.size === HISTORY && /beginning/.test(start),
-    `seeded=${seeded} shown=${history.length} unique=${unique.size} scrolls=${pages} state=${start}`);
+    seeded.every((s) => s === 'ok') && history.length === HISTORY && unique.size === HISTORY && inOrder && /beginning/.test(start) && pages >= 3,
+    `seeded=${seeded} shown=${history.length} unique=${unique.size} inOrder=${inOrder} scrolls=${pages} state=${start}`);
 
   // The node's home pages, desktop and phone width.
   await A.goto(aliceBase + '/');

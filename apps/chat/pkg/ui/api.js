@@ -73,7 +73,7 @@ export function explain(error) {
     case 'too-long': return error.message.replace(/^the message/, 'Your message');
     case 'rate-limited': {
       const ms = error.details && error.details.retry_ms;
-      return `Slow down: at most 30 messages a minute.${ms ? ` Try again in ${Math.ceil(ms / 1000)} s.` : ''}`;
+      return ms ? `Slow down: at most 30 messages a minute. Try again in ${Math.ceil(ms / 1000)} s.` : `Slow down: ${error.message}.`;
     }
     case 'not-member': return `You are not a member of this room. ${error.message}`;
     case 'forbidden': return `Your role does not allow that. ${error.message}`;

@@ -28,9 +28,11 @@ function setLive(state) {
   app.dataset.live = state;
 }
 
+/** Whether the view was joined before: a later join reloads what we missed. */
+let joinedOnce = false;
+
 function watchView() {
   setLive('connecting');
-  let joinedOnce = false;
   window.hearth.watch(`${our.node}@${our.process}`, 'view', {
     onEvent: (payload) => onView(payload),
     // Events before `next` are gone: load the state again.
@@ -43,8 +45,9 @@ function watchView() {
       } else if (status === 'reconnecting' || status === 'offline') {
         setLive('reconnecting');
       } else if (status === 'refused' || status === 'ended') {
+        // Our node restarted (ended) or turned us away: watch anew.
         setLive('offline');
-        setTimeout(watchView, 2000);
+        setTimeout(watchView, status === 'ended' ? 200 : 2000);
       }
     },
   });
@@ -54,8 +57,7 @@ function onView(ev) {
   switch (ev.type) {
     case 'message': {
       const m = ev.message;
-      const t = S.upsertMessage(store, m);
-      t.loaded = t.loaded || false;
+      S.upsertMessage(store, m);
       if (m.room === store.current) roomChanged({ newMessage: m });
       break;
     }
@@ -74,13 +76,13 @@ function onView(ev) {
       renderSidebar();
       break;
     case 'members':
-      store.members.set(ev.address, ev.members);
+      store.members.set(ev.address, S.withOurPresence(ev.members, our.node, document.hidden));
       if (ev.address === store.current) { renderMembers(); renderHeader(); scheduleMessages(); }
       renderSidebar();
       break;
     case 'presence': {
       const m = S.memberOf(store, ev.address, ev.node);
-      if (m) m.presence = ev.presence;
+      if (m && ev.node !== our.node) m.presence = ev.presence;
       if (ev.address === store.current) { renderMembers(); scheduleMessages(); }
       renderSidebar();
       break;
@@ -171,7 +173,7 @@ async function loadOlder() {
 
 async function loadMembers(address) {
   try {
-    store.members.set(address, await api.members({ room: address }));
+    store.members.set(address, S.withOurPresence(await api.members({ room: address }), our.node, document.hidden));
     if (address === store.current) { renderMembers(); renderHeader(); scheduleMessages(); }
   } catch (e) {
     if (address === store.current && e.code !== 'host-offline') showError(e);
@@ -201,8 +203,9 @@ function roomLink(r) {
     ? el('span.badge.mention', { title: `${r.mentions} mention${r.mentions > 1 ? 's' : ''}` }, `@${r.mentions}`)
     : r.unread > 0 ? el('span.badge', { title: `${r.unread} unread` }, r.unread > 99 ? '99+' : r.unread)
       : r.pending > 0 ? el('span.badge.pending', { title: `${r.pending} waiting to be sent` }, '🕓') : null;
-  const preview = r.last_message
-    ? `${r.last_message.from === our.node ? 'You' : r.last_message.from}: ${r.last_message.deleted ? 'deleted' : (r.last_message.text || (r.last_message.attachment ? '📎 ' + r.last_message.attachment.name : ''))}`
+  const last = r.last_message;
+  const preview = last && last.kind === 'system' ? last.text
+    : last ? `${last.from === our.node ? 'You' : nameOf(r.address, last.from)}: ${last.deleted ? 'deleted a message' : (last.text || (last.attachment ? '📎 ' + last.attachment.name : ''))}`
     : r.kind === 'direct' ? 'Direct message' : `${r.member_count} member${r.member_count === 1 ? '' : 's'}`;
   const glyph = r.kind === 'direct'
     ? el('span.dm-avatar', {}, avatar(r.name || r.peer, colourOfMember(r.address, r.peer), 'tiny'), el(`span.dot.${presenceOfPeer(r) || 'offline'}`))
@@ -215,6 +218,11 @@ function roomLink(r) {
     dataset: { room: r.address },
     onclick: (e) => { e.preventDefault(); openRoom(r.address); },
   }, glyph, el('span.rname', {}, r.name, el('span.preview', {}, preview)), badge));
+}
+
+function nameOf(address, node) {
+  const m = S.memberOf(store, address, node);
+  return (m && m.display_name) || node;
 }
 
 function colourOfMember(address, node) {
@@ -351,8 +359,7 @@ function scheduleMessages() {
       onRetry: (m) => act(async () => { S.upsertMessage(store, await api.retry({ room: m.room, client_id: m.client_id })); scheduleMessages(); }),
       onDiscard: (m) => act(async () => {
         await api.discard({ room: m.room, client_id: m.client_id });
-        const t = S.thread(store, m.room);
-        t.byKey.delete('c:' + m.client_id);
+        S.dropPending(store, m.room, m.client_id);
         scheduleMessages();
       }),
       onQuote: (id) => focusMessage(id),

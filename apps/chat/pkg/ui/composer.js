@@ -19,6 +19,7 @@ export class Composer {
     this.editing = null;    // message being edited
     this.attachment = null; // uploaded Attachment
     this.uploading = false;
+    this.upload = null;     // the upload in flight
     this.lastTyping = 0;
     this.mention = null;    // {start, query, items, index}
     this.sending = Promise.resolve();
@@ -97,16 +98,20 @@ export class Composer {
     }
     this.uploading = file.name;
     this.renderChip();
-    try {
-      this.attachment = await this.o.upload(file);
-    } catch (e) {
-      this.o.error(e);
-    } finally {
-      this.uploading = false;
-      this.renderChip();
-      this.input(true);
-      this.focus();
-    }
+    this.upload = (async () => {
+      try {
+        this.attachment = await this.o.upload(file);
+      } catch (e) {
+        this.o.error(e);
+      } finally {
+        this.uploading = false;
+        this.upload = null;
+        this.renderChip();
+        this.input(true);
+        this.focus();
+      }
+    })();
+    return this.upload;
   }
 
   /** Update the counter, the height, mentions; tell the room we type. */
@@ -194,8 +199,9 @@ export class Composer {
   }
 
   /** Send (or save the edit). The box empties at once; a refusal puts the text back. */
-  submit() {
-    if (this.uploading) return;
+  async submit() {
+    // Enter while a file uploads: send once it is stored.
+    if (this.upload) await this.upload;
     const text = this.text.value;
     const editing = this.editing;
     const reply = this.reply;

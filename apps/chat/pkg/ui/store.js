@@ -17,7 +17,7 @@ export function newStore() {
 
 /** The loaded part of one room's history. */
 function newThread() {
-  return { byKey: new Map(), hasMore: true, loaded: false, loadingOlder: false };
+  return { byKey: new Map(), ids: new Map(), clients: new Map(), hasMore: true, loaded: false, loadingOlder: false };
 }
 
 export function thread(store, address) {
@@ -26,21 +26,30 @@ export function thread(store, address) {
   return t;
 }
 
-/** A message's key in its thread: its client id while it has one we know, else its id. */
-function keyOf(t, m) {
-  if (m.client_id && t.byKey.has('c:' + m.client_id)) return 'c:' + m.client_id;
-  if (m.id && t.byKey.has('i:' + m.id)) return 'i:' + m.id;
-  return m.client_id ? 'c:' + m.client_id : 'i:' + m.id;
-}
+let nextKey = 1;
 
-/** Insert or replace a message (pending turned sent keeps its place by client id). */
+/**
+ * Insert or replace a message. One message is one entry whether it comes
+ * by its client id (ours while pending, or an event) or by its host id (a
+ * history page), in any order.
+ */
 export function upsertMessage(store, m) {
   const t = thread(store, m.room);
-  const key = keyOf(t, m);
-  // A sent message may have arrived by id before we learnt its client id.
-  if (m.id && key.startsWith('c:') && t.byKey.has('i:' + m.id)) t.byKey.delete('i:' + m.id);
+  const byClient = m.client_id ? t.clients.get(m.client_id) : undefined;
+  const byId = m.id > 0 ? t.ids.get(m.id) : undefined;
+  const key = byClient || byId || `k${nextKey++}`;
+  if (byClient && byId && byClient !== byId) t.byKey.delete(byId);
   t.byKey.set(key, m);
+  if (m.client_id) t.clients.set(m.client_id, key);
+  if (m.id > 0) t.ids.set(m.id, key);
   return t;
+}
+
+/** Drop one of our pending or failed messages. */
+export function dropPending(store, address, clientId) {
+  const t = thread(store, address);
+  const key = t.clients.get(clientId);
+  if (key) { t.byKey.delete(key); t.clients.delete(clientId); }
 }
 
 /** Messages of a thread in order: by host id, then ours still waiting. */
@@ -65,7 +74,8 @@ export function newestId(t) {
 
 export function findMessage(store, address, id) {
   const t = store.threads.get(address);
-  return t ? t.byKey.get('i:' + id) || [...t.byKey.values()].find((m) => m.id === id) : undefined;
+  const key = t && t.ids.get(id);
+  return key ? t.byKey.get(key) : undefined;
 }
 
 /** Rooms for the sidebar: joined rooms and DMs by latest activity, and invitations. */
@@ -84,6 +94,11 @@ export function sidebar(store, filter = '') {
 
 export function memberOf(store, address, node) {
   return (store.members.get(address) || []).find((m) => m.node === node);
+}
+
+/** Members as shown: we are online (or away) while this page is open, whatever the host last heard. */
+export function withOurPresence(members, our, hidden) {
+  return members.map((m) => (m.node === our ? { ...m, presence: hidden ? 'away' : 'online' } : m));
 }
 
 export function setTyping(store, address, node, now = Date.now()) {
