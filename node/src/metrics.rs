@@ -98,6 +98,10 @@ pub struct Metrics {
     pub net: NetCounters,
     /// Room events relayed to subscribing nodes (one per node per event).
     pub rooms_relays: AtomicU64,
+    /// Owner nodes a rooms hub found gone (each sends `offline`).
+    pub rooms_offline: AtomicU64,
+    /// Hub-to-hub room requests from peers refused or dropped.
+    pub rooms_refused: AtomicU64,
 }
 
 /// Hostile or broken input from peers, refused and counted.
@@ -344,6 +348,18 @@ impl Metrics {
             "hearth_rooms_relays_total",
             "Room events relayed to subscribing nodes, one per node per event.",
             load(&self.rooms_relays),
+        );
+        counter(
+            &mut out,
+            "hearth_rooms_offline_total",
+            "Owner nodes a rooms hub found gone, telling their subscribers offline.",
+            load(&self.rooms_offline),
+        );
+        counter(
+            &mut out,
+            "hearth_rooms_refused_total",
+            "Room requests from other nodes refused or dropped by the rooms hub.",
+            load(&self.rooms_refused),
         );
         out
     }

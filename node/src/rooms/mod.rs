@@ -21,6 +21,7 @@ pub mod room;
 pub mod types;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use serde_json::{json, Value};
 use tracing::debug;
 
 use crate::kernel::caps::{CapabilityTable, ProcessCaps};
+use crate::metrics::Metrics;
 use crate::native::{NativeEndpoint, Reply, ReplyFuture, Service};
 use crate::services::Services;
 use crate::types::{Address, KernelMessage, Message, ProcessId, SendErrorKind};
@@ -36,12 +38,29 @@ pub use types::{RoomDelivery, RoomEvent, RoomJoin, RoomsError, RoomsRequest, Roo
 
 /// Rooms one process may own.
 pub const MAX_ROOMS_PER_PROCESS: usize = 256;
+/// Subscribers one other node may hold in the rooms of this node, all
+/// rooms together: a node's whole population of watching processes and
+/// pages, without letting one peer fill every room.
+pub const MAX_SUBSCRIBERS_PER_NODE: usize = 4096;
+/// Joins one other node may have waiting here for the owner's decision:
+/// a burst of a node's subscribers (the bench joins 100 at once); past it
+/// a join is refused with `Limit` at once.
+pub const MAX_JOINS_IN_FLIGHT_PER_NODE: usize = 256;
+/// `Hold`s one other node may keep open here: its hub holds one, and a
+/// second covers the moment one is answered and asked again.
+pub const MAX_HOLDS_PER_NODE: usize = 2;
 /// How long the owner has to decide a join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a hub-to-hub join may take (it includes the owner's decision).
 const HUB_TIMEOUT: Duration = Duration::from_secs(10);
-/// A `Hold` is answered after this, and asked with a longer timeout.
+/// A `Hold` is answered after this, and asked with a longer timeout
+/// ([`HOLD_DEADLINE`]).
 const HOLD_FOR: Duration = Duration::from_secs(20);
+/// The slow path to `offline`: a held request that got no answer at all
+/// (the owner's node vanished without its connection closing) fails at
+/// this deadline. The fast path is the connection's close, which fails the
+/// held request at once (`net/links.rs`).
+pub const HOLD_DEADLINE: Duration = Duration::from_secs(40);
 /// Backoff between rejoin attempts while an owner node is offline.
 const REJOIN_FIRST: Duration = Duration::from_millis(250);
 const REJOIN_MAX: Duration = Duration::from_secs(5);
@@ -83,7 +102,12 @@ impl Service for HubService {
     fn handle(&self, km: KernelMessage) -> ReplyFuture<'_> {
         let hub = self.0.clone();
         Box::pin(async move {
-            match hub.serve(km) {
+            let from_peer = hub.our().is_some_and(|our| km.source.node != our);
+            let outcome = hub.serve(km);
+            if from_peer && outcome.is_err() {
+                hub.count(|m| &m.rooms_refused);
+            }
+            match outcome {
                 Ok(Some(response)) => Some(Reply::json(&Ok::<_, RoomsError>(response))),
                 Ok(None) => None,
                 Err(error) => Some(Reply::json(&Err::<RoomsResponse, _>(error))),
@@ -108,6 +132,8 @@ struct HubState {
     watched: HashMap<(Address, String), Watch>,
     /// Nodes we hold a request open at.
     held: HashSet<Arc<str>>,
+    /// Other nodes' joins and holds being served here, per node.
+    in_flight: HashMap<(Arc<str>, remote::Pending), usize>,
 }
 
 type Answer = (u64, Address);
@@ -197,8 +223,10 @@ impl Hub {
                 if subscriber.node != source.node {
                     return Err(RoomsError::Forbidden("a node's own subscribers".into()));
                 }
+                let slot = self.take_slot(&source.node, remote::Pending::Join)?;
                 let hub = self.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let work = hub.join_remote(source.node, owner, room, subscriber, (from, incarnation));
                     if let Some(result) = hub.until_closed(work).await {
                         hub.reply(answer, result);
@@ -235,8 +263,13 @@ impl Hub {
                 Ok(None)
             }
             RoomsRequest::Hold if from_hub => {
+                if answer.is_none() {
+                    return Err(RoomsError::BadRequest("a hold is a request that awaits its answer".into()));
+                }
+                let slot = self.take_slot(&source.node, remote::Pending::Hold)?;
                 let hub = self.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if hub.until_closed(tokio::time::sleep(HOLD_FOR)).await.is_some() {
                         hub.reply(answer, Ok(RoomsResponse::Held));
                     }
@@ -255,13 +288,10 @@ impl Hub {
         }
     }
 
-    fn metric_relay(&self) {
+    /// Add one to the counter `which` picks.
+    fn count(&self, which: impl Fn(&Metrics) -> &AtomicU64) {
         if let Some(services) = self.services.upgrade() {
-            services
-                .kernel
-                .metrics
-                .rooms_relays
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            which(&services.kernel.metrics).fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -390,7 +420,7 @@ impl Hub {
         };
         for node in nodes {
             match self.tell_hub(&node, &relay) {
-                Ok(()) => self.metric_relay(),
+                Ok(()) => self.count(|m| &m.rooms_relays),
                 Err(SendErrorKind::MailboxFull) => {}
                 Err(kind) => {
                     debug!(%node, kind = kind.as_str(), "subscribing node gone; its hub rejoins");

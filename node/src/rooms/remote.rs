@@ -8,10 +8,69 @@ use std::sync::Arc;
 use tracing::debug;
 
 use super::types::{RoomEvent, RoomsError, RoomsRequest, RoomsResponse};
-use super::{Hub, HOLD_FOR, HUB_TIMEOUT, REJOIN_FIRST, REJOIN_MAX};
+use super::{
+    Hub, HOLD_DEADLINE, HUB_TIMEOUT, MAX_HOLDS_PER_NODE, MAX_JOINS_IN_FLIGHT_PER_NODE,
+    MAX_SUBSCRIBERS_PER_NODE, REJOIN_FIRST, REJOIN_MAX,
+};
 use crate::types::{Address, ProcessId, SendErrorKind};
 
+/// Requests of other nodes this hub serves for a while, bounded per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Pending {
+    Join,
+    Hold,
+}
+
+impl Pending {
+    fn limit(self) -> usize {
+        match self {
+            Pending::Join => MAX_JOINS_IN_FLIGHT_PER_NODE,
+            Pending::Hold => MAX_HOLDS_PER_NODE,
+        }
+    }
+}
+
+/// One request of another node being served; its place is freed on drop.
+pub(super) struct PeerSlot {
+    hub: Arc<Hub>,
+    key: (Arc<str>, Pending),
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut state = self.hub.lock();
+        if let Some(n) = state.in_flight.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                state.in_flight.remove(&self.key);
+            }
+        }
+    }
+}
+
 impl Hub {
+    /// A place for one more `kind` request of `node`, or `Limit`.
+    pub(super) fn take_slot(
+        self: &Arc<Self>,
+        node: &Arc<str>,
+        kind: Pending,
+    ) -> Result<PeerSlot, RoomsError> {
+        let key = (node.clone(), kind);
+        let mut state = self.lock();
+        let n = state.in_flight.entry(key.clone()).or_default();
+        if *n >= kind.limit() {
+            return Err(RoomsError::Limit(format!(
+                "{} {kind:?} requests in flight per node",
+                kind.limit()
+            )));
+        }
+        *n += 1;
+        Ok(PeerSlot {
+            hub: self.clone(),
+            key,
+        })
+    }
+
     /// Ask the owner node's hub to let `subscriber` join.
     pub(super) async fn join_at(
         &self,
@@ -65,6 +124,23 @@ impl Hub {
             .map_err(|_| RoomsError::Forbidden(format!("{owner} does not accept other nodes")))?;
         let snapshot = self.ask_owner(&owner_addr, &room, &subscriber).await?;
         let mut state = self.lock();
+        let key = (owner.clone(), room.clone());
+        let known = state
+            .owned
+            .get(&key)
+            .and_then(|r| r.nodes.get(&node))
+            .is_some_and(|subs| subs.contains(&subscriber.to_string()));
+        let held: usize = state
+            .owned
+            .values()
+            .filter_map(|r| r.nodes.get(&node))
+            .map(|subs| subs.len())
+            .sum();
+        if !known && held >= MAX_SUBSCRIBERS_PER_NODE {
+            return Err(RoomsError::Limit(format!(
+                "{MAX_SUBSCRIBERS_PER_NODE} subscribers per node"
+            )));
+        }
         let room_state = self.admit(&mut state, &owner, &room)?;
         room_state
             .nodes
@@ -102,13 +178,18 @@ impl Hub {
     ) {
         let mut state = self.lock();
         let Some(watch) = state.watched.get_mut(&(owner.clone(), room.to_string())) else {
+            // Nobody here watches it (any more): dropped, and counted.
+            self.count(|m| &m.rooms_refused);
             return;
         };
         watch.incarnation = Some(incarnation);
         let targets: Vec<(ProcessId, Option<u64>)> = match &to {
             Some(to) => match to.parse::<Address>() {
                 Ok(a) if watch.subs.contains_key(&a.process) => vec![(a.process, None)],
-                _ => return,
+                _ => {
+                    self.count(|m| &m.rooms_refused);
+                    return;
+                }
             },
             None => watch
                 .subs
@@ -196,7 +277,7 @@ impl Hub {
                     return;
                 }
                 let body = serde_json::to_vec(&RoomsRequest::Hold).unwrap_or_default();
-                let held = hub.ask(Self::hub_at(&node), body, HOLD_FOR * 2);
+                let held = hub.ask(Self::hub_at(&node), body, HOLD_DEADLINE);
                 match hub.until_closed(held).await {
                     None => return,
                     Some(Ok(_)) => {}
@@ -211,6 +292,7 @@ impl Hub {
     /// `node` went away: tell its rooms' subscribers, then rejoin with
     /// backoff until it is back.
     pub(super) async fn offline(self: &Arc<Self>, node: Arc<str>) {
+        self.count(|m| &m.rooms_offline);
         let mut cursors: Vec<(Address, String, ProcessId, Option<u64>)> = Vec::new();
         {
             let mut state = self.lock();
