@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod mallory;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
