@@ -1,0 +1,439 @@
+//! The developer loop through the real `kit` and `hearth` binaries, as a
+//! newcomer meets it: `kit new` and its printed next steps from a directory
+//! outside the checkout, `kit t` passing and failing, exit codes, `kit f
+//! --nodes 2` surviving the death of one node, and errors that say what
+//! is wrong.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// `kit` with `HOME` (so `~/.hearth` is the test's) and the shared target
+/// dir (a cache only: nothing in the project points at it).
+fn kit_command(user_home: &Path) -> Command {
+    let mut command = Command::new(binaries().join("kit"));
+    command
+        .env("HOME", user_home)
+        .env("CARGO_TARGET_DIR", workspace_root().join("target"))
+        .env_remove("HEARTH_PORT")
+        .env_remove("HEARTH_HOME");
+    command
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A TCP port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Output lines of a child, collected by a thread as they come.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn follow(&self, from: impl std::io::Read + Send + 'static) {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(from).lines().map_while(Result::ok) {
+                lines.lock().expect("lines").push(line);
+            }
+        });
+    }
+
+    fn all(&self) -> String {
+        self.0.lock().expect("lines").join("\n")
+    }
+
+    /// Waits until some line contains `needle`.
+    fn wait_for(&self, needle: &str, deadline: Duration) {
+        let t = Instant::now();
+        while !self.all().contains(needle) {
+            assert!(
+                t.elapsed() < deadline,
+                "no line with {needle:?} within {deadline:?}:\n{}",
+                self.all()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A `kit f` in the background, stopped with SIGINT (then SIGKILL) on drop.
+struct KitF {
+    child: Child,
+    lines: Lines,
+}
+
+impl KitF {
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kit f");
+        let lines = Lines::default();
+        lines.follow(child.stdout.take().expect("stdout"));
+        lines.follow(child.stderr.take().expect("stderr"));
+        Self { child, lines }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to kit f");
+        stdin.flush().expect("flush");
+    }
+}
+
+impl Drop for KitF {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `dir`, recursively, skipping `target/`.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("list").map_while(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                files_under(&path, out);
+            }
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// `kit new`, then the next steps exactly as it printed them, run by a
+/// shell from a directory outside the checkout; then `kit t` on the new
+/// project passes, and a broken expectation fails with the step, expected
+/// and got, and each node's log lines labelled by node.
+#[test]
+fn kit_new_next_steps_then_kit_t_outside_the_checkout() {
+    let user_home = TempDir::new("dev-user");
+    let outside = TempDir::new("dev-outside");
+    let port = free_port().to_string();
+    let checkout = workspace_root();
+    assert!(!outside.path().starts_with(&checkout));
+
+    let out = kit_command(user_home.path())
+        .current_dir(outside.path())
+        .args(["new", "my-app"])
+        .output()
+        .expect("kit new");
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+
+    // Nothing in the project, nor in the SDK it builds against, names the
+    // checkout kit was built from.
+    let project = outside.path().join("my-app");
+    let mut files = Vec::new();
+    files_under(&project, &mut files);
+    files_under(&user_home.path().join(".hearth/sdk"), &mut files);
+    let checkout_text = checkout.to_string_lossy().to_string();
+    for file in &files {
+        let contents = std::fs::read_to_string(file).unwrap_or_default();
+        assert!(
+            !contents.contains(&checkout_text),
+            "{} names the checkout {checkout_text}",
+            file.display()
+        );
+    }
+    let manifest = std::fs::read_to_string(project.join("my-app/Cargo.toml")).expect("manifest");
+    assert!(
+        manifest.contains(".hearth/sdk/") && manifest.contains("version = \"=0.1.0\""),
+        "{manifest}"
+    );
+
+    // The printed steps, in order: `cd`, then `kit f` "in another
+    // terminal" (here: in the background), `kit bs`, `kit i`.
+    let steps: Vec<&str> = printed
+        .lines()
+        .skip_while(|l| l.trim() != "next:")
+        .skip(1)
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(steps.len() >= 4, "next steps: {printed}");
+    let cd = steps[0].strip_prefix("cd ").expect("first step is cd");
+    let cwd = outside.path().join(cd);
+    let path_var = format!(
+        "{}:{}",
+        binaries().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let shell = |line: &str| -> Command {
+        let mut sh = Command::new("sh");
+        sh.current_dir(&cwd)
+            .env("HOME", user_home.path())
+            .env("CARGO_TARGET_DIR", workspace_root().join("target"))
+            .env("PATH", &path_var)
+            .env("HEARTH_PORT", &port)
+            .env_remove("HEARTH_HOME")
+            .args(["-c", line]);
+        sh
+    };
+    let mut fake = None;
+    let mut last = None;
+    for step in &steps[1..] {
+        if step.starts_with("kit f") {
+            let node = KitF::spawn(shell(step));
+            node.lines
+                .wait_for("kit: node fake.os on port", Duration::from_secs(30));
+            let run_file = user_home.path().join(".hearth/run").join(&port);
+            let t = Instant::now();
+            while !run_file.is_file() {
+                assert!(
+                    t.elapsed() < Duration::from_secs(30),
+                    "{}",
+                    node.lines.all()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            fake = Some(node);
+            continue;
+        }
+        let out = shell(step).output().expect("run a step");
+        assert!(
+            out.status.success(),
+            "the printed step `{step}` failed:\n{}",
+            text(&out)
+        );
+        last = Some(out);
+    }
+    let last = last.expect("a kit i step");
+    let answer: Value =
+        serde_json::from_slice(&last.stdout).unwrap_or_else(|_| panic!("{}", text(&last)));
+    assert_eq!(answer, json!({"ok": "world"}));
+
+    // An app's typed error exits 2, its JSON still on stdout.
+    let out = shell("kit i my-app:my-app:sys '{\"my_app\": \"not an object\"}'")
+        .output()
+        .expect("kit i");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"error\""));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad-request"));
+    drop(fake);
+
+    // The generated test passes.
+    let out = kit_command(user_home.path())
+        .current_dir(&project)
+        .args(["t"])
+        .output()
+        .expect("kit t");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("PASS answers across two nodes"), "{said}");
+    assert!(said.contains("1 passed, 0 failed"), "{said}");
+
+    // A broken expectation: the failing step, expected and got, and each
+    // node's log lines behind its name.
+    let tests = std::fs::read_to_string(project.join("tests.toml")).expect("tests.toml");
+    let broken = tests.replace("expect = { ok = \"hi\" }", "expect = { ok = \"bye\" }");
+    assert_ne!(broken, tests);
+    std::fs::write(project.join("tests.toml"), broken).expect("write tests.toml");
+    let out = kit_command(user_home.path())
+        .current_dir(&project)
+        .args(["t", "--no-build"])
+        .output()
+        .expect("kit t");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAIL 2. inject"), "{said}");
+    assert!(
+        said.contains("expected: an answer containing {\"ok\":\"bye\"}"),
+        "{said}"
+    );
+    assert!(said.contains("got:      {\"ok\":\"hi\"}"), "{said}");
+    assert!(
+        said.contains("alice.os | ") && said.contains("  bob.os | "),
+        "{said}"
+    );
+    assert!(
+        said.contains("FAIL answers across two nodes at step 2 of 3"),
+        "{said}"
+    );
+}
+
+/// The HTTP port a node in `home` wrote, once it is up (another than
+/// `old`, when given).
+fn port_in(home: &Path, old: Option<&str>) -> String {
+    let t = Instant::now();
+    loop {
+        if let Ok(port) = std::fs::read_to_string(home.join(hearth::api::PORT_FILE)) {
+            let port = port.trim().to_string();
+            if !port.is_empty() && Some(port.as_str()) != old {
+                return port;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{} not up",
+            home.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `kit i` through the real binary, retried until it answers `want`.
+fn answers(user_home: &Path, port: &str, want: &Value) {
+    let t = Instant::now();
+    loop {
+        let out = kit_command(user_home)
+            .args(["i", "echo:echo:sys", &want.to_string(), "--port", port])
+            .output()
+            .expect("kit i");
+        if out.status.success() {
+            assert_eq!(
+                serde_json::from_slice::<Value>(&out.stdout).ok().as_ref(),
+                Some(want)
+            );
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", text(&out));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `kit f --nodes 2`: killing bob is reported, alice keeps answering, and
+/// `r` + Enter brings bob back on his home, answering again. `kit peers`
+/// has a header and one line per peer.
+#[test]
+fn kit_f_one_node_dies_the_other_keeps_answering() {
+    let user_home = TempDir::new("decouple-user");
+    let homes = TempDir::new("decouple-homes");
+    // The echo package, already built by the harness, laid out for `kit s`.
+    let echo = TempDir::new("decouple-echo");
+    for f in echo_package() {
+        let path = echo.path().join(&f.path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("package dir");
+        std::fs::write(path, f.bytes).expect("package file");
+    }
+    let mut command = kit_command(user_home.path());
+    command
+        .args(["f", "--nodes", "2", "--port", "0", "--home"])
+        .arg(homes.path())
+        .args(["--", "--no-mdns"]);
+    let mut fake = KitF::spawn(command);
+    let alice_home = homes.path().join("alice.os");
+    let bob_home = homes.path().join("bob.os");
+    let alice = port_in(&alice_home, None);
+    let bob = port_in(&bob_home, None);
+    for port in [&alice, &bob] {
+        let out = kit_command(user_home.path())
+            .arg("s")
+            .arg(echo.path())
+            .args(["--port", port])
+            .output()
+            .expect("kit s");
+        assert!(
+            out.status.success(),
+            "{}
+{}",
+            text(&out),
+            fake.lines.all()
+        );
+    }
+    answers(user_home.path(), &alice, &json!({"to": "alice"}));
+    answers(user_home.path(), &bob, &json!({"to": "bob"}));
+
+    let out = kit_command(user_home.path())
+        .args(["peers", "--port", &alice])
+        .output()
+        .expect("kit peers");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("PEER ID"),
+        "{said}"
+    );
+    assert_eq!(lines.len(), 2, "one line per peer: {said}");
+    assert!(lines[1].starts_with("bob.os"), "{said}");
+
+    // The node writes its PID; kill -9 bob as a crash would.
+    let pid = std::fs::read_to_string(bob_home.join("node.pid")).expect("bob's node.pid");
+    let killed = Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    fake.lines.wait_for(
+        "node bob.os exited (signal: 9 (SIGKILL)); the others keep running",
+        Duration::from_secs(30),
+    );
+    answers(user_home.path(), &alice, &json!({"still": "alice"}));
+    assert_eq!(fake.child.try_wait().expect("kit f"), None, "kit f ended");
+
+    fake.type_line("r");
+    fake.lines
+        .wait_for("node bob.os restarted", Duration::from_secs(30));
+    let bob_again = port_in(&bob_home, None);
+    answers(user_home.path(), &bob_again, &json!({"back": "bob"}));
+    answers(user_home.path(), &alice, &json!({"and": "alice"}));
+}
+
+/// A second node on a home in use is told which process holds it; `kit bs`
+/// with no node says so before building anything.
+#[test]
+fn errors_say_what_is_wrong() {
+    let user_home = TempDir::new("errors-user");
+    let node_home = TempDir::new("errors-node");
+    let node = HearthProcess::start(node_home.path(), user_home.path(), "first.os", &[]);
+    let out = Command::new(binaries().join("hearth"))
+        .env("HOME", user_home.path())
+        .args(["--name", "second.os", "--port", "0", "--home"])
+        .arg(node_home.path())
+        .output()
+        .expect("second hearth");
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    let holder = format!("in use by PID {}", node.child.id());
+    assert!(said.contains(&holder), "{said}");
+    assert!(!said.contains("corrupt"), "{said}");
+
+    let port = free_port().to_string();
+    let started = Instant::now();
+    let out = kit_command(user_home.path())
+        .args(["bs"])
+        .arg(workspace_root().join("apps/echo"))
+        .args(["--port", &port])
+        .output()
+        .expect("kit bs");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("no node is running on port {port}")),
+        "{said}"
+    );
+    assert!(!said.contains("building"), "built before asking: {said}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{said}");
+}
