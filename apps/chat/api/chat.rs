@@ -769,6 +769,38 @@ pub async fn public_rooms_within(
     }
     ::hearth_sdk::rpc::call_within(target, "public_rooms", &Args { node: &node }, timeout_ms).await
 }
+#[doc = "Calls `import` of the app at `target` (on the same node). Adds `texts` as our messages to a room we host, without the rate limit: for imports, demos and benchmarks. Local processes only (the node's admin), never a page or another node. Returns the last message id."]
+pub async fn import(
+    target: &::hearth_sdk::Address,
+    room: String,
+    texts: Vec<String>,
+) -> ::core::result::Result<u64, ::hearth_sdk::rpc::ClientError> {
+    import_within(target, room, texts, ::hearth_sdk::DEFAULT_ASK_TIMEOUT_MS).await
+}
+#[doc = "[`import`] with a timeout in milliseconds."]
+pub async fn import_within(
+    target: &::hearth_sdk::Address,
+    room: String,
+    texts: Vec<String>,
+    timeout_ms: u64,
+) -> ::core::result::Result<u64, ::hearth_sdk::rpc::ClientError> {
+    #[derive(:: hearth_sdk :: rpc :: __private :: serde :: Serialize)]
+    #[serde(crate = "hearth_sdk::rpc::__private::serde")]
+    struct Args<'hearth> {
+        room: &'hearth String,
+        texts: &'hearth Vec<String>,
+    }
+    ::hearth_sdk::rpc::call_within(
+        target,
+        "import",
+        &Args {
+            room: &room,
+            texts: &texts,
+        },
+        timeout_ms,
+    )
+    .await
+}
 #[doc = "Calls `host_join` of the app at `target` (from another node). Joins the caller's node to a room we host."]
 pub async fn host_join(
     target: &::hearth_sdk::Address,

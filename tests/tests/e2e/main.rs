@@ -6,6 +6,7 @@ mod common;
 
 mod admin;
 mod app_macro;
+mod chat_api;
 mod chat_browser;
 mod durability;
 mod hostile_input;

@@ -157,7 +157,7 @@ impl Chat {
             return Err(AppError::bad_request("open a direct room with open_direct"));
         }
         let address = host::create(&state, &name, kind, None).await?;
-        Ok(state.with(|s| s.summary(&s.rooms[&address])))
+        summary_of(&state, &address)
     }
 
     /// The direct room with `node` (created on our node if there is none;
@@ -184,7 +184,7 @@ impl Chat {
         let address = host::create(&state, &node, RoomKind::Direct, Some(&node)).await?;
         let name = state.with(|s| s.our_profile().display_name);
         member::notify_invite(&node, &address, &name, RoomKind::Direct).await;
-        Ok(state.with(|s| s.summary(&s.rooms[&address])))
+        summary_of(&state, &address)
     }
 
     /// Joins `room-id@host-node` (a public room, or one we are invited to).
@@ -463,8 +463,9 @@ impl Chat {
         if joined.outbox.len() == before {
             return Err(ChatError::NotFound(format!("no message {client_id} waits")).into());
         }
-        let summary = self.summary(&self.rooms[&room]);
-        view::emit(&ViewEvent::Room { room: summary });
+        if let Some(summary) = self.rooms.get(&room).map(|r| self.summary(r)) {
+            view::emit(&ViewEvent::Room { room: summary });
+        }
         Ok(())
     }
 
@@ -512,6 +513,36 @@ impl Chat {
                     error::remote_refusal(e)
                 }
             })
+    }
+
+    /// Adds `texts` as our messages to a room we host, without the rate
+    /// limit: for imports, demos and benchmarks. Local processes only
+    /// (the node's admin), never a page or another node. Returns the last
+    /// message id.
+    #[local]
+    async fn import(
+        state: State<Self>,
+        ctx: Ctx,
+        room: String,
+        texts: Vec<String>,
+    ) -> Result<u64, AppError> {
+        if ctx.via() != Via::Local {
+            return Err(AppError::forbidden(
+                "import is for this node's own processes",
+            ));
+        }
+        let (room_id, host) = route(&room)?;
+        if host != member::our_node() {
+            return Err(AppError::bad_request("import into a room this node hosts"));
+        }
+        if texts.len() > 1_000 {
+            return Err(AppError::bad_request("at most 1,000 messages per import"));
+        }
+        let mut last = 0;
+        for text in texts {
+            last = host::import(&state, &room_id, text).await?.id;
+        }
+        Ok(last)
     }
 
     /// A page's presence socket: open while the page is, text frames
@@ -837,12 +868,20 @@ impl Chat {
         state.update(|s| {
             if let Some(room) = s.rooms.get_mut(address) {
                 room.members = joined.state.members.clone();
+                room.joined_ev = room.joined_ev.max(joined.last);
             }
         });
         member::ensure_subscribed(state, address).await;
         member::report_presence(state, true).await;
-        Ok(state.with(|s| s.summary(&s.rooms[address])))
+        summary_of(state, address)
     }
+}
+
+/// Our summary of room `address`.
+fn summary_of(state: &State<Chat>, address: &str) -> Result<RoomSummary, AppError> {
+    state
+        .with(|s| s.rooms.get(address).map(|r| s.summary(r)))
+        .ok_or_else(|| ChatError::UnknownRoom(address.to_string()).into())
 }
 
 fn peer_of(ctx: &Ctx) -> Result<String, AppError> {

@@ -93,6 +93,7 @@ pub fn add_room(
                 role,
                 members: Vec::new(),
                 cursor: 0,
+                joined_ev: 0,
                 last_read: 0,
                 unread: 0,
                 mentions: 0,
@@ -165,10 +166,15 @@ async fn apply(
             }
             message.delivery = Delivery::Sent;
             message.error = None;
+            // A replay after a restart (the copy stored, the cursor not
+            // saved) must not count the message twice.
+            let mut is_new = message.id == ev;
             if store_copy {
+                if is_new && store::get_message(address, message.id).await?.is_some() {
+                    is_new = false;
+                }
                 store::put_message(&message).await?;
             }
-            let is_new = message.id == ev;
             let gone = state.update(|s| {
                 let Some(room) = s.rooms.get_mut(address) else {
                     return true;
@@ -212,6 +218,15 @@ async fn apply(
                 .iter()
                 .find(|m| m.node == our)
                 .map(|m| m.role);
+            let history = state.with(|s| s.rooms.get(address).is_some_and(|r| ev < r.joined_ev));
+            if ours.is_none() && history {
+                state.update(|s| {
+                    if let Some(room) = s.rooms.get_mut(address) {
+                        room.cursor = room.cursor.max(ev);
+                    }
+                });
+                return Ok(());
+            }
             if ours.is_none() {
                 state.update(|s| {
                     if let Some(room) = s.rooms.get_mut(address) {
@@ -508,6 +523,12 @@ pub async fn flush(state: &State<Chat>, address: &str) {
                     if let Some(room) = s.rooms.get_mut(address) {
                         room.outbox.retain(|m| m.client_id != message.client_id);
                     }
+                    if s.live.delivered.len() >= MAX_OUTBOX {
+                        s.live.delivered.pop_first();
+                    }
+                    s.live
+                        .delivered
+                        .insert(message.client_id.clone(), message.clone());
                 });
                 emit(&ViewEvent::Message { message });
                 emit_room(state, address);
@@ -645,18 +666,12 @@ pub async fn send(
             Ok(m)
         }
         None => {
-            // Delivered: our copy has it (or will in a moment).
-            Ok(state
-                .with(|s| {
-                    s.rooms
-                        .get(address)
-                        .and_then(|r| r.last_message.clone())
-                        .filter(|m| m.client_id == client_id)
-                })
-                .unwrap_or(Message {
-                    delivery: Delivery::Sent,
-                    ..message
-                }))
+            // Delivered: as the host stored it.
+            let delivered = state.update(|s| s.live.delivered.remove(&client_id));
+            Ok(delivered.unwrap_or(Message {
+                delivery: Delivery::Sent,
+                ..message
+            }))
         }
     }
 }

@@ -84,6 +84,10 @@ pub struct RoomCopy {
     /// The last host event applied to our copy.
     #[serde(default)]
     pub cursor: u64,
+    /// The host's last event when we joined: older room states, from
+    /// before we were a member, are history, not our removal.
+    #[serde(default)]
+    pub joined_ev: u64,
     #[serde(default)]
     pub last_read: u64,
     #[serde(default)]
@@ -129,6 +133,9 @@ pub struct Live {
     pub subscribing: BTreeSet<String>,
     /// Whether counters were checked against the store after boot.
     pub recovered: bool,
+    /// Our messages the host just stored, by client id, for `send`'s
+    /// answer (taken by it; bounded by `MAX_OUTBOX`).
+    pub delivered: BTreeMap<String, Message>,
     /// Timer ticks since start.
     pub ticks: u64,
 }

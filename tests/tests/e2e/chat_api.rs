@@ -1,0 +1,1021 @@
+//! The chat app's API across real nodes: every content rule and role
+//! check, pagination boundaries, replies, edits, deletes, reactions,
+//! mentions and unread counts, attachments fetched from the sender's node,
+//! a member node killed with SIGKILL catching up in order, and messages
+//! queued while the host is stopped, delivered in order when it returns.
+//!
+//! Calls go through each node's admin injector, as `kit i` sends them;
+//! the browser reaches the same methods over HTTP.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// How long a test waits for something to happen across nodes.
+const WITHIN: Duration = Duration::from_secs(90);
+const CHAT: &str = "chat:chat:sys";
+
+fn chat_package() -> Vec<hearth::api::PackageFile> {
+    built_package("apps/chat", "chat.wasm")
+}
+
+fn config(name: &str, home: &TempDir, bootstrap: &[&str], p2p_port: u16) -> hearth::NodeConfig {
+    let mut config = test_config(home.path(), name);
+    config.net.bootstrap = bootstrap.iter().map(|s| s.to_string()).collect();
+    config.net.port = p2p_port;
+    // Room for a 2 MiB attachment in base64 and the calls' handling time
+    // on a loaded machine.
+    config.limits.max_message_bytes = 8 * 1024 * 1024;
+    config.limits.max_call_time = Duration::from_secs(5);
+    config
+}
+
+async fn chat_node(name: &str, bootstrap: &[&str]) -> TestNode {
+    let home = TempDir::new(name);
+    let n = TestNode::start_with(config(name, &home, bootstrap, 0), home).await;
+    n.install(chat_package()).await;
+    n
+}
+
+/// A chat process to call: in this test process, or in a `hearth` child
+/// (through its admin API).
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Here(&'a TestNode),
+    Far(u16, &'a Path),
+}
+
+impl At<'_> {
+    /// Calls `method`: `Ok(value)` or `Err({code, message})`.
+    async fn call(self, method: &str, args: Value) -> Result<Value, Value> {
+        let body = json!({ method: args });
+        let reply = match self {
+            At::Here(n) => n
+                .ask_within(CHAT, body, Duration::from_secs(60))
+                .await
+                .unwrap_or_else(|e| panic!("{method}: {e}")),
+            At::Far(port, home) => far_call(port, home, body).await,
+        };
+        match (reply.get("ok"), reply.get("error")) {
+            (Some(ok), _) => Ok(ok.clone()),
+            (_, Some(error)) => Err(error.clone()),
+            _ => panic!("{method}: not an envelope: {reply}"),
+        }
+    }
+
+    async fn ok(self, method: &str, args: Value) -> Value {
+        self.call(method, args.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{method} {args}: {e}"))
+    }
+
+    /// The error code of a call that must fail.
+    async fn code(self, method: &str, args: Value) -> String {
+        match self.call(method, args.clone()).await {
+            Ok(v) => panic!("{method} {args} succeeded: {v}"),
+            Err(e) => e["code"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    async fn send(self, room: &str, text: &str) -> Value {
+        self.ok("send", json!({"room": room, "text": text})).await
+    }
+
+    /// The latest page of `room`.
+    async fn latest(self, room: &str, limit: u32) -> Value {
+        self.ok(
+            "messages",
+            json!({"room": room, "limit": limit, "before_id": null}),
+        )
+        .await
+    }
+
+    async fn summary(self, room: &str) -> Option<Value> {
+        let rooms = self.ok("rooms", json!({})).await;
+        rooms
+            .as_array()
+            .and_then(|r| r.iter().find(|s| s["address"] == room).cloned())
+    }
+}
+
+/// Calls the chat of a `hearth` child through its admin API, retrying
+/// while the process is not running yet (the node is booting).
+async fn far_call(port: u16, home: &Path, body: Value) -> Value {
+    let secret = std::fs::read_to_string(home.join(hearth::api::SECRET_FILE)).expect("secret");
+    let t = Instant::now();
+    loop {
+        let (secret, body) = (secret.clone(), body.clone());
+        let (status, reply) = tokio::task::spawn_blocking(move || {
+            let request = hearth::api::InjectRequest {
+                target: CHAT.into(),
+                body,
+                timeout_ms: Some(60_000),
+                non_block: false,
+            };
+            let url = format!("http://127.0.0.1:{port}{}", hearth::api::MESSAGE_PATH);
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut response = agent
+                .post(&url)
+                .header(hearth::api::SECRET_HEADER, secret.trim())
+                .send_json(&request)
+                .expect("admin message");
+            let status = response.status().as_u16();
+            let reply: Value = response.body_mut().read_json().expect("json");
+            (status, reply)
+        })
+        .await
+        .expect("blocking call");
+        if status == 200 {
+            let reply: hearth::api::InjectResponse =
+                serde_json::from_value(reply).expect("an inject response");
+            return reply.body.expect("a reply");
+        }
+        assert!(
+            reply["kind"] == "unknown-process" && t.elapsed() < WITHIN,
+            "admin message: {status} {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `check` gives a value.
+async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let t = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(t.elapsed() < WITHIN, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Joins `room` from `at`, retrying while the host is not reachable yet.
+async fn join(at: At<'_>, room: &str) -> Value {
+    until(&format!("joining {room}"), || async {
+        match at.call("join", json!({"address": room})).await {
+            Ok(summary) => Some(summary),
+            Err(e) if e["code"] == "host-offline" => None,
+            Err(e) => panic!("join {room}: {e}"),
+        }
+    })
+    .await
+}
+
+fn texts(page: &Value) -> Vec<String> {
+    page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["kind"] != "system")
+        .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn ids(page: &Value) -> Vec<u64> {
+    page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["id"].as_u64().expect("id"))
+        .collect()
+}
+
+/// Waits until `at`'s copy of `room` has a non-system message `text`.
+async fn until_has(at: At<'_>, room: &str, text: &str) -> Value {
+    until(&format!("`{text}` in {room}"), || async {
+        let page = at.latest(room, 100).await;
+        page["messages"]
+            .as_array()?
+            .iter()
+            .find(|m| m["text"] == text && m["delivery"] == "sent")
+            .cloned()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_rules_roles_and_membership_are_checked_at_the_host() {
+    let alice = chat_node("alice.os", &[]).await;
+    let a_addr = alice.p2p_addr().await;
+    let bob = chat_node("bob.os", &[&a_addr]).await;
+    let carol = chat_node("carol.os", &[&a_addr]).await;
+    let (a, b, c) = (At::Here(&alice), At::Here(&bob), At::Here(&carol));
+
+    let general = a
+        .ok("create_room", json!({"name": "General", "kind": "public"}))
+        .await;
+    let room = general["address"].as_str().unwrap().to_string();
+    assert!(room.ends_with("@alice.os"), "{general}");
+    assert_eq!(general["role"], "owner");
+    assert_eq!(
+        a.code("create_room", json!({"name": "  ", "kind": "public"}))
+            .await,
+        "bad-request"
+    );
+
+    // Content rules, on the host's own node and from a member's.
+    assert_eq!(
+        a.code("send", json!({"room": room, "text": " \n "})).await,
+        "empty-message"
+    );
+    assert_eq!(
+        a.code("send", json!({"room": room, "text": "x".repeat(4001)}))
+            .await,
+        "too-long"
+    );
+    let longest = a.send(&room, &"é".repeat(4000)).await;
+    assert_eq!(longest["delivery"], "sent", "{longest}");
+    assert_eq!(
+        a.code("send", json!({"room": "nope-1@alice.os", "text": "hi"}))
+            .await,
+        "unknown-room"
+    );
+    assert_eq!(
+        a.code("send", json!({"room": "not an address", "text": "hi"}))
+            .await,
+        "unknown-room"
+    );
+
+    // Joining: unknown rooms, public rooms, private rooms need an invitation.
+    assert_eq!(
+        b.code("join", json!({"address": "nope-1@alice.os"})).await,
+        "unknown-room"
+    );
+    let joined = join(b, &room).await;
+    assert_eq!(joined["role"], "member", "{joined}");
+    assert_eq!(
+        b.code("send", json!({"room": room, "text": ""})).await,
+        "empty-message"
+    );
+    assert_eq!(
+        b.code("send", json!({"room": room, "text": "y".repeat(4001)}))
+            .await,
+        "too-long"
+    );
+    let hello = b.send(&room, "hello from bob").await;
+    assert_eq!(hello["delivery"], "sent", "{hello}");
+    until_has(a, &room, "hello from bob").await;
+
+    let private = a
+        .ok(
+            "create_room",
+            json!({"name": "Secret plans", "kind": "private"}),
+        )
+        .await;
+    let secret = private["address"].as_str().unwrap().to_string();
+    assert_eq!(
+        c.code("join", json!({"address": secret})).await,
+        "not-invited"
+    );
+    // Not a member of the room: no invitations from carol's node.
+    assert_eq!(
+        c.code("invite", json!({"room": secret, "node": "bob.os"}))
+            .await,
+        "unknown-room"
+    );
+    a.ok("invite", json!({"room": secret, "node": "bob.os"}))
+        .await;
+    // bob hears of the invitation, then joins.
+    until("bob's invitation", || async {
+        b.summary(&secret)
+            .await
+            .filter(|s| s["role"].is_null() && s["invited_by"] == "alice.os")
+    })
+    .await;
+    assert_eq!(
+        b.code("send", json!({"room": secret, "text": "too early"}))
+            .await,
+        "not-member"
+    );
+    join(b, &secret).await;
+
+    // Roles: a member may not invite, remove, rename or change roles.
+    assert_eq!(
+        b.code("invite", json!({"room": secret, "node": "carol.os"}))
+            .await,
+        "forbidden"
+    );
+    assert_eq!(
+        b.code("rename", json!({"room": secret, "name": "Mine"}))
+            .await,
+        "forbidden"
+    );
+    assert_eq!(
+        b.code("remove_member", json!({"room": secret, "node": "alice.os"}))
+            .await,
+        "forbidden"
+    );
+    assert_eq!(
+        b.code(
+            "set_role",
+            json!({"room": secret, "node": "bob.os", "role": "admin"})
+        )
+        .await,
+        "forbidden"
+    );
+    // The owner makes bob an admin: he may invite and rename, not remove
+    // the owner nor change roles.
+    a.ok(
+        "set_role",
+        json!({"room": secret, "node": "bob.os", "role": "admin"}),
+    )
+    .await;
+    until("bob is admin", || async {
+        b.summary(&secret).await.filter(|s| s["role"] == "admin")
+    })
+    .await;
+    b.ok("rename", json!({"room": secret, "name": "Open plans"}))
+        .await;
+    until("the new name at alice", || async {
+        a.summary(&secret)
+            .await
+            .filter(|s| s["name"] == "Open plans")
+    })
+    .await;
+    assert_eq!(
+        b.code("remove_member", json!({"room": secret, "node": "alice.os"}))
+            .await,
+        "forbidden"
+    );
+    assert_eq!(
+        b.code(
+            "set_role",
+            json!({"room": secret, "node": "alice.os", "role": "member"})
+        )
+        .await,
+        "forbidden"
+    );
+    b.ok("invite", json!({"room": secret, "node": "carol.os"}))
+        .await;
+    join(c, &secret).await;
+    let members = a.ok("members", json!({"room": secret})).await;
+    let mut nodes: Vec<&str> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["node"].as_str().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["alice.os", "bob.os", "carol.os"], "{members}");
+
+    // Only its author edits a message; an admin may delete anyone's.
+    let carols = c.send(&secret, "carol was here").await;
+    let carol_id = carols["id"].as_u64().expect("sent at once");
+    assert_eq!(
+        b.code(
+            "edit",
+            json!({"room": secret, "id": carol_id, "text": "bob was here"})
+        )
+        .await,
+        "not-yours"
+    );
+    assert_eq!(
+        b.code("edit", json!({"room": secret, "id": 999_999, "text": "x"}))
+            .await,
+        "not-found"
+    );
+    let gone = b
+        .ok("delete_message", json!({"room": secret, "id": carol_id}))
+        .await;
+    assert_eq!(
+        (gone["deleted"].clone(), gone["text"].clone()),
+        (json!(true), json!(""))
+    );
+
+    // An admin removes carol: her node learns it and forgets the room; the
+    // host refuses her.
+    b.ok("remove_member", json!({"room": secret, "node": "carol.os"}))
+        .await;
+    until("carol's room gone", || async {
+        c.summary(&secret).await.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(
+        c.code("send", json!({"room": secret, "text": "let me in"}))
+            .await,
+        "unknown-room"
+    );
+    assert_eq!(
+        c.code("join", json!({"address": secret})).await,
+        "not-invited"
+    );
+
+    // The rate limit: 30 messages a minute per user, then `rate-limited`.
+    join(c, &room).await;
+    let mut sent = 0;
+    let code = loop {
+        match c
+            .call("send", json!({"room": room, "text": format!("n{sent}")}))
+            .await
+        {
+            Ok(m) => {
+                assert_eq!(m["delivery"], "sent", "{m}");
+                sent += 1;
+                assert!(sent <= 30, "more than 30 messages a minute went through");
+            }
+            Err(e) => break e["code"].as_str().unwrap_or_default().to_string(),
+        }
+    };
+    // carol sent one message to this host a moment ago (into the other
+    // room): 29 more fit in the minute, or 30 if that minute has passed.
+    assert_eq!(code, "rate-limited");
+    assert!(sent == 29 || sent == 30, "{sent} messages before the limit");
+    // The refused one was not kept, nor queued.
+    let page = c.latest(&room, 100).await;
+    assert!(!texts(&page).contains(&"n30".to_string()), "{page}");
+    assert_eq!(c.summary(&room).await.unwrap()["pending"], 0);
+
+    // Leaving: the owner stays; bob's copy goes.
+    b.ok("leave", json!({"room": room})).await;
+    assert!(b.summary(&room).await.is_none());
+    assert_eq!(
+        b.code(
+            "messages",
+            json!({"room": room, "limit": 10, "before_id": null})
+        )
+        .await,
+        "unknown-room"
+    );
+    for n in [carol, bob, alice] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_at_their_boundaries_on_the_host_and_a_member_copy() {
+    let alice = chat_node("alice.os", &[]).await;
+    let a_addr = alice.p2p_addr().await;
+    let bob = chat_node("bob.os", &[&a_addr]).await;
+    let (a, b) = (At::Here(&alice), At::Here(&bob));
+    let room = a
+        .ok("create_room", json!({"name": "History", "kind": "public"}))
+        .await["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // 120 messages, imported by the host's admin (no rate limit).
+    let all: Vec<String> = (1..=120).map(|i| format!("m{i:03}")).collect();
+    a.ok("import", json!({"room": room, "texts": all})).await;
+    assert_eq!(
+        b.code("import", json!({"room": room, "texts": ["x"]}))
+            .await,
+        "bad-request"
+    );
+    join(b, &room).await;
+    // bob's copy catches up with the whole history through host_sync.
+    until("bob's copy of 120 messages", || async {
+        let page = b.latest(&room, 100).await;
+        texts(&page).last().filter(|t| *t == "m120").map(|_| ())
+    })
+    .await;
+
+    for at in [a, b] {
+        for limit in [0, 101] {
+            assert_eq!(
+                at.code(
+                    "messages",
+                    json!({"room": room, "limit": limit, "before_id": null})
+                )
+                .await,
+                "bad-request"
+            );
+        }
+        // Newest first by pages of 50: 121 messages (120 and bob's
+        // "joined" notice) are 50, 50, then the last 21 and no more.
+        let first = at.latest(&room, 50).await;
+        assert_eq!(
+            (ids(&first).len(), first["has_more"].clone()),
+            (50, json!(true))
+        );
+        assert_eq!(first["messages"][49]["kind"], "system", "{first}");
+        let mut before = ids(&first)[0];
+        let second = at
+            .ok(
+                "messages",
+                json!({"room": room, "limit": 50, "before_id": before}),
+            )
+            .await;
+        assert_eq!(
+            (ids(&second).len(), second["has_more"].clone()),
+            (50, json!(true))
+        );
+        before = ids(&second)[0];
+        let third = at
+            .ok(
+                "messages",
+                json!({"room": room, "limit": 50, "before_id": before}),
+            )
+            .await;
+        assert_eq!(
+            (ids(&third).len(), third["has_more"].clone()),
+            (21, json!(false)),
+            "{third}"
+        );
+        let mut all = texts(&third);
+        all.extend(texts(&second));
+        all.extend(texts(&first));
+        let expected: Vec<String> = (1..=120).map(|i| format!("m{i:03}")).collect();
+        assert_eq!(all, expected);
+        // Exactly `limit` left before an id: has_more is false; one less:
+        // true.
+        let exact = at
+            .ok(
+                "messages",
+                json!({"room": room, "limit": 21, "before_id": before}),
+            )
+            .await;
+        assert_eq!(
+            (ids(&exact).len(), exact["has_more"].clone()),
+            (21, json!(false))
+        );
+        let one_less = at
+            .ok(
+                "messages",
+                json!({"room": room, "limit": 20, "before_id": before}),
+            )
+            .await;
+        assert_eq!(
+            (ids(&one_less).len(), one_less["has_more"].clone()),
+            (20, json!(true))
+        );
+        // Before the first id there is nothing.
+        let oldest = ids(&third)[0];
+        let none = at
+            .ok(
+                "messages",
+                json!({"room": room, "limit": 10, "before_id": oldest}),
+            )
+            .await;
+        assert_eq!(
+            (ids(&none).len(), none["has_more"].clone()),
+            (0, json!(false))
+        );
+        let zero = at
+            .ok(
+                "messages",
+                json!({"room": room, "limit": 10, "before_id": 0}),
+            )
+            .await;
+        assert_eq!(ids(&zero).len(), 0);
+        // Ids increase down the history, on every page and across them.
+        let mut page_ids = ids(&third);
+        page_ids.extend(ids(&second));
+        page_ids.extend(ids(&first));
+        assert!(page_ids.windows(2).all(|w| w[0] < w[1]));
+    }
+    bob.stop().await;
+    alice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_edits_deletes_reactions_mentions_and_files_reach_the_other_node() {
+    let alice = chat_node("alice.os", &[]).await;
+    let a_addr = alice.p2p_addr().await;
+    let bob = chat_node("bob.os", &[&a_addr]).await;
+    let (a, b) = (At::Here(&alice), At::Here(&bob));
+
+    // A direct room: opened by alice, joined by bob's node when told.
+    let dm = a.ok("open_direct", json!({"node": "bob.os"})).await;
+    assert_eq!(
+        (dm["kind"].clone(), dm["peer"].clone()),
+        (json!("direct"), json!("bob.os"))
+    );
+    let dm_room = dm["address"].as_str().unwrap().to_string();
+    until("bob in the direct room", || async {
+        b.summary(&dm_room).await.filter(|s| s["role"] == "member")
+    })
+    .await;
+    assert_eq!(
+        a.ok("open_direct", json!({"node": "bob.os"})).await["address"],
+        dm_room.as_str(),
+        "one direct room per pair"
+    );
+    assert_eq!(
+        a.code("invite", json!({"room": dm_room, "node": "carol.os"}))
+            .await,
+        "forbidden"
+    );
+
+    let room = a
+        .ok("create_room", json!({"name": "Team", "kind": "public"}))
+        .await["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    join(b, &room).await;
+    let first = a.send(&room, "first, from alice").await;
+    let first_id = first["id"].as_u64().unwrap();
+    until_has(b, &room, "first, from alice").await;
+    let bob_unread = b.summary(&room).await.unwrap();
+    assert!(bob_unread["unread"].as_u64().unwrap() >= 1, "{bob_unread}");
+
+    // A reply with a mention of alice: highlighted and counted for her.
+    let reply = b
+        .ok(
+            "send",
+            json!({"room": room, "text": "hi @alice.os, see above", "reply_to": first_id}),
+        )
+        .await;
+    assert_eq!(reply["mentions"], json!(["alice.os"]), "{reply}");
+    assert_eq!(reply["reply_to"], first_id);
+    let at_alice = until_has(a, &room, "hi @alice.os, see above").await;
+    assert_eq!(at_alice["reply_to"], first_id);
+    let summary = a.summary(&room).await.unwrap();
+    assert_eq!(
+        (summary["unread"].clone(), summary["mentions"].clone()),
+        (json!(1), json!(1))
+    );
+    let read = a
+        .ok("mark_read", json!({"room": room, "id": at_alice["id"]}))
+        .await;
+    assert_eq!(
+        (read["unread"].clone(), read["mentions"].clone()),
+        (json!(0), json!(0))
+    );
+    assert_eq!(
+        b.code(
+            "send",
+            json!({"room": room, "text": "x", "reply_to": 999_999})
+        )
+        .await,
+        "not-found"
+    );
+
+    // Edit, reaction, delete: each shows on the other node.
+    let reply_id = reply["id"].as_u64().unwrap();
+    b.ok(
+        "edit",
+        json!({"room": room, "id": reply_id, "text": "hi @alice.os (edited)"}),
+    )
+    .await;
+    until("the edit at alice", || async {
+        let page = a.latest(&room, 20).await;
+        page["messages"]
+            .as_array()?
+            .iter()
+            .find(|m| {
+                m["id"] == reply_id
+                    && m["text"] == "hi @alice.os (edited)"
+                    && m["edited_at"].is_u64()
+            })
+            .map(|_| ())
+    })
+    .await;
+    a.ok(
+        "react",
+        json!({"room": room, "id": reply_id, "emoji": "👍"}),
+    )
+    .await;
+    until("the reaction at bob", || async {
+        let page = b.latest(&room, 20).await;
+        page["messages"]
+            .as_array()?
+            .iter()
+            .find(|m| m["id"] == reply_id && m["reactions"]["👍"] == json!(["alice.os"]))
+            .map(|_| ())
+    })
+    .await;
+    let undone = a
+        .ok(
+            "react",
+            json!({"room": room, "id": reply_id, "emoji": "👍"}),
+        )
+        .await;
+    assert_eq!(
+        undone["reactions"],
+        json!({}),
+        "a second reaction takes it back"
+    );
+    assert_eq!(
+        a.code("react", json!({"room": room, "id": reply_id, "emoji": ""}))
+            .await,
+        "bad-request"
+    );
+    b.ok("delete_message", json!({"room": room, "id": reply_id}))
+        .await;
+    until("the delete at alice", || async {
+        let page = a.latest(&room, 20).await;
+        page["messages"]
+            .as_array()?
+            .iter()
+            .find(|m| m["id"] == reply_id && m["deleted"] == true && m["text"] == "")
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        a.code(
+            "delete_message",
+            json!({"room": room, "id": first_id + 1_000})
+        )
+        .await,
+        "not-found"
+    );
+
+    // A file: stored on bob's node, fetched by alice from it, then cached.
+    let png: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let data = base64(&png);
+    let file = b
+        .ok(
+            "upload",
+            json!({"name": "pic.png", "mime": "image/png", "data": data}),
+        )
+        .await;
+    assert_eq!(
+        (file["node"].clone(), file["size"].clone()),
+        (json!("bob.os"), json!(3000))
+    );
+    let big = base64(&vec![0u8; 2 * 1024 * 1024 + 1]);
+    assert_eq!(
+        b.code(
+            "upload",
+            json!({"name": "big.bin", "mime": "application/octet-stream", "data": big})
+        )
+        .await,
+        "too-large"
+    );
+    let shared = b
+        .ok(
+            "send",
+            json!({"room": room, "text": "", "attachment": file}),
+        )
+        .await;
+    assert_eq!(shared["kind"], "image", "{shared}");
+    let second = b
+        .ok(
+            "upload",
+            json!({"name": "never-fetched.txt", "mime": "text/plain", "data": base64(b"later")}),
+        )
+        .await;
+    b.ok(
+        "send",
+        json!({"room": room, "text": "a note", "attachment": second}),
+    )
+    .await;
+    until_has(a, &room, "a note").await;
+    let fetched = a
+        .ok("attachment", json!({"node": "bob.os", "id": file["id"]}))
+        .await;
+    assert_eq!(fetched["data"], data);
+    assert_eq!(fetched["attachment"]["mime"], "image/png");
+    // A file that was never sent is not served to others.
+    let unsent = b
+        .ok(
+            "upload",
+            json!({"name": "private.txt", "mime": "text/plain", "data": base64(b"mine")}),
+        )
+        .await;
+    assert_eq!(
+        a.code("attachment", json!({"node": "bob.os", "id": unsent["id"]}))
+            .await,
+        "not-found"
+    );
+
+    // bob's node stops: the cached file still shows, the other is
+    // `sender-offline`, and alice's sends to her own room go on.
+    bob.stop().await;
+    let cached = a
+        .ok("attachment", json!({"node": "bob.os", "id": file["id"]}))
+        .await;
+    assert_eq!(cached["data"], data);
+    let code = a
+        .code("attachment", json!({"node": "bob.os", "id": second["id"]}))
+        .await;
+    assert_eq!(code, "sender-offline");
+    a.send(&room, "bob is away").await;
+    alice.stop().await;
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn start_far(home: &Path, user_home: &Path, name: &str, bootstrap: &str) -> HearthProcess {
+    HearthProcess::start(
+        home,
+        user_home,
+        name,
+        &[
+            "--p2p-bind",
+            "127.0.0.1",
+            "--no-mdns",
+            "--bootstrap",
+            bootstrap,
+        ],
+    )
+}
+
+async fn install_far(port: u16, home: &Path) {
+    let home = home.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let secret = std::fs::read_to_string(home.join(hearth::api::SECRET_FILE)).unwrap();
+        let upload = hearth::api::PackageUpload {
+            files: chat_package(),
+        };
+        let body = bincode::serde::encode_to_vec(upload, bincode::config::standard()).unwrap();
+        let url = format!("http://127.0.0.1:{port}{}", hearth::api::INSTALL_PATH);
+        ureq::post(&url)
+            .header(hearth::api::SECRET_HEADER, secret.trim())
+            .send(&body[..])
+            .expect("install chat on the far node");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_node_killed_while_the_host_sends_gets_every_message_once_in_order() {
+    let alice = chat_node("alice.os", &[]).await;
+    let a_addr = alice.p2p_addr().await;
+    let a = At::Here(&alice);
+    let bob_home = TempDir::new("bob");
+    let user_home = TempDir::new("bob-user");
+    let mut bob_proc = start_far(bob_home.path(), user_home.path(), "bob.os", &a_addr);
+    install_far(bob_proc.port, bob_home.path()).await;
+    let b = At::Far(bob_proc.port, bob_home.path());
+
+    let room = a
+        .ok("create_room", json!({"name": "Crew", "kind": "private"}))
+        .await["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    a.ok("invite", json!({"room": room, "node": "bob.os"}))
+        .await;
+    join(b, &room).await;
+    // Messages both ways.
+    b.send(&room, "bob says hi").await;
+    until_has(a, &room, "bob says hi").await;
+    a.send(&room, "alice says hi").await;
+    until_has(b, &room, "alice says hi").await;
+
+    bob_proc.kill();
+    for i in 1..=20 {
+        let m = a.send(&room, &format!("while you were out {i}")).await;
+        assert_eq!(m["delivery"], "sent");
+    }
+    let bob_proc = start_far(bob_home.path(), user_home.path(), "bob.os", &a_addr);
+    let b = At::Far(bob_proc.port, bob_home.path());
+    let page = until("bob's copy after the restart", || async {
+        let page = b.latest(&room, 100).await;
+        texts(&page)
+            .last()
+            .filter(|t| *t == "while you were out 20")
+            .map(|_| page.clone())
+    })
+    .await;
+    let got = texts(&page);
+    let missed: Vec<&String> = got
+        .iter()
+        .filter(|t| t.starts_with("while you were out"))
+        .collect();
+    let expected: Vec<String> = (1..=20)
+        .map(|i| format!("while you were out {i}"))
+        .collect();
+    assert_eq!(missed, expected.iter().collect::<Vec<_>>(), "{page}");
+    assert_eq!(&got[..2], ["bob says hi", "alice says hi"], "{page}");
+    let all_ids = ids(&page);
+    assert!(all_ids.windows(2).all(|w| w[0] < w[1]), "{page}");
+    // bob's unread count holds the 20 he missed (and alice's greeting).
+    let summary = b.summary(&room).await.unwrap();
+    assert_eq!(summary["unread"], 21, "{summary}");
+    drop(bob_proc);
+    alice.stop().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_while_the_host_is_stopped_wait_and_arrive_in_order() {
+    let a_port = free_port();
+    let a_home = TempDir::new("alice.os");
+    let a_config = config("alice.os", &a_home, &[], a_port);
+    let alice = TestNode::start_with(a_config, a_home).await;
+    alice.install(chat_package()).await;
+    let a_addr = alice.p2p_addr().await;
+    let bob = chat_node("bob.os", &[&a_addr]).await;
+    let b = At::Here(&bob);
+
+    let room = At::Here(&alice)
+        .ok("create_room", json!({"name": "Ops", "kind": "public"}))
+        .await["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    join(b, &room).await;
+    b.send(&room, "before").await;
+    until_has(At::Here(&alice), &room, "before").await;
+
+    let a_home = alice.stop().await;
+    let mut pending = Vec::new();
+    for i in 1..=5 {
+        let m = b.send(&room, &format!("queued {i}")).await;
+        assert_eq!(
+            (m["delivery"].clone(), m["id"].clone()),
+            (json!("pending"), json!(0)),
+            "{m}"
+        );
+        pending.push(m["client_id"].as_str().unwrap().to_string());
+    }
+    // Empty and too-long are refused at once, even with the host away.
+    assert_eq!(
+        b.code("send", json!({"room": room, "text": ""})).await,
+        "empty-message"
+    );
+    // Edits need the host.
+    assert_eq!(
+        b.code("edit", json!({"room": room, "id": 1, "text": "x"}))
+            .await,
+        "host-offline"
+    );
+    let summary = b.summary(&room).await.unwrap();
+    assert_eq!(
+        (summary["pending"].clone(), summary["host_online"].clone()),
+        (json!(5), json!(false))
+    );
+    // The copy is readable with the host away, pending ones last.
+    let page = b.latest(&room, 50).await;
+    let t = texts(&page);
+    assert_eq!(
+        t[t.len() - 6..],
+        ["before", "queued 1", "queued 2", "queued 3", "queued 4", "queued 5"]
+    );
+
+    let alice = TestNode::start_with(config("alice.os", &a_home, &[], a_port), a_home).await;
+    let a = At::Here(&alice);
+    let page = until("the 5 queued at alice", || async {
+        let page = a.latest(&room, 50).await;
+        texts(&page)
+            .last()
+            .filter(|t| *t == "queued 5")
+            .map(|_| page.clone())
+    })
+    .await;
+    let t = texts(&page);
+    assert_eq!(
+        t[t.len() - 6..],
+        ["before", "queued 1", "queued 2", "queued 3", "queued 4", "queued 5"],
+        "{page}"
+    );
+    assert_eq!(
+        t.iter().filter(|x| x.starts_with("queued")).count(),
+        5,
+        "once each: {page}"
+    );
+    // bob's copy: sent, in the same order, nothing pending.
+    until("bob's queue drained", || async {
+        let s = b.summary(&room).await?;
+        (s["pending"] == 0 && s["host_online"] == true).then_some(())
+    })
+    .await;
+    let mine = until("bob's copy with the 5", || async {
+        let page = b.latest(&room, 50).await;
+        let sent: Vec<Value> = page["messages"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["text"].as_str().is_some_and(|t| t.starts_with("queued")))
+            .cloned()
+            .collect();
+        (sent.len() == 5 && sent.iter().all(|m| m["delivery"] == "sent")).then_some(sent)
+    })
+    .await;
+    let client_ids: Vec<&str> = mine
+        .iter()
+        .map(|m| m["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        client_ids,
+        pending.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    bob.stop().await;
+    alice.stop().await;
+}
