@@ -74,3 +74,19 @@ def hog(state):
     chunks = []
     while True:
         chunks.append(bytearray(1024 * 1024))
+
+
+@app.local
+async def bench_echo(state, target: str, count: int, body_bytes: int = 0) -> dict:
+    """Times `count` sequential calls of `echo` at `target` (Python or
+    Rust); nanoseconds, for `kit bench python`."""
+    import time
+
+    message = "x" * body_bytes
+    samples = []
+    for _ in range(count):
+        sent = time.perf_counter_ns()
+        await hearth.call(target, "echo", message=message)
+        samples.append(time.perf_counter_ns() - sent)
+    samples.sort()
+    return {"count": count, "p50_ns": samples[len(samples) // 2] if samples else 0}
