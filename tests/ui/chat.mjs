@@ -206,10 +206,21 @@ try {
   await showsText(A, 'looks good to me');
   await A.waitForTimeout(400);
 
+  // A direct message from bob: alice gets it in her sidebar with an unread badge.
+  await B.click('#new-dm');
+  await B.fill('#d-node', 'alice.os');
+  await B.click('#dialog-ok');
+  await B.waitForSelector('#dms a[aria-current=page]');
+  await say(B, 'Coffee after the launch? ☕');
+  check('direct message shown in alice\'s sidebar with an unread badge',
+    await wait(A.waitForSelector('#dms a:has-text("Coffee after the launch?") .badge', { timeout: SLOW })), lastError);
+  await B.click(`#rooms a[data-room="${room}"]`);
+
   // The README's screenshots: desktop (alice), phone width (bob).
   await A.click('#members-button');
   await A.waitForSelector('#member-list li[data-node="bob.os"][data-presence=online]').catch(() => {});
   await A.waitForSelector('#toast', { state: 'hidden' });
+  await A.waitForFunction(() => !document.getElementById('typing').textContent);
   await A.screenshot({ path: join(shots, 'chat-desktop.png') });
   await A.click('#members-close');
   await B.setViewportSize({ width: 390, height: 780 });
@@ -326,6 +337,10 @@ try {
   const half = HISTORY / 2;
   const seeded = await Promise.all([seed(A, archive, 'history a', 1, half), seed(B, archive, 'history b', 1, half)]);
   // A fresh page: it loads the latest page, then older ones as it scrolls up.
+  let olderPages = 0;
+  A.on('request', (r) => {
+    if (r.url().endsWith('/api/messages') && /"before_id":\d/.test(r.postData() || '')) olderPages += 1;
+  });
   await A.reload();
   await A.waitForSelector('#app[data-ready=true]');
   await A.click(`#rooms a[data-room="${archive}"]`);
@@ -344,8 +359,8 @@ try {
     === JSON.stringify(Array.from({ length: half }, (_, i) => `history ${w} ${i + 1}`)));
   const start = await A.textContent('#history-state');
   check('history paged back to the first message',
-    seeded.every((s) => s === 'ok') && history.length === HISTORY && unique.size === HISTORY && inOrder && /beginning/.test(start) && pages >= 3,
-    `seeded=${seeded} shown=${history.length} unique=${unique.size} inOrder=${inOrder} scrolls=${pages} state=${start}`);
+    seeded.every((s) => s === 'ok') && history.length === HISTORY && unique.size === HISTORY && inOrder && /beginning/.test(start) && olderPages >= 3,
+    `seeded=${seeded} shown=${history.length} unique=${unique.size} inOrder=${inOrder} older pages=${olderPages} scrolls=${pages} state=${start}`);
 
   // The node's home pages, desktop and phone width.
   await A.goto(aliceBase + '/');

@@ -95,7 +95,8 @@ impl ChatNode {
         }
         self.child = Some(cmd.spawn().expect("start hearth"));
         let t = Instant::now();
-        while super::http::call("GET", &format!("{}/login", self.base()), &[], b"").0 != 200 {
+        let login = format!("{}/login", self.base());
+        while ureq::get(&login).call().is_err() {
             assert!(
                 t.elapsed() < BOOT_DEADLINE,
                 "{} did not boot:\n{}",
@@ -301,6 +302,7 @@ const EXPECTED: &[&str] = &[
     "reaction shown on alice's page",
     "typing indicator shown on alice's page",
     "image from bob previewed on alice's page",
+    "direct message shown in alice's sidebar with an unread badge",
     "empty message refused in the UI",
     "too-long message refused in the UI",
     "rate limit shown in the UI",

@@ -208,16 +208,21 @@ function roomLink(r) {
     : last ? `${last.from === our.node ? 'You' : nameOf(r.address, last.from)}: ${last.deleted ? 'deleted a message' : (last.text || (last.attachment ? '📎 ' + last.attachment.name : ''))}`
     : r.kind === 'direct' ? 'Direct message' : `${r.member_count} member${r.member_count === 1 ? '' : 's'}`;
   const glyph = r.kind === 'direct'
-    ? el('span.dm-avatar', {}, avatar(r.name || r.peer, colourOfMember(r.address, r.peer), 'tiny'), el(`span.dot.${presenceOfPeer(r) || 'offline'}`))
+    ? el('span.dm-avatar', {}, avatar(titleOf(r), colourOfMember(r.address, r.peer), 'tiny'), el(`span.dot.${presenceOfPeer(r) || 'offline'}`))
     : el('span.glyph', { 'aria-hidden': 'true' }, r.kind === 'private' ? '🔒' : '#');
   const unreadLabel = r.unread ? `, ${r.unread} unread` : '';
   return el('li', {}, el(`a${r.unread ? '.unread' : ''}`, {
     href: '#room=' + encodeURIComponent(r.address),
     'aria-current': current ? 'page' : null,
-    'aria-label': `${r.kind === 'direct' ? 'Direct message with ' : ''}${r.name}${unreadLabel}${r.mentions ? `, ${r.mentions} mentions` : ''}`,
+    'aria-label': `${r.kind === 'direct' ? 'Direct message with ' : ''}${titleOf(r)}${unreadLabel}${r.mentions ? `, ${r.mentions} mentions` : ''}`,
     dataset: { room: r.address },
     onclick: (e) => { e.preventDefault(); openRoom(r.address); },
-  }, glyph, el('span.rname', {}, r.name, el('span.preview', {}, preview)), badge));
+  }, glyph, el('span.rname', {}, titleOf(r), el('span.preview', {}, preview)), badge));
+}
+
+/** What a room is called here: a direct room by the other member. */
+function titleOf(r) {
+  return r.kind === 'direct' && r.peer ? nameOf(r.address, r.peer) : r.name;
 }
 
 function nameOf(address, node) {
@@ -302,7 +307,7 @@ function renderHeader() {
   }
   const members = store.members.get(r.address) || [];
   const online = members.filter((m) => m.presence === 'online').length;
-  $('room-name').textContent = (r.kind === 'direct' ? '' : r.kind === 'private' ? '🔒 ' : '# ') + r.name;
+  $('room-name').textContent = (r.kind === 'direct' ? '' : r.kind === 'private' ? '🔒 ' : '# ') + titleOf(r);
   if (r.kind === 'direct') {
     const p = S.memberOf(store, r.address, r.peer);
     $('room-sub').textContent = `${r.peer} · ${p ? p.presence : (r.host_online ? 'online' : 'offline')}`;
@@ -381,7 +386,7 @@ function renderHistoryState() {
   else if (t.loadingOlder) state.textContent = 'Loading earlier messages…';
   else if (!t.hasMore) {
     const r = store.rooms.get(store.current);
-    state.textContent = t.byKey.size ? `This is the beginning of ${r ? r.name : 'the room'}.` : 'No messages yet. Say hello!';
+    state.textContent = t.byKey.size ? `This is the beginning of ${r ? titleOf(r) : 'the room'}.` : 'No messages yet. Say hello!';
   } else state.textContent = '';
   state.dataset.hasMore = t && t.hasMore ? 'true' : 'false';
 }
