@@ -5,6 +5,7 @@
 mod admin;
 mod bench;
 mod build;
+mod dev_watch;
 mod fake;
 mod inject;
 mod ktest;
@@ -45,6 +46,8 @@ enum Command {
     F(fake::FakeArgs),
     /// Measure performance next to baselines and print a table
     Bench(bench::BenchArgs),
+    /// Rebuild and reinstall on every save, keeping the processes' state
+    Watch(dev_watch::WatchArgs),
     /// Run the package's tests (tests.toml) across throw-away nodes
     T(ktest::TestArgs),
     /// List the peers a node is connected to
@@ -64,6 +67,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::F(args) => fake::run(args),
         Command::Bench(args) => bench::run(&args),
         Command::T(args) => ktest::run(&args),
+        Command::Watch(args) => dev_watch::run(&args),
         Command::Peers(args) => peers::run(&args),
         Command::WatchRoom(args) => watch::run(&args),
     }
