@@ -26,9 +26,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -49,6 +49,21 @@ pub const MAX_WATCHES_PER_CONNECTION: usize = 64;
 /// Largest frame a page may send: a watch is an address, a room name and
 /// a number; 4 KiB leaves room for long names and nothing else.
 pub const MAX_REQUEST_BYTES: usize = 4096;
+/// Largest frame the socket reads at all. A frame over
+/// [`MAX_REQUEST_BYTES`] and up to this gets close code 1009 (too big); a
+/// larger one ends the connection as the WebSocket layer reads it.
+const MAX_READ_BYTES: usize = 64 * 1024;
+/// Frames a page may send at once: a reconnecting page re-sends one watch
+/// per room ([`MAX_WATCHES_PER_CONNECTION`]), four times that is a burst.
+pub const FRAME_BURST: u32 = 256;
+/// Frames per second a page may send after its burst; past it the
+/// connection is closed with code 1008 (policy), so one tab cannot keep
+/// the node busy with watch and unwatch.
+pub const FRAMES_PER_SECOND: u32 = 64;
+/// Close code for a frame over [`MAX_REQUEST_BYTES`].
+const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a page over its frame rate.
+const CLOSE_POLICY: u16 = 1008;
 /// How long the hub may take to answer a `Subscribe`: longer than its own
 /// hub-to-hub timeout (10 s), so its typed answer arrives first.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -625,7 +640,8 @@ async fn accept(state: HttpState, mut parts: axum::http::request::Parts) -> Resp
     };
     let watches = state.web.rooms.clone();
     upgrade
-        .max_message_size(MAX_REQUEST_BYTES)
+        .max_message_size(MAX_READ_BYTES)
+        .max_frame_size(MAX_READ_BYTES)
         .on_upgrade(move |socket| run(watches, socket, slot))
 }
 
@@ -634,13 +650,55 @@ async fn run(watches: Arc<RoomWatches>, mut socket: WebSocket, slot: Slot) {
     let hub = watches.hub.clone();
     let mut reg = hub.register(bindings::process_id());
     let conn = reg.conn;
+    let mut budget = FrameBudget::new(Instant::now());
     pump(&hub, &mut socket, &mut reg, |binary, bytes| {
+        if bytes.len() > MAX_REQUEST_BYTES {
+            return Err(CloseFrame {
+                code: CLOSE_TOO_BIG,
+                reason: "frames over 4 KiB".into(),
+            });
+        }
+        if !budget.take(Instant::now()) {
+            return Err(CloseFrame {
+                code: CLOSE_POLICY,
+                reason: "too many frames".into(),
+            });
+        }
         watches.on_frame(conn, binary, &bytes);
         Ok(())
     })
     .await;
     hub.unregister(conn);
     watches.close(conn);
+}
+
+/// A token bucket of [`FRAME_BURST`] frames refilled at
+/// [`FRAMES_PER_SECOND`].
+struct FrameBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl FrameBudget {
+    fn new(now: Instant) -> Self {
+        Self {
+            tokens: f64::from(FRAME_BURST),
+            at: now,
+        }
+    }
+
+    /// One frame, if the budget has it.
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens =
+            (self.tokens + refill * f64::from(FRAMES_PER_SECOND)).min(f64::from(FRAME_BURST));
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -745,6 +803,17 @@ mod tests {
         t.answered(&k, Ok((1, json!(null))));
         assert_eq!(t.close(2), vec![k.clone()]);
         assert_eq!(t.next_step(&k), Some(Step::Unsubscribe));
+    }
+
+    #[test]
+    fn frame_budget_takes_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut budget = FrameBudget::new(t0);
+        assert!((0..FRAME_BURST).all(|_| budget.take(t0)));
+        assert!(!budget.take(t0), "past the burst");
+        let later = t0 + Duration::from_secs(1);
+        let refilled = (0..FRAME_BURST).filter(|_| budget.take(later)).count();
+        assert_eq!(refilled, FRAMES_PER_SECOND as usize);
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod p2p;
 mod python;
 mod rooms;
 mod rooms_browser;
+mod rooms_hostile;
 mod services;
 mod ui;
 mod web_hostile;

@@ -19,15 +19,15 @@ use super::http::{login, web_node_with, ws_connect, PASSWORD};
 use crate::common::*;
 
 /// How long the test waits for a join or a delivery.
-const WITHIN: Duration = Duration::from_secs(20);
-const OWNER: &str = "alice.os@owner:probe:test";
+pub(super) const WITHIN: Duration = Duration::from_secs(20);
+pub(super) const OWNER: &str = "alice.os@owner:probe:test";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-type Ws =
+pub(super) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// alice with the owner probe; carol (with a password) bootstrapped to it.
-async fn nodes() -> (TestNode, TestNode) {
+pub(super) async fn nodes() -> (TestNode, TestNode) {
     let home = TempDir::new("alice.os");
     let alice = TestNode::start_with(test_config(home.path(), "alice.os"), home).await;
     alice.install_probe(json!([net_probe("owner")])).await;
@@ -39,7 +39,7 @@ async fn nodes() -> (TestNode, TestNode) {
     (alice, carol)
 }
 
-async fn session(carol: &TestNode) -> String {
+pub(super) async fn session(carol: &TestNode) -> String {
     let base = format!("http://127.0.0.1:{}", carol.node.http_addr().port());
     tokio::task::block_in_place(|| login(&base))
         .split(';')
@@ -48,14 +48,14 @@ async fn session(carol: &TestNode) -> String {
         .to_string()
 }
 
-async fn send(ws: &mut Ws, body: Value) {
+pub(super) async fn send(ws: &mut Ws, body: Value) {
     ws.send(Message::Text(body.to_string().into()))
         .await
         .expect("send to /hearth/ws");
 }
 
 /// The next JSON frame.
-async fn next(ws: &mut Ws) -> Value {
+pub(super) async fn next(ws: &mut Ws) -> Value {
     loop {
         let frame = tokio::time::timeout(WITHIN, ws.next())
             .await
@@ -69,7 +69,7 @@ async fn next(ws: &mut Ws) -> Value {
 }
 
 /// Watch `room` until joined, retrying while alice is not reachable yet.
-async fn watch(ws: &mut Ws, room: &str, from: Option<u64>) -> Vec<Value> {
+pub(super) async fn watch(ws: &mut Ws, room: &str, from: Option<u64>) -> Vec<Value> {
     let t = Instant::now();
     let mut early = Vec::new();
     loop {
@@ -96,7 +96,7 @@ async fn watch(ws: &mut Ws, room: &str, from: Option<u64>) -> Vec<Value> {
 }
 
 /// Seqs of the events of `frames` for `room`.
-fn seqs(frames: &[Value], room: &str) -> Vec<u64> {
+pub(super) fn seqs(frames: &[Value], room: &str) -> Vec<u64> {
     frames
         .iter()
         .filter(|f| f["room"]["room"] == room)
@@ -106,7 +106,7 @@ fn seqs(frames: &[Value], room: &str) -> Vec<u64> {
 
 /// Read until `room` has had an event with seq `last`; returns every
 /// frame read (with the `early` ones first).
-async fn until(ws: &mut Ws, room: &str, last: u64, early: Vec<Value>) -> Vec<Value> {
+pub(super) async fn until(ws: &mut Ws, room: &str, last: u64, early: Vec<Value>) -> Vec<Value> {
     let mut frames = early;
     while !seqs(&frames, room).contains(&last) {
         frames.push(next(ws).await);
@@ -114,7 +114,7 @@ async fn until(ws: &mut Ws, room: &str, last: u64, early: Vec<Value>) -> Vec<Val
     frames
 }
 
-async fn publish(alice: &TestNode, room: &str, range: std::ops::RangeInclusive<u64>) {
+pub(super) async fn publish(alice: &TestNode, room: &str, range: std::ops::RangeInclusive<u64>) {
     for i in range {
         let reply = alice
             .ask(
