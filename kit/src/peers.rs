@@ -29,13 +29,22 @@ pub fn run(args: &PeersArgs) -> Result<()> {
         println!("no peers connected");
         return Ok(());
     }
-    println!("{:<20} {:<10} {:<53} ADDRESS", "NAME", "RTT", "PEER ID");
+    println!(
+        "{:<20} {:<10} {:<13} {:<53} ADDRESS",
+        "NAME", "RTT", "LINK", "PEER ID"
+    );
     for p in &peers {
         let rtt = p.rtt_ms.map_or("-".to_string(), |ms| format!("{ms:.2} ms"));
+        // Direct or through a relay, and over which transport (NAT reach).
+        let link = match (&p.connection, &p.transport) {
+            (Some(c), Some(t)) => format!("{c}/{t}"),
+            _ => "-".into(),
+        };
         println!(
-            "{:<20} {:<10} {:<53} {}",
+            "{:<20} {:<10} {:<13} {:<53} {}",
             p.name.as_deref().unwrap_or("(unnamed)"),
             rtt,
+            link,
             p.peer_id,
             address_column(&p.addrs)
         );

@@ -515,6 +515,10 @@ impl EventLoop {
                 ..
             }) => {
                 debug!(%tested_addr, %server, ok = result.is_ok(), "reachability test");
+                if is_relayed(&tested_addr) {
+                    // Reachable through a relay says nothing about us.
+                    return;
+                }
                 let mut reach = self.shared.lock_reach();
                 let before = reach.status();
                 reach.tested(result.is_ok());

@@ -16,6 +16,7 @@ mod isolation;
 mod kit_cli;
 mod kit_dev;
 mod messaging;
+mod nat;
 mod p2p;
 mod python;
 mod rooms;
