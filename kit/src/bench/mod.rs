@@ -8,6 +8,7 @@ mod http;
 mod loadgen;
 mod local;
 mod net;
+mod python;
 mod rooms;
 mod scratch;
 mod state;
@@ -34,6 +35,8 @@ pub enum Suite {
     State,
     /// Live rooms (`rooms:distro:sys`) on one node and across eleven.
     Rooms,
+    /// Python processes (componentize-py) next to Rust ones.
+    Python,
     /// The chat app: history pages, a 10,000-message room, five member nodes.
     Chat,
 }
@@ -63,6 +66,9 @@ fn package(rel: &str) -> Result<Vec<PackageFile>> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Suite::Python = args.suite {
+        return python::run(args.json); // its own nodes and packages
+    }
     // The rooms suite runs native endpoints only: no guest to build.
     let (echo, probe) = match args.suite {
         Suite::Rooms => (Vec::new(), Vec::new()),
@@ -70,7 +76,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let chat = match args.suite {
         Suite::Http | Suite::Chat => package("apps/chat")?,
-        Suite::Local | Suite::Net | Suite::State | Suite::Rooms => Vec::new(),
+        Suite::Local | Suite::Net | Suite::State | Suite::Rooms | Suite::Python => Vec::new(),
     };
     let home = std::env::temp_dir().join(format!("hearth-bench-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
@@ -88,6 +94,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Suite::Net => net::run(&node, probe).await,
             Suite::State => state::run(&node, probe, &home.join("scratch")).await,
             Suite::Rooms => rooms::run(&node).await,
+            Suite::Python => Ok(Vec::new()),
             Suite::Chat => chat::run(&node, chat, echo, probe, &home).await,
         };
         node.shutdown().await;
@@ -101,6 +108,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Suite::Http => "kit bench http (one node, load generator in the same process; 2-core machine figures are noisy)",
         Suite::State => "kit bench state (one node; durable = on disk when acknowledged; 2-core figures are noisy)",
         Suite::Net => "kit bench net (two nodes in one process over loopback TCP; baselines in the same run)",
+        Suite::Python => "kit bench python",
         Suite::Chat => "kit bench chat (six nodes in one process over loopback TCP; baselines in the same run)",
         Suite::Rooms => "kit bench rooms (up to eleven nodes in one process over loopback TCP; native endpoints publish and subscribe; baselines in the same run)",
     };
