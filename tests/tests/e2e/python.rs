@@ -83,14 +83,35 @@ fn pyprobe_package(manifest: Value) -> Vec<PackageFile> {
     ]
 }
 
+/// The compiled-code directory the Python tests share, filled once per
+/// test binary with the Python components (compiling an 18 MB component
+/// takes seconds of CPU: tests starting together would each compile it).
+fn shared_compiled_code() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let shared = workspace_root().join("target/python-test-compiled");
+        std::fs::create_dir_all(&shared).expect("shared compile cache");
+        let runtime = hearth::runtime::Runtime::new(Some(shared.clone())).expect("engine");
+        for wasm in [
+            pyprobe_dir().join("pkg/pyprobe.wasm"),
+            py_notes_dir().join("pkg/py_notes.wasm"),
+        ] {
+            let bytes = std::fs::read(&wasm).expect("a built component");
+            runtime
+                .compile(&wasm.display().to_string(), &bytes)
+                .expect("the component compiles");
+        }
+        shared
+    })
+}
+
 /// Links `<home>/compiled` to the compiled-code directory the Python tests
 /// share (see the module doc).
 fn share_compiled_code(home: &Path) {
-    let shared = workspace_root().join("target/python-test-compiled");
-    std::fs::create_dir_all(&shared).expect("shared compile cache");
+    let shared = shared_compiled_code();
     let link = home.join(hearth::runtime::COMPILED_DIR);
     if !link.exists() {
-        std::os::unix::fs::symlink(&shared, &link).expect("link the compile cache");
+        std::os::unix::fs::symlink(shared, &link).expect("link the compile cache");
     }
 }
 
