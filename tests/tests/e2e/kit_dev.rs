@@ -206,7 +206,8 @@ fn kit_new_next_steps_then_kit_t_outside_the_checkout() {
     let mut last = None;
     for step in &steps[1..] {
         if step.starts_with("kit f") {
-            let node = KitF::spawn(shell(step));
+            // `exec`: the signal that stops it reaches kit, not a shell.
+            let node = KitF::spawn(shell(&format!("exec {step}")));
             node.lines
                 .wait_for("kit: node fake.os on port", Duration::from_secs(30));
             let run_file = user_home.path().join(".hearth/run").join(&port);
@@ -436,4 +437,96 @@ fn errors_say_what_is_wrong() {
     );
     assert!(!said.contains("building"), "built before asking: {said}");
     assert!(started.elapsed() < Duration::from_secs(10), "{said}");
+}
+
+/// The counter app `kit watch` is tried on: state saved on change.
+const COUNTER: &str = r#"use hearth_sdk::app;
+use serde::{Deserialize, Serialize};
+
+#[derive(Default, Serialize, Deserialize)]
+pub struct Counter {
+    count: u64,
+}
+
+#[app(persist = "on_change")]
+impl Counter {
+    #[local]
+    fn bump(&mut self) -> u64 {
+        self.count += 1;
+        self.count
+    }
+}
+"#;
+
+/// `kit watch`: a saved edit is rebuilt and reinstalled, the new code
+/// answers and the state carried on; a broken edit leaves the running
+/// version answering.
+#[test]
+fn kit_watch_reinstalls_on_save_and_keeps_state() {
+    let user_home = TempDir::new("watch-user");
+    let node_home = TempDir::new("watch-node");
+    let outside = TempDir::new("watch-outside");
+    let node = HearthProcess::start(node_home.path(), user_home.path(), "watch.os", &[]);
+    let port = node.port.to_string();
+    let out = kit_command(user_home.path())
+        .current_dir(outside.path())
+        .args(["new", "counter"])
+        .output()
+        .expect("kit new");
+    assert!(out.status.success(), "{}", text(&out));
+    let project = outside.path().join("counter");
+    let source = project.join("counter/src/lib.rs");
+    std::fs::write(&source, COUNTER).expect("write the counter");
+    let manifest_path = project.join("counter/Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest_path).expect("manifest");
+    let manifest = manifest.replace(
+        "[dependencies]\n",
+        "[dependencies]\nserde = { version = \"1\", features = [\"derive\"] }\n",
+    );
+    std::fs::write(&manifest_path, manifest).expect("write manifest");
+
+    let mut command = kit_command(user_home.path());
+    command
+        .current_dir(&project)
+        .args(["watch", "--port", &port]);
+    let watch = KitF::spawn(command);
+    // The first build compiles the SDK: generous on a loaded machine.
+    let build_deadline = Duration::from_secs(900);
+    watch.lines.wait_for("kit watch: running (", build_deadline);
+    let bump = || -> Value {
+        let out = kit_command(user_home.path())
+            .args([
+                "i",
+                "counter:counter:sys",
+                r#"{"bump": {}}"#,
+                "--port",
+                &port,
+            ])
+            .output()
+            .expect("kit i");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            text(&out),
+            watch.lines.all()
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    assert_eq!(bump(), json!({"ok": 1}));
+    assert_eq!(bump(), json!({"ok": 2}));
+
+    let edited = COUNTER.replace("self.count += 1;", "self.count += 10;");
+    std::fs::write(&source, edited).expect("edit");
+    watch.lines.wait_for("s after the save", build_deadline);
+    assert_eq!(bump(), json!({"ok": 12}), "new code, state kept");
+
+    let broken = COUNTER.replace("self.count += 1;", "self.count += oops;");
+    std::fs::write(&source, broken).expect("break");
+    watch.lines.wait_for(
+        "the build failed; the running version stays",
+        build_deadline,
+    );
+    assert!(watch.lines.all().contains("oops"), "cargo's errors shown");
+    assert_eq!(bump(), json!({"ok": 22}), "the old version still runs");
+    drop(node);
 }
