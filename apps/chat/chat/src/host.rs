@@ -635,6 +635,11 @@ pub async fn presence(
 ) -> Result<(), ChatError> {
     let until = now_ms() + PRESENCE_LEASE_MS;
     let (changed, renamed) = state.update(|s| {
+        // Only members of our rooms are tracked: a stranger's report
+        // would grow the map.
+        if !s.hosted.values().any(|r| r.members.contains_key(caller)) {
+            return (Vec::new(), Vec::new());
+        }
         let before = s
             .live
             .presence

@@ -83,6 +83,12 @@ pub fn add_room(
         if s.rooms.len() >= MAX_ROOMS {
             return Err(ChatError::Limit(format!("at most {MAX_ROOMS} rooms")));
         }
+        let invitations = s.rooms.values().filter(|r| r.role.is_none()).count();
+        if role.is_none() && invitations >= MAX_INVITATIONS {
+            return Err(ChatError::Limit(format!(
+                "{MAX_INVITATIONS} invitations wait already; decline some"
+            )));
+        }
         s.rooms.insert(
             address.to_string(),
             RoomCopy {

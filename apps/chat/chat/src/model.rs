@@ -13,6 +13,8 @@ pub const MAX_HOSTED: usize = 1_000;
 pub const MAX_ROOMS: usize = 2_000;
 /// Most members of one room.
 pub const MAX_MEMBERS: usize = 1_000;
+/// Most invitations waiting for an answer (any node may invite us).
+pub const MAX_INVITATIONS: usize = 100;
 /// Most of our messages queued or failed in one room.
 pub const MAX_OUTBOX: usize = 500;
 /// Client ids remembered per member for idempotent sends.
