@@ -212,7 +212,7 @@ async fn cross_site_and_rebinding_requests_are_refused() {
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
             ("sec-websocket-version", "13"),
         ];
-        ask("GET", "/chat:chat:sys/ws", &headers, "").0
+        ask("GET", "/chat:chat:sys/presence", &headers, "").0
     };
     assert_eq!(upgrade(&rebind, &format!("http://{rebind}")), 403);
     assert_eq!(upgrade(&host, EVIL), 403);
@@ -369,9 +369,10 @@ async fn websocket_cap_holds_under_concurrent_upgrades() {
     let n = web_node_with("hostile-wscap", |c| c.http.max_ws_connections = CAP).await;
     let port = n.node.http_addr().port();
     let cookie = session(port);
-    let attempts =
-        futures::future::join_all((0..16).map(|_| ws_connect(port, &cookie, "/chat:chat:sys/ws")))
-            .await;
+    let attempts = futures::future::join_all(
+        (0..16).map(|_| ws_connect(port, &cookie, "/chat:chat:sys/presence")),
+    )
+    .await;
     let open: Vec<_> = attempts.iter().filter(|a| a.is_ok()).collect();
     assert_eq!(open.len(), CAP, "upgrades past the cap");
     for refused in attempts.iter().filter(|a| a.is_err()) {
@@ -387,7 +388,9 @@ async fn websocket_cap_holds_under_concurrent_upgrades() {
         assert!(t.elapsed() < Duration::from_secs(10), "slots never freed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(ws_connect(port, &cookie, "/chat:chat:sys/ws").await.is_ok());
+    assert!(ws_connect(port, &cookie, "/chat:chat:sys/presence")
+        .await
+        .is_ok());
     n.stop().await;
 }
 

@@ -57,8 +57,16 @@ function onView(ev) {
   switch (ev.type) {
     case 'message': {
       const m = ev.message;
+      const t = S.thread(store, m.room);
+      const known = (m.id > 0 && t.ids.has(m.id)) || (m.client_id && t.clients.has(m.client_id));
       S.upsertMessage(store, m);
-      if (m.room === store.current) roomChanged({ newMessage: m });
+      if (m.room === store.current) {
+        roomChanged({ newMessage: m });
+        // The list is redrawn whole; screen readers hear only what is new.
+        if (!known && m.from !== our.node && m.kind !== 'system') {
+          $('announce').textContent = `${nameOf(m.room, m.from)}: ${m.text || (m.attachment ? m.attachment.name : '')}`;
+        }
+      }
       break;
     }
     case 'room':
@@ -190,11 +198,16 @@ function renderMe() {
   $('me-node').textContent = me.node;
 }
 
+/** A person's presence is theirs, not a room's: the liveliest any room last heard. */
 function presenceOfPeer(r) {
   if (!r.peer) return null;
-  const m = S.memberOf(store, r.address, r.peer);
-  if (m) return m.presence;
-  return r.host_online ? 'online' : 'offline';
+  const rank = { online: 2, away: 1, offline: 0 };
+  let best = null;
+  for (const members of store.members.values()) {
+    const m = members.find((x) => x.node === r.peer);
+    if (m && (best === null || rank[m.presence] > rank[best])) best = m.presence;
+  }
+  return best || (r.host_online ? 'online' : 'offline');
 }
 
 function roomLink(r) {
@@ -309,8 +322,7 @@ function renderHeader() {
   const online = members.filter((m) => m.presence === 'online').length;
   $('room-name').textContent = (r.kind === 'direct' ? '' : r.kind === 'private' ? '🔒 ' : '# ') + titleOf(r);
   if (r.kind === 'direct') {
-    const p = S.memberOf(store, r.address, r.peer);
-    $('room-sub').textContent = `${r.peer} · ${p ? p.presence : (r.host_online ? 'online' : 'offline')}`;
+    $('room-sub').textContent = `${r.peer} · ${presenceOfPeer(r)}`;
   } else {
     $('room-sub').textContent = `${r.address} · ${r.member_count} member${r.member_count === 1 ? '' : 's'}${members.length ? `, ${online} online` : ''}`;
   }
