@@ -11,6 +11,7 @@ mod inject;
 mod ktest;
 mod new;
 mod peers;
+mod ps;
 mod python;
 mod remove;
 mod sdk;
@@ -50,6 +51,8 @@ enum Command {
     Watch(dev_watch::WatchArgs),
     /// Run the package's tests (tests.toml) across throw-away nodes
     T(ktest::TestArgs),
+    /// List a node's processes: state, mailbox depth, flags
+    Ps(ps::PsArgs),
     /// List the peers a node is connected to
     Peers(peers::PeersArgs),
     /// Print a live room's events as they come, from this node or another
@@ -68,6 +71,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::T(args) => ktest::run(&args),
         Command::Watch(args) => dev_watch::run(&args),
+        Command::Ps(args) => ps::run(&args),
         Command::Peers(args) => peers::run(&args),
         Command::WatchRoom(args) => watch::run(&args),
     }

@@ -108,6 +108,25 @@ pub struct ProcessInfo {
     pub networking: bool,
 }
 
+/// `GET /admin/ps`: JSON `Vec<`[`ProcessStatus`]`>`, for `kit ps`.
+pub const PS_PATH: &str = "/admin/ps";
+
+/// One registered endpoint (a WASM process or a native service) as `kit ps`
+/// shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    pub id: String,
+    /// `running` for every registered endpoint (a stopped process is not
+    /// registered).
+    pub state: String,
+    /// Requests waiting in its mailbox.
+    pub queued_requests: usize,
+    /// Bytes waiting in its mailbox (payloads and a fixed cost per message).
+    pub queued_bytes: usize,
+    pub public: bool,
+    pub networking: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub name: String,

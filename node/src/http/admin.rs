@@ -37,6 +37,7 @@ pub fn router(state: HttpState) -> axum::Router<HttpState> {
         .route("/uninstall", post(uninstall))
         .route("/message", post(message))
         .route("/processes", get(processes))
+        .route("/ps", get(ps))
         .route("/status", get(status))
         .route("/disk", get(disk))
         .route("/peers", get(peers))
@@ -219,6 +220,26 @@ async fn processes(State(state): State<HttpState>) -> Json<Vec<ProcessInfo>> {
             public: caps.public,
             networking: caps.networking,
         })
+        .collect();
+    Json(list)
+}
+
+async fn ps(State(state): State<HttpState>) -> Json<Vec<crate::api::ProcessStatus>> {
+    let list = state
+        .services
+        .kernel
+        .process_depths()
+        .into_iter()
+        .map(
+            |(id, caps, queued_requests, queued_bytes)| crate::api::ProcessStatus {
+                id: id.to_string(),
+                state: "running".into(),
+                queued_requests,
+                queued_bytes,
+                public: caps.public,
+                networking: caps.networking,
+            },
+        )
         .collect();
     Json(list)
 }

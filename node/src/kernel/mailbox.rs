@@ -119,6 +119,15 @@ pub struct Refused {
 }
 
 impl MailboxTx {
+    /// Queued requests and bytes right now (for `kit ps`).
+    pub fn depth(&self) -> (usize, usize) {
+        let word = self.queued.0.load(Ordering::Relaxed);
+        (
+            (word >> REQUEST_SHIFT) as usize,
+            (word & BYTES_MASK) as usize,
+        )
+    }
+
     // The refused envelope comes back by value, unboxed, for the same reason.
     #[allow(clippy::result_large_err)]
     pub fn deliver(&self, envelope: Envelope) -> Result<(), Refused> {

@@ -115,6 +115,21 @@ impl Kernel {
         all
     }
 
+    /// Every registered endpoint with its mailbox depth (queued requests,
+    /// queued bytes), sorted by id.
+    pub fn process_depths(&self) -> Vec<(ProcessId, ProcessCaps, usize, usize)> {
+        let mut all: Vec<_> = self
+            .read_table()
+            .iter()
+            .map(|(id, e)| {
+                let (requests, bytes) = e.mailbox.depth();
+                (id.clone(), e.caps.clone(), requests, bytes)
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// The capabilities of a registered endpoint.
     pub fn caps_of(&self, id: &ProcessId) -> Option<ProcessCaps> {
         self.read_table().get(id).map(|e| e.caps.clone())
