@@ -69,7 +69,13 @@ class _Method:
         self.guard: Optional[Callable] = None
         self.publish: Optional[tuple] = None
         sig = inspect.signature(fn)
-        params = list(sig.parameters.values())[1:]  # the state comes first
+        params = list(sig.parameters.values())
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY,
+                                                params[0].POSITIONAL_OR_KEYWORD):
+            # Raised while the module is imported, so `kit b` reports it.
+            raise TypeError(f"handler `{self.name}` must take the app's state as its first "
+                            f"parameter, like `def {self.name}(state, ...)`")
+        params = params[1:]  # the state comes first
         self.wants_ctx = any(p.name == "ctx" for p in params)
         self.args = [p for p in params if p.name != "ctx"]
         self.takes_any = any(p.kind is p.VAR_KEYWORD for p in self.args)
