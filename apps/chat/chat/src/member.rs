@@ -194,6 +194,7 @@ async fn apply(
                     if message.from != our
                         && message.id > room.last_read
                         && message.kind != MessageKind::System
+                        && !message.deleted
                     {
                         room.unread += 1;
                         if message.mentions.contains(&our) {

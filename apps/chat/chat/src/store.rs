@@ -43,17 +43,34 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ChatError> {
     hearth_sdk::json::to_bytes(value).map_err(storage)
 }
 
+/// A stored event: a message event names the message (stored once, under
+/// its `m/` key, in its current version), a state event is whole.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Stored {
+    MessageRef { room: String, id: u64 },
+    State(crate::types::RoomState),
+}
+
 /// Writes a room's event and the message it carries (if any), at once.
 pub async fn put_event(room_id: &str, ev: u64, event: &Logged) -> Result<(), ChatError> {
     let kv = db().await?;
-    let mut batch = kv.batch().set(&event_key(room_id, ev), encode(event)?);
-    if let Logged::Message(message) = event {
-        batch = batch.set(&message_key(&message.room, message.id), encode(message)?);
-    }
+    let batch = match event {
+        Logged::Message(message) => {
+            let reference = hearth_sdk::json::json!({
+                "message_ref": {"room": message.room, "id": message.id}
+            });
+            kv.batch()
+                .set(&event_key(room_id, ev), encode(&reference)?)
+                .set(&message_key(&message.room, message.id), encode(message)?)
+        }
+        Logged::State(_) => kv.batch().set(&event_key(room_id, ev), encode(event)?),
+    };
     batch.commit().await.map_err(storage)
 }
 
-/// The events of a room we host after `after`, at most `limit`.
+/// The events of a room we host after `after`, at most `limit`; a message
+/// event carries the message as it stands now (edits are later events).
 pub async fn events_after(
     room_id: &str,
     after: u64,
@@ -72,7 +89,14 @@ pub async fn events_after(
             .next()
             .and_then(|n| n.parse::<u64>().ok())
             .ok_or_else(|| storage(format!("bad event key {key}")))?;
-        let event: Logged = hearth_sdk::json::from_bytes(&value).map_err(storage)?;
+        let event = match hearth_sdk::json::from_bytes::<Stored>(&value).map_err(storage)? {
+            Stored::State(state) => Logged::State(state),
+            Stored::MessageRef { room, id } => Logged::Message(
+                get_message(&room, id)
+                    .await?
+                    .ok_or_else(|| storage(format!("event {ev} names message {id}, not stored")))?,
+            ),
+        };
         out.push((ev, event));
     }
     Ok(out)
