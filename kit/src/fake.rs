@@ -145,8 +145,9 @@ struct Running {
     output: Vec<JoinHandle<()>>,
 }
 
-/// Start `hearth` for one planned node. With `prefix`, its output lines are
-/// copied to ours behind its name, so several nodes stay readable.
+/// Start `hearth` for one planned node. Its output lines are copied to
+/// ours (with `prefix`, behind its name, so several nodes stay readable)
+/// and kept in `<home>/`[`NODE_LOG`] for `kit logs`.
 fn spawn_node(
     hearth: &Path,
     node: &Planned,
@@ -165,10 +166,9 @@ fn spawn_node(
         .args(bootstrap.iter().flat_map(|addr| ["--bootstrap", addr]))
         .args(extra)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0);
-    if prefix {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    }
     #[cfg(target_os = "linux")]
     // SAFETY: the closure runs between fork and exec and only makes one
     // async-signal-safe system call.
@@ -184,11 +184,18 @@ fn spawn_node(
         .spawn()
         .with_context(|| format!("starting {}", hearth.display()))?;
     let mut output = Vec::new();
+    let label = prefix.then(|| node.name.clone());
+    let log = NodeLog::open(home);
     if let Some(out) = child.stdout.take() {
-        output.push(tokio::spawn(copy_lines(out, node.name.clone(), false)));
+        output.push(tokio::spawn(copy_lines(
+            out,
+            label.clone(),
+            false,
+            log.clone(),
+        )));
     }
     if let Some(err) = child.stderr.take() {
-        output.push(tokio::spawn(copy_lines(err, node.name.clone(), true)));
+        output.push(tokio::spawn(copy_lines(err, label, true, log)));
     }
     Ok(Running {
         name: node.name.clone(),
@@ -197,16 +204,66 @@ fn spawn_node(
     })
 }
 
+/// The file in a node's home where `kit f` keeps the node's output.
+pub const NODE_LOG: &str = "node.log";
+
+/// Past this size the log moves to `node.log.1` (replacing an older one)
+/// and starts again: at most twice this on disk.
+const NODE_LOG_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// `<home>/node.log`, shared by the copiers of one node's stdout and
+/// stderr. Writing is best effort: a full disk never stops the node.
+#[derive(Clone)]
+struct NodeLog(Option<std::sync::Arc<std::sync::Mutex<(std::fs::File, u64, PathBuf)>>>);
+
+impl NodeLog {
+    fn open(home: &Path) -> Self {
+        let path = home.join(NODE_LOG);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path);
+        NodeLog(file.ok().map(|file| {
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            std::sync::Arc::new(std::sync::Mutex::new((file, size, path)))
+        }))
+    }
+
+    fn write(&self, line: &str) {
+        use std::io::Write;
+        let Some(shared) = &self.0 else { return };
+        let Ok(mut guard) = shared.lock() else { return };
+        let (file, size, path) = &mut *guard;
+        if *size > NODE_LOG_MAX_BYTES {
+            let _ = std::fs::rename(&*path, path.with_extension("log.1"));
+            if let Ok(fresh) = std::fs::File::create(&*path) {
+                *file = fresh;
+                *size = 0;
+            }
+        }
+        if writeln!(file, "{line}").is_ok() {
+            *size += line.len() as u64 + 1;
+        }
+    }
+}
+
 /// Copy `from` line by line to our stdout (or stderr), each line behind
-/// `name`.
-async fn copy_lines(from: impl AsyncRead + Unpin, name: String, to_stderr: bool) {
+/// `label` if given, and into the node's log.
+async fn copy_lines(
+    from: impl AsyncRead + Unpin,
+    label: Option<String>,
+    to_stderr: bool,
+    log: NodeLog,
+) {
     let mut lines = BufReader::new(from).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if to_stderr {
-            eprintln!("{name:>9} | {line}");
-        } else {
-            println!("{name:>9} | {line}");
+        match (&label, to_stderr) {
+            (Some(name), true) => eprintln!("{name:>9} | {line}"),
+            (Some(name), false) => println!("{name:>9} | {line}"),
+            (None, true) => eprintln!("{line}"),
+            (None, false) => println!("{line}"),
         }
+        log.write(&line);
     }
 }
 

@@ -9,6 +9,7 @@ mod dev_watch;
 mod fake;
 mod inject;
 mod ktest;
+mod logs;
 mod new;
 mod peers;
 mod ps;
@@ -51,6 +52,8 @@ enum Command {
     Watch(dev_watch::WatchArgs),
     /// Run the package's tests (tests.toml) across throw-away nodes
     T(ktest::TestArgs),
+    /// Print a node's log (kept by `kit f`), for one process or all
+    Logs(logs::LogsArgs),
     /// List a node's processes: state, mailbox depth, flags
     Ps(ps::PsArgs),
     /// List the peers a node is connected to
@@ -72,6 +75,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::T(args) => ktest::run(&args),
         Command::Watch(args) => dev_watch::run(&args),
         Command::Ps(args) => ps::run(&args),
+        Command::Logs(args) => logs::run(&args),
         Command::Peers(args) => peers::run(&args),
         Command::WatchRoom(args) => watch::run(&args),
     }
