@@ -530,3 +530,147 @@ fn kit_watch_reinstalls_on_save_and_keeps_state() {
     assert_eq!(bump(), json!({"ok": 22}), "the old version still runs");
     drop(node);
 }
+
+/// `kit ps` on a node running echo and chat: a header, one line per
+/// process with its state, mailbox depth and flags.
+#[test]
+fn kit_ps_lists_processes_with_state_and_flags() {
+    let user_home = TempDir::new("ps-user");
+    let node_home = TempDir::new("ps-node");
+    let node = HearthProcess::start(node_home.path(), user_home.path(), "ps.os", &[]);
+    let port = node.port.to_string();
+    for (name, files) in [
+        ("echo", echo_package()),
+        ("chat", built_package("apps/chat", "chat.wasm")),
+    ] {
+        let dir = TempDir::new(&format!("ps-{name}"));
+        for f in files {
+            let path = dir.path().join(&f.path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("package dir");
+            std::fs::write(path, f.bytes).expect("package file");
+        }
+        let out = kit_command(user_home.path())
+            .arg("s")
+            .arg(dir.path())
+            .args(["--port", &port])
+            .output()
+            .expect("kit s");
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = kit_command(user_home.path())
+        .args(["ps", "--port", &port])
+        .output()
+        .expect("kit ps");
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(
+        lines[0].starts_with("PROCESS") && lines[0].contains("QUEUED"),
+        "{said}"
+    );
+    let line = |id: &str| -> Vec<&str> {
+        lines
+            .iter()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("no {id} in {said}"))
+            .split_whitespace()
+            .collect()
+    };
+    assert_eq!(
+        line("echo:echo:sys")[1..],
+        ["running", "0", "0", "public,networked"],
+        "{said}"
+    );
+    assert_eq!(line("chat:chat:sys")[1], "running", "{said}");
+    assert_eq!(line("chat:chat:sys")[4], "networked", "{said}");
+    // Runtime services are listed too.
+    assert!(said.contains(":distro:sys"), "{said}");
+
+    let out = kit_command(user_home.path())
+        .args(["ps", "--json", "--port", &port])
+        .output()
+        .expect("kit ps --json");
+    let list: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let echo = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|p| p["id"] == "echo:echo:sys")
+        .expect("echo listed");
+    assert_eq!(echo["queued_requests"], 0);
+    assert_eq!(echo["public"], true);
+}
+
+/// `kit logs`: the log `kit f` keeps, for one process, and `--follow`
+/// prints a line logged after it started.
+#[test]
+fn kit_logs_prints_and_follows_one_process() {
+    let user_home = TempDir::new("logs-user");
+    let home = TempDir::new("logs-home");
+    let echo = TempDir::new("logs-echo");
+    for f in echo_package() {
+        let path = echo.path().join(&f.path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("package dir");
+        std::fs::write(path, f.bytes).expect("package file");
+    }
+    let mut command = kit_command(user_home.path());
+    command
+        .args(["f", "--port", "0", "--home"])
+        .arg(home.path())
+        .args(["--", "--no-mdns"]);
+    let fake = KitF::spawn(command);
+    let port = port_in(home.path(), None);
+    let out = kit_command(user_home.path())
+        .arg("s")
+        .arg(echo.path())
+        .args(["--port", &port])
+        .output()
+        .expect("kit s");
+    assert!(out.status.success(), "{}\n{}", text(&out), fake.lines.all());
+    let tell = |body: &str| {
+        let out = kit_command(user_home.path())
+            .args(["i", "echo:echo:sys", body, "--non-block", "--port", &port])
+            .output()
+            .expect("kit i");
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    tell(r#"{"first": 1}"#);
+    let logs = || -> String {
+        let out = kit_command(user_home.path())
+            .args(["logs", "echo:echo:sys", "--port", &port])
+            .output()
+            .expect("kit logs");
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let t = Instant::now();
+    while !logs().contains("sent 12 bytes") {
+        assert!(t.elapsed() < Duration::from_secs(30), "{}", logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let said = logs();
+    assert!(said.lines().all(|l| l.contains("echo:echo:sys")), "{said}");
+    assert!(!said.contains("libp2p"), "other lines filtered out: {said}");
+
+    let mut follow = kit_command(user_home.path());
+    follow.args([
+        "logs",
+        "echo:echo:sys",
+        "--follow",
+        "-n",
+        "0",
+        "--port",
+        &port,
+    ]);
+    let follow = KitF::spawn(follow);
+    std::thread::sleep(Duration::from_millis(500));
+    tell(r#"{"second": 22}"#);
+    follow
+        .lines
+        .wait_for("sent 14 bytes", Duration::from_secs(30));
+    assert!(
+        !follow.lines.all().contains("sent 12 bytes"),
+        "{}",
+        follow.lines.all()
+    );
+}
