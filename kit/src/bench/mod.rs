@@ -7,6 +7,7 @@ mod chat;
 mod http;
 mod loadgen;
 mod local;
+mod nat;
 mod net;
 mod python;
 mod rooms;
@@ -37,6 +38,8 @@ pub enum Suite {
     Rooms,
     /// Python processes (componentize-py) next to Rust ones.
     Python,
+    /// Nodes behind NATs: relay, hole punching (namespaces; needs root).
+    Nat,
     /// The chat app: history pages, a 10,000-message room, five member nodes.
     Chat,
 }
@@ -66,6 +69,9 @@ fn package(rel: &str) -> Result<Vec<PackageFile>> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Suite::Nat = args.suite {
+        return nat::run(args.json); // its own network, nodes as children
+    }
     if let Suite::Python = args.suite {
         return python::run(args.json); // its own nodes and packages
     }
@@ -76,7 +82,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let chat = match args.suite {
         Suite::Http | Suite::Chat => package("apps/chat")?,
-        Suite::Local | Suite::Net | Suite::State | Suite::Rooms | Suite::Python => Vec::new(),
+        Suite::Local | Suite::Net | Suite::State | Suite::Rooms | Suite::Python | Suite::Nat => {
+            Vec::new()
+        }
     };
     let home = std::env::temp_dir().join(format!("hearth-bench-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
@@ -94,7 +102,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Suite::Net => net::run(&node, probe).await,
             Suite::State => state::run(&node, probe, &home.join("scratch")).await,
             Suite::Rooms => rooms::run(&node).await,
-            Suite::Python => Ok(Vec::new()),
+            Suite::Python | Suite::Nat => Ok(Vec::new()),
             Suite::Chat => chat::run(&node, chat, echo, probe, &home).await,
         };
         node.shutdown().await;
@@ -109,6 +117,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Suite::State => "kit bench state (one node; durable = on disk when acknowledged; 2-core figures are noisy)",
         Suite::Net => "kit bench net (two nodes in one process over loopback TCP; baselines in the same run)",
         Suite::Python => "kit bench python",
+        Suite::Nat => "kit bench nat",
         Suite::Chat => "kit bench chat (six nodes in one process over loopback TCP; baselines in the same run)",
         Suite::Rooms => "kit bench rooms (up to eleven nodes in one process over loopback TCP; native endpoints publish and subscribe; baselines in the same run)",
     };
