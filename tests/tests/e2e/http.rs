@@ -154,6 +154,17 @@ async fn bindings_answer_and_errors_map_to_status_codes() {
     let get = |path: &str| {
         tokio::task::block_in_place(|| call("GET", &format!("{base}{path}"), &[], b""))
     };
+    // A second app, to show that one app's failures leave others serving.
+    n.install(webprobe_package_named("other")).await;
+    let mut other_up = false;
+    for _ in 0..100 {
+        other_up = get("/web:other:test/echo/1").0 == 200;
+        if other_up {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(other_up, "the second webprobe binds");
 
     let (status, heads, body) = get("/web:webprobe:test/echo/42?x=1&y=two");
     assert_eq!(status, 200, "{body}");
@@ -192,7 +203,7 @@ async fn bindings_answer_and_errors_map_to_status_codes() {
     let (status, _, body) = get("/web:webprobe:test/crash");
     assert_eq!(status, 502, "{body}");
     // The server keeps serving, and the process comes back (on_exit Restart).
-    assert_eq!(get("/chat:chat:sys/api/health").0, 200);
+    assert_eq!(get("/web:other:test/echo/1").0, 200);
     let mut back = false;
     for _ in 0..100 {
         if get("/web:webprobe:test/echo/1").0 == 200 {
@@ -238,7 +249,7 @@ async fn bindings_answer_and_errors_map_to_status_codes() {
     let removed: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(removed["processes"], json!(["web:webprobe:test"]));
     assert_eq!(get("/web:webprobe:test/echo/1").0, 404);
-    assert_eq!(get("/chat:chat:sys/api/health").0, 200, "others unaffected");
+    assert_eq!(get("/web:other:test/echo/1").0, 200, "others unaffected");
     n.stop().await;
 }
 
@@ -494,7 +505,7 @@ pub async fn ws_connect(
         .map(|(s, _)| s)
 }
 
-const SLOW_ROOM: &str = "/chat:chat:sys/ws?room=slow";
+const SLOW_ROOM: &str = "/web:webprobe:test/ws?room=slow";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_websocket_clients_are_dropped_and_connections_capped() {
@@ -507,12 +518,12 @@ async fn slow_websocket_clients_are_dropped_and_connections_capped() {
     config.http.ws_client_buffer = 256;
     config.http.max_ws_connections = 2;
     let n = TestNode::start_with(config, home).await;
-    n.install(chat_package()).await;
+    n.install(webprobe_package()).await;
     let port = n.node.http_addr().port();
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
         if tokio::task::block_in_place(|| {
-            call("GET", &format!("{base}/chat:chat:sys/api/health"), &[], b"")
+            call("GET", &format!("{base}/web:webprobe:test/echo/1"), &[], b"")
         })
         .0 == 200
         {
@@ -532,7 +543,7 @@ async fn slow_websocket_clients_are_dropped_and_connections_capped() {
     // A page of another site cannot open one with our cookie.
     {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("ws://127.0.0.1:{port}/chat:chat:sys/ws")
+        let mut request = format!("ws://127.0.0.1:{port}{SLOW_ROOM}")
             .into_client_request()
             .unwrap();
         request
@@ -580,7 +591,7 @@ async fn slow_websocket_clients_are_dropped_and_connections_capped() {
         }
     });
     let text = "x".repeat(1900);
-    // Batches well below the buffer, each awaited: the chat process's
+    // Batches well below the buffer, each awaited: webprobe's
     // mailbox and `fast`'s buffer never fill.
     const BATCHES: usize = 50;
     const PER_BATCH: usize = 100;

@@ -399,7 +399,7 @@ async fn a_stalled_websocket_client_is_closed_and_its_slot_freed() {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
 
-    const ROOM: &str = "/chat:chat:sys/ws?room=stall";
+    const ROOM: &str = "/web:webprobe:test/ws?room=stall";
     let n = web_node_with("hostile-stall", |c| {
         c.http.max_ws_connections = 2;
         // Only the byte bound can fill: frames are plenty.
@@ -440,7 +440,7 @@ async fn a_stalled_websocket_client_is_closed_and_its_slot_freed() {
                     .expect("send");
                 sent += 1;
             }
-            // The chat app publishes every message to the room, `fast`
+            // webprobe publishes every message to the room, `fast`
             // included: let it catch up.
             let want = sent;
             tokio::time::timeout(Duration::from_secs(20), seen_rx.wait_for(|n| *n >= want))

@@ -1,13 +1,21 @@
 //! `webprobe`: the test process of the HTTP tests. It binds one path per
 //! behaviour the server must handle: echo, auth levels, a hang (504) and a
-//! crash (502), and `/set-cookie?c=..` answering that `Set-Cookie` (the
-//! server must filter the node's own cookie out).
+//! crash (502), `/set-cookie?c=..` answering that `Set-Cookie` (the
+//! server must filter the node's own cookie out), and the WebSocket
+//! `/ws?room=NAME` (authenticated), which republishes every text frame to
+//! everyone in the room, the sender included.
+
+use std::collections::HashMap;
 
 use hearth_sdk::http::{self, Access, HttpEvent};
 use hearth_sdk::json::json;
 use hearth_sdk::{log, Address, Incoming, Process};
 
-struct WebProbe;
+#[derive(Default)]
+struct WebProbe {
+    /// Open WebSocket -> the room it joined.
+    rooms: HashMap<u64, String>,
+}
 
 impl Process for WebProbe {
     fn init(_our: Address) -> Self {
@@ -23,12 +31,42 @@ impl Process for WebProbe {
                 log::error!("cannot bind {path}: {e}");
             }
         }
-        WebProbe
+        if let Err(e) = http::bind_ws("/ws", Access::Authenticated) {
+            log::error!("cannot bind /ws: {e}");
+        }
+        WebProbe::default()
     }
 
     fn handle(&mut self, msg: Incoming) {
-        let Some(HttpEvent::Http(req)) = http::event(&msg) else {
-            return;
+        let req = match http::event(&msg) {
+            Some(HttpEvent::Http(req)) => req,
+            Some(HttpEvent::WsOpen { conn, query, .. }) => {
+                let room = query.get("room").cloned().unwrap_or_else(|| "lobby".into());
+                if room.is_empty() || room.len() > 32 {
+                    let _ = http::close(conn);
+                } else if http::join(conn, &room).is_ok() {
+                    self.rooms.insert(conn, room);
+                }
+                return;
+            }
+            Some(HttpEvent::WsMessage {
+                conn,
+                binary: false,
+                payload,
+            }) => {
+                if let Some(room) = self.rooms.get(&conn) {
+                    let text = String::from_utf8_lossy(&payload);
+                    if let Err(e) = http::publish_text(room, &text) {
+                        log::warn!("publish to {room} failed: {e}");
+                    }
+                }
+                return;
+            }
+            Some(HttpEvent::WsClose { conn }) => {
+                self.rooms.remove(&conn);
+                return;
+            }
+            _ => return,
         };
         match req.bound_path.as_str() {
             "/hang" => {}
