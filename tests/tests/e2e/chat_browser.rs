@@ -195,8 +195,8 @@ fn two_nodes_chat_in_two_headless_chromiums() {
     bob.start();
     bob.install(files);
 
-    let shots = workspace_root().join("docs/screenshots");
-    std::fs::create_dir_all(&shots).expect("docs/screenshots");
+    let shots = workspace_root().join("apps/chat/screenshots");
+    std::fs::create_dir_all(&shots).expect("apps/chat/screenshots");
     let mut child = Command::new("node")
         .current_dir(&ui_dir)
         .arg("chat.mjs")
