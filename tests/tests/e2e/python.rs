@@ -252,6 +252,35 @@ async fn python_and_rust_apps_ask_each_other_on_one_node() {
     );
     // `count` is local only: from this node it works.
     assert_eq!(n.ask(PY_A, json!({"count": null})).await.unwrap()["ok"], 0);
+
+    // A mixed package (it replaces the probe package): a Python and a
+    // Rust process side by side.
+    let mut mixed = pyprobe_package(json!([
+        py("py-m", "None"),
+        {
+            "process_name": "rs-m",
+            "process_wasm_path": "/echo.wasm",
+            "on_exit": "None",
+            "request_networking": false,
+            "request_capabilities": [],
+            "grant_capabilities": [],
+            "public": true,
+        },
+    ]));
+    mixed.push(file(
+        "pkg/echo.wasm",
+        std::fs::read(guests().join("echo.wasm")).expect("echo.wasm built"),
+    ));
+    let started = n.install(mixed).await;
+    assert_eq!(started.len(), 2, "{started:?}");
+    let r = n
+        .ask(
+            "py-m:pyprobe:test",
+            call("rs-m:pyprobe:test", "echo", json!({"message": "mixed"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, json!({"ok": {"ok": "mixed"}}), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
