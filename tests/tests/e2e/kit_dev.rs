@@ -634,6 +634,7 @@ fn kit_logs_prints_and_follows_one_process() {
             .expect("kit i");
         assert!(out.status.success(), "{}", text(&out));
     };
+    // Sent as compact JSON: `{"first":1}` is 11 bytes, `{"second":22}` 13.
     tell(r#"{"first": 1}"#);
     let logs = || -> String {
         let out = kit_command(user_home.path())
@@ -644,7 +645,7 @@ fn kit_logs_prints_and_follows_one_process() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let t = Instant::now();
-    while !logs().contains("sent 12 bytes") {
+    while !logs().contains("sent 11 bytes") {
         assert!(t.elapsed() < Duration::from_secs(30), "{}", logs());
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -667,9 +668,9 @@ fn kit_logs_prints_and_follows_one_process() {
     tell(r#"{"second": 22}"#);
     follow
         .lines
-        .wait_for("sent 14 bytes", Duration::from_secs(30));
+        .wait_for("sent 13 bytes", Duration::from_secs(30));
     assert!(
-        !follow.lines.all().contains("sent 12 bytes"),
+        !follow.lines.all().contains("sent 11 bytes"),
         "{}",
         follow.lines.all()
     );
