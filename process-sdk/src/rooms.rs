@@ -93,6 +93,8 @@ enum RoomsRequest<'a, P: Serialize + ?Sized> {
     Publish {
         room: &'a str,
         payload: &'a P,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        durable: bool,
     },
     Subscribe {
         owner: &'a Address,
@@ -179,7 +181,11 @@ fn hub() -> Result<Address, SendError> {
 /// Publishes `payload` to our room `room`, fire-and-forget. Errors are
 /// those the kernel sees at once (a full hub backlog is `mailbox-full`).
 pub fn publish<P: Serialize + ?Sized>(room: &str, payload: &P) -> Result<(), SendError> {
-    let body = RoomsRequest::Publish { room, payload };
+    let body = RoomsRequest::Publish {
+        room,
+        payload,
+        durable: false,
+    };
     Request::to(hub()?).json(&body).send().map(|_| ())
 }
 
@@ -189,7 +195,30 @@ pub async fn publish_acked<P: Serialize + ?Sized>(
     room: &str,
     payload: &P,
 ) -> Result<u64, RoomsError> {
-    let body = RoomsRequest::Publish { room, payload };
+    publish_with(room, payload, false).await
+}
+
+/// [`publish_acked`] to a durable room: from its first durable publish on,
+/// the room keeps its tail in the node's state store, so it survives a
+/// restart of the node (subscribers resume from their cursor, no `ended`).
+/// The event reaches subscribers, and this returns, once it is on disk.
+pub async fn publish_durable<P: Serialize + ?Sized>(
+    room: &str,
+    payload: &P,
+) -> Result<u64, RoomsError> {
+    publish_with(room, payload, true).await
+}
+
+async fn publish_with<P: Serialize + ?Sized>(
+    room: &str,
+    payload: &P,
+    durable: bool,
+) -> Result<u64, RoomsError> {
+    let body = RoomsRequest::Publish {
+        room,
+        payload,
+        durable,
+    };
     match ask(&body).await? {
         RoomsResponse::Published { seq } => Ok(seq),
         other => Err(unexpected("Published", &other)),

@@ -18,6 +18,7 @@
 
 mod remote;
 pub mod room;
+mod tails;
 pub mod types;
 
 use std::collections::{HashMap, HashSet};
@@ -64,6 +65,10 @@ pub const HOLD_DEADLINE: Duration = Duration::from_secs(40);
 /// Backoff between rejoin attempts while an owner node is offline.
 const REJOIN_FIRST: Duration = Duration::from_millis(250);
 const REJOIN_MAX: Duration = Duration::from_secs(5);
+/// How long a subscribing hub waits before it rejoins for a subscriber
+/// whose mailbox was full: time for it to drain, so that a subscriber that
+/// does not read costs one replay per this, not a loop of them.
+const LAG_RETRY: Duration = Duration::from_millis(200);
 /// How often waiting tasks look whether the node is stopping.
 const CLOSE_POLL: Duration = Duration::from_millis(100);
 
@@ -81,10 +86,14 @@ pub fn start(
         networking: true,
         system: true,
     };
+    let (tails_tx, tails_rx) = tails::channel();
+    let mut state = HubState::default();
+    state.owned.extend(tails::restore(&services.state));
     let hub = Arc::new(Hub {
         endpoint: OnceLock::new(),
         services: Arc::downgrade(services),
-        state: Mutex::default(),
+        state: Mutex::new(state),
+        tails_tx,
     });
     let endpoint = NativeEndpoint::start(
         services,
@@ -93,6 +102,7 @@ pub fn start(
         Some(Arc::new(HubService(hub.clone()))),
     )?;
     let _ = hub.endpoint.set(Arc::downgrade(&endpoint));
+    tokio::spawn(hub.write_tails(tails_rx));
     Ok(endpoint)
 }
 
@@ -122,6 +132,8 @@ pub struct Hub {
     endpoint: OnceLock<std::sync::Weak<NativeEndpoint>>,
     services: std::sync::Weak<Services>,
     state: Mutex<HubState>,
+    /// Events of durable rooms, to the writer (`tails.rs`).
+    tails_tx: tokio::sync::mpsc::Sender<tails::TailWrite>,
 }
 
 #[derive(Default)]
@@ -192,8 +204,9 @@ impl Hub {
         let from_hub = source.process == process_id();
         let answer = km.rsvp.clone().map(|rsvp| (km.id, rsvp));
         match request {
-            RoomsRequest::Publish { room, payload } if local => {
-                self.publish(&source, room, payload).map(|seq| Some(RoomsResponse::Published { seq }))
+            RoomsRequest::Publish { room, payload, durable } if local => {
+                let published = self.publish(&source, room, payload, durable, answer)?;
+                Ok(published.map(|seq| RoomsResponse::Published { seq }))
             }
             RoomsRequest::Subscribe { owner, room, from } if local => {
                 let owner: Address = owner.parse().map_err(|e| RoomsError::BadRequest(format!("owner: {e}")))?;
@@ -369,7 +382,17 @@ impl Hub {
         Ok(answer.get("ok").cloned().unwrap_or(Value::Null))
     }
 
-    fn publish(&self, owner: &Address, room: String, payload: Value) -> Result<u64, RoomsError> {
+    /// Number and keep an event; fan it out at once, or for a durable
+    /// room once the writer has it on disk (then `None`: the writer
+    /// answers).
+    fn publish(
+        &self,
+        owner: &Address,
+        room: String,
+        payload: Value,
+        durable: bool,
+        answer: Option<Answer>,
+    ) -> Result<Option<u64>, RoomsError> {
         let mut state = self.lock();
         let key = (owner.process.clone(), room);
         if !state.owned.contains_key(&key) {
@@ -381,10 +404,50 @@ impl Hub {
             }
         }
         let room = state.owned.entry(key.clone()).or_default();
+        if durable && !room.durable {
+            tails::check_name(&key.1)?;
+            room.durable = true;
+            room.committed = room.next() - 1;
+        }
+        if room.durable {
+            let permit = self.tails_tx.try_reserve().map_err(|_| {
+                RoomsError::Limit(format!(
+                    "{} durable events waiting for the disk",
+                    tails::WRITE_QUEUE
+                ))
+            })?;
+            let first = room.first().unwrap_or(1);
+            let (seq, payload) = room.push(payload);
+            let dropped = first..room.first().unwrap_or(first);
+            permit.send(tails::TailWrite {
+                owner: owner.clone(),
+                room: key.1,
+                seq,
+                payload,
+                incarnation: room.incarnation,
+                dropped,
+                answer,
+            });
+            return Ok(None);
+        }
         let (seq, payload) = room.push(payload);
+        self.fan_out(owner, &key.1, room, seq, &payload);
+        Ok(Some(seq))
+    }
+
+    /// Hand event `seq` of `room` to its local subscribers and, once per
+    /// node, to its subscribing nodes.
+    fn fan_out(
+        &self,
+        owner: &Address,
+        room_name: &str,
+        room: &mut Room,
+        seq: u64,
+        payload: &Value,
+    ) {
         let event = RoomEvent::Event {
             seq,
-            payload: (*payload).clone(),
+            payload: payload.clone(),
         };
         // Local subscribers; a lagging one gets `lagged` and its replay.
         let subs: Vec<(ProcessId, Option<u64>)> =
@@ -392,16 +455,18 @@ impl Hub {
         for (pid, lagged) in subs {
             let outcome = match lagged {
                 None => self
-                    .deliver(&pid, owner, &key.1, event.clone())
+                    .deliver(&pid, owner, room_name, event.clone())
                     .map_err(|k| (k, seq)),
-                Some(from) => self.catch_up(&pid, owner, &key.1, room, from),
+                Some(from) => self.catch_up(&pid, owner, room_name, room, from),
             };
             match outcome {
                 Ok(()) => {
                     room.locals.insert(pid, None);
                 }
+                // Lagging from `at`, the first event it did not get: the
+                // next publish tells it and replays from there.
                 Err((SendErrorKind::MailboxFull, at)) => {
-                    room.locals.insert(pid, Some(lagged.unwrap_or(at)));
+                    room.locals.insert(pid, Some(at));
                 }
                 Err(_) => {
                     room.locals.remove(&pid);
@@ -412,7 +477,7 @@ impl Hub {
         let nodes: Vec<Arc<str>> = room.nodes.keys().cloned().collect();
         let relay = RoomsRequest::Relay {
             owner: owner.to_string(),
-            room: key.1.clone(),
+            room: room_name.to_string(),
             to: None,
             events: vec![event],
             next: seq + 1,
@@ -428,7 +493,6 @@ impl Hub {
                 }
             }
         }
-        Ok(seq)
     }
 
     /// Tell a lagging subscriber, then replay the tail after `from - 1`.
@@ -467,14 +531,18 @@ impl Hub {
                 let room_state = self.admit(&mut state, &owner.process, &room)?;
                 room_state.locals.insert(subscriber.process.clone(), None);
                 let replay = from.map(|f| room_state.replay(f)).unwrap_or_default();
-                let next = room_state.next();
+                let next = room_state.live_next();
                 for event in replay {
+                    let at = match &event {
+                        RoomEvent::Event { seq, .. } => *seq,
+                        _ => from.map_or(next, |f| f + 1),
+                    };
                     if self.deliver(&subscriber.process, &owner, &room, event)
                         == Err(SendErrorKind::MailboxFull)
                     {
                         room_state
                             .locals
-                            .insert(subscriber.process.clone(), from.map(|f| f + 1));
+                            .insert(subscriber.process.clone(), Some(at));
                         break;
                     }
                 }

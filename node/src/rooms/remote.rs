@@ -9,7 +9,7 @@ use tracing::debug;
 
 use super::types::{RoomEvent, RoomsError, RoomsRequest, RoomsResponse};
 use super::{
-    Hub, HOLD_DEADLINE, HUB_TIMEOUT, MAX_HOLDS_PER_NODE, MAX_JOINS_IN_FLIGHT_PER_NODE,
+    Hub, HOLD_DEADLINE, HUB_TIMEOUT, LAG_RETRY, MAX_HOLDS_PER_NODE, MAX_JOINS_IN_FLIGHT_PER_NODE,
     MAX_SUBSCRIBERS_PER_NODE, REJOIN_FIRST, REJOIN_MAX,
 };
 use crate::types::{Address, ProcessId, SendErrorKind};
@@ -147,7 +147,7 @@ impl Hub {
             .entry(node.clone())
             .or_default()
             .insert(subscriber.to_string());
-        let next = room_state.next();
+        let next = room_state.live_next();
         let relay = RoomsRequest::Relay {
             owner: owner_addr.to_string(),
             room,
@@ -185,7 +185,10 @@ impl Hub {
         watch.incarnation = Some(incarnation);
         let targets: Vec<(ProcessId, Option<u64>)> = match &to {
             Some(to) => match to.parse::<Address>() {
-                Ok(a) if watch.subs.contains_key(&a.process) => vec![(a.process, None)],
+                Ok(a) if watch.subs.contains_key(&a.process) => {
+                    let cursor = watch.resume.get(&a.process).copied();
+                    vec![(a.process, cursor)]
+                }
                 _ => {
                     self.count(|m| &m.rooms_refused);
                     return;
@@ -205,6 +208,12 @@ impl Hub {
             if to.is_some() && watch.rejoining.remove(&pid) {
                 outcome = self.deliver(&pid, owner, room, RoomEvent::Online);
             }
+            if let (Some(_), Some(&from), Ok(())) = (&to, watch.lagging.get(&pid), &outcome) {
+                outcome = self.deliver(&pid, owner, room, RoomEvent::Lagged { from });
+                if outcome.is_ok() {
+                    watch.lagging.remove(&pid);
+                }
+            }
             for event in events.iter().filter(|_| outcome.is_ok()) {
                 if let RoomEvent::Event { seq, .. } = event {
                     match last {
@@ -220,20 +229,31 @@ impl Hub {
                     outcome = Err(kind);
                     break;
                 }
-                if let RoomEvent::Event { seq, .. } = event {
-                    last = Some(*seq);
+                match event {
+                    RoomEvent::Event { seq, .. } => last = Some(*seq),
+                    RoomEvent::Gap { next } => last = Some(next.saturating_sub(1)),
+                    RoomEvent::Ended => last = None,
+                    _ => {}
                 }
             }
             match outcome {
                 Ok(()) => {
                     let live = if to.is_some() { Some(next - 1) } else { last };
+                    watch.resume.remove(&pid);
                     watch.subs.insert(pid, live);
                 }
                 // Missed events (a full mailbox or a hole): tell it, and
                 // rejoin from where it is.
                 Err(SendErrorKind::MailboxFull) => {
                     let from = last.unwrap_or(0);
-                    let _ = self.deliver(&pid, owner, room, RoomEvent::Lagged { from: from + 1 });
+                    let told = watch.lagging.contains_key(&pid)
+                        || self
+                            .deliver(&pid, owner, room, RoomEvent::Lagged { from: from + 1 })
+                            .is_ok();
+                    if !told {
+                        watch.lagging.insert(pid.clone(), from + 1);
+                    }
+                    watch.resume.insert(pid.clone(), from);
                     watch.subs.insert(pid.clone(), None);
                     rejoin.push((pid, from));
                 }
@@ -254,6 +274,13 @@ impl Hub {
             tokio::spawn(async move {
                 let Some(our) = hub.our() else { return };
                 let subscriber = Address::new(our, pid);
+                if hub
+                    .until_closed(tokio::time::sleep(LAG_RETRY))
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
                 let rejoin = hub.join_at(&owner, &room, &subscriber, Some(from));
                 if let Some(Err(e)) = hub.until_closed(rejoin).await {
                     debug!(%owner, room, %e, "rejoin after a lag failed");

@@ -32,6 +32,11 @@ pub struct Room {
     pub locals: HashMap<ProcessId, Option<u64>>,
     /// Subscribing nodes and their subscribers.
     pub nodes: HashMap<Arc<str>, HashSet<String>>,
+    /// The tail is kept in the state store too (`tails.rs`).
+    pub durable: bool,
+    /// Of a durable room: the last seq on disk. Replays stop there, since
+    /// later events are fanned out only once written.
+    pub committed: u64,
 }
 
 impl Default for Room {
@@ -44,6 +49,8 @@ impl Default for Room {
             tail_bytes: 0,
             locals: HashMap::new(),
             nodes: HashMap::new(),
+            durable: false,
+            committed: 0,
         }
     }
 }
@@ -62,6 +69,37 @@ impl Room {
 
     pub fn next(&self) -> u64 {
         self.next.max(1)
+    }
+
+    /// A durable room as its node's state store kept it: `incarnation`,
+    /// and its tail in seq order.
+    pub fn restore(incarnation: u64, events: Vec<(u64, Value)>) -> Self {
+        let mut room = Room {
+            incarnation,
+            durable: true,
+            ..Room::default()
+        };
+        for (seq, payload) in events {
+            room.next = seq;
+            room.push(payload);
+        }
+        room.committed = room.next().saturating_sub(1);
+        room
+    }
+
+    /// The next seq a subscriber gets live: the one after what a replay
+    /// holds (a durable room's uncommitted events come live, later).
+    pub fn live_next(&self) -> u64 {
+        if self.durable {
+            self.committed + 1
+        } else {
+            self.next()
+        }
+    }
+
+    /// The first seq the tail holds, if any.
+    pub fn first(&self) -> Option<u64> {
+        self.tail.front().map(|(seq, _, _)| *seq)
     }
 
     pub fn subscribers(&self) -> usize {
@@ -89,21 +127,22 @@ impl Room {
     /// tail's events after it, preceded by a gap if some are gone.
     pub fn replay(&self, after: u64) -> Vec<RoomEvent> {
         let mut out = Vec::new();
-        let first = self.tail.front().map_or(self.next(), |(seq, _, _)| *seq);
+        let next = self.live_next();
+        let first = self.tail.front().map_or(next, |(seq, _, _)| *seq);
         let mut after = after;
-        if after >= self.next() {
+        if after >= next {
             // A cursor from the future: the room's history was lost (its
             // node restarted). Say so, then start over.
             out.push(RoomEvent::Ended);
             after = 0;
         }
-        if after + 1 < first && after + 1 < self.next() {
+        if after + 1 < first && after + 1 < next {
             out.push(RoomEvent::Gap { next: first });
         }
         out.extend(
             self.tail
                 .iter()
-                .filter(|(seq, _, _)| *seq > after)
+                .filter(|(seq, _, _)| *seq > after && *seq < next)
                 .map(|(seq, payload, _)| RoomEvent::Event {
                     seq: *seq,
                     payload: (**payload).clone(),
@@ -124,6 +163,13 @@ pub struct Watch {
     pub rejoining: HashSet<ProcessId>,
     /// The room's incarnation, from its relays.
     pub incarnation: Option<u64>,
+    /// Subscribers that lagged and have not been told yet (their mailbox
+    /// was full): `lagged` with this `from` goes out before their replay.
+    pub lagging: HashMap<ProcessId, u64>,
+    /// Where a lagging subscriber's rejoin resumes (the last seq it has),
+    /// kept until its replay got through, so a replay that fills its
+    /// mailbox again never starts it over.
+    pub resume: HashMap<ProcessId, u64>,
 }
 
 #[cfg(test)]

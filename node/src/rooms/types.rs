@@ -9,7 +9,16 @@ use serde_json::Value;
 pub enum RoomsRequest {
     /// From a local process: publish `payload` to its room `room`. As a
     /// request with a timeout it is answered with `Published { seq }`.
-    Publish { room: String, payload: Value },
+    /// With `durable`, the room keeps its tail in the node's state store
+    /// from then on (see `rooms/tails.rs`): it survives a restart of the
+    /// owner's node, and its events are fanned out and acknowledged once
+    /// on disk.
+    Publish {
+        room: String,
+        payload: Value,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        durable: bool,
+    },
     /// From a local process: subscribe to `room` of the process `owner`
     /// (`node@process:package:publisher`), resuming after `from` (the last
     /// sequence number seen; `None` starts with the next event). Answered

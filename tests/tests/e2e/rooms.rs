@@ -565,3 +565,165 @@ async fn one_copy_per_subscribing_node() {
     b.stop().await;
     a.stop().await;
 }
+
+/// The deliveries of `room` at `sub`, polled until the last event is
+/// `last`; asks refused while the subscriber's mailbox is full are retried.
+async fn events_of_busy(sub: &TestNode, owner: &str, room: &str, last: u64) -> Vec<Value> {
+    let t = Instant::now();
+    loop {
+        let log = sub
+            .ask_within("sub:probe:test", json!({"room_log": null}), WITHIN)
+            .await;
+        if let Ok(log) = log {
+            let got = log["rooms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["owner"] == owner && r["room"] == room)
+                .and_then(|r| r["events"].as_array().cloned())
+                .unwrap_or_default();
+            if last_seq(&got) == Some(last) {
+                return got;
+            }
+        }
+        assert!(
+            t.elapsed() < WITHIN * 4,
+            "the lagging subscriber never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscriber_too_slow_for_the_stream_lags_while_the_others_keep_up() {
+    const EVENTS: u64 = 2000;
+    let a = node("a.os", &[], 0).await;
+    let a_addr = a.p2p_addr().await;
+    // b's processes take 64 queued requests; its subscriber records every
+    // delivery durably, far slower than a burst arrives.
+    let home = TempDir::new("b.os");
+    let mut config = test_config(home.path(), "b.os");
+    config.net.bootstrap = vec![a_addr.clone()];
+    config.limits.mailbox_requests = 64;
+    let b = TestNode::start_with(config, home).await;
+    b.install_probe(manifest(0)).await;
+    let c = node("c.os", &[&a_addr], 0).await;
+    let owner = owner_on("a.os");
+    let (slow, fast) = (At::Here(&b, "sub"), At::Here(&c, "sub"));
+    for sub in [slow, fast, At::Here(&a, "sub")] {
+        assert_eq!(joined(sub, &owner, "burst", None).await, 1);
+    }
+
+    // The owner publishes as fast as its hub acknowledges: each publish
+    // is answered whatever the slow subscriber does.
+    let t = Instant::now();
+    assert_eq!(
+        publish_n(At::Here(&a, "owner"), "burst", 0, EVENTS).await,
+        (1, EVENTS)
+    );
+    eprintln!("{EVENTS} acked publishes took {:?}", t.elapsed());
+
+    // The others get every event, in order, once.
+    for (sub, name) in [(fast, "c"), (At::Here(&a, "sub"), "a")] {
+        let got = events_until(sub, &owner, "burst", |e| last_seq(e) >= Some(EVENTS)).await;
+        assert_events(&got, 1..=EVENTS, name);
+    }
+
+    // The slow one heard `lagged` and was replayed from the tail: every
+    // event it got once and in order, a hole only where a `gap` says so,
+    // up to the last.
+    let got = events_of_busy(&b, &owner, "burst", EVENTS).await;
+    let lagged: Vec<&Value> = got.iter().filter(|e| e.get("lagged").is_some()).collect();
+    assert!(
+        !lagged.is_empty(),
+        "no lagged among {} deliveries",
+        got.len()
+    );
+    let mut expect_next = 1;
+    for event in &got {
+        if let Some(seq) = seq(event) {
+            assert_eq!(seq, expect_next, "after {expect_next}: {event}");
+            assert_eq!(event["event"]["payload"]["i"], seq - 1, "{event}");
+            expect_next = seq + 1;
+        } else if let Some(next) = event["gap"]["next"].as_u64() {
+            assert!(next >= expect_next, "a gap back to {next}");
+            expect_next = next;
+        } else if let Some(from) = event["lagged"]["from"].as_u64() {
+            assert_eq!(from, expect_next, "lagged from where it is: {event}");
+        } else {
+            panic!("unexpected delivery {event}");
+        }
+    }
+    eprintln!(
+        "slow subscriber: {} deliveries, {} lagged, {} events",
+        got.len(),
+        lagged.len(),
+        got.iter().filter_map(seq).count()
+    );
+    c.stop().await;
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_room_survives_its_owner_node_killed_and_restarted() {
+    let b = node("b.os", &[], 0).await;
+    let b_addr = b.p2p_addr().await;
+    let c = node("c.os", &[&b_addr], 0).await;
+    let far_home = TempDir::new("far");
+    let user_home = TempDir::new("far-user");
+    let p2p_port = free_port();
+    let start = || {
+        start_far(
+            far_home.path(),
+            user_home.path(),
+            "far.os",
+            &b_addr,
+            Some(p2p_port),
+        )
+    };
+    let mut far = start();
+    upload_probe(far.port, far_home.path()).await;
+    let owner = owner_on("far.os");
+    let far_owner = At::Far(&b, "far.os@owner:probe:test");
+    let durable = |base: u64| json!({"publish_n": {"room": "journal", "base": base, "count": 5, "durable": true}});
+    let subs = [(At::Here(&b, "sub"), "b"), (At::Here(&c, "sub"), "c")];
+    for (sub, _) in subs {
+        assert_eq!(joined(sub, &owner, "journal", None).await, 1);
+    }
+    let reply = far_owner.call(durable(0)).await;
+    assert_eq!(reply["ok"]["seqs"], json!([1, 5]), "{reply}");
+    for (sub, name) in subs {
+        let got = events_until(sub, &owner, "journal", |e| e.len() >= 5).await;
+        assert_events(&got, 1..=5, name);
+    }
+
+    far.kill();
+    for (sub, name) in subs {
+        let got = events_until(sub, &owner, "journal", |e| e.len() >= 6).await;
+        assert_eq!(got[5], json!("offline"), "{name}: {got:?}");
+    }
+    let _far = start();
+    // The restarted owner goes on in the same life of the room: 6..10,
+    // whether the subscribers rejoin before (a replay from their cursor)
+    // or after (live): `online`, then exactly the events they missed.
+    let reply = far_owner.call(durable(5)).await;
+    assert_eq!(reply["ok"]["seqs"], json!([6, 10]), "{reply}");
+    for (sub, name) in subs {
+        let got = events_until(sub, &owner, "journal", |e| last_seq(e) >= Some(10)).await;
+        assert_eq!(
+            got[5..7],
+            [json!("offline"), json!("online")],
+            "{name}: {got:?}"
+        );
+        let events: Vec<Value> = got.iter().filter(|e| seq(e).is_some()).cloned().collect();
+        assert_events(&events, 1..=10, name);
+        assert_eq!(
+            got.len(),
+            12,
+            "{name}: nothing else (no ended, no gap): {got:?}"
+        );
+    }
+    c.stop().await;
+    b.stop().await;
+}

@@ -276,6 +276,7 @@ async fn hub_requests_a_peer_may_not_send_get_typed_refusals() {
             body(&RoomsRequest::Publish {
                 room: "lobby".into(),
                 payload: json!(1),
+                durable: false,
             }),
             "Forbidden",
             true,

@@ -55,6 +55,9 @@ pub(crate) struct PublishNArgs {
     pad: usize,
     #[serde(default = "yes")]
     acked: bool,
+    /// Acked publishes to a durable room.
+    #[serde(default)]
+    durable: bool,
 }
 
 fn yes() -> bool {
@@ -142,7 +145,13 @@ pub(crate) fn publish_n(asker: u64, args: PublishNArgs) {
     hearth_sdk::spawn_task(async move {
         let mut seqs = Vec::new();
         for i in args.base..args.base.saturating_add(args.count) {
-            match rooms::publish_acked(&args.room, &json!({"i": i, "pad": pad})).await {
+            let payload = json!({"i": i, "pad": pad});
+            let published = if args.durable {
+                rooms::publish_durable(&args.room, &payload).await
+            } else {
+                rooms::publish_acked(&args.room, &payload).await
+            };
+            match published {
                 Ok(seq) => seqs.push(seq),
                 Err(error) => {
                     return reply(
