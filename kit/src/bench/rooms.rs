@@ -155,9 +155,15 @@ fn payload() -> Value {
 }
 
 fn publish_body(room: &str) -> Vec<u8> {
+    publish_body_with(room, false)
+}
+
+/// A publish to a durable room when `durable`: its tail in the state store.
+fn publish_body_with(room: &str, durable: bool) -> Vec<u8> {
     let publish = RoomsRequest::Publish {
         room: room.into(),
         payload: payload(),
+        durable,
     };
     serde_json::to_vec(&publish).unwrap_or_default()
 }
@@ -337,6 +343,13 @@ async fn measure(a: &Node, base: &std::path::Path, nodes: &mut Vec<Node>) -> Res
     let (l50, l99) = one_by_one(&owner, &hub(a), body("local"), &mut rx, next).await?;
     let to = plain.address().clone();
     let (lb50, lb99) = one_by_one(&owner, &to, delivery("local"), &mut rx, 1).await?;
+    // The same through a durable room: each event on disk before it goes
+    // out (one group commit per batch of queued events).
+    let keeper = recorder(a, "durable", 6, &seen_tx)?;
+    let durable = |_: u64| publish_body_with("durable", true);
+    let next = subscribe(&keeper, &hub(a), &owner_addr, "durable", None).await?;
+    let (d50, d99) = one_by_one(&owner, &hub(a), durable, &mut rx, next).await?;
+    let d_rate = stream(&owner, &hub(a), durable, &mut rx, next + WARMUP + PINGS).await?;
 
     // Two nodes.
     let a_addr = p2p_addr(a).await?;
@@ -369,6 +382,12 @@ async fn measure(a: &Node, base: &std::path::Path, nodes: &mut Vec<Node>) -> Res
         Row::new(label("publish to one subscriber on the same node, p50"), "us", l50)
             .baseline("native tell to a native endpoint, same node", lb50)
             .target(Better::Lower, 1.5 * lb50),
+        Row::new(label("publish to a durable room, one subscriber, same node, p50"), "us", d50)
+            .baseline("the same publish to an in-memory room", l50),
+        Row::new(label("publish to a durable room, one subscriber, same node, p99"), "us", d99)
+            .baseline("the same publish to an in-memory room", l99),
+        Row::new(label("events per second, one durable room, one subscriber, same node"), "event/s", d_rate)
+            .baseline("one in-memory room, one remote subscriber", rate),
         Row::new(label("publish to one subscriber on the same node, p99"), "us", l99)
             .baseline("native tell to a native endpoint, same node", lb99),
         Row::new(label("publish to one subscriber on another node, p50"), "us", r50)
@@ -436,6 +455,7 @@ async fn resume(
         let publish = RoomsRequest::Publish {
             room: room.into(),
             payload: payload(),
+            durable: false,
         };
         match ask_hub(owner, &hub(a), &publish).await? {
             RoomsResponse::Published { seq } if seq == last + MISSED => {}
