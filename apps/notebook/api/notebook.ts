@@ -9,7 +9,8 @@ export type Note = unknown;
 /** Options of a room watch (see the node's /hearth.js). */
 export interface WatchOptions {
   from?: number;
-  onEvent?: (event: { seq: number; payload: any }) => void;
+  /** Each event once, in seq order. */
+  onEvent?: (payload: any, seq: number) => void;
   onGap?: (next: number) => void;
   onStatus?: (status: string, detail?: unknown) => void;
 }
