@@ -4,6 +4,8 @@
 //! cursors and replays without duplicates, refusals, login and origin
 //! checks, unsubscribing); headless Chromium checks `hearth.js`
 //! (`tests/ui/rooms.mjs`: shared socket, resume after a reconnect).
+//! The notebook's generated TypeScript client (`watch_put`, `put`) runs in
+//! Chromium too (`tests/ui/watch_ts.mjs`), transpiled by `typescript`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -70,18 +72,29 @@ pub(super) async fn next(ws: &mut Ws) -> Value {
 
 /// Watch `room` until joined, retrying while alice is not reachable yet.
 pub(super) async fn watch(ws: &mut Ws, room: &str, from: Option<u64>) -> Vec<Value> {
+    watch_at(ws, OWNER, room, from).await
+}
+
+/// Watch `room` of the process at `address` until joined, retrying while
+/// its node is not reachable yet.
+pub(super) async fn watch_at(
+    ws: &mut Ws,
+    address: &str,
+    room: &str,
+    from: Option<u64>,
+) -> Vec<Value> {
     let t = Instant::now();
     let mut early = Vec::new();
     loop {
         send(
             ws,
-            json!({"watch": {"address": OWNER, "room": room, "from": from}}),
+            json!({"watch": {"address": address, "room": room, "from": from}}),
         )
         .await;
         loop {
             let frame = next(ws).await;
             if frame["joined"]["room"] == room {
-                assert_eq!(frame["joined"]["address"], OWNER, "{frame}");
+                assert_eq!(frame["joined"]["address"], address, "{frame}");
                 return early;
             }
             if frame["refused"]["room"] == room {
@@ -231,20 +244,116 @@ async fn pages_watch_a_room_on_another_node_over_hearth_ws() {
     alice.stop().await;
 }
 
+/// A script of `tests/ui` run by Node.js against headless Chromium: it
+/// prints request lines (answered with a line on its stdin) and one JSON
+/// report last.
+struct Script {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: tokio::sync::mpsc::Receiver<String>,
+    report: Option<String>,
+}
+
+impl Script {
+    /// Lines of the script's stdout buffered before it blocks.
+    const LINES: usize = 16;
+
+    fn spawn(args: &[&str]) -> Script {
+        assert!(
+            Path::new(CHROMIUM).is_file(),
+            "{CHROMIUM} is missing: run .ci/setup (apt-get install chromium)"
+        );
+        let ui_dir = workspace_root().join("tests/ui");
+        for module in ["playwright-core", "typescript"] {
+            assert!(
+                ui_dir.join("node_modules").join(module).is_dir(),
+                "tests/ui/node_modules/{module} is missing: run .ci/setup (npm ci in tests/ui)"
+            );
+        }
+        let mut child = Command::new("node")
+            .current_dir(&ui_dir)
+            .args(args)
+            .env("CHROMIUM", CHROMIUM)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run node (Node.js) for the browser script");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (line_tx, lines) = tokio::sync::mpsc::channel::<String>(Self::LINES);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line_tx.blocking_send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Script {
+            child,
+            stdin,
+            lines,
+            report: None,
+        }
+    }
+
+    /// The next request line; `None` once the script's stdout is closed
+    /// (its JSON report is kept for `finish`).
+    async fn request(&mut self) -> Option<String> {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(90), self.lines.recv())
+                .await
+                .expect("the browser script says something within 90 s")?;
+            if line.starts_with('{') {
+                self.report = Some(line);
+            } else {
+                return Some(line);
+            }
+        }
+    }
+
+    fn answer(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("write to the script");
+    }
+
+    /// Waits for the script's end; asserts every `expected` check ran and
+    /// every check passed.
+    fn finish(self, expected: &[&str]) {
+        let Script { child, report, .. } = self;
+        let output = tokio::task::block_in_place(|| child.wait_with_output()).expect("script ends");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let report = report.unwrap_or_default();
+        let report: Value = serde_json::from_str(&report).unwrap_or_else(|e| {
+            panic!("browser script printed no JSON ({e}):\n{report}\n{stderr}")
+        });
+        let checks = report["checks"].as_array().expect("checks");
+        for c in checks {
+            eprintln!(
+                "{} {} {}",
+                if c["ok"] == true { "ok  " } else { "FAIL" },
+                c["name"],
+                c["detail"]
+            );
+        }
+        let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+        for expected in expected {
+            assert!(
+                names.contains(expected),
+                "check {expected:?} did not run:\n{report}\n{stderr}"
+            );
+        }
+        assert!(
+            output.status.success() && report["ok"] == true,
+            "browser checks failed:\n{report}\n{stderr}"
+        );
+    }
+}
+
 /// `tests/ui/rooms.mjs` in Chromium: it prints `PUBLISH a b` when it wants
 /// events a..=b published (answered with a line on its stdin) and one JSON
 /// report last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hearth_js_watches_a_remote_room_in_headless_chromium() {
-    assert!(
-        Path::new(CHROMIUM).is_file(),
-        "{CHROMIUM} is missing: run .ci/setup (apt-get install chromium)"
-    );
-    let ui_dir = workspace_root().join("tests/ui");
-    assert!(
-        ui_dir.join("node_modules/playwright-core").is_dir(),
-        "tests/ui/node_modules is missing: run .ci/setup (npm ci in tests/ui)"
-    );
     let (alice, carol) = nodes().await;
     let port = carol.node.http_addr().port();
     // Wait until carol reaches alice, so the page's first watch joins.
@@ -254,55 +363,16 @@ async fn hearth_js_watches_a_remote_room_in_headless_chromium() {
     drop(probe);
 
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new("node")
-        .current_dir(&ui_dir)
-        .args(["rooms.mjs", &base, PASSWORD, OWNER, "hall"])
-        .env("CHROMIUM", CHROMIUM)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run node (Node.js) for the browser script");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let stdout = child.stdout.take().expect("stdout");
-    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(16);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line_tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut report = None;
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(90), line_rx.recv())
-        .await
-        .expect("the browser script says something within 90 s")
-    {
+    let mut script = Script::spawn(&["rooms.mjs", &base, PASSWORD, OWNER, "hall"]);
+    while let Some(line) = script.request().await {
         if let Some(range) = line.strip_prefix("PUBLISH ") {
             let (a, b) = range.split_once(' ').expect("PUBLISH a b");
             let (a, b) = (a.parse().expect("a"), b.parse().expect("b"));
             publish(&alice, "hall", a..=b).await;
-            writeln!(stdin, "published").expect("write to the script");
-        } else if line.starts_with('{') {
-            report = Some(line);
+            script.answer("published");
         }
     }
-    let output = tokio::task::block_in_place(|| child.wait_with_output()).expect("script ends");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let report = report.unwrap_or_default();
-    let report: Value = serde_json::from_str(&report)
-        .unwrap_or_else(|e| panic!("browser script printed no JSON ({e}):\n{report}\n{stderr}"));
-    let checks = report["checks"].as_array().expect("checks");
-    for c in checks {
-        eprintln!(
-            "{} {} {}",
-            if c["ok"] == true { "ok  " } else { "FAIL" },
-            c["name"],
-            c["detail"]
-        );
-    }
-    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
-    for expected in [
+    script.finish(&[
         "hearth.js served without login",
         "first watch joined",
         "events 1..20 in order",
@@ -312,16 +382,81 @@ async fn hearth_js_watches_a_remote_room_in_headless_chromium() {
         "reconnecting reported",
         "resumed after reconnect: 1..30 once each",
         "second watch resumed: 6..30 once each",
-    ] {
-        assert!(
-            names.contains(&expected),
-            "check {expected:?} did not run:\n{report}\n{stderr}"
-        );
+    ]);
+    carol.stop().await;
+    alice.stop().await;
+}
+
+/// The notebook's generated TypeScript client (`apps/notebook/api/notebook.ts`
+/// as `kit b` wrote it), transpiled by the `typescript` package and loaded
+/// as a module into a page of carol (`tests/ui/watch_ts.mjs`): `watch_put`
+/// watches `notes/today` of the notebook on alice while this test stores
+/// notes there (the script prints `PUT key text`, answered with the reply),
+/// and of the notebook on carol while the page stores notes through the
+/// same client's `put`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generated_typescript_watch_client_runs_in_headless_chromium() {
+    const NOTEBOOK: &str = "notebook:notebook:sys";
+    let home = TempDir::new("alice.os");
+    let alice = TestNode::start_with(test_config(home.path(), "alice.os"), home).await;
+    let notebook = || built_package("apps/notebook", "notebook.wasm");
+    alice.install(echo_package()).await;
+    alice.install(notebook()).await;
+    let bootstrap = alice.p2p_addr().await;
+    let carol = web_node_with("carol.os", |config| {
+        config.net.bootstrap = vec![bootstrap];
+    })
+    .await;
+    carol.install(echo_package()).await;
+    carol.install(notebook()).await;
+    let remote = format!("{}@{NOTEBOOK}", alice.node.name());
+    let local = format!("{}@{NOTEBOOK}", carol.node.name());
+
+    // Wait until carol reaches alice's notebook and carol's notebook has
+    // bound its HTTP API, so the page's first watch joins.
+    let port = carol.node.http_addr().port();
+    let cookie = session(&carol).await;
+    let mut probe = ws_connect(port, &cookie, "/hearth/ws").await.expect("ws");
+    watch_at(&mut probe, &remote, "notes/warmup", None).await;
+    drop(probe);
+    let base = format!("http://127.0.0.1:{port}");
+    let notes = format!("{base}/{NOTEBOOK}/api/notes");
+    let t = Instant::now();
+    while tokio::task::block_in_place(|| {
+        super::http::call("GET", &notes, &[("cookie", cookie.as_str())], b"")
+    })
+    .0 != 200
+    {
+        assert!(t.elapsed() < WITHIN, "carol's notebook never bound its API");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        output.status.success() && report["ok"] == true,
-        "browser checks failed:\n{report}\n{stderr}"
-    );
+
+    let mut script = Script::spawn(&["watch_ts.mjs", &base, PASSWORD, &remote, &local]);
+    while let Some(line) = script.request().await {
+        if let Some(rest) = line.strip_prefix("PUT ") {
+            let (key, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            let reply = alice
+                .ask(
+                    NOTEBOOK,
+                    json!({"put": {"key": key, "text": text, "kind": "plain"}}),
+                )
+                .await
+                .expect("alice's notebook answers");
+            script.answer(&reply.to_string());
+        }
+    }
+    script.finish(&[
+        "notebook.ts transpiles",
+        "client base is the notebook prefix",
+        "remote watch_put joined",
+        "remote empty put errors",
+        "remote events in order, the error published nothing",
+        "local watch_put joined",
+        "client put resolves with the note",
+        "client put of an empty note throws HearthError empty-note",
+        "local events in order, the error published nothing",
+        "remote watch unaffected by local puts",
+    ]);
     carol.stop().await;
     alice.stop().await;
 }
