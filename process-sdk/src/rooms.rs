@@ -337,10 +337,20 @@ mod tests {
         let publish = RoomsRequest::Publish {
             room: "lobby",
             payload: &json!({"n": 1}),
+            durable: false,
         };
         assert_eq!(
             serde_json::to_value(&publish).unwrap(),
             json!({"Publish": {"room": "lobby", "payload": {"n": 1}}})
+        );
+        let durable = RoomsRequest::Publish {
+            room: "lobby",
+            payload: &json!({"n": 1}),
+            durable: true,
+        };
+        assert_eq!(
+            serde_json::to_value(&durable).unwrap(),
+            json!({"Publish": {"room": "lobby", "payload": {"n": 1}, "durable": true}})
         );
         let owner = owner();
         let subscribe: Plain = RoomsRequest::Subscribe {
