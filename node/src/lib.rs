@@ -19,6 +19,7 @@ pub mod services;
 pub mod state;
 pub mod timer;
 pub mod types;
+pub mod util;
 pub mod vfs;
 
 pub use config::NodeConfig;

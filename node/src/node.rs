@@ -18,6 +18,7 @@ use crate::rpc;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::services::Services;
 use crate::state::{StateError, StateStore};
+use crate::util::{random_token, write_private};
 use crate::{kv, timer, vfs};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,7 @@ pub struct Node {
     run_file: Option<PathBuf>,
     shutdown_tx: watch::Sender<bool>,
     http_task: JoinHandle<std::io::Result<()>>,
+    net: Arc<crate::net::Net>,
 }
 
 impl Node {
@@ -96,12 +98,14 @@ impl Node {
             .flatten();
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let net_slot = Arc::new(std::sync::OnceLock::new());
         let state = HttpState {
             services: services.clone(),
             injector: injector.clone(),
             secret: secret.into(),
             port: http_addr.port(),
             web,
+            net: net_slot.clone(),
         };
         let http_task = tokio::spawn(http::serve(listener, state, shutdown_rx));
 
@@ -111,7 +115,7 @@ impl Node {
         // never sees `unknown-process` for one that is still starting.
         let net = crate::net::Net::start(&config.net, &home, &services)?;
         services.kernel.set_remote(net.clone());
-        let _ = services.net.set(net);
+        let _ = net_slot.set(net.clone());
         info!(
             name = %config.name,
             http = %http_addr,
@@ -127,6 +131,7 @@ impl Node {
             run_file,
             shutdown_tx,
             http_task,
+            net,
         })
     }
 
@@ -146,6 +151,11 @@ impl Node {
         &self.services
     }
 
+    /// The peer-to-peer network.
+    pub fn net(&self) -> &Arc<crate::net::Net> {
+        &self.net
+    }
+
     /// Sends requests on behalf of an administrator, as `kit i` does.
     pub fn injector(&self) -> &Arc<NativeEndpoint> {
         &self.injector
@@ -157,9 +167,7 @@ impl Node {
         // Processes first, so remote askers hear `process-exited` for what
         // was in flight; then peers see the connections close.
         self.services.stop_where(|_| true).await;
-        if let Some(net) = self.services.net.get() {
-            net.shutdown().await;
-        }
+        self.net.shutdown().await;
         match self.http_task.await {
             Ok(Err(e)) => warn!("http server ended with an error: {e}"),
             Err(e) => warn!("http server task failed: {e}"),
@@ -207,43 +215,6 @@ fn load_or_create_secret(home: &Path) -> std::io::Result<String> {
     let secret = random_token()?;
     write_private(&path, secret.as_bytes())?;
     Ok(secret)
-}
-
-/// `bytes` in lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(text, "{b:02x}");
-    }
-    text
-}
-
-/// 32 random bytes in hex: the admin secret, session tokens.
-pub(crate) fn random_token() -> std::io::Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(hex(&bytes))
-}
-
-/// The SHA-256 of `bytes`, in hex.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex(&sha2::Sha256::digest(bytes))
-}
-
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// `$HOME/.hearth/run/<port>` holds the absolute path of this node's home.

@@ -199,7 +199,7 @@ impl Runtime {
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut engine);
-        let component = crate::node::sha256_hex(bytes);
+        let component = crate::util::sha256_hex(bytes);
         format!("{component}-{:016x}.cwasm", engine.finish())
     }
 

@@ -21,8 +21,6 @@ pub struct Services {
     pub restart: RestartPolicy,
     /// `<home>/packages`.
     pub packages_dir: PathBuf,
-    /// The peer-to-peer network, once started.
-    pub net: std::sync::OnceLock<Arc<crate::net::Net>>,
     running: Mutex<HashMap<ProcessId, Running>>,
 }
 
@@ -40,7 +38,6 @@ impl Services {
             state,
             restart: config.restart.clone(),
             packages_dir: config.home.join("packages"),
-            net: std::sync::OnceLock::new(),
             running: Mutex::default(),
         })
     }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use futures::StreamExt;
 use hearth::api::PackageFile;
 use hearth::{Node, NodeConfig};
@@ -53,7 +53,7 @@ pub(super) fn config(home: &std::path::Path, name: &str, bootstrap: Vec<String>)
 }
 
 pub(super) async fn p2p_addr(node: &Node) -> Result<String> {
-    let net = node.services().net.get().context("network not started")?;
+    let net = node.net();
     let t = Instant::now();
     loop {
         if let Some(addr) = net.bootstrap_addr() {

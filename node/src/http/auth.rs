@@ -112,7 +112,7 @@ impl Auth {
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| AuthError::Hash(e.to_string()))?
             .to_string();
-        crate::node::write_private(&self.hash_path, hash.as_bytes()).map_err(|source| {
+        crate::util::write_private(&self.hash_path, hash.as_bytes()).map_err(|source| {
             AuthError::Io {
                 path: self.hash_path.clone(),
                 source,
@@ -142,7 +142,7 @@ impl Auth {
 
     /// A new session; returns the `Set-Cookie` value.
     pub fn start_session(&self) -> Result<String, AuthError> {
-        let token = crate::node::random_token().map_err(|e| AuthError::Hash(e.to_string()))?;
+        let token = crate::util::random_token().map_err(|e| AuthError::Hash(e.to_string()))?;
         let now = now_ms();
         let mut sessions = self.lock_sessions();
         if sessions.len() >= MAX_SESSIONS {
@@ -172,7 +172,7 @@ impl Auth {
     fn save(&self, sessions: &HashMap<String, u64>) {
         let written = serde_json::to_vec(sessions)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::node::write_private(&self.sessions_path, &bytes));
+            .and_then(|bytes| crate::util::write_private(&self.sessions_path, &bytes));
         if let Err(e) = written {
             tracing::warn!(path = %self.sessions_path.display(), "cannot save sessions: {e}");
         }
@@ -250,7 +250,7 @@ impl Auth {
 }
 
 pub fn token_hash(token: &str) -> String {
-    crate::node::sha256_hex(token.as_bytes())
+    crate::util::sha256_hex(token.as_bytes())
 }
 
 fn now_ms() -> u64 {

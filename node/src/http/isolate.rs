@@ -26,8 +26,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::auth::{token_hash, Auth, AuthError};
+use super::common::{encode_next, escape, is_local_path, login_redirect};
 use super::origin::{package_host, Refused, Site, LOCALHOST};
-use super::pages::{escape, is_local_path};
 use super::HttpState;
 use crate::types::ProcessId;
 
@@ -76,7 +76,7 @@ impl Handoff {
 
     /// A code for `package`, on behalf of the main session `parent`.
     pub fn mint(&self, package: &str, parent: String) -> Result<String, AuthError> {
-        let code = crate::node::random_token().map_err(|e| AuthError::Hash(e.to_string()))?;
+        let code = crate::util::random_token().map_err(|e| AuthError::Hash(e.to_string()))?;
         let mut codes = Self::lock(&self.codes);
         codes.retain(|_, g| g.at.elapsed() < CODE_TTL);
         let grant = Grant {
@@ -99,7 +99,7 @@ impl Handoff {
         {
             return None;
         }
-        let token = crate::node::random_token().ok()?;
+        let token = crate::util::random_token().ok()?;
         let grant = Grant {
             at: Instant::now(),
             ..grant
@@ -150,19 +150,6 @@ pub async fn site_guard(State(state): State<HttpState>, request: Request, next: 
     next.run(request).await
 }
 
-/// `path_and_query` made safe for a `next=` query value.
-pub fn encode_next(path_and_query: &str) -> String {
-    path_and_query
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// From the main origin, a logged-in visit of an isolated package's UI:
 /// on to the package's origin with a fresh code.
 pub fn hand_over(
@@ -174,7 +161,7 @@ pub fn hand_over(
     let package = process.package_id();
     let (Some(parent), Some(host)) = (state.web.auth.live_session(headers), package_host(&package))
     else {
-        return super::proxy::login_redirect(path_and_query);
+        return login_redirect(path_and_query);
     };
     match state.web.handoff.mint(&package, parent) {
         Ok(code) => Redirect::to(&format!(

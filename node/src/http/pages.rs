@@ -12,20 +12,14 @@ use serde::Deserialize;
 
 mod home;
 
+use super::common::{escape, is_local_path, login_redirect};
 use super::throttle::Refusal;
-use super::{proxy, ui, HttpState};
+use super::{ui, HttpState};
 use crate::metrics::Gauges;
 
 /// Pause after a wrong password, on top of Argon2's own cost, to slow
 /// guessing.
 const WRONG_PASSWORD_DELAY: Duration = Duration::from_millis(300);
-
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// A page of the node in its own style (`pages/style.css`, inlined).
 fn page(title: &str, body: &str) -> String {
@@ -40,15 +34,11 @@ fn page(title: &str, body: &str) -> String {
 
 pub async fn home(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     if !state.web.auth.is_logged_in(&headers) {
-        return proxy::login_redirect("/");
+        return login_redirect("/");
     }
     let services = state.services.clone();
     let processes = services.kernel.processes();
-    let peers = services
-        .net
-        .get()
-        .map(|net| net.peers())
-        .unwrap_or_default();
+    let peers = state.net().map(|net| net.peers()).unwrap_or_default();
     // Package directories and disk use are read off the async workers.
     let gathered = tokio::task::spawn_blocking(move || {
         let packages = &services.packages_dir;
@@ -84,19 +74,6 @@ pub struct NextQuery {
 /// Where to go after login: an absolute path on this origin, else `/`.
 fn safe_next(next: Option<&str>) -> &str {
     next.filter(|n| is_local_path(n)).unwrap_or("/")
-}
-
-/// One `/` then a path: printable ASCII only (no whitespace or control
-/// characters, which browsers strip: `/\t/evil.com` is `//evil.com`), no
-/// `\` (read as `/`), not `//` (another host), and parsed as a URI with
-/// neither scheme nor authority.
-pub(super) fn is_local_path(n: &str) -> bool {
-    n.starts_with('/')
-        && !n.starts_with("//")
-        && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
-        && n.parse::<axum::http::Uri>().is_ok_and(|uri| {
-            uri.scheme().is_none() && uri.authority().is_none() && uri.path().starts_with('/')
-        })
 }
 
 fn login_form(state: &HttpState, next: &str, error: &str) -> String {
@@ -293,7 +270,7 @@ pub async fn metrics(
     }
     let gauges = Gauges {
         processes: state.services.kernel.processes().len(),
-        peers: state.services.net.get().map_or(0, |net| net.peers().len()),
+        peers: state.net().map_or(0, |net| net.peers().len()),
         ws_open: state.web.hub.open_count(),
     };
     (

@@ -17,6 +17,7 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::common::login_redirect;
 use super::isolate;
 use super::origin::{Refused, Site};
 use super::wire::{Access, HttpAnswer, HttpServerEvent, IncomingHttp};
@@ -31,15 +32,6 @@ fn plain(status: StatusCode, text: &str) -> Response {
         text.to_string(),
     )
         .into_response()
-}
-
-/// Where an unauthenticated browser is sent: the login page, then back.
-pub fn login_redirect(path_and_query: &str) -> Response {
-    Redirect::to(&format!(
-        "/login?next={}",
-        isolate::encode_next(path_and_query)
-    ))
-    .into_response()
 }
 
 /// The query string as a map (a repeated name keeps its last value).

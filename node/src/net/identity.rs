@@ -28,7 +28,7 @@ pub fn load_or_create(home: &Path) -> Result<Keypair, NetError> {
                     path: path.display().to_string(),
                     reason: e.to_string(),
                 })?;
-            crate::node::write_private(&path, &bytes).map_err(|e| NetError::Identity {
+            crate::util::write_private(&path, &bytes).map_err(|e| NetError::Identity {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;

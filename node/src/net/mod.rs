@@ -44,6 +44,7 @@ use tracing::{debug, warn};
 
 use crate::api::PeerInfo;
 use crate::services::Services;
+pub use crate::config::NetConfig;
 use crate::types::{Address, KernelMessage, Message, SendError, SendErrorKind};
 use book::AddressBook;
 use links::{FrameTx, Links, Orphans, Sent};
@@ -59,52 +60,6 @@ const INBOUND_FRAME_BYTES: usize = 256 * 1024 * 1024;
 /// Commands queued for the event loop. Only connection set-up and queries
 /// go through it; messages to connected peers do not.
 const COMMANDS: usize = 1024;
-
-#[derive(Debug, Clone)]
-pub struct NetConfig {
-    /// TCP and UDP (QUIC) port to listen on; 0 picks free ones.
-    pub port: u16,
-    /// Address to listen on.
-    pub listen_ip: std::net::IpAddr,
-    /// Peers to join at boot (multiaddrs ending in `/p2p/<peer id>`).
-    pub bootstrap: Vec<String>,
-    pub mdns: bool,
-    /// How long a dial or stream open may take before pending requests
-    /// fail with `offline`.
-    pub dial_timeout: Duration,
-    /// Connections idle this long are closed.
-    pub idle_timeout: Duration,
-    /// Established connections at most (and pending inbound ones).
-    pub max_connections: u32,
-    pub ping_interval: Duration,
-    /// Serve as a relay with these limits (`--relay`); `None`: refuse
-    /// reservations.
-    pub relay: Option<relay::RelayLimits>,
-    /// Relays to reserve a slot on (multiaddrs ending in `/p2p/<peer id>`),
-    /// tried in order, one reservation at a time.
-    pub relay_via: Vec<String>,
-    /// Addresses peers can dial us at, known beforehand (a relay on a
-    /// public host): taken as confirmed.
-    pub external_addrs: Vec<String>,
-}
-
-impl Default for NetConfig {
-    fn default() -> Self {
-        Self {
-            port: 0,
-            listen_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            bootstrap: Vec::new(),
-            mdns: true,
-            dial_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(300),
-            max_connections: 256,
-            ping_interval: Duration::from_secs(10),
-            relay: None,
-            relay_via: Vec::new(),
-            external_addrs: Vec::new(),
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {

@@ -23,51 +23,15 @@ use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::relay;
 use libp2p::{Multiaddr, PeerId};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+
+pub use crate::config::RelayLimits;
 
 /// Pause after every relay of the list failed once.
 pub const RETRY_ROUND: Duration = Duration::from_secs(3);
 /// A relay that neither grants nor refuses a reservation by then counts
 /// as failed.
 pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// What a relay grants, each limit named. Defaults: see each field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelayLimits {
-    /// Reservations held at once, all peers (128).
-    pub max_reservations: usize,
-    /// Reservations one peer may hold (4).
-    pub max_reservations_per_peer: usize,
-    /// How long a reservation lasts before the client renews it (1 hour).
-    pub reservation_secs: u64,
-    /// Circuits open at once, all peers (64).
-    pub max_circuits: usize,
-    /// Fairness: circuits one peer may have open at once (4).
-    pub max_circuits_per_peer: usize,
-    /// Fairness: new circuits one source peer may open per minute (30).
-    pub circuits_per_peer_per_minute: u32,
-    /// A circuit is closed after this long (10 minutes).
-    pub max_circuit_secs: u64,
-    /// A circuit is closed after relaying this many bytes, both directions
-    /// counted (16 MiB).
-    pub max_circuit_bytes: u64,
-}
-
-impl Default for RelayLimits {
-    fn default() -> Self {
-        Self {
-            max_reservations: 128,
-            max_reservations_per_peer: 4,
-            reservation_secs: 3600,
-            max_circuits: 64,
-            max_circuits_per_peer: 4,
-            circuits_per_peer_per_minute: 30,
-            max_circuit_secs: 600,
-            max_circuit_bytes: 16 * 1024 * 1024,
-        }
-    }
-}
 
 impl RelayLimits {
     pub fn config(&self) -> relay::Config {

@@ -478,7 +478,7 @@ async fn names_cannot_be_squatted_through_hello_or_the_dht_and_puts_are_limited(
     };
     let bob = Mallory::connect(&addr).await;
     let _bob_stream = bob.hello_stream("bob.os").await;
-    let net = v.node.services().net.get().expect("net");
+    let net = v.node.net();
     let bob_peer = bob.key.public().to_peer_id().to_base58();
     wait_for("bob bound", || {
         net.peers()

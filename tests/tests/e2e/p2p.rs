@@ -138,15 +138,8 @@ async fn a_second_key_cannot_take_a_bound_name() {
     assert_eq!(reply["ok"], "real");
     // An impostor with its own key claims a.os and connects to b.
     let impostor = node("a.os", &[&b.p2p_addr().await]).await;
-    let impostor_id = impostor
-        .node
-        .services()
-        .net
-        .get()
-        .unwrap()
-        .peer_id()
-        .to_base58();
-    let net = b.node.services().net.get().unwrap();
+    let impostor_id = impostor.node.net().peer_id().to_base58();
+    let net = b.node.net();
     let t = Instant::now();
     while !net.peers().iter().any(|p| p.peer_id == impostor_id) {
         assert!(

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::escape;
 use crate::api::{DiskUsage, PeerInfo};
+use crate::http::common::escape;
 use crate::kernel::caps::ProcessCaps;
 use crate::types::ProcessId;
 

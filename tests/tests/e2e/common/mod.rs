@@ -171,7 +171,7 @@ impl TestNode {
 
     /// Our TCP multiaddr with `/p2p/<peer id>`, once listening.
     pub async fn p2p_addr(&self) -> String {
-        let net = self.node.services().net.get().expect("network started");
+        let net = self.node.net();
         let t = std::time::Instant::now();
         loop {
             if let Some(addr) = net.bootstrap_addr() {

@@ -1,9 +1,18 @@
 //! Node configuration. Built by the binary from its command line, or by
 //! tests and `kit` directly; the library never reads the command line.
+//!
+//! The bottom floor of the crate: plain data that imports nothing from
+//! the crate (`http.rs` and `net.rs` hold those services' settings).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
+
+mod http;
+mod net;
+
+pub use http::{HttpConfig, Password, WS_CLIENT_BUFFER_BYTES};
+pub use net::{NetConfig, RelayLimits};
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -21,9 +30,9 @@ pub struct NodeConfig {
     /// Write `$HOME/.hearth/run/<port>` so `kit` can find this node.
     pub register_run_file: bool,
     /// Browser UIs, process bindings, WebSockets and login.
-    pub http: crate::http::HttpConfig,
+    pub http: HttpConfig,
     /// Peer-to-peer transport and discovery.
-    pub net: crate::net::NetConfig,
+    pub net: NetConfig,
 }
 
 impl NodeConfig {
@@ -36,8 +45,8 @@ impl NodeConfig {
             limits: Limits::default(),
             restart: RestartPolicy::default(),
             register_run_file: true,
-            http: crate::http::HttpConfig::default(),
-            net: crate::net::NetConfig::default(),
+            http: HttpConfig::default(),
+            net: NetConfig::default(),
         }
     }
 }
