@@ -10,6 +10,7 @@ mod fake;
 mod inject;
 mod ktest;
 mod logs;
+mod monitor;
 mod new;
 mod peers;
 mod ps;
@@ -17,6 +18,7 @@ mod python;
 mod remove;
 mod sdk;
 mod start;
+mod top;
 mod watch;
 
 use std::process::ExitCode;
@@ -54,8 +56,12 @@ enum Command {
     T(ktest::TestArgs),
     /// Print a node's log (kept by `kit f`), for one process or all
     Logs(logs::LogsArgs),
-    /// List a node's processes: state, mailbox depth, flags
+    /// List a node's processes: state, restarts, mailbox, memory, messages, flags
     Ps(ps::PsArgs),
+    /// `kit ps`, refreshing, busiest first (q quits)
+    Top(top::TopArgs),
+    /// Follow the messages to and from a process (metadata only)
+    M(monitor::MonitorArgs),
     /// List the peers a node is connected to
     Peers(peers::PeersArgs),
     /// Print a live room's events as they come, from this node or another
@@ -75,6 +81,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::T(args) => ktest::run(&args),
         Command::Watch(args) => dev_watch::run(&args),
         Command::Ps(args) => ps::run(&args),
+        Command::Top(args) => top::run(&args),
+        Command::M(args) => monitor::run(&args),
         Command::Logs(args) => logs::run(&args),
         Command::Peers(args) => peers::run(&args),
         Command::WatchRoom(args) => watch::run(&args),

@@ -116,8 +116,9 @@ pub const PS_PATH: &str = "/admin/ps";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessStatus {
     pub id: String,
-    /// `running` for every registered endpoint (a stopped process is not
-    /// registered).
+    /// `starting`, `running`, `restarting` (crashed, in its backoff) or
+    /// `crashed` (down for good; a few are listed after they left the
+    /// process table). Native services are always `running`.
     pub state: String,
     /// Requests waiting in its mailbox.
     pub queued_requests: usize,
@@ -125,6 +126,47 @@ pub struct ProcessStatus {
     pub queued_bytes: usize,
     pub public: bool,
     pub networking: bool,
+    /// Restarts after crashes since it was installed.
+    #[serde(default)]
+    pub restarts: u64,
+    /// Events handed to the guest (messages, failures, timeouts) since it
+    /// was installed; `None` for native services.
+    #[serde(default)]
+    pub handled: Option<u64>,
+    /// Bytes of the guest's linear memory (the current incarnation's wasm
+    /// memories, as granted; not the node's compiled code or host-side
+    /// buffers); `None` for native services.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+}
+
+/// `GET /admin/trace?process=ID&sample=N`: the messages the node routes,
+/// as they come, one JSON [`TraceLine`] a line (metadata only, never
+/// bodies). Without `process`, every message; `sample` N sends one in N.
+pub const TRACE_PATH: &str = "/admin/trace";
+
+/// One line of [`TRACE_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceLine {
+    Message {
+        /// Microseconds since the Unix epoch.
+        at_us: u64,
+        id: u64,
+        /// `node@process`.
+        source: String,
+        target: String,
+        /// Payload bytes (body, metadata, blob; an error's detail).
+        bytes: usize,
+        /// `request`, `response`, `fire-and-forget` or `error`.
+        kind: String,
+        /// For an error: its kind (`timeout`, `process-exited`, ...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Events not sent to this watcher so far (over its rate or its
+    /// buffer); also sent every few seconds as a heartbeat.
+    Dropped { total: u64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -22,6 +22,8 @@ pub struct Services {
     /// `<home>/packages`.
     pub packages_dir: PathBuf,
     running: Mutex<HashMap<ProcessId, Running>>,
+    /// Per-process counters for `kit ps`/`kit top` (`process/stats.rs`).
+    pub stats: crate::process::stats::StatsTable,
 }
 
 /// A running process task and the switch that stops it.
@@ -39,6 +41,7 @@ impl Services {
             restart: config.restart.clone(),
             packages_dir: config.home.join("packages"),
             running: Mutex::default(),
+            stats: Default::default(),
         })
     }
 

@@ -18,11 +18,11 @@ use axum::{Json, Router};
 
 use super::HttpState;
 use crate::api::{
-    ApiError, InjectRequest, InjectResponse, NodeStatus, PackageUpload, ProcessInfo,
+    ApiError, InjectRequest, InjectResponse, NodeStatus, PackageUpload, ProcessInfo, TraceLine,
     UninstallRequest, SECRET_HEADER,
 };
 use crate::package;
-use crate::types::{Address, SendError, SendErrorKind};
+use crate::types::{Address, ProcessId, SendError, SendErrorKind};
 
 /// Largest package upload accepted: the files' total cap plus room for
 /// their paths and the encoding.
@@ -38,6 +38,7 @@ pub fn router(state: HttpState) -> axum::Router<HttpState> {
         .route("/message", post(message))
         .route("/processes", get(processes))
         .route("/ps", get(ps))
+        .route("/trace", get(trace))
         .route("/status", get(status))
         .route("/disk", get(disk))
         .route("/peers", get(peers))
@@ -225,27 +226,116 @@ async fn processes(State(state): State<HttpState>) -> Json<Vec<ProcessInfo>> {
 }
 
 async fn ps(State(state): State<HttpState>) -> Json<Vec<crate::api::ProcessStatus>> {
-    let list = state
-        .services
+    let services = &state.services;
+    let mut stats: std::collections::HashMap<_, _> =
+        services.stats.snapshot().into_iter().collect();
+    let mut list: Vec<crate::api::ProcessStatus> = services
         .kernel
         .process_depths()
         .into_iter()
-        .map(
-            |(id, caps, queued_requests, queued_bytes)| crate::api::ProcessStatus {
+        .map(|(id, caps, queued_requests, queued_bytes)| {
+            let counted = stats.remove(&id);
+            crate::api::ProcessStatus {
                 id: id.to_string(),
-                state: "running".into(),
+                state: counted.map_or("running", |s| s.life.as_str()).to_string(),
                 queued_requests,
                 queued_bytes,
                 public: caps.public,
                 networking: caps.networking,
-            },
-        )
+                restarts: counted.map_or(0, |s| s.restarts),
+                handled: counted.map(|s| s.handled),
+                memory_bytes: counted.map(|s| s.memory_bytes),
+            }
+        })
         .collect();
+    // Crashed for good: no longer registered, still worth seeing.
+    list.extend(stats.into_iter().map(|(id, s)| crate::api::ProcessStatus {
+        id: id.to_string(),
+        state: s.life.as_str().to_string(),
+        queued_requests: 0,
+        queued_bytes: 0,
+        public: false,
+        networking: false,
+        restarts: s.restarts,
+        handled: Some(s.handled),
+        memory_bytes: Some(s.memory_bytes),
+    }));
+    list.sort_by(|a, b| a.id.cmp(&b.id));
     Json(list)
 }
 
+/// How often a trace stream says how many events it dropped, even when
+/// nothing happens: a watcher that went away is noticed by this write.
+const TRACE_HEARTBEAT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, serde::Deserialize)]
+struct TraceQuery {
+    process: Option<String>,
+    sample: Option<u32>,
+}
+
+/// `GET /admin/trace`: one JSON line per routed message (metadata only),
+/// through a bounded, sampled, rate-capped watch of the kernel's tap.
+async fn trace(
+    State(state): State<HttpState>,
+    axum::extract::Query(query): axum::extract::Query<TraceQuery>,
+) -> Response {
+    use crate::kernel::trace::Filter;
+    let process = match query.process.as_deref().map(str::parse::<ProcessId>) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, "bad-request", e.to_string()),
+    };
+    let filter = Filter {
+        process,
+        sample: query.sample.unwrap_or(1).max(1),
+    };
+    let watch = match state.services.kernel.trace.watch(filter) {
+        Ok(watch) => watch,
+        Err(busy) => return error(StatusCode::SERVICE_UNAVAILABLE, "busy", busy.to_string()),
+    };
+    let start = (watch, tokio::time::Instant::now());
+    let lines = futures::stream::unfold(start, |(mut watch, mut reported)| async move {
+        let dropped = || TraceLine::Dropped {
+            total: watch.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        let line = if reported.elapsed() >= TRACE_HEARTBEAT {
+            reported = tokio::time::Instant::now();
+            dropped()
+        } else {
+            tokio::select! {
+                event = watch.events.recv() => match event {
+                    Some(e) => TraceLine::Message {
+                        at_us: e.at_us,
+                        id: e.id,
+                        source: e.source,
+                        target: e.target,
+                        bytes: e.bytes,
+                        kind: e.kind.as_str().to_string(),
+                        error: e.error.map(str::to_string),
+                    },
+                    None => return None,
+                },
+                _ = tokio::time::sleep_until(reported + TRACE_HEARTBEAT) => {
+                    reported = tokio::time::Instant::now();
+                    dropped()
+                }
+            }
+        };
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        let chunk = Ok::<_, std::convert::Infallible>(Bytes::from(bytes));
+        Some((chunk, (watch, reported)))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response()
+}
+
 async fn peers(State(state): State<HttpState>) -> Json<Vec<crate::api::PeerInfo>> {
-    match state.net() {
+    match state.services.net.get() {
         Some(net) => Json(net.peers()),
         None => Json(Vec::new()),
     }
@@ -270,7 +360,7 @@ async fn disk(State(state): State<HttpState>) -> Response {
 
 async fn status(State(state): State<HttpState>) -> Json<NodeStatus> {
     let kernel = &state.services.kernel;
-    let net = state.net();
+    let net = state.services.net.get();
     Json(NodeStatus {
         name: kernel.our().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),

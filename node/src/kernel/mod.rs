@@ -9,6 +9,7 @@
 pub mod caps;
 mod ids;
 pub mod mailbox;
+pub mod trace;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -39,6 +40,8 @@ pub struct Kernel {
     ids: ids::IdMinter,
     /// Counters rendered at `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// The message tap behind `kit m` (one atomic load when unwatched).
+    pub trace: Arc<trace::Tap>,
     /// The network, for targets on other nodes.
     remote: std::sync::OnceLock<Arc<dyn Remote>>,
 }
@@ -61,6 +64,7 @@ impl Kernel {
             caps: CapabilityTable::default(),
             ids: ids::IdMinter::new(),
             metrics: crate::metrics::Metrics::default(),
+            trace: Arc::default(),
             remote: std::sync::OnceLock::new(),
         }
     }
@@ -166,6 +170,7 @@ impl Kernel {
         km: KernelMessage,
         known_caps: Option<&ProcessCaps>,
     ) -> Result<(), SendError> {
+        self.trace.message(&km);
         let fail = |kind, detail: String| Err(SendError::new(kind, &km.target, detail));
         let len = km.payload_len();
         if len > self.limits.max_message_bytes {
@@ -290,6 +295,7 @@ impl Kernel {
     /// gone there is nobody left to tell.
     pub fn fail(&self, rsvp: &Address, id: u64, error: SendError) {
         self.metrics.error(error.kind);
+        self.trace.failure(rsvp, id, &error);
         if rsvp.node != self.our {
             match self.remote.get() {
                 Some(remote) => remote.fail(rsvp, id, error),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, error, info, trace, warn};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::asks::{Asks, Pending};
@@ -61,7 +61,7 @@ pub struct HostState {
     pub ctx: Arc<ProcessContext>,
     pub asks: Asks,
     pub current: Option<Current>,
-    pub limits: StoreLimits,
+    pub limits: super::stats::Metered,
     /// Epoch ticks the running guest call has run through, for the call
     /// time limit.
     pub call_ticks: u32,
@@ -83,6 +83,7 @@ impl HostState {
             .memory_size(ctx.services.kernel.limits().max_memory_bytes)
             .trap_on_grow_failure(true)
             .build();
+        let limits = super::stats::Metered::new(limits, ctx.services.stats.open(&ctx.spec.id));
         let stderr = super::stderr::GuestStderr::default();
         Self {
             caps: ctx.spec.caps(),

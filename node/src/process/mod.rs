@@ -9,6 +9,7 @@
 
 pub mod asks;
 pub mod host;
+pub mod stats;
 mod stderr;
 
 use std::sync::Arc;
@@ -246,6 +247,7 @@ impl Runner {
                         attempt = 0;
                     }
                     attempt = attempt.saturating_add(1);
+                    self.ctx.services.stats.restarting(&self.ctx.address.process);
                     let backoff = restart.backoff(attempt);
                     warn!(%reason, attempt, backoff_ms = backoff.as_millis() as u64, "process crashed; restarting");
                     tokio::select! {
@@ -255,11 +257,13 @@ impl Runner {
                 }
                 OnExit::None => {
                     warn!(%reason, "process crashed; on_exit is None, it stays down");
+                    self.ctx.services.stats.crashed(&self.ctx.address.process);
                     self.forget_child();
                     break;
                 }
                 OnExit::Requests(requests) => {
                     warn!(%reason, count = requests.len(), "process crashed; sending its on_exit requests");
+                    self.ctx.services.stats.crashed(&self.ctx.address.process);
                     self.send_exit_requests(requests);
                     self.forget_child();
                     break;
@@ -276,6 +280,7 @@ impl Runner {
             Err((reason, store)) => return (Exit::InitFailed(reason), Some(store.into_data())),
         };
         debug!("process started");
+        store.data().limits.stats().running();
         let timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
@@ -387,6 +392,7 @@ impl Runner {
         let id = &self.ctx.address.process;
         services.kernel.unregister(id);
         services.remove_running(id);
+        services.stats.retire(id);
         self.mailbox.close();
         self.fail_queued(&ExitNotice::new(UNHANDLED, None));
         info!("process stopped");
@@ -495,6 +501,7 @@ async fn call(
     guest: &Process,
     event: &host::wit::Event,
 ) -> Result<(), String> {
+    store.data().limits.stats().handled(1);
     store.data_mut().call_ticks = 0;
     store.set_epoch_deadline(1);
     // Boxed: wasmtime's call future is large, and keeping it out of the

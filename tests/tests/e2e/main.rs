@@ -15,6 +15,7 @@ mod http;
 mod isolation;
 mod kit_cli;
 mod kit_dev;
+mod kit_views;
 mod messaging;
 mod nat;
 mod p2p;
