@@ -335,7 +335,7 @@ async fn trace(
 }
 
 async fn peers(State(state): State<HttpState>) -> Json<Vec<crate::api::PeerInfo>> {
-    match state.services.net.get() {
+    match state.net() {
         Some(net) => Json(net.peers()),
         None => Json(Vec::new()),
     }
@@ -360,7 +360,7 @@ async fn disk(State(state): State<HttpState>) -> Response {
 
 async fn status(State(state): State<HttpState>) -> Json<NodeStatus> {
     let kernel = &state.services.kernel;
-    let net = state.services.net.get();
+    let net = state.net();
     Json(NodeStatus {
         name: kernel.our().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
