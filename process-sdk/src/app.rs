@@ -1,5 +1,5 @@
 //! The app entry point: the [`Process`] trait and the [`crate::process!`]
-//! macro that wires it to the exported `init` and `handle`.
+//! macro that wires it to the exported `init`, `handle` and `handle-batch`.
 //!
 //! Every event goes first to the executor: a response or failure whose
 //! correlation id an [`crate::Ask`] awaits wakes that task. Everything else
@@ -100,6 +100,15 @@ pub fn run_handle<P: Process>(app: &'static LocalKey<AppCell<P>>, event: wit::Ev
     executor::run_ready();
 }
 
+/// The exported `handle-batch`, for [`crate::process!`]: each event in
+/// order, exactly as if each had come through `handle`.
+#[doc(hidden)]
+pub fn run_handle_batch<P: Process>(app: &'static LocalKey<AppCell<P>>, events: Vec<wit::Event>) {
+    for event in events {
+        run_handle(app, event);
+    }
+}
+
 fn with_app<P: Process>(app: &'static LocalKey<AppCell<P>>, f: impl FnOnce(&mut P)) {
     app.with(|cell| match cell.borrow_mut().as_mut() {
         Some(process) => f(process),
@@ -131,6 +140,10 @@ macro_rules! process {
 
                 fn handle(event: $crate::bindings::Event) {
                     $crate::app::run_handle::<$app>(&HEARTH_APP, event);
+                }
+
+                fn handle_batch(events: ::std::vec::Vec<$crate::bindings::Event>) {
+                    $crate::app::run_handle_batch::<$app>(&HEARTH_APP, events);
                 }
             }
 

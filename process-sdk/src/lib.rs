@@ -61,7 +61,9 @@ pub mod vfs;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "process",
+        // `process` plus `handle-batch` (WIT 0.1.1): the node hands
+        // several waiting events over in one call.
+        world: "process-batch",
         pub_export_macro: true,
         default_bindings_module: "hearth_sdk::bindings",
         generate_all,

@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// Print the table as JSON.
     #[arg(long)]
     json: bool,
+    /// `local`: also measure N idle processes on a node of their own
+    /// (spawn rate, memory, boot with them installed).
+    #[arg(long, value_name = "N")]
+    scale: Option<usize>,
 }
 
 /// The repository this kit was built from (for the bench packages).
@@ -97,7 +101,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         config.http.password = Some(hearth::http::Password(http::PASSWORD.into()));
         let node = Node::start(config).await?;
         let rows = match args.suite {
-            Suite::Local => local::run(&node, echo, probe).await,
+            Suite::Local => local::run(&node, echo, probe, args.scale).await,
             Suite::Http => http::run(&node, chat).await,
             Suite::Net => net::run(&node, probe).await,
             Suite::State => state::run(&node, probe, &home.join("scratch")).await,

@@ -9,8 +9,9 @@
 //! a process answer requests it received. Messages to or from other nodes
 //! need the `network` capability (`request_networking`).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
+
+use super::{FastMap, FastSet};
 
 use crate::types::ProcessId;
 
@@ -25,7 +26,7 @@ pub struct ProcessCaps {
 #[derive(Debug, Default)]
 pub struct CapabilityTable {
     /// sender -> targets it may message.
-    messaging: RwLock<HashMap<ProcessId, HashSet<ProcessId>>>,
+    messaging: RwLock<FastMap<ProcessId, FastSet<ProcessId>>>,
 }
 
 /// Why a request is refused.

@@ -14,6 +14,13 @@ pub mod trace;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// The hash map of the kernel's hot tables: foldhash, seeded per map, in
+/// place of std's SipHash (keys are process ids and correlation ids, looked
+/// up on every message).
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// The set of [`FastMap`].
+pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 use tracing::debug;
 
 use crate::config::Limits;
@@ -35,7 +42,7 @@ pub struct AlreadyRunning(pub ProcessId);
 pub struct Kernel {
     our: Arc<str>,
     limits: Limits,
-    table: RwLock<HashMap<ProcessId, Endpoint>>,
+    table: RwLock<FastMap<ProcessId, Endpoint>>,
     pub caps: CapabilityTable,
     ids: ids::IdMinter,
     /// Counters rendered at `/metrics`.
@@ -139,7 +146,7 @@ impl Kernel {
         self.read_table().get(id).map(|e| e.caps.clone())
     }
 
-    fn read_table(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ProcessId, Endpoint>> {
+    fn read_table(&self) -> std::sync::RwLockReadGuard<'_, FastMap<ProcessId, Endpoint>> {
         self.table.read().unwrap_or_else(|e| e.into_inner())
     }
 

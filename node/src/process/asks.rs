@@ -6,10 +6,11 @@
 //! deadline only.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use tokio::time::Instant;
 
+use crate::kernel::FastMap;
 use crate::types::Address;
 
 /// A request this process sent and awaits an answer to.
@@ -28,9 +29,9 @@ enum Kind {
 #[derive(Debug, Default)]
 pub struct Asks {
     /// id -> request we sent and await.
-    pending: HashMap<u64, Pending>,
+    pending: FastMap<u64, Pending>,
     /// id -> asker of a request we received and have not answered.
-    owed: HashMap<u64, Address>,
+    owed: FastMap<u64, Address>,
     deadlines: BinaryHeap<Reverse<(Instant, u64, Kind)>>,
 }
 

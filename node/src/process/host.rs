@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{debug, error, info, trace, warn};
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{
+    ComponentExportIndex, HasSelf, InstancePre, Linker, ResourceTable, TypedFunc,
+};
 use wasmtime::{Engine, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -38,7 +40,117 @@ mod bindings {
 }
 
 pub use bindings::hearth::process::types as wit;
-pub use bindings::{Process, ProcessPre};
+pub use bindings::Process;
+
+/// The export of the world `process-batch` (WIT 0.1.1) that takes several
+/// events in one call.
+const HANDLE_BATCH: &str = "handle-batch";
+
+/// A component compiled and pre-linked: what every start of its processes
+/// instantiates. Knows whether the component exports `handle-batch`; one
+/// built against the older world `process` exports `handle` only, and gets
+/// every event through it.
+pub struct ProcessPre<T: 'static> {
+    instance_pre: InstancePre<T>,
+    indices: bindings::ProcessIndices,
+    batch: Option<ComponentExportIndex>,
+}
+
+impl<T: 'static> Clone for ProcessPre<T> {
+    fn clone(&self) -> Self {
+        Self {
+            instance_pre: self.instance_pre.clone(),
+            indices: self.indices.clone(),
+            batch: self.batch,
+        }
+    }
+}
+
+impl<T: Send + 'static> ProcessPre<T> {
+    /// Checks that the component exports the world `process` (`init` and
+    /// `handle`), and looks for `handle-batch`.
+    pub fn new(instance_pre: InstancePre<T>) -> wasmtime::Result<Self> {
+        let indices = bindings::ProcessIndices::new(&instance_pre)?;
+        let batch = instance_pre
+            .component()
+            .get_export_index(None, HANDLE_BATCH);
+        Ok(Self {
+            instance_pre,
+            indices,
+            batch,
+        })
+    }
+
+    /// Whether the component takes batches.
+    pub fn batches(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// A new instance in `store`; a `handle-batch` of the wrong type is an
+    /// error here, before the guest runs.
+    pub async fn instantiate_async(
+        &self,
+        mut store: impl wasmtime::AsContextMut<Data = T>,
+    ) -> wasmtime::Result<Guest> {
+        let instance = self.instance_pre.instantiate_async(&mut store).await?;
+        let process = self.indices.load(&mut store, &instance)?;
+        let batch = match &self.batch {
+            Some(index) => Some(instance.get_typed_func(&mut store, index)?),
+            None => None,
+        };
+        Ok(Guest { process, batch })
+    }
+}
+
+/// A running instance's exports.
+pub struct Guest {
+    process: Process,
+    batch: Option<TypedFunc<(Vec<wit::Event>,), ()>>,
+}
+
+impl Guest {
+    pub async fn call_init<T: Send>(
+        &self,
+        store: impl wasmtime::AsContextMut<Data = T>,
+        our: &wit::Address,
+    ) -> wasmtime::Result<()> {
+        self.process.call_init(store, our).await
+    }
+
+    pub async fn call_handle<T: Send>(
+        &self,
+        store: impl wasmtime::AsContextMut<Data = T>,
+        event: &wit::Event,
+    ) -> wasmtime::Result<()> {
+        self.process.call_handle(store, event).await
+    }
+
+    /// Whether this instance takes batches.
+    pub fn batches(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// Hand `events` to `handle-batch` in one call; one by one through
+    /// `handle` when the component has no `handle-batch`.
+    pub async fn call_handle_batch<T: Send>(
+        &self,
+        mut store: impl wasmtime::AsContextMut<Data = T>,
+        events: Vec<wit::Event>,
+    ) -> wasmtime::Result<()> {
+        match &self.batch {
+            Some(func) => {
+                func.call_async(&mut store, (events,)).await?;
+                func.post_return_async(&mut store).await
+            }
+            None => {
+                for event in &events {
+                    self.process.call_handle(&mut store, event).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
 
 /// The linker every process is instantiated with: WASI p2 plus `kernel`.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
@@ -135,7 +247,7 @@ pub enum SpawnError {
     #[error("bad-name: {0}")]
     BadName(String),
     #[error("bad-wasm-path: {0}")]
-    BadWasmPath(#[from] crate::package::WasmPathError),
+    BadWasmPath(#[from] crate::package_info::WasmPathError),
     #[error("already-running: {0} is running; a spawn never takes over a process")]
     AlreadyRunning(ProcessId),
     #[error("bad-component: {0}")]

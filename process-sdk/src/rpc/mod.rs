@@ -44,7 +44,8 @@ pub mod __private {
     pub use serde_json;
 }
 
-/// Exports an [`App`] as this component's `init` and `handle`; emitted by
+/// Exports an [`App`] as this component's `init`, `handle` and
+/// `handle-batch` (each event in order, as `handle` would); emitted by
 /// [`macro@crate::app`].
 #[doc(hidden)]
 #[macro_export]
@@ -65,6 +66,12 @@ macro_rules! __export_app {
 
                 fn handle(event: $crate::bindings::Event) {
                     $crate::rpc::__private::export_handle::<$app>(&HEARTH_APP, event);
+                }
+
+                fn handle_batch(events: ::std::vec::Vec<$crate::bindings::Event>) {
+                    for event in events {
+                        $crate::rpc::__private::export_handle::<$app>(&HEARTH_APP, event);
+                    }
                 }
             }
 
