@@ -11,6 +11,7 @@ pub mod native;
 pub mod net;
 pub mod node;
 pub mod package;
+pub mod package_info;
 pub mod process;
 pub mod rooms;
 pub mod rpc;

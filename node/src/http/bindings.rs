@@ -15,9 +15,7 @@ use super::ws::WsHub;
 use crate::native::{Reply, ReplyFuture, Service};
 use crate::types::{KernelMessage, ProcessId};
 
-pub fn process_id() -> ProcessId {
-    ProcessId::new("http-server", "distro", "sys")
-}
+pub use super::common::server_id as process_id;
 
 /// Longest path pattern accepted, and most bindings per process: a
 /// process cannot grow the table without bound.

@@ -1,9 +1,18 @@
 //! Small helpers at the bottom of `http`, used by the pages, the proxy and
 //! the per-package origins alike: HTML escaping, the local-path check for
-//! `next=` targets, and the redirect to the login page. Imports no other
+//! `next=` targets, the redirect to the login page, and the server's own
+//! process id. Imports no other
 //! `http` module.
 
 use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::types::ProcessId;
+
+/// The HTTP server's own process id, `http-server:distro:sys`: the
+/// service processes message to bind paths, and the rooms hub's client.
+pub fn server_id() -> ProcessId {
+    ProcessId::new("http-server", "distro", "sys")
+}
 
 /// `s` safe inside HTML text and double-quoted attributes.
 pub fn escape(s: &str) -> String {

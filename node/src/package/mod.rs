@@ -21,68 +21,10 @@ pub use manifest::{
 };
 
 use crate::api::{InstallResponse, PackageFile, UninstallResponse};
+pub use crate::package_info::{PackageInfo, WasmPathError};
 use crate::process::{self, ProcessSpec, StartError};
 use crate::services::Services;
 use crate::types::{Address, ExitRequest, OnExit, ProcessId};
-
-/// An installed package, shared by its processes.
-#[derive(Debug)]
-pub struct PackageInfo {
-    /// `package:publisher`.
-    pub id: String,
-    pub version: String,
-    pub dir: PathBuf,
-}
-
-impl PackageInfo {
-    /// Cache key of a compiled component of this package version.
-    pub fn component_key(&self, wasm_path: &str) -> String {
-        format!("{}@{}{}", self.id, self.version, wasm_path)
-    }
-
-    /// The file behind a manifest `process_wasm_path` such as `/echo.wasm`.
-    pub fn wasm_file(&self, wasm_path: &str) -> PathBuf {
-        self.dir.join("pkg").join(wasm_path.trim_start_matches('/'))
-    }
-
-    /// The file behind a guest-given `wasm_path`, checked: a path by the
-    /// manifest's rules, and, symlinks resolved, a regular file inside the
-    /// package's `pkg/` directory. Blocking (file system): call off the
-    /// async workers. Returns the file and the path as `/rel`, the
-    /// spelling of a manifest (one cache key however the guest wrote it).
-    pub fn wasm_within(&self, wasm_path: &str) -> Result<(PathBuf, String), WasmPathError> {
-        let bad = |reason: &str| WasmPathError {
-            path: wasm_path.chars().take(upload::MAX_PATH_BYTES).collect(),
-            reason: reason.to_string(),
-        };
-        let rel = upload::wasm_relative(wasm_path)
-            .ok_or_else(|| bad("not a plain relative path below pkg/ (no '..', no root)"))?;
-        let root = self.dir.join("pkg");
-        let root = root
-            .canonicalize()
-            .map_err(|_| bad("the package has no pkg/ directory"))?;
-        let file = root
-            .join(&rel)
-            .canonicalize()
-            .map_err(|_| bad("no such file in the package"))?;
-        if !file.starts_with(&root) {
-            return Err(bad("it leads out of the package"));
-        }
-        let meta = std::fs::metadata(&file).map_err(|_| bad("no such file in the package"))?;
-        if !meta.is_file() {
-            return Err(bad("not a regular file"));
-        }
-        Ok((file, format!("/{}", rel.display())))
-    }
-}
-
-/// A `wasm_path` that names no component of the package.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad wasm path {path:?}: {reason}")]
-pub struct WasmPathError {
-    pub path: String,
-    pub reason: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {

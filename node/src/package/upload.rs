@@ -5,13 +5,14 @@
 //! component compiling) runs before the old version is stopped.
 
 use std::collections::HashSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::manifest::{ManifestEntry, ManifestOnExit, Metadata};
 use super::{io_err, package_id, parse_cap, parse_json, InstallError};
 use crate::api::PackageFile;
+pub use crate::package_info::{safe_relative, wasm_relative, MAX_PATH_BYTES};
 use crate::process::host::{HostState, ProcessPre};
 use crate::services::Services;
 use crate::types::{Address, ProcessId};
@@ -24,9 +25,6 @@ pub const MAX_UPLOAD_FILES: usize = 4096;
 pub const MAX_UPLOAD_FILE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest upload in total: what the admin API accepts as one body.
 pub const MAX_UPLOAD_TOTAL_BYTES: usize = 512 * 1024 * 1024;
-/// Longest file path in an upload; file systems allow 4096, packages need
-/// far less, and a short bound keeps error messages small.
-pub const MAX_PATH_BYTES: usize = 512;
 /// Most processes one manifest may start.
 pub const MAX_PROCESSES: usize = 256;
 
@@ -38,24 +36,6 @@ pub struct CheckedUpload {
     /// `(cache key suffix, index in the upload)` of each distinct
     /// component, `/name.wasm` as written in the manifest.
     pub components: Vec<(String, usize)>,
-}
-
-/// A relative path with no `..`, root or prefix, so it stays inside the
-/// package directory.
-pub fn safe_relative(path: &str) -> Option<PathBuf> {
-    let p = Path::new(path);
-    let ok = !path.is_empty()
-        && path.len() <= MAX_PATH_BYTES
-        && !path.contains('\0')
-        && !path.contains('\\')
-        && p.components().all(|c| matches!(c, Component::Normal(_)));
-    ok.then(|| p.to_path_buf())
-}
-
-/// A manifest or spawn `wasm_path` (`/name.wasm` or `name.wasm`, below
-/// `pkg/`) as a relative path, if it is one by [`safe_relative`].
-pub fn wasm_relative(wasm_path: &str) -> Option<PathBuf> {
-    safe_relative(wasm_path.strip_prefix('/').unwrap_or(wasm_path))
 }
 
 fn invalid(message: impl Into<String>) -> InstallError {

@@ -2,6 +2,8 @@
 //! uploads never panic, and come back as a checked upload or a typed
 //! `InstallError::Invalid`.
 
+use std::path::Component;
+
 use proptest::prelude::*;
 
 use super::*;
