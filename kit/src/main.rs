@@ -3,6 +3,7 @@
 //! variant in [`Command`] and an arm in [`run`].
 
 mod admin;
+mod api;
 mod bench;
 mod build;
 mod dev_watch;
@@ -17,8 +18,10 @@ mod ps;
 mod python;
 mod remove;
 mod sdk;
+mod standalone;
 mod start;
 mod top;
+mod templates;
 mod watch;
 
 use std::process::ExitCode;
@@ -34,7 +37,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a new package from the echo template
+    /// Create a new package from a template (echo, app, ui; --list)
     New(new::NewArgs),
     /// Build a package's processes for wasm32-wasip2 into pkg/
     B(build::BuildArgs),
@@ -66,6 +69,8 @@ enum Command {
     Peers(peers::PeersArgs),
     /// Print a live room's events as they come, from this node or another
     WatchRoom(watch::WatchArgs),
+    /// Print the API of a built package (a directory) or an installed one (its id)
+    Api(api::ApiArgs),
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
@@ -86,6 +91,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Logs(args) => logs::run(&args),
         Command::Peers(args) => peers::run(&args),
         Command::WatchRoom(args) => watch::run(&args),
+        Command::Api(args) => api::run(&args),
     }
 }
 

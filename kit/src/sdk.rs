@@ -79,7 +79,7 @@ fn unpack(staging: &Path, final_dir: &Path) -> Result<()> {
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         let text = if path.ends_with("Cargo.toml") {
-            crate::new::standalone_manifest(text, final_dir)
+            crate::standalone::standalone_manifest(text, final_dir)
                 .with_context(|| format!("making {path} standalone"))?
         } else {
             text.to_string()

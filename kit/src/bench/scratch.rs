@@ -38,7 +38,7 @@ pub fn build(workspace: &Path, rel: &str) -> Result<PathBuf> {
         let manifest = crate_dir.join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest)
             .with_context(|| format!("reading {}", manifest.display()))?;
-        let standalone = crate::new::standalone_manifest(&text, &sdk)?;
+        let standalone = crate::standalone::standalone_manifest(&text, &sdk)?;
         std::fs::write(&manifest, standalone)?;
         // The workspace's lock: the same dependency versions as the
         // checkout builds with (cargo drops what the crate does not use).

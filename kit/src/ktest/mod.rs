@@ -6,10 +6,11 @@
 //! with what was expected, what came, and every node's log lines labelled
 //! by node.
 
+pub mod events;
 pub mod net;
 pub mod spec;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,9 @@ use hearth::api::{InjectRequest, InjectResponse, PackageUpload, INSTALL_PATH, ME
 use serde_json::Value;
 
 use crate::admin::NodeError;
+use events::{Heard, Watch};
 use net::TestNet;
-use spec::{Expect, Inject, Step, Test};
+use spec::{Expect, ExpectEvent, Inject, Step, Test};
 
 /// The file `kit t DIR` reads.
 pub const TESTS_FILE: &str = "tests.toml";
@@ -28,10 +30,34 @@ pub const TESTS_FILE: &str = "tests.toml";
 /// node's typed `timeout` arrives first.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 
+/// Frames other than the awaited event that a failed `expect_event`
+/// shows (the newest).
+const SHOWN_FRAMES: usize = 10;
+
 /// Pause between tries of an inject with `retry_for`.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// The step kinds, for `kit t --help`.
+const STEPS_HELP: &str = "\
+tests.toml: each [[test]] names its nodes and lists [[test.step]]s, run in order;
+a step has exactly one action:
+  install = \"DIR\"            install a package (built first) on every node, or on `on`
+  inject = \"proc:pkg:pub\"    send `body` from `on` (default: the first node) to the
+                              process on `to` (default: `on`); then
+                              expect = {..}         the answer contains this, or
+                              expect_error = \"kind\" a typed error (the node's kind or the
+                                                    app's code); retry_for = S keeps trying
+  kill = \"NODE\"              SIGKILL the node
+  restart = \"NODE\"           boot it again on its home and wait for its peers
+  expect_event = { owner = \"proc:pkg:pub\", room = \"NAME\", match = {..} }
+                              an event of the room owned by the process on `to`,
+                              watched from `on`, whose payload contains `match`,
+                              within `timeout` seconds (default 10); the watch is
+                              joined before the step in front of it runs
+A failure shows the step, what was expected and what came, and each node's log.";
+
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = STEPS_HELP)]
 pub struct TestArgs {
     /// A package directory holding tests.toml, or a test file
     #[arg(default_value = ".")]
@@ -162,13 +188,38 @@ fn run_test(hearth: &Path, test: &Test, packages: &BTreeMap<String, PackageUploa
         if test.nodes.len() == 1 { "" } else { "s" },
         started.elapsed().as_secs_f64()
     );
+    // Watches of `expect_event` steps, by step index, joined before the
+    // step that should cause their event.
+    let mut watches: HashMap<usize, Result<Watch, String>> = HashMap::new();
     for (i, step) in test.steps.iter().enumerate() {
         let step_started = Instant::now();
+        let ahead = test.steps[i..]
+            .iter()
+            .enumerate()
+            .skip(usize::from(!matches!(step, Step::ExpectEvent(_))))
+            .map_while(|(k, s)| match s {
+                Step::ExpectEvent(e) => Some((i + k, e)),
+                _ => None,
+            });
+        for (j, event) in ahead {
+            watches
+                .entry(j)
+                .or_insert_with(|| open_watch(&net, event).map_err(|e| format!("{e:#}")));
+        }
         let outcome = if started.elapsed() > test.timeout {
             Err(Failure {
                 expected: format!("the test to end within {:?}", test.timeout),
                 got: format!("{:.1} s gone", started.elapsed().as_secs_f64()),
             })
+        } else if let Step::ExpectEvent(event) = step {
+            match watches.remove(&i) {
+                Some(Ok(watch)) => run_expect_event(&watch, event),
+                Some(Err(why)) => Err(Failure {
+                    expected: "a watch of the room".into(),
+                    got: why,
+                }),
+                None => Err(anyhow::anyhow!("no watch was opened").into()),
+            }
         } else {
             run_step(&mut net, step, packages)
         };
@@ -230,7 +281,76 @@ fn run_step(
         Step::Inject(inject) => run_inject(net, inject),
         Step::Kill(name) => Ok(net.kill(name)?),
         Step::Restart(name) => Ok(net.restart(name)?),
+        Step::ExpectEvent(_) => Err(anyhow::anyhow!("an expect_event runs on its watch").into()),
     }
+}
+
+/// Joins a watch of the event's room from its watching node.
+fn open_watch(net: &TestNet, event: &ExpectEvent) -> Result<Watch> {
+    let node = net.node(&event.on)?;
+    let location = crate::admin::locate(&crate::admin::NodeArgs {
+        port: None,
+        home: Some(node.home().to_path_buf()),
+    })?;
+    Watch::open(&location, &event.address(), &event.room)
+}
+
+/// Reads the watch until an event contains the pattern or the step's
+/// timeout passes; a failure shows what came instead.
+fn run_expect_event(watch: &Watch, event: &ExpectEvent) -> Result<(), Failure> {
+    let deadline = Instant::now() + event.timeout;
+    let mut seen: Vec<String> = Vec::new();
+    let mut note = |text: String| {
+        if seen.len() == SHOWN_FRAMES {
+            seen.remove(0);
+        }
+        seen.push(text);
+    };
+    while let Some(heard) = watch.next(deadline) {
+        match heard {
+            Heard::Event { seq, payload } => {
+                if event
+                    .pattern
+                    .as_ref()
+                    .is_none_or(|want| spec::contains(&payload, want))
+                {
+                    return Ok(());
+                }
+                note(format!("event {seq}: {payload}"));
+            }
+            Heard::Joined => {}
+            Heard::Refused(error) => note(format!("refused: {error}")),
+            Heard::Other(frame) => note(frame.to_string()),
+            Heard::Closed(why) => {
+                note(format!("the watch closed: {why}"));
+                break;
+            }
+        }
+    }
+    let expected = match &event.pattern {
+        Some(want) => format!("an event containing {want}"),
+        None => "an event".into(),
+    };
+    let mut got = if seen.is_empty() {
+        format!("nothing within {:.1} s", event.timeout.as_secs_f64())
+    } else {
+        format!(
+            "within {:.1} s, only:\n      {}",
+            event.timeout.as_secs_f64(),
+            seen.join("\n      ")
+        )
+    };
+    if watch.dropped() > 0 {
+        got.push_str(&format!(
+            " ({} frames dropped: over {} waiting)",
+            watch.dropped(),
+            events::WATCH_CAPACITY
+        ));
+    }
+    Err(Failure {
+        expected: format!("{expected} in room {} at {}", event.room, event.address()),
+        got,
+    })
 }
 
 /// What an inject came back with.

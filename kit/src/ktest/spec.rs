@@ -24,7 +24,16 @@
 //!
 //! [[test.step]]
 //! kill = "bob.os"                     # SIGKILL; `restart = "bob.os"` boots it again
+//!
+//! [[test.step]]                       # a room event: watched from `on` before
+//! expect_event = { owner = "chat:chat:sys", room = "view", match = { kind = "message" } }
+//! to = "bob.os"                       # the owner's node (default: `on`)
+//! timeout = 10                        # seconds to wait for it (default 10)
 //! ```
+//!
+//! An `expect_event` watch is joined before the step in front of it runs
+//! (the one that should cause the event; a run of `expect_event` steps is
+//! joined together before that step), so the event cannot slip by.
 
 use std::time::Duration;
 
@@ -40,6 +49,9 @@ pub const MAX_NODES: usize = 8;
 
 /// A whole test when its `timeout` is not given.
 pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long an `expect_event` waits when its `timeout` is not given.
+pub const DEFAULT_EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An inject's answer wait when its `timeout` is not given.
 pub const DEFAULT_INJECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,6 +89,17 @@ struct StepSpec {
     timeout: Option<f64>,
     /// Seconds to keep trying an inject until its expectation holds.
     retry_for: Option<f64>,
+    expect_event: Option<EventSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventSpec {
+    /// The room's owner, `process:package:publisher` (its node is `to`).
+    owner: String,
+    room: String,
+    #[serde(rename = "match")]
+    pattern: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +124,30 @@ pub enum Step {
     Inject(Inject),
     Kill(String),
     Restart(String),
+    ExpectEvent(ExpectEvent),
+}
+
+/// Waits for an event of a room that contains `pattern`.
+#[derive(Debug, Clone)]
+pub struct ExpectEvent {
+    /// `process:package:publisher` of the room's owner.
+    pub owner: String,
+    pub room: String,
+    /// The node that watches.
+    pub on: String,
+    /// The owner's node (default: `on`).
+    pub to: Option<String>,
+    /// What the event's payload must contain (see [`contains`]); any event
+    /// when absent.
+    pub pattern: Option<Value>,
+    pub timeout: Duration,
+}
+
+impl ExpectEvent {
+    /// `node@process:package:publisher` of the room's owner.
+    pub fn address(&self) -> String {
+        format!("{}@{}", self.to.as_deref().unwrap_or(&self.on), self.owner)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +185,16 @@ impl Step {
             }
             Step::Kill(node) => format!("kill {node}"),
             Step::Restart(node) => format!("restart {node}"),
+            Step::ExpectEvent(e) => {
+                let pattern = e.pattern.as_ref().map(|p| format!(" containing {p}"));
+                format!(
+                    "expect an event of room {} at {}{} (watched from {})",
+                    e.room,
+                    e.address(),
+                    pattern.unwrap_or_default(),
+                    e.on
+                )
+            }
         }
     }
 }
@@ -188,9 +245,10 @@ fn check_step(spec: StepSpec, nodes: &[String]) -> Result<Step> {
         spec.inject.is_some(),
         spec.kill.is_some(),
         spec.restart.is_some(),
+        spec.expect_event.is_some(),
     ];
     if actions.iter().filter(|&&a| a).count() != 1 {
-        bail!("a step has exactly one of install, inject, kill, restart");
+        bail!("a step has exactly one of install, inject, kill, restart, expect_event");
     }
     let known = |node: &str| -> Result<String> {
         if nodes.iter().any(|n| n == node) {
@@ -207,6 +265,38 @@ fn check_step(spec: StepSpec, nodes: &[String]) -> Result<Step> {
         Some(OneOrMany::One(node)) => vec![known(node)?],
         Some(OneOrMany::Many(list)) => list.iter().map(|n| known(n)).collect::<Result<_>>()?,
     };
+    if let Some(event) = spec.expect_event {
+        if spec.body.is_some()
+            || spec.expect.is_some()
+            || spec.expect_error.is_some()
+            || spec.retry_for.is_some()
+        {
+            bail!("an expect_event step takes on, to and timeout only");
+        }
+        if event.owner.split(':').count() != 3 || event.owner.contains('@') {
+            bail!(
+                "expect_event owner `{}`: give process:package:publisher (the node goes in `to`)",
+                event.owner
+            );
+        }
+        let on = match on.as_slice() {
+            [] => nodes[0].clone(),
+            [one] => one.clone(),
+            _ => bail!("an event is watched from one node"),
+        };
+        let pattern = event
+            .pattern
+            .map(|p| serde_json::to_value(p).context("match to JSON"))
+            .transpose()?;
+        return Ok(Step::ExpectEvent(ExpectEvent {
+            owner: event.owner,
+            room: event.room,
+            on,
+            to: spec.to.as_deref().map(known).transpose()?,
+            pattern,
+            timeout: seconds(spec.timeout, DEFAULT_EVENT_TIMEOUT)?,
+        }));
+    }
     let only_inject = spec.to.is_some()
         || spec.body.is_some()
         || spec.expect.is_some()
@@ -352,5 +442,31 @@ mod tests {
         assert!(!contains(&got, &json!({"ok": {"b": [1]}})));
         assert!(!contains(&got, &json!({"error": {}})));
         assert!(!contains(&json!("1"), &json!(1)));
+    }
+
+    #[test]
+    fn parses_an_expect_event() {
+        let text = r#"
+            [[test]]
+            name = "e"
+            nodes = ["a.os", "b.os"]
+            [[test.step]]
+            expect_event = { owner = "g:g:sys", room = "entries", match = { action = "signed" } }
+            on = "b.os"
+            to = "a.os"
+            timeout = 3
+        "#;
+        let tests = parse(text).unwrap();
+        let Step::ExpectEvent(event) = &tests[0].steps[0] else {
+            panic!("{:?}", tests[0].steps)
+        };
+        assert_eq!(event.address(), "a.os@g:g:sys");
+        assert_eq!(event.on, "b.os");
+        assert_eq!(event.pattern, Some(json!({"action": "signed"})));
+        assert_eq!(event.timeout, Duration::from_secs(3));
+        let bad = text.replace("timeout = 3", "body = 1");
+        assert!(format!("{:#}", parse(&bad).unwrap_err()).contains("on, to and timeout only"));
+        let bad = text.replace("g:g:sys", "a.os@g:g:sys");
+        assert!(format!("{:#}", parse(&bad).unwrap_err()).contains("process:package:publisher"));
     }
 }

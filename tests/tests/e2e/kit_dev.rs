@@ -16,7 +16,7 @@ use crate::common::*;
 
 /// `kit` with `HOME` (so `~/.hearth` is the test's) and the shared target
 /// dir (a cache only: nothing in the project points at it).
-fn kit_command(user_home: &Path) -> Command {
+pub(crate) fn kit_command(user_home: &Path) -> Command {
     let mut command = Command::new(binaries().join("kit"));
     command
         .env("HOME", user_home)
@@ -26,7 +26,7 @@ fn kit_command(user_home: &Path) -> Command {
     command
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
         out.status.code(),
@@ -36,7 +36,7 @@ fn text(out: &Output) -> String {
 }
 
 /// A TCP port nobody listens on right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -45,10 +45,10 @@ fn free_port() -> u16 {
 
 /// Output lines of a child, collected by a thread as they come.
 #[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
+pub(crate) struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
-    fn follow(&self, from: impl std::io::Read + Send + 'static) {
+    pub(crate) fn follow(&self, from: impl std::io::Read + Send + 'static) {
         let lines = self.0.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(from).lines().map_while(Result::ok) {
@@ -57,12 +57,12 @@ impl Lines {
         });
     }
 
-    fn all(&self) -> String {
+    pub(crate) fn all(&self) -> String {
         self.0.lock().expect("lines").join("\n")
     }
 
     /// Waits until some line contains `needle`.
-    fn wait_for(&self, needle: &str, deadline: Duration) {
+    pub(crate) fn wait_for(&self, needle: &str, deadline: Duration) {
         let t = Instant::now();
         while !self.all().contains(needle) {
             assert!(
@@ -76,13 +76,13 @@ impl Lines {
 }
 
 /// A `kit f` in the background, stopped with SIGINT (then SIGKILL) on drop.
-struct KitF {
-    child: Child,
-    lines: Lines,
+pub(crate) struct KitF {
+    pub(crate) child: Child,
+    pub(crate) lines: Lines,
 }
 
 impl KitF {
-    fn spawn(mut command: Command) -> Self {
+    pub(crate) fn spawn(mut command: Command) -> Self {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -120,7 +120,7 @@ impl Drop for KitF {
 }
 
 /// Every file under `dir`, recursively, skipping `target/`.
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(crate) fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("list").map_while(Result::ok) {
         let path = entry.path();
         if path.is_dir() {

@@ -16,6 +16,7 @@ mod isolation;
 mod kit_cli;
 mod kit_dev;
 mod kit_views;
+mod kit_templates;
 mod messaging;
 mod nat;
 mod p2p;

@@ -1,0 +1,270 @@
+//! `kit new --template echo|app|ui` through the real `kit` and `hearth`
+//! binaries, from a directory outside the checkout: each template's
+//! printed next steps run as printed (a `kit f` node, `kit bs`, `kit i`,
+//! `kit t`), all succeeding; and the chat app's own `kit t` suite.
+//!
+//! Builds share the workspace's target dir and one SDK unpacked under the
+//! system temp dir (outside the checkout, stable across runs), so a
+//! template build after the first compiles only the new crate.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::kit_dev::{files_under, free_port, kit_command, text, KitF};
+
+/// `kit` as the template tests run it: the shared SDK dir on top of
+/// `kit_dev`'s environment.
+fn kit(user_home: &Path) -> Command {
+    let mut command = kit_command(user_home);
+    command.env("HEARTH_SDK_DIR", shared_sdk_dir());
+    command
+}
+
+/// One SDK for every template test, outside the checkout.
+fn shared_sdk_dir() -> PathBuf {
+    std::env::temp_dir().join("hearth-e2e-kit-sdk")
+}
+
+/// `kit new NAME --template TEMPLATE` in a fresh directory outside the
+/// checkout, then every printed next step, in order, by a shell; the
+/// `kit i` step answers `answer` and the `kit t` step passes. Returns the
+/// project dir (inside `outside`).
+fn new_and_next_steps(
+    template: &str,
+    name: &str,
+    answer: &str,
+    user_home: &Path,
+    outside: &Path,
+) -> PathBuf {
+    let checkout = workspace_root();
+    assert!(!outside.starts_with(&checkout));
+    let out = kit(user_home)
+        .current_dir(outside)
+        .args(["new", name, "--template", template])
+        .output()
+        .expect("kit new");
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        printed.contains(&format!("from template {template}")),
+        "{printed}"
+    );
+
+    let project = outside.join(name);
+    let mut files = Vec::new();
+    files_under(&project, &mut files);
+    files_under(&shared_sdk_dir(), &mut files);
+    let checkout_text = checkout.to_string_lossy().to_string();
+    for file in &files {
+        let contents = std::fs::read_to_string(file).unwrap_or_default();
+        assert!(
+            !contents.contains(&checkout_text),
+            "{} names the checkout {checkout_text}",
+            file.display()
+        );
+    }
+
+    let steps: Vec<String> = printed
+        .lines()
+        .skip_while(|l| l.trim() != "next:")
+        .skip(1)
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(
+        steps.first().is_some_and(|s| s.starts_with("cd ")),
+        "{printed}"
+    );
+    assert!(
+        steps.iter().any(|s| s == "kit t"),
+        "kit t among the steps: {printed}"
+    );
+    let cwd = outside.join(&steps[0][3..]);
+    let port = free_port().to_string();
+    let path_var = format!(
+        "{}:{}",
+        binaries().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let shell = |line: &str| -> Command {
+        let mut sh = Command::new("sh");
+        sh.current_dir(&cwd)
+            .env("HOME", user_home)
+            .env("HEARTH_SDK_DIR", shared_sdk_dir())
+            .env("CARGO_TARGET_DIR", workspace_root().join("target"))
+            .env("PATH", &path_var)
+            .env("HEARTH_PORT", &port)
+            .env_remove("HEARTH_HOME")
+            .args(["-c", line]);
+        sh
+    };
+    let mut node = None;
+    let mut ran = Vec::new();
+    for step in &steps[1..] {
+        if step.starts_with("kit f") {
+            let fake = KitF::spawn(shell(&format!("exec {step}")));
+            fake.lines
+                .wait_for("kit: node fake.os on port", Duration::from_secs(60));
+            let run_file = user_home.join(".hearth/run").join(&port);
+            let t = Instant::now();
+            while !run_file.is_file() {
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "{}",
+                    fake.lines.all()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            node = Some(fake);
+            continue;
+        }
+        let out = shell(step).output().expect("run a step");
+        assert!(
+            out.status.success(),
+            "{template}: the printed step `{step}` failed:\n{}",
+            text(&out)
+        );
+        if step.starts_with("kit i ") {
+            let got: Value =
+                serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+            let want: Value = serde_json::from_str(answer).expect("answer JSON");
+            assert_eq!(got, want, "{template}: `{step}`");
+        }
+        if step == "kit t" {
+            let said = text(&out);
+            assert!(said.contains(" passed, 0 failed"), "{said}");
+        }
+        ran.push(step.clone());
+    }
+    assert!(
+        ran.iter().any(|s| s.starts_with("kit i ")),
+        "ran: {ran:?}\n{printed}"
+    );
+    drop(node);
+    project
+}
+
+#[test]
+fn kit_new_lists_the_templates() {
+    let user_home = TempDir::new("tpl-list");
+    let out = kit(user_home.path())
+        .args(["new", "--list"])
+        .output()
+        .expect("kit new --list");
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let names: Vec<&str> = said
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["echo", "app", "ui"], "{said}");
+    assert!(
+        said.lines().all(|l| l.split_whitespace().count() > 3),
+        "a description on each line: {said}"
+    );
+
+    let out = kit(user_home.path())
+        .args(["new", "x", "--template", "nope"])
+        .output()
+        .expect("kit new");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no template `nope`; there are: echo, app, ui"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn template_echo_next_steps_pass_outside_the_checkout() {
+    let user_home = TempDir::new("tpl-echo-user");
+    let outside = TempDir::new("tpl-echo");
+    new_and_next_steps(
+        "echo",
+        "my-echo",
+        r#"{"ok":"world"}"#,
+        user_home.path(),
+        outside.path(),
+    );
+}
+
+/// The app template: its tests.toml restarts a node and finds the count
+/// kept; a broken copy of the test fails at the step that broke.
+#[test]
+fn template_app_next_steps_pass_outside_the_checkout() {
+    let user_home = TempDir::new("tpl-app-user");
+    let outside = TempDir::new("tpl-app");
+    let project = new_and_next_steps(
+        "app",
+        "my-tally",
+        r#"{"ok":2}"#,
+        user_home.path(),
+        outside.path(),
+    );
+    let tests = std::fs::read_to_string(project.join("tests.toml")).expect("tests.toml");
+    assert!(tests.contains("restart = \"bob.os\""), "{tests}");
+    assert!(tests.contains("expect_error = \"empty-name\""), "{tests}");
+    let broken = tests.replace("expect_error = \"empty-name\"", "expect = { ok = 1 }");
+    std::fs::write(project.join("tests.toml"), broken).expect("write tests.toml");
+    let out = kit(user_home.path())
+        .current_dir(&project)
+        .args(["t", "--no-build"])
+        .output()
+        .expect("kit t");
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("got:      error empty-name:"), "{said}");
+}
+
+#[test]
+fn template_ui_next_steps_pass_outside_the_checkout() {
+    let user_home = TempDir::new("tpl-ui-user");
+    let outside = TempDir::new("tpl-ui");
+    let project = new_and_next_steps(
+        "ui",
+        "my-book",
+        r#"{"ok":{"id":1,"name":"Ada","text":"hello"}}"#,
+        user_home.path(),
+        outside.path(),
+    );
+    for page in ["index.html", "app.js", "style.css"] {
+        let file = project.join("pkg/ui").join(page);
+        let body = std::fs::read_to_string(&file).expect("page file");
+        assert!(!body.contains("guestbook"), "{}", file.display());
+    }
+    let app = std::fs::read_to_string(project.join("pkg/ui/app.js")).expect("app.js");
+    assert!(app.contains("hearth.watch("), "the page watches its room");
+}
+
+/// The chat app's own `kit t` suite (`apps/chat/tests.toml`), on the chat
+/// component the harness built into the target dir, run from a copy of
+/// the package under the temp dir: nothing is written into the checkout.
+#[test]
+fn chat_kit_t_suite_passes() {
+    let user_home = TempDir::new("chat-suite-user");
+    let package = TempDir::new("chat-suite");
+    for f in built_package("apps/chat", "chat.wasm") {
+        let path = package.path().join(&f.path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("package dir");
+        std::fs::write(path, f.bytes).expect("package file");
+    }
+    std::fs::copy(
+        workspace_root().join("apps/chat/tests.toml"),
+        package.path().join("tests.toml"),
+    )
+    .expect("copy the chat's tests.toml");
+    let out = kit(user_home.path())
+        .current_dir(package.path())
+        .args(["t", "--no-build"])
+        .output()
+        .expect("kit t");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("expect an event of room view"), "{said}");
+    assert!(said.contains(" passed, 0 failed"), "{said}");
+    assert!(!said.contains("FAIL"), "{said}");
+}
