@@ -1,5 +1,6 @@
 //! `kit logs [PROCESS] [--follow]`: a node's log, all of it or the lines
-//! of one process (`process{id=PROCESS}` spans, or any line naming it).
+//! of one process: those logged in its `process{id=PROCESS}` span, and
+//! those outside any process's span that name it.
 //!
 //! The log is the one `kit f` keeps in the node's home
 //! (`<home>/`[`NODE_LOG`]); the node is found as for every other
@@ -49,7 +50,7 @@ pub fn run(args: &LogsArgs) -> Result<()> {
     };
     let wanted = |line: &str| match &args.process {
         None => true,
-        Some(process) => line.contains(process.as_str()),
+        Some(process) => belongs_to(line, process),
     };
     let mut last = VecDeque::with_capacity(args.lines.min(10_000));
     let mut offset = read_lines(&mut file, 0, |line| {
@@ -82,6 +83,19 @@ pub fn run(args: &LogsArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether a log line is `process`'s: logged in its span, or outside any
+/// process's span and naming it (installs, crashes seen by the node). A
+/// line another process logged is never `process`'s, even if it names it.
+fn belongs_to(line: &str, process: &str) -> bool {
+    const SPAN: &str = "process{id=";
+    match line.find(SPAN) {
+        Some(at) => line[at + SPAN.len()..]
+            .strip_prefix(process)
+            .is_some_and(|rest| rest.starts_with('}')),
+        None => line.contains(process),
+    }
+}
+
 fn reopen(path: &Path) -> Result<std::fs::File> {
     std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))
 }
@@ -109,6 +123,20 @@ fn read_lines(file: &mut std::fs::File, offset: u64, mut each: impl FnMut(&str))
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_gets_its_own_lines_only() {
+        let echo = "echo:echo:sys";
+        let own = "2026-11-29T22:00:00Z  INFO process{id=echo:echo:sys}: hearth: sent 11 bytes";
+        let other = "2026-11-29T22:00:00Z  INFO process{id=chat:chat:sys}: asked echo:echo:sys";
+        let longer = "2026-11-29T22:00:00Z  INFO process{id=echo:echo:sys2}: hi";
+        let node = "2026-11-29T22:00:00Z  INFO hearth::package: installed echo:echo:sys";
+        assert!(belongs_to(own, echo));
+        assert!(!belongs_to(other, echo), "chat's line naming echo");
+        assert!(!belongs_to(longer, echo));
+        assert!(belongs_to(node, echo));
+        assert!(!belongs_to("2026 INFO hearth: booted", echo));
+    }
 
     #[test]
     fn whole_lines_only_and_offsets_resume() {
