@@ -25,7 +25,23 @@ pub async fn run(
     connections: usize,
     duration: Duration,
 ) -> Result<Load> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
+    run_with(addr, path, &[], connections, duration).await
+}
+
+/// [`run`], each request carrying `headers` (a session cookie).
+pub async fn run_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    connections: usize,
+    duration: Duration,
+) -> Result<Load> {
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let request = head.into_bytes();
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = JoinSet::new();

@@ -85,7 +85,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         _ => (package("apps/echo")?, package("tests/apps/probe")?),
     };
     let chat = match args.suite {
-        Suite::Http | Suite::Chat => package("apps/chat")?,
+        Suite::Http => package("apps/notebook")?,
+        Suite::Chat => package("apps/chat")?,
         Suite::Local | Suite::Net | Suite::State | Suite::Rooms | Suite::Python | Suite::Nat => {
             Vec::new()
         }

@@ -103,8 +103,11 @@ fn read(path: &Path, offset: u64, length: u64) -> std::io::Result<(VfsResponse, 
     let size = file.metadata()?.len();
     file.seek(SeekFrom::Start(offset.min(size)))?;
     let want = length.min(size.saturating_sub(offset)) as usize;
-    let mut bytes = vec![0u8; want];
-    file.read_exact(&mut bytes)?;
+    // Read straight into the reply's buffer, without zero-filling it
+    // first; the file may have shrunk since `metadata`, so short is fine.
+    let mut bytes = Vec::with_capacity(want);
+    (&mut file).take(want as u64).read_to_end(&mut bytes)?;
+    let want = bytes.len();
     let eof = offset.saturating_add(want as u64) >= size;
     Ok((
         VfsResponse::Read {
