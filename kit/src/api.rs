@@ -55,7 +55,14 @@ pub fn run(args: &ApiArgs) -> Result<()> {
     if args.json {
         let list: Vec<Value> = described
             .iter()
-            .map(|d| serde_json::json!({"process": d.process, "api": d.api}))
+            .map(|d| {
+                let mut api = d.api.clone();
+                // The Rust client's code: `kit b` writes it to api/<name>.rs.
+                if let Some(map) = api.as_mut().and_then(Value::as_object_mut) {
+                    map.remove("rust_client");
+                }
+                serde_json::json!({"process": d.process, "api": api})
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());

@@ -4,6 +4,7 @@
 
 mod ask;
 mod chat;
+mod dev;
 mod http;
 mod loadgen;
 mod local;
@@ -42,6 +43,8 @@ pub enum Suite {
     Nat,
     /// The chat app: history pages, a 10,000-message room, five member nodes.
     Chat,
+    /// The developer loop: cold `kit b`, save-to-running under `kit watch`, `kit t`.
+    Dev,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +79,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Suite::Nat = args.suite {
         return nat::run(args.json); // its own network, nodes as children
     }
+    if let Suite::Dev = args.suite {
+        return dev::run(args.json); // the real kit and hearth binaries
+    }
     if let Suite::Python = args.suite {
         return python::run(args.json); // its own nodes and packages
     }
@@ -87,9 +93,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let chat = match args.suite {
         Suite::Http => package("apps/notebook")?,
         Suite::Chat => package("apps/chat")?,
-        Suite::Local | Suite::Net | Suite::State | Suite::Rooms | Suite::Python | Suite::Nat => {
-            Vec::new()
-        }
+        Suite::Local
+        | Suite::Net
+        | Suite::State
+        | Suite::Rooms
+        | Suite::Python
+        | Suite::Nat
+        | Suite::Dev => Vec::new(),
     };
     let home = std::env::temp_dir().join(format!("hearth-bench-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new().context("start tokio")?;
@@ -107,7 +117,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             Suite::Net => net::run(&node, probe).await,
             Suite::State => state::run(&node, probe, &home.join("scratch")).await,
             Suite::Rooms => rooms::run(&node).await,
-            Suite::Python | Suite::Nat => Ok(Vec::new()),
+            Suite::Python | Suite::Nat | Suite::Dev => Ok(Vec::new()),
             Suite::Chat => chat::run(&node, chat, echo, probe, &home).await,
         };
         node.shutdown().await;
@@ -123,6 +133,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Suite::Net => "kit bench net (two nodes in one process over loopback TCP; baselines in the same run)",
         Suite::Python => "kit bench python",
         Suite::Nat => "kit bench nat",
+        Suite::Dev => "kit bench dev",
         Suite::Chat => "kit bench chat (six nodes in one process over loopback TCP; baselines in the same run)",
         Suite::Rooms => "kit bench rooms (up to eleven nodes in one process over loopback TCP; native endpoints publish and subscribe; baselines in the same run)",
     };
