@@ -17,7 +17,7 @@ componentize-py; `kit new --lang python NAME` starts one.
 """
 
 from . import errors, http, log, rooms, state, timer
-from .address import Address, AddressError, ProcessId
+from .address import Address, AddressError, ProcessId, our
 from .app import App, Ctx, call
 from .errors import AppError, SendError
 from .executor import spawn_task
@@ -25,7 +25,6 @@ from .kv import Kv, KvError
 from .message import (DEFAULT_ASK_TIMEOUT_MS, Blob, Failure, Incoming, Request, Response,
                       respond, respond_json)
 from .process import Process, process
-from .runtime import our
 from .services import ServiceError
 from .spawn import OnExit, SpawnError, spawn
 from .timer import sleep_ms

@@ -1,9 +1,17 @@
 """Process ids and addresses: `process:package:publisher` and
-`node@process:package:publisher`, checked as the node checks them."""
+`node@process:package:publisher`, checked as the node checks them, and
+`our()`, this process's own address.
+
+The SDK's modules import each other bottom-up only: `_wit` (the generated
+bindings), `address`, `errors`, `executor`, `message`, then `services`,
+`http`, `rooms`, `kv`, `vfs`, `timer`, `spawn`, `state`, `log`, and at the
+top `runtime` (the exports), `process` and `app`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from . import _wit
 
 MAX_PART = 64
 
@@ -75,9 +83,7 @@ class Address:
             node, pid = text.split("@", 1)
             return Address(node, ProcessId.parse(pid))
         if default_node is None:
-            from . import runtime as _rt
-
-            default_node = _rt.our().node
+            default_node = our().node
         return Address(default_node, ProcessId.parse(text))
 
     @staticmethod
@@ -86,9 +92,7 @@ class Address:
         if isinstance(target, Address):
             return target
         if isinstance(target, ProcessId):
-            from . import runtime as _rt
-
-            return Address(_rt.our().node, target)
+            return Address(our().node, target)
         return Address.parse(target)
 
     def __str__(self) -> str:
@@ -103,6 +107,21 @@ class Address:
 
 
 def _wit_types():
-    from . import _wit
-
     return _wit.types()
+
+
+_our: "Address | None" = None
+
+
+def our() -> Address:
+    """This process's address (asked of the node once, then kept)."""
+    global _our
+    if _our is None:
+        _our = Address._from_wit(_wit.kernel().our())
+    return _our
+
+
+def _set_our(address: Address) -> None:
+    """Called once by `runtime.export_init` with the address `init` got."""
+    global _our
+    _our = address

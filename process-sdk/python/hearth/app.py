@@ -32,11 +32,12 @@ import inspect
 import json
 from typing import Any, Callable, Dict, List, Optional
 
-from . import errors, executor, log, runtime
+from . import errors, executor, log, rooms, runtime
 from . import http as _http
 from .address import Address
 from .errors import AppError, SendError
 from .message import DEFAULT_ASK_TIMEOUT_MS, Incoming, Request, respond
+from .timer import sleep_ms
 
 LOCAL, REMOTE, HTTP, INTERNAL = "local", "remote", "http", "internal"
 PERSIST = ("on_change", "always", "never")
@@ -286,8 +287,6 @@ class App:
             self._run(self._init, ctx, {}, ("internal", "init"))
 
     async def _timer_loop(self, ms: int, m: _Method):
-        from .timer import sleep_ms
-
         while True:
             await sleep_ms(ms)
             ctx = Ctx(0, runtime.our(), INTERNAL, m.name)
@@ -449,8 +448,6 @@ class App:
         return None
 
     def _publish(self, m: _Method, args, value) -> None:
-        from . import rooms
-
         room_fmt, action = m.publish
         try:
             room = room_fmt.format(**(args if isinstance(args, dict) else {}))

@@ -4,6 +4,8 @@ stable string: `SendError.kind`, `AppError.code`."""
 
 from __future__ import annotations
 
+from .address import Address
+
 # The kinds of `send-error-kind` in the WIT, plus `encoding`, raised by the
 # SDK when a body cannot be encoded (never by the node).
 UNKNOWN_PROCESS = "unknown-process"
@@ -49,8 +51,6 @@ class SendError(Exception):
 
     @staticmethod
     def _from_wit(w) -> "SendError":
-        from .address import Address
-
         kind = w.kind.name.lower().replace("_", "-")
         return SendError(kind, Address._from_wit(w.target), w.detail)
 

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Union
 
-from .address import Address, ProcessId
+from .address import Address, ProcessId, our
 from .message import Blob, Incoming, Request, Response
 
 PUBLIC = "public"
@@ -22,17 +22,13 @@ BIND_TIMEOUT_MS = 5_000
 
 def server() -> Address:
     """`http-server:distro:sys` on our node."""
-    from . import runtime
-
-    return Address(runtime.our().node, ProcessId("http-server", "distro", "sys"))
+    return Address(our().node, ProcessId("http-server", "distro", "sys"))
 
 
 def is_from_server(msg: Incoming) -> bool:
-    from . import runtime
-
     p = msg.source.process
     return (p.process == "http-server" and p.package == "distro" and p.publisher == "sys"
-            and msg.source.node == runtime.our().node)
+            and msg.source.node == our().node)
 
 
 @dataclass

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import _wit
-from .address import Address
+from . import executor
+from .address import Address, our
 from .errors import ENCODING, SendError
 
 # The timeout `ask` uses when none was set: an awaited request always needs
@@ -180,8 +181,6 @@ class Request:
     def ask(self):
         """Send and await the response (an `Incoming`), within the timeout
         (`DEFAULT_ASK_TIMEOUT_MS` when none was set). Raises `SendError`."""
-        from . import executor
-
         if self._timeout_ms is None:
             self._timeout_ms = DEFAULT_ASK_TIMEOUT_MS
         return executor.wait_for(self.send())
@@ -222,16 +221,14 @@ class Response:
     def send(self, answering: int) -> None:
         """Answer request `answering`. Raises `SendError` (`no-asker` when it
         is unknown or answered already)."""
-        from . import runtime as app
-
         if self._error is not None:
-            raise SendError(ENCODING, app.our(), self._error)
+            raise SendError(ENCODING, our(), self._error)
         response = _wit.types().Response(self._body, self._metadata)
         blob = None if self._blob is None else self._blob._wit()
         try:
             _wit.kernel().send_response(answering, response, blob)
         except Exception as e:
-            raise _send_error(e, app.our()) from None
+            raise _send_error(e, our()) from None
 
 
 def respond(answering: int, body: bytes | str, blob: Optional[Blob] = None) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import message
-from .address import Address
+from .address import Address, our
 from .message import Incoming, Request
 from .services import ServiceError, call, service, split_variant
 
@@ -98,14 +98,12 @@ def _expect(value, wanted: str) -> dict:
 
 
 def _from_hub(msg: Incoming):
-    from . import runtime
-
     if not msg.is_request:
         return None
     p = msg.source.process
     if not (p.process == _HUB and p.package == "distro" and p.publisher == "sys"):
         return None
-    if msg.source.node != runtime.our().node:
+    if msg.source.node != our().node:
         return None
     try:
         value = msg.json()

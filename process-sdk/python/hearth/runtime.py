@@ -18,19 +18,11 @@ import traceback
 from typing import Optional
 
 from . import _wit, executor
-from .address import Address
+from . import address
+from .address import Address, our  # noqa: F401  (our: kept as runtime.our)
 from .message import Failure, Incoming
 
-_our: Optional[Address] = None
 _target = None
-
-
-def our() -> Address:
-    """This process's address."""
-    global _our
-    if _our is None:
-        _our = Address._from_wit(_wit.kernel().our())
-    return _our
 
 
 def register(target) -> None:
@@ -58,14 +50,13 @@ def crash_on_error(_value, error: Optional[BaseException]) -> None:
 
 
 def export_init(our_wit) -> None:
-    global _our
     try:
-        _our = Address._from_wit(our_wit)
+        address._set_our(Address._from_wit(our_wit))
         if _target is None:
             raise RuntimeError(
                 "the app module registered no handler: create a hearth.App() or "
                 "decorate a hearth.Process subclass with @hearth.process")
-        _target._hearth_init(_our)
+        _target._hearth_init(our())
     except BaseException as e:
         crash(e)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, Tuple
 
-from .address import Address, ProcessId
+from .address import Address, ProcessId, our
 from .message import Request
 
 
@@ -26,9 +26,7 @@ class ServiceError(Exception):
 
 def service(name: str) -> Address:
     """`name:distro:sys` on our node."""
-    from . import runtime
-
-    return Address(runtime.our().node, ProcessId(name, "distro", "sys"))
+    return Address(our().node, ProcessId(name, "distro", "sys"))
 
 
 def split_variant(value: Any) -> Tuple[str, Any]:
