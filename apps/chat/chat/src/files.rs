@@ -3,8 +3,8 @@
 
 use hearth_sdk::{AppError, State};
 
+use crate::copy::{chat_at, our_node, HOST_TIMEOUT_MS};
 use crate::error::{is_unreachable, remote_refusal, ChatError, MAX_ATTACHMENT_BYTES};
-use crate::member::{chat_at, our_node, HOST_TIMEOUT_MS};
 use crate::model::{Chat, CACHE_BYTES};
 use crate::types::{Attachment, AttachmentData};
 use crate::{client, store, util};

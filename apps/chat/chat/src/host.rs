@@ -10,7 +10,7 @@ use crate::error::{ChatError, RATE_PER_MINUTE};
 use crate::model::*;
 use crate::types::*;
 use crate::util::{self, now_ms};
-use crate::{member, store, turns};
+use crate::{copy, store, turns};
 
 /// Events `host_sync` returns at most per call.
 pub const SYNC_PAGE: usize = 200;
@@ -117,7 +117,7 @@ async fn commit<T>(
     }
     let address = address_of(room_id);
     if state.with(|s| s.rooms.contains_key(&address)) {
-        member::apply_own(state, &address, ev, logged).await;
+        copy::apply_own(state, &address, ev, logged).await;
     }
     Ok(out)
 }
@@ -191,7 +191,7 @@ pub async fn create(
         Ok(id)
     })?;
     let address = address_of(&room_id);
-    member::add_room(state, &address, &name, kind, Some(Role::Owner), None)?;
+    copy::add_room(state, &address, &name, kind, Some(Role::Owner), None)?;
     commit(state, &room_id, |s, room, _| {
         Ok((state_event(s, &room_id, room), ()))
     })
@@ -245,13 +245,13 @@ pub async fn join(
         })
         .await?;
     }
-    Ok(state.with(|s| {
+    state.with(|s| {
         let room = hosted(s, room_id)?;
-        Ok::<_, ChatError>(crate::types::Joined {
+        Ok(crate::types::Joined {
             state: room_state(s, room_id, room),
             last: room.last_ev,
         })
-    })?)
+    })
 }
 
 /// `caller` leaves. An owner who leaves hands the room to an admin, else
@@ -607,7 +607,7 @@ pub async fn moderate(
                     (r.name.clone(), r.kind)
                 })
         });
-        member::notify_invite(&node, &address_of(room_id), &name, kind).await;
+        copy::notify_invite(&node, &address_of(room_id), &name, kind).await;
     }
     Ok(())
 }
@@ -622,7 +622,7 @@ pub fn typing(state: &State<Chat>, room_id: &str, caller: &str) -> Result<(), Ch
         log::warn!("typing not published: {error}");
     }
     let address = address_of(room_id);
-    member::on_live(state, &address, &event);
+    copy::on_live(state, &address, &event);
     Ok(())
 }
 
@@ -691,7 +691,7 @@ fn publish_presence(state: &State<Chat>, room_id: &str, node: &str, presence: Pr
     if let Err(error) = rooms::publish(room_id, &event) {
         log::warn!("presence not published: {error}");
     }
-    member::on_live(state, &address_of(room_id), &event);
+    copy::on_live(state, &address_of(room_id), &event);
 }
 
 /// Members whose lease ran out are offline (their node stopped

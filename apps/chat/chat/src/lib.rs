@@ -17,6 +17,7 @@
 //! WebSockets. The contract for the UI is in `/work/brief/chat-api.md`
 //! while it is being built, then in the README.
 
+mod copy;
 mod error;
 mod files;
 mod host;
@@ -53,11 +54,11 @@ macro_rules! at_host {
         let state: &State<Chat> = $state;
         let address: &str = $address;
         let (room_id, host) = route(address)?;
-        if host == member::our_node() {
+        if host == copy::our_node() {
             let $room_id = room_id.as_str();
             $local.await.map_err(AppError::from)
         } else {
-            let $target = member::chat_at(&host)?;
+            let $target = copy::chat_at(&host)?;
             let $room_id = room_id;
             $remote
                 .await
@@ -124,7 +125,7 @@ impl Chat {
     ) -> Result<Profile, AppError> {
         util::check_profile(&display_name, &color)?;
         let profile = Profile {
-            node: member::our_node(),
+            node: copy::our_node(),
             display_name: display_name.trim().to_string(),
             color: color.to_ascii_lowercase(),
         };
@@ -141,7 +142,7 @@ impl Chat {
     #[http(method = "GET", path = "/api/rooms")]
     fn rooms(&self) -> Vec<RoomSummary> {
         let mut rooms: Vec<&model::RoomCopy> = self.rooms.values().collect();
-        rooms.sort_by(|a, b| b.activity.cmp(&a.activity));
+        rooms.sort_by_key(|r| std::cmp::Reverse(r.activity));
         rooms.into_iter().map(|r| self.summary(r)).collect()
     }
 
@@ -166,7 +167,7 @@ impl Chat {
     #[http(method = "POST", path = "/api/direct")]
     async fn open_direct(state: State<Self>, node: String) -> Result<RoomSummary, AppError> {
         util::check_node(&node)?;
-        if node == member::our_node() {
+        if node == copy::our_node() {
             return Err(AppError::bad_request("a direct room is with another node"));
         }
         let existing = state.with(|s| {
@@ -183,7 +184,7 @@ impl Chat {
         }
         let address = host::create(&state, &node, RoomKind::Direct, Some(&node)).await?;
         let name = state.with(|s| s.our_profile().display_name);
-        member::notify_invite(&node, &address, &name, RoomKind::Direct).await;
+        copy::notify_invite(&node, &address, &name, RoomKind::Direct).await;
         summary_of(&state, &address)
     }
 
@@ -198,12 +199,12 @@ impl Chat {
     #[local]
     #[http(method = "POST", path = "/api/leave")]
     async fn leave(state: State<Self>, room: String) -> Result<(), AppError> {
-        state.with(|s| member::member_of(s, &room))?;
-        let our = member::our_node();
+        state.with(|s| copy::member_of(s, &room))?;
+        let our = copy::our_node();
         at_host!(&state, &room,
             local(id) => host::leave(&state, id, &our),
-            remote(target) => client::host_leave_within(&target, id, member::HOST_TIMEOUT_MS))?;
-        member::drop_room(&state, &room, "left").await;
+            remote(target) => client::host_leave_within(&target, id, copy::HOST_TIMEOUT_MS))?;
+        copy::drop_room(&state, &room, "left").await;
         Ok(())
     }
 
@@ -211,11 +212,11 @@ impl Chat {
     #[local]
     #[http(method = "POST", path = "/api/decline")]
     async fn decline(state: State<Self>, room: String) -> Result<(), AppError> {
-        let invitation = state.with(|s| member::joined(s, &room))?;
+        let invitation = state.with(|s| copy::joined(s, &room))?;
         if invitation.role.is_some() {
             return Err(AppError::bad_request("that is a room you are in: leave it"));
         }
-        member::drop_room(&state, &room, "declined").await;
+        copy::drop_room(&state, &room, "declined").await;
         Ok(())
     }
 
@@ -223,23 +224,23 @@ impl Chat {
     #[local]
     #[http(method = "POST", path = "/api/invite")]
     async fn invite(state: State<Self>, room: String, node: String) -> Result<(), AppError> {
-        state.with(|s| member::member_of(s, &room))?;
-        let our = member::our_node();
+        state.with(|s| copy::member_of(s, &room))?;
+        let our = copy::our_node();
         let node = node.trim().to_ascii_lowercase();
         at_host!(&state, &room,
             local(id) => host::moderate(&state, id, &our, host::Moderation::Invite(node.clone())),
-            remote(target) => client::host_invite_within(&target, id, node.clone(), member::HOST_TIMEOUT_MS))
+            remote(target) => client::host_invite_within(&target, id, node.clone(), copy::HOST_TIMEOUT_MS))
     }
 
     /// Removes `node` from the room (owner and admins; not the owner).
     #[local]
     #[http(method = "POST", path = "/api/remove")]
     async fn remove_member(state: State<Self>, room: String, node: String) -> Result<(), AppError> {
-        state.with(|s| member::member_of(s, &room))?;
-        let our = member::our_node();
+        state.with(|s| copy::member_of(s, &room))?;
+        let our = copy::our_node();
         at_host!(&state, &room,
             local(id) => host::moderate(&state, id, &our, host::Moderation::Remove(node.clone())),
-            remote(target) => client::host_remove_within(&target, id, node.clone(), member::HOST_TIMEOUT_MS))
+            remote(target) => client::host_remove_within(&target, id, node.clone(), copy::HOST_TIMEOUT_MS))
     }
 
     /// Makes `node` an admin or a member (owner only).
@@ -251,29 +252,29 @@ impl Chat {
         node: String,
         role: Role,
     ) -> Result<(), AppError> {
-        state.with(|s| member::member_of(s, &room))?;
-        let our = member::our_node();
+        state.with(|s| copy::member_of(s, &room))?;
+        let our = copy::our_node();
         at_host!(&state, &room,
             local(id) => host::moderate(&state, id, &our, host::Moderation::Role(node.clone(), role)),
-            remote(target) => client::host_role_within(&target, id, node.clone(), role, member::HOST_TIMEOUT_MS))
+            remote(target) => client::host_role_within(&target, id, node.clone(), role, copy::HOST_TIMEOUT_MS))
     }
 
     /// Renames the room (owner and admins).
     #[local]
     #[http(method = "POST", path = "/api/rename")]
     async fn rename(state: State<Self>, room: String, name: String) -> Result<(), AppError> {
-        state.with(|s| member::member_of(s, &room))?;
-        let our = member::our_node();
+        state.with(|s| copy::member_of(s, &room))?;
+        let our = copy::our_node();
         at_host!(&state, &room,
             local(id) => host::moderate(&state, id, &our, host::Moderation::Rename(name.clone())),
-            remote(target) => client::host_rename_within(&target, id, name.clone(), member::HOST_TIMEOUT_MS))
+            remote(target) => client::host_rename_within(&target, id, name.clone(), copy::HOST_TIMEOUT_MS))
     }
 
     /// The room's members with role, profile and presence (our copy).
     #[local]
     #[http(method = "POST", path = "/api/members")]
     fn members(&self, room: String) -> Result<Vec<Member>, AppError> {
-        Ok(member::member_of(self, &room)?.members)
+        Ok(copy::member_of(self, &room)?.members)
     }
 
     /// A page of history from our node's copy, oldest first: the `limit`
@@ -288,7 +289,7 @@ impl Chat {
         limit: u32,
         before_id: Option<u64>,
     ) -> Result<Page, AppError> {
-        let joined = state.with(|s| member::member_of(s, &room))?;
+        let joined = state.with(|s| copy::member_of(s, &room))?;
         if !(1..=100).contains(&limit) {
             return Err(AppError::bad_request("limit is 1 to 100"));
         }
@@ -335,11 +336,11 @@ impl Chat {
         id: u64,
         text: String,
     ) -> Result<Message, AppError> {
-        state.with(|s| member::member_of(s, &room))?;
-        let our = member::our_node();
+        state.with(|s| copy::member_of(s, &room))?;
+        let our = copy::our_node();
         at_host!(&state, &room,
             local(rid) => host::change(&state, rid, &our, id, host::Change::Edit(text.clone())),
-            remote(target) => client::host_edit_within(&target, rid, id, text.clone(), member::HOST_TIMEOUT_MS))
+            remote(target) => client::host_edit_within(&target, rid, id, text.clone(), copy::HOST_TIMEOUT_MS))
     }
 
     /// Deletes one of our messages (owner and admins may delete any).
@@ -350,11 +351,11 @@ impl Chat {
         room: String,
         id: u64,
     ) -> Result<Message, AppError> {
-        state.with(|s| member::member_of(s, &room))?;
-        let our = member::our_node();
+        state.with(|s| copy::member_of(s, &room))?;
+        let our = copy::our_node();
         at_host!(&state, &room,
             local(rid) => host::change(&state, rid, &our, id, host::Change::Delete),
-            remote(target) => client::host_delete_within(&target, rid, id, member::HOST_TIMEOUT_MS))
+            remote(target) => client::host_delete_within(&target, rid, id, copy::HOST_TIMEOUT_MS))
     }
 
     /// Adds our reaction `emoji` to a message, or takes it back.
@@ -366,11 +367,11 @@ impl Chat {
         id: u64,
         emoji: String,
     ) -> Result<Message, AppError> {
-        state.with(|s| member::member_of(s, &room))?;
-        let our = member::our_node();
+        state.with(|s| copy::member_of(s, &room))?;
+        let our = copy::our_node();
         at_host!(&state, &room,
             local(rid) => host::change(&state, rid, &our, id, host::Change::React(emoji.clone())),
-            remote(target) => client::host_react_within(&target, rid, id, emoji.clone(), member::HOST_TIMEOUT_MS))
+            remote(target) => client::host_react_within(&target, rid, id, emoji.clone(), copy::HOST_TIMEOUT_MS))
     }
 
     /// We have read the room up to message `id`: unread and mention counts
@@ -378,9 +379,9 @@ impl Chat {
     #[local]
     #[http(method = "POST", path = "/api/read")]
     async fn mark_read(state: State<Self>, room: String, id: u64) -> Result<RoomSummary, AppError> {
-        let joined = state.with(|s| member::member_of(s, &room))?;
+        let joined = state.with(|s| copy::member_of(s, &room))?;
         let last_read = joined.last_read.max(id);
-        let our = member::our_node();
+        let our = copy::our_node();
         let (mut unread, mut mentions, mut before) = (0u32, 0u32, None);
         // Count what is left after `last_read`, newest first, page by page.
         'pages: loop {
@@ -418,8 +419,8 @@ impl Chat {
     #[local]
     #[http(method = "POST", path = "/api/typing")]
     async fn typing(state: State<Self>, room: String) -> Result<(), AppError> {
-        state.with(|s| member::member_of(s, &room))?;
-        let our = member::our_node();
+        state.with(|s| copy::member_of(s, &room))?;
+        let our = copy::our_node();
         at_host!(&state, &room,
             local(id) => async { host::typing(&state, id, &our) },
             remote(target) => client::host_typing_within(&target, id, 5_000))
@@ -500,11 +501,11 @@ impl Chat {
     #[http(method = "POST", path = "/api/public")]
     async fn public_rooms(state: State<Self>, node: String) -> Result<Vec<PublicRoom>, AppError> {
         util::check_node(&node)?;
-        if node == member::our_node() {
+        if node == copy::our_node() {
             return Ok(state.with(host::public));
         }
-        let target = member::chat_at(&node)?;
-        client::host_public_within(&target, member::HOST_TIMEOUT_MS)
+        let target = copy::chat_at(&node)?;
+        client::host_public_within(&target, copy::HOST_TIMEOUT_MS)
             .await
             .map_err(|e| {
                 if error::is_unreachable(&e) {
@@ -532,7 +533,7 @@ impl Chat {
             ));
         }
         let (room_id, host) = route(&room)?;
-        if host != member::our_node() {
+        if host != copy::our_node() {
             return Err(AppError::bad_request("import into a room this node hosts"));
         }
         if texts.len() > 1_000 {
@@ -785,7 +786,7 @@ impl Chat {
             return Err(AppError::forbidden("only a room's host invites to it"));
         }
         let name = util::check_room_name(&name)?;
-        member::add_room(&state, &address, &name, kind, None, Some(caller))?;
+        copy::add_room(&state, &address, &name, kind, None, Some(caller))?;
         if kind == RoomKind::Direct {
             let _ = Self::join_room(&state, &address).await?;
         }
@@ -841,23 +842,23 @@ impl Chat {
     /// Joins a room at its host, then holds its stream and catches up.
     async fn join_room(state: &State<Chat>, address: &str) -> Result<RoomSummary, AppError> {
         let (room_id, host) = route(address)?;
-        if host == member::our_node() {
+        if host == copy::our_node() {
             let known = state.with(|s| s.rooms.get(address).map(|r| s.summary(r)));
             return known.ok_or_else(|| ChatError::UnknownRoom(address.to_string()).into());
         }
         let profile = state.with(|s| s.our_profile());
-        let target = member::chat_at(&host)?;
-        let joined = client::host_join_within(&target, room_id, profile, member::HOST_TIMEOUT_MS)
+        let target = copy::chat_at(&host)?;
+        let joined = client::host_join_within(&target, room_id, profile, copy::HOST_TIMEOUT_MS)
             .await
             .map_err(|e| member::unreachable_or(state, address, e))?;
-        let our = member::our_node();
+        let our = copy::our_node();
         let role = joined
             .state
             .members
             .iter()
             .find(|m| m.node == our)
             .map_or(Role::Member, |m| m.role);
-        member::add_room(
+        copy::add_room(
             state,
             address,
             &joined.state.name,
