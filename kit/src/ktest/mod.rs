@@ -30,6 +30,10 @@ pub const TESTS_FILE: &str = "tests.toml";
 /// node's typed `timeout` arrives first.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 
+/// Deadline of an install: the node compiles the package's components
+/// (the chat's takes seconds alone, far longer on a loaded 2-core machine).
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// Frames other than the awaited event that a failed `expect_event`
 /// shows (the newest).
 const SHOWN_FRAMES: usize = 10;
@@ -271,7 +275,7 @@ fn run_step(
             let body = bincode::serde::encode_to_vec(upload, bincode::config::standard())
                 .context("encoding the package")?;
             for name in on {
-                let client = net.node(name)?.client()?;
+                let client = net.node(name)?.client_with(INSTALL_TIMEOUT)?;
                 client
                     .post(INSTALL_PATH, "application/octet-stream", &body)
                     .with_context(|| format!("installing {dir} on {name}"))?;

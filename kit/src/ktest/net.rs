@@ -215,11 +215,16 @@ impl Drop for TestNet {
 
 impl TestNode {
     pub fn client(&self) -> Result<AdminClient> {
+        self.client_with(CALL_TIMEOUT)
+    }
+
+    /// A client whose calls may take up to `timeout`.
+    pub fn client_with(&self, timeout: Duration) -> Result<AdminClient> {
         let args = NodeArgs {
             port: None,
             home: Some(self.home.clone()),
         };
-        AdminClient::connect(&args, CALL_TIMEOUT)
+        AdminClient::connect(&args, timeout)
     }
 
     pub fn home(&self) -> &Path {

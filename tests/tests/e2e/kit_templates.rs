@@ -268,3 +268,78 @@ fn chat_kit_t_suite_passes() {
     assert!(said.contains(" passed, 0 failed"), "{said}");
     assert!(!said.contains("FAIL"), "{said}");
 }
+
+/// `kit api`: the chat's description read from a built package directory
+/// and from the package installed on a running node, the same methods in
+/// both; an id the node does not run is a clear error.
+#[test]
+fn kit_api_describes_built_and_installed_packages() {
+    let user_home = TempDir::new("api-user");
+    let node_home = TempDir::new("api-node");
+    let package = TempDir::new("api-chat");
+    for f in built_package("apps/chat", "chat.wasm") {
+        let path = package.path().join(&f.path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("package dir");
+        std::fs::write(path, f.bytes).expect("package file");
+    }
+    let built = kit(user_home.path())
+        .arg("api")
+        .arg(package.path())
+        .output()
+        .expect("kit api DIR");
+    assert!(built.status.success(), "{}", text(&built));
+    let said = String::from_utf8_lossy(&built.stdout).to_string();
+    assert!(said.starts_with("chat:chat:sys  #[app] Chat"), "{said}");
+    assert!(
+        said.contains("async send(room: String, text: String, reply_to: Option<u64>"),
+        "{said}"
+    );
+    assert!(
+        said.contains("http POST /api/send (authenticated)"),
+        "{said}"
+    );
+
+    let node = HearthProcess::start(node_home.path(), user_home.path(), "api.os", &[]);
+    let port = node.port.to_string();
+    let out = kit(user_home.path())
+        .arg("s")
+        .arg(package.path())
+        .args(["--port", &port])
+        .output()
+        .expect("kit s");
+    assert!(out.status.success(), "{}", text(&out));
+    let installed = kit(user_home.path())
+        .args(["api", "chat:sys", "--port", &port])
+        .output()
+        .expect("kit api chat:sys");
+    assert!(installed.status.success(), "{}", text(&installed));
+    assert_eq!(
+        String::from_utf8_lossy(&installed.stdout),
+        said,
+        "the installed package describes as the built one"
+    );
+    let json = kit(user_home.path())
+        .args(["api", "chat:chat:sys", "--json", "--port", &port])
+        .output()
+        .expect("kit api --json");
+    let list: Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(list[0]["process"], "chat:chat:sys");
+    assert!(list[0]["api"]["methods"]
+        .as_array()
+        .expect("methods")
+        .iter()
+        .any(|m| m["name"] == "create_room"));
+    assert!(list[0]["api"].get("rust_client").is_none());
+
+    let missing = kit(user_home.path())
+        .args(["api", "nope:sys", "--port", &port])
+        .output()
+        .expect("kit api nope:sys");
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(
+        text(&missing).contains(&format!("the node on port {port} runs no package nope:sys")),
+        "{}",
+        text(&missing)
+    );
+    drop(node);
+}
