@@ -253,6 +253,9 @@ async fn scale_run(echo: &[PackageFile], n: usize, home: &std::path::Path) -> Re
     ping_all(&node, n).await?;
     let ready_rate = n as f64 / t.elapsed().as_secs_f64();
     let kib = (rss_kib()? - rss_before) / n as f64;
+    // The parent's context holds the services, and with them the store:
+    // the node restarts on this home only once every handle is gone.
+    drop(parent);
     node.shutdown().await;
 
     let t = Instant::now();
