@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info};
 
@@ -339,9 +339,18 @@ impl WsHub {
 
     /// Queue a text frame for `conn` (the node's own connections); a full
     /// buffer drops the connection. False if it is gone.
-    pub(super) fn send_text(&self, conn: u64, text: String) -> bool {
+    pub(super) fn send_text(&self, conn: u64, text: Utf8Bytes) -> bool {
         let mut state = self.lock();
-        self.offer(&mut state, conn, Message::Text(text.into()))
+        self.offer(&mut state, conn, Message::Text(text))
+    }
+
+    /// [`WsHub::send_text`] for many frames under one lock, in order; a
+    /// text shared by several connections is shared, not copied.
+    pub(super) fn send_texts(&self, frames: impl Iterator<Item = (u64, Utf8Bytes)>) {
+        let mut state = self.lock();
+        for (conn, text) in frames {
+            self.offer(&mut state, conn, Message::Text(text));
+        }
     }
 }
 
