@@ -10,8 +10,8 @@ use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::RecordStore, GetRecordOk, QueryId, QueryResult, Quorum};
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
     autonat, dcutr, identify, mdns, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm,
 };
@@ -23,7 +23,7 @@ use super::behaviour::{Behaviour, BehaviourEvent, Settings};
 use super::dht::{self, name_key, PutLimiter};
 use super::filter::is_relayed;
 use super::record::{NameRecord, MAX_ADDRS};
-use super::relay::Reservations;
+use super::relay::{Reservations, Step};
 use super::{now_millis, peer, Command, Controls, NetConfig, NetError, Shared};
 use crate::metrics::NetCounters;
 
@@ -37,6 +37,24 @@ const REPUBLISH: Duration = Duration::from_secs(60);
 /// How often the DHT routing table is refreshed (only with peers in it).
 const BOOTSTRAP_EVERY: Duration = Duration::from_secs(300);
 
+/// A node we are connecting to.
+struct Pending {
+    /// When its senders get `offline`.
+    deadline: Instant,
+    /// A DHT lookup for its name runs: it may find a newer record than the
+    /// address book's (a record is a cache: the node may have moved, or
+    /// reserved on another relay, since).
+    looking_up: bool,
+    /// `seq` of the newest record we dialed.
+    dialed: Option<u64>,
+    /// Our dials in flight.
+    dials: Vec<ConnectionId>,
+    /// Why the last dial failed.
+    failed: Option<String>,
+    /// Connected to the peer already: its message stream is opening.
+    linking: bool,
+}
+
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
     shared: Arc<Shared>,
@@ -44,8 +62,8 @@ pub(super) struct EventLoop {
     controls: Controls,
     /// DHT lookups in flight: query -> node name.
     lookups: HashMap<QueryId, String>,
-    /// Nodes we are connecting to, with the deadline for their link.
-    waiting: HashMap<String, Instant>,
+    /// Nodes we are connecting to.
+    waiting: HashMap<String, Pending>,
     listen_addrs: Vec<Multiaddr>,
     publish_at: Option<Instant>,
     puts: PutLimiter,
@@ -191,41 +209,94 @@ impl EventLoop {
         }
     }
 
+    /// Resolve and dial `name`: the address book's record at once, and a
+    /// DHT lookup alongside, whose newer records are dialed too. The name
+    /// is given up when every dial failed and the lookup ended, or at the
+    /// deadline.
     fn connect(&mut self, name: String) {
         if self.shared.links.is_connected(&name) {
             return;
         }
-        self.waiting
-            .entry(name.clone())
-            .or_insert_with(|| Instant::now() + self.shared.dial_timeout);
-        match self.shared.book.get(&name) {
-            Some(record) => self.connect_known(&name, &record),
-            None => {
-                let query = self.swarm.behaviour_mut().kad.get_record(name_key(&name));
-                self.lookups.insert(query, name);
-            }
+        let deadline = Instant::now() + self.shared.dial_timeout;
+        let pending = self.waiting.entry(name.clone()).or_insert(Pending {
+            deadline,
+            looking_up: false,
+            dialed: None,
+            dials: Vec::new(),
+            failed: None,
+            linking: false,
+        });
+        if !pending.looking_up {
+            pending.looking_up = true;
+            let query = self.swarm.behaviour_mut().kad.get_record(name_key(&name));
+            self.lookups.insert(query, name.clone());
+        }
+        if let Some(record) = self.shared.book.get(&name) {
+            self.dial_record(&name, &record);
         }
     }
 
-    fn connect_known(&mut self, name: &str, record: &NameRecord) {
+    /// Dial the addresses of `record` (verified, bound) for `name`.
+    fn dial_record(&mut self, name: &str, record: &NameRecord) {
         let peer = match record.verify() {
             Ok(peer) => peer,
             Err(e) => return self.give_up(name, &e.to_string()),
         };
+        let Some(pending) = self.waiting.get_mut(name) else {
+            return;
+        };
         if self.swarm.is_connected(&peer) {
+            pending.linking = true;
             return peer::open_link(&self.shared, &self.controls, peer);
         }
         let addrs: Vec<Multiaddr> = record.addrs.iter().filter_map(|a| a.parse().ok()).collect();
         for addr in &addrs {
             self.swarm.add_peer_address(peer, addr.clone());
         }
-        let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+        // A newer record's addresses are dialed even while a dial from an
+        // older one is in flight (it may hang on an address that moved).
+        let condition = if pending.dialed.is_some() {
+            PeerCondition::Always
+        } else {
+            PeerCondition::DisconnectedAndNotDialing
+        };
+        pending.dialed = Some(record.seq);
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(condition)
+            .build();
+        let id = opts.connection_id();
         match self.swarm.dial(opts) {
+            Ok(()) => pending.dials.push(id),
             // A dial to that peer is in flight: its outcome (or the
             // waiting deadline) settles this name too.
-            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
-            Err(e) => self.give_up(name, &format!("dial failed: {e}")),
+            Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
+            Err(e) => {
+                pending.failed = Some(format!("dial failed: {e}"));
+                self.settle(name);
+            }
         }
+    }
+
+    /// Give `name` up if nothing can still connect it: no dial of ours in
+    /// flight and no lookup running.
+    fn settle(&mut self, name: &str) {
+        if self.shared.links.is_connected(name) {
+            return;
+        }
+        let Some(pending) = self.waiting.get(name) else {
+            return;
+        };
+        // A link being opened over a connection is settled by its
+        // outcome or the deadline.
+        if pending.looking_up || pending.linking || !pending.dials.is_empty() {
+            return;
+        }
+        let why = pending
+            .failed
+            .clone()
+            .unwrap_or_else(|| "no record for that name in the DHT".into());
+        self.give_up(name, &why);
     }
 
     fn give_up(&mut self, name: &str, why: &str) {
@@ -243,7 +314,7 @@ impl EventLoop {
         let expired: Vec<String> = self
             .waiting
             .iter()
-            .filter(|(_, deadline)| **deadline <= now)
+            .filter(|(_, pending)| pending.deadline <= now)
             .map(|(name, _)| name.clone())
             .collect();
         for name in expired {
@@ -271,8 +342,26 @@ impl EventLoop {
             warn!("the relay did not answer our reservation request in time");
             self.relay_failed(now);
         }
-        if let Some(addr) = self.reservations.next_try(now) {
-            match self.swarm.listen_on(addr.clone()) {
+        let swarm = &self.swarm;
+        let step = self
+            .reservations
+            .next_step(now, |peer| swarm.is_connected(peer));
+        match step {
+            None => return,
+            Some(Step::Dial(peer, addr)) => {
+                debug!(%addr, "connecting to the relay");
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(vec![addr.clone()])
+                    .build();
+                match self.swarm.dial(opts) {
+                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
+                    Err(e) => {
+                        warn!(%addr, "cannot connect to the relay: {e}");
+                        self.relay_failed(now);
+                    }
+                }
+            }
+            Some(Step::Listen(addr)) => match self.swarm.listen_on(addr.clone()) {
                 Ok(listener) => {
                     debug!(%addr, "asking the relay for a reservation");
                     self.reservations.listener = Some(listener);
@@ -281,9 +370,9 @@ impl EventLoop {
                     warn!(%addr, "cannot ask the relay for a reservation: {e}");
                     self.relay_failed(now);
                 }
-            }
-            self.shared.lock_reach().relays = self.reservations.describe();
+            },
         }
+        self.shared.lock_reach().relays = self.reservations.describe();
     }
 
     fn relay_failed(&mut self, now: Instant) {
@@ -298,6 +387,23 @@ impl EventLoop {
         let mut reach = self.shared.lock_reach();
         reach.relays = self.reservations.describe();
         reach.relays_lost = self.reservations.lost;
+    }
+
+    /// A node behind a NAT serves no DHT requests (peers could not dial
+    /// it back): it runs Kademlia as a client, and peers drop it from
+    /// their routing tables. Otherwise it serves, also without a confirmed
+    /// address, so loopback and LAN networks have a DHT.
+    fn reach_changed(&mut self) {
+        let mode = if self.shared.lock_reach().status() == "private" {
+            kad::Mode::Client
+        } else {
+            kad::Mode::Server
+        };
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if kad.mode() != mode {
+            info!(?mode, "DHT mode follows reachability");
+            kad.set_mode(Some(mode));
+        }
     }
 
     fn count(&self, counter: impl Fn(&NetCounters) -> &std::sync::atomic::AtomicU64) {
@@ -327,7 +433,19 @@ impl EventLoop {
         let mut addrs: Vec<String> = Vec::new();
         {
             let reach = self.shared.lock_reach();
-            let listeners = self.listen_addrs.iter();
+            // Loopback listeners reach another node only on this machine:
+            // published only when there is nothing else (tests on
+            // loopback). Elsewhere a dial there finds another node, or none.
+            let wide: Vec<&Multiaddr> = self
+                .listen_addrs
+                .iter()
+                .filter(|a| !is_loopback(a))
+                .collect();
+            let listeners: Vec<&Multiaddr> = if wide.is_empty() {
+                self.listen_addrs.iter().collect()
+            } else {
+                wide
+            };
             for addr in reach
                 .circuits()
                 .iter()
@@ -392,6 +510,7 @@ impl EventLoop {
                     info!(%address, "a peer confirmed it can dial us here");
                     self.shared.lock_reach().confirmed(&address);
                     self.refresh_record();
+                    self.reach_changed();
                 }
             }
             SwarmEvent::NewExternalAddrCandidate { address } => {
@@ -401,9 +520,12 @@ impl EventLoop {
                 if before != reach.status() {
                     info!(%address, reachability = reach.status(), "a peer sees us behind a NAT");
                 }
+                drop(reach);
+                self.reach_changed();
             }
             SwarmEvent::ExternalAddrExpired { address } => {
                 self.shared.lock_reach().expired(&address);
+                self.reach_changed();
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -413,6 +535,9 @@ impl EventLoop {
             } => {
                 let remote = endpoint.get_remote_address();
                 self.shared.peer_connected(peer_id, connection_id, remote);
+                if self.reservations.connecting_to(&peer_id) {
+                    self.reserve(Instant::now());
+                }
                 if endpoint.is_dialer() {
                     peer::open_link(&self.shared, &self.controls, peer_id);
                 }
@@ -440,13 +565,21 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
+                connection_id,
                 error,
-                ..
             } => {
-                if let Some(name) = self.shared.book.name_of(&peer) {
-                    if self.waiting.contains_key(&name) && !self.swarm.is_connected(&peer) {
-                        self.give_up(&name, &format!("dial failed: {error}"));
-                    }
+                if self.reservations.connecting_to(&peer) && !self.swarm.is_connected(&peer) {
+                    warn!(%peer, "cannot connect to the relay: {error}");
+                    self.relay_failed(Instant::now());
+                }
+                let ours = self.waiting.iter_mut().find_map(|(name, pending)| {
+                    let at = pending.dials.iter().position(|d| *d == connection_id)?;
+                    pending.dials.swap_remove(at);
+                    pending.failed = Some(format!("dial failed: {error}"));
+                    Some(name.clone())
+                });
+                if let Some(name) = ours {
+                    self.settle(&name);
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
@@ -457,8 +590,17 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                // Only peers serving the DHT go into its routing table: a
+                // node behind a NAT runs it as a client (see
+                // `reach_changed`), so lookups never wait on dials to
+                // its private addresses.
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                if info.protocols.contains(&super::behaviour::KAD) {
+                    for addr in info.listen_addrs {
+                        kad.add_address(&peer_id, addr);
+                    }
+                } else {
+                    kad.remove_peer(&peer_id);
                 }
             }
             BehaviourEvent::Ping(ping::Event {
@@ -484,8 +626,9 @@ impl EventLoop {
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
                 result: QueryResult::GetRecord(result),
+                step,
                 ..
-            }) => self.on_lookup(id, result),
+            }) => self.on_lookup(id, result, step.last),
             BehaviourEvent::Kad(kad::Event::InboundRequest {
                 request:
                     kad::InboundRequest::PutRecord {
@@ -530,6 +673,7 @@ impl EventLoop {
                 if before != after {
                     info!(reachability = after, "reachability changed");
                 }
+                self.reach_changed();
             }
             _ => {}
         }
@@ -622,26 +766,64 @@ impl EventLoop {
         }
     }
 
-    fn on_lookup(&mut self, id: QueryId, result: kad::GetRecordResult) {
-        let Some(name) = self.lookups.remove(&id) else {
+    /// A DHT lookup found a record, or ended. Every record found is
+    /// checked; one newer than what we dialed is bound and dialed (the
+    /// lookup may answer from our own store first, then from peers holding
+    /// a newer record).
+    fn on_lookup(&mut self, id: QueryId, result: kad::GetRecordResult, last: bool) {
+        let Some(name) = self.lookups.get(&id).cloned() else {
             return;
         };
-        let found = match result {
-            Ok(GetRecordOk::FoundRecord(found)) => found.record,
-            Ok(_) => return self.give_up(&name, "no record for that name in the DHT"),
-            Err(e) => return self.give_up(&name, &format!("name lookup failed: {e}")),
-        };
-        let record = match NameRecord::from_bytes(&found.value) {
+        if last {
+            self.lookups.remove(&id);
+            if let Some(pending) = self.waiting.get_mut(&name) {
+                pending.looking_up = false;
+            }
+        }
+        match result {
+            Ok(GetRecordOk::FoundRecord(found)) => self.found(&name, &found.record.value),
+            Ok(_) => {}
+            Err(e) => debug!(name, "name lookup: {e}"),
+        }
+        if last {
+            self.settle(&name);
+        }
+    }
+
+    fn found(&mut self, name: &str, bytes: &[u8]) {
+        let record = match NameRecord::from_bytes(bytes) {
             Ok(record) if record.name == name => record,
-            Ok(_) => return self.give_up(&name, "the DHT returned a record for another name"),
-            Err(e) => return self.give_up(&name, &e.to_string()),
+            Ok(_) => return debug!(name, "the DHT returned a record for another name"),
+            Err(e) => return debug!(name, "the DHT returned a bad record: {e}"),
         };
         if let Err(e) = record.verify() {
-            return self.give_up(&name, &format!("bad record: {e}"));
+            return debug!(name, "the DHT returned a bad record: {e}");
         }
         if let Err(refused) = self.shared.book.bind(&record) {
-            return self.give_up(&name, &refused.to_string());
+            if let Some(pending) = self.waiting.get_mut(name) {
+                pending.failed = Some(refused.to_string());
+            }
+            return;
         }
-        self.connect_known(&name, &record);
+        let newer = self
+            .waiting
+            .get(name)
+            .is_some_and(|p| p.dialed.is_none_or(|seq| seq < record.seq));
+        if newer && !self.shared.links.is_connected(name) {
+            debug!(
+                name,
+                seq = record.seq,
+                "dialing the addresses of a newer record"
+            );
+            self.dial_record(name, &record);
+        }
     }
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
 }

@@ -61,12 +61,26 @@ impl RelayLimits {
 pub enum Reservation {
     /// No relay configured.
     None,
+    /// Connecting to the current relay, until the instant. libp2p's relay
+    /// client closes a reservation listener at once when another dial to
+    /// the relay is in flight (as the bootstrap dial is at boot), so we
+    /// ask only over an open connection.
+    Connecting(Instant),
     /// Asking the current relay, until the instant.
     Reserving(Instant),
     /// The relay at this index holds a slot for us.
     Reserved,
     /// Every relay failed this round; trying again at the instant.
     Waiting(Instant),
+}
+
+/// The next step towards a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Connect to this relay.
+    Dial(PeerId, Multiaddr),
+    /// Listen on this circuit address: ask the connected relay.
+    Listen(Multiaddr),
 }
 
 /// Our reservations on the relays of `--relay-via`.
@@ -114,28 +128,49 @@ impl Reservations {
         &self.relays
     }
 
-    /// The relay we hold or ask a reservation on.
+    /// The relay we hold, ask or connect to for a reservation.
     pub fn current(&self) -> Option<&(PeerId, Multiaddr)> {
         match self.state {
-            Reservation::Reserving(_) | Reservation::Reserved => self.relays.get(self.at),
+            Reservation::Connecting(_) | Reservation::Reserving(_) | Reservation::Reserved => {
+                self.relays.get(self.at)
+            }
             _ => None,
         }
     }
 
-    /// The address to listen on for the next try, if it is time.
-    pub fn next_try(&mut self, now: Instant) -> Option<Multiaddr> {
+    /// What to do next for a reservation, if anything: connect to the
+    /// current relay first, then (once `connected` to it) listen on its
+    /// circuit address.
+    pub fn next_step(&mut self, now: Instant, connected: impl Fn(&PeerId) -> bool) -> Option<Step> {
+        let (peer, addr) = self.relays.get(self.at)?.clone();
         match self.state {
-            Reservation::Waiting(at) if at <= now => {}
-            _ => return None,
+            Reservation::Waiting(at) if at <= now => {
+                if connected(&peer) {
+                    self.state = Reservation::Reserving(now + RESERVE_TIMEOUT);
+                    Some(Step::Listen(addr.with(Protocol::P2pCircuit)))
+                } else {
+                    self.state = Reservation::Connecting(now + RESERVE_TIMEOUT);
+                    Some(Step::Dial(peer, addr))
+                }
+            }
+            Reservation::Connecting(deadline) if deadline > now && connected(&peer) => {
+                self.state = Reservation::Reserving(now + RESERVE_TIMEOUT);
+                Some(Step::Listen(addr.with(Protocol::P2pCircuit)))
+            }
+            _ => None,
         }
-        let (_, addr) = self.relays.get(self.at)?;
-        self.state = Reservation::Reserving(now + RESERVE_TIMEOUT);
-        Some(addr.clone().with(Protocol::P2pCircuit))
     }
 
-    /// Asking for longer than [`RESERVE_TIMEOUT`].
+    /// Whether we are connecting to `peer` as our next relay.
+    pub fn connecting_to(&self, peer: &PeerId) -> bool {
+        matches!(self.state, Reservation::Connecting(_))
+            && self.relays.get(self.at).is_some_and(|(p, _)| p == peer)
+    }
+
+    /// Connecting or asking for longer than [`RESERVE_TIMEOUT`].
     pub fn overdue(&self, now: Instant) -> bool {
-        matches!(self.state, Reservation::Reserving(deadline) if deadline <= now)
+        matches!(self.state,
+            Reservation::Connecting(deadline) | Reservation::Reserving(deadline) if deadline <= now)
     }
 
     pub fn accepted(&mut self) {
@@ -176,6 +211,7 @@ impl Reservations {
                 let state = match self.state {
                     _ if i != self.at => "standby",
                     Reservation::Reserved => "reserved",
+                    Reservation::Connecting(_) => "connecting",
                     Reservation::Reserving(_) => "reserving",
                     Reservation::Waiting(_) => "retrying",
                     Reservation::None => "none",
@@ -211,7 +247,18 @@ mod tests {
     fn fails_over_then_waits_after_a_round() {
         let mut r = Reservations::new(&[relay(1), relay(2)]).unwrap();
         let now = Instant::now();
-        let first = r.next_try(now).unwrap();
+        let relay_one = r.relays()[0].0;
+        // Not connected to the relay: connect first, then ask.
+        let Some(Step::Dial(peer, _)) = r.next_step(now, |_| false) else {
+            panic!("expected a dial")
+        };
+        assert_eq!(peer, relay_one);
+        assert!(r.connecting_to(&relay_one));
+        assert_eq!(r.describe()[0].state, "connecting");
+        assert_eq!(r.next_step(now, |_| false), None);
+        let Some(Step::Listen(first)) = r.next_step(now, |p| *p == relay_one) else {
+            panic!("expected a listen")
+        };
         assert!(
             first.to_string().contains("/tcp/1/") && first.to_string().ends_with("/p2p-circuit")
         );
@@ -219,12 +266,14 @@ mod tests {
         assert_eq!(r.describe()[0].state, "reserved");
         assert!(r.failed(now), "a held reservation was lost");
         assert_eq!(r.lost, 1);
-        let second = r.next_try(now).unwrap();
+        let Some(Step::Listen(second)) = r.next_step(now, |_| true) else {
+            panic!("expected a listen")
+        };
         assert!(second.to_string().contains("/tcp/2/"));
         assert!(!r.failed(now));
         // Both failed in this round: wait before the next.
-        assert!(r.next_try(now).is_none());
-        assert!(r.next_try(now + RETRY_ROUND).is_some());
+        assert!(r.next_step(now, |_| true).is_none());
+        assert!(r.next_step(now + RETRY_ROUND, |_| false).is_some());
         assert!(!r.overdue(now + RETRY_ROUND));
         assert!(r.overdue(now + RETRY_ROUND + RESERVE_TIMEOUT));
     }

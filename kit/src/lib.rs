@@ -1,0 +1,5 @@
+//! The library side of `kit`: pieces the `kit` binary and the e2e tests
+//! share.
+
+/// The namespace NAT network of `kit bench nat` and the NAT e2e tests.
+pub mod netns;
