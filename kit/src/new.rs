@@ -110,8 +110,8 @@ fn next_steps(template: &Template, root: &Path, name: &str, process_id: &str) ->
     ];
     if template.has_ui {
         steps.push(format!(
-            "  # the page: http://localhost:<kit f's port>/{process_id}/ (log in with the \
-             password kit f prints)"
+            "  # the page: http://localhost:<kit f's port>/{process_id}/ (a new node asks you \
+             to set its password first)"
         ));
     }
     steps
