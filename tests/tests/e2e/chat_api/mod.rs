@@ -5,7 +5,9 @@
 //! queued while the host is stopped, delivered in order when it returns.
 //!
 //! Calls go through each node's admin injector, as `kit i` sends them;
-//! the browser reaches the same methods over HTTP.
+//! the browser reaches the same methods over HTTP. `messages.rs`:
+//! replies, edits, deletes, reactions, mentions and files across nodes;
+//! `restart.rs`: nodes killed or stopped mid-conversation.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::common::*;
+
+mod messages;
+mod restart;
 
 /// How long a test waits for something to happen across nodes.
 const WITHIN: Duration = Duration::from_secs(90);
@@ -170,6 +175,25 @@ async fn join(at: At<'_>, room: &str) -> Value {
         }
     })
     .await
+}
+
+/// Creates a room at `at`; returns its address.
+async fn create_room(at: At<'_>, name: &str, kind: &str) -> String {
+    let room = at
+        .ok("create_room", json!({"name": name, "kind": kind}))
+        .await;
+    room["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("create_room gave no address: {room}"))
+        .to_string()
+}
+
+/// alice.os with the chat app, and bob.os bootstrapped from her.
+async fn alice_and_bob() -> (TestNode, TestNode) {
+    let alice = chat_node("alice.os", &[]).await;
+    let a_addr = alice.p2p_addr().await;
+    let bob = chat_node("bob.os", &[&a_addr]).await;
+    (alice, bob)
 }
 
 fn texts(page: &Value) -> Vec<String> {
@@ -454,16 +478,9 @@ async fn content_rules_roles_and_membership_are_checked_at_the_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_pages_at_their_boundaries_on_the_host_and_a_member_copy() {
-    let alice = chat_node("alice.os", &[]).await;
-    let a_addr = alice.p2p_addr().await;
-    let bob = chat_node("bob.os", &[&a_addr]).await;
+    let (alice, bob) = alice_and_bob().await;
     let (a, b) = (At::Here(&alice), At::Here(&bob));
-    let room = a
-        .ok("create_room", json!({"name": "History", "kind": "public"}))
-        .await["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let room = create_room(a, "History", "public").await;
     // 120 messages, imported by the host's admin (no rate limit).
     let all: Vec<String> = (1..=120).map(|i| format!("m{i:03}")).collect();
     a.ok("import", json!({"room": room, "texts": all})).await;
@@ -574,448 +591,6 @@ async fn history_pages_at_their_boundaries_on_the_host_and_a_member_copy() {
         page_ids.extend(ids(&first));
         assert!(page_ids.windows(2).all(|w| w[0] < w[1]));
     }
-    bob.stop().await;
-    alice.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replies_edits_deletes_reactions_mentions_and_files_reach_the_other_node() {
-    let alice = chat_node("alice.os", &[]).await;
-    let a_addr = alice.p2p_addr().await;
-    let bob = chat_node("bob.os", &[&a_addr]).await;
-    let (a, b) = (At::Here(&alice), At::Here(&bob));
-
-    // A direct room: opened by alice, joined by bob's node when told.
-    let dm = a.ok("open_direct", json!({"node": "bob.os"})).await;
-    assert_eq!(
-        (dm["kind"].clone(), dm["peer"].clone()),
-        (json!("direct"), json!("bob.os"))
-    );
-    let dm_room = dm["address"].as_str().unwrap().to_string();
-    until("bob in the direct room", || async {
-        b.summary(&dm_room).await.filter(|s| s["role"] == "member")
-    })
-    .await;
-    assert_eq!(
-        a.ok("open_direct", json!({"node": "bob.os"})).await["address"],
-        dm_room.as_str(),
-        "one direct room per pair"
-    );
-    assert_eq!(
-        a.code("invite", json!({"room": dm_room, "node": "carol.os"}))
-            .await,
-        "forbidden"
-    );
-
-    let room = a
-        .ok("create_room", json!({"name": "Team", "kind": "public"}))
-        .await["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    join(b, &room).await;
-    let first = a.send(&room, "first, from alice").await;
-    let first_id = first["id"].as_u64().unwrap();
-    until_has(b, &room, "first, from alice").await;
-    let bob_unread = b.summary(&room).await.unwrap();
-    assert!(bob_unread["unread"].as_u64().unwrap() >= 1, "{bob_unread}");
-
-    // A reply with a mention of alice: highlighted and counted for her.
-    let reply = b
-        .ok(
-            "send",
-            json!({"room": room, "text": "hi @alice.os, see above", "reply_to": first_id}),
-        )
-        .await;
-    assert_eq!(reply["mentions"], json!(["alice.os"]), "{reply}");
-    assert_eq!(reply["reply_to"], first_id);
-    let at_alice = until_has(a, &room, "hi @alice.os, see above").await;
-    assert_eq!(at_alice["reply_to"], first_id);
-    let summary = a.summary(&room).await.unwrap();
-    assert_eq!(
-        (summary["unread"].clone(), summary["mentions"].clone()),
-        (json!(1), json!(1))
-    );
-    let read = a
-        .ok("mark_read", json!({"room": room, "id": at_alice["id"]}))
-        .await;
-    assert_eq!(
-        (read["unread"].clone(), read["mentions"].clone()),
-        (json!(0), json!(0))
-    );
-    assert_eq!(
-        b.code(
-            "send",
-            json!({"room": room, "text": "x", "reply_to": 999_999})
-        )
-        .await,
-        "not-found"
-    );
-
-    // Edit, reaction, delete: each shows on the other node.
-    let reply_id = reply["id"].as_u64().unwrap();
-    b.ok(
-        "edit",
-        json!({"room": room, "id": reply_id, "text": "hi @alice.os (edited)"}),
-    )
-    .await;
-    until("the edit at alice", || async {
-        let page = a.latest(&room, 20).await;
-        page["messages"]
-            .as_array()?
-            .iter()
-            .find(|m| {
-                m["id"] == reply_id
-                    && m["text"] == "hi @alice.os (edited)"
-                    && m["edited_at"].is_u64()
-            })
-            .map(|_| ())
-    })
-    .await;
-    a.ok(
-        "react",
-        json!({"room": room, "id": reply_id, "emoji": "👍"}),
-    )
-    .await;
-    until("the reaction at bob", || async {
-        let page = b.latest(&room, 20).await;
-        page["messages"]
-            .as_array()?
-            .iter()
-            .find(|m| m["id"] == reply_id && m["reactions"]["👍"] == json!(["alice.os"]))
-            .map(|_| ())
-    })
-    .await;
-    let undone = a
-        .ok(
-            "react",
-            json!({"room": room, "id": reply_id, "emoji": "👍"}),
-        )
-        .await;
-    assert_eq!(
-        undone["reactions"],
-        json!({}),
-        "a second reaction takes it back"
-    );
-    assert_eq!(
-        a.code("react", json!({"room": room, "id": reply_id, "emoji": ""}))
-            .await,
-        "bad-request"
-    );
-    b.ok("delete_message", json!({"room": room, "id": reply_id}))
-        .await;
-    until("the delete at alice", || async {
-        let page = a.latest(&room, 20).await;
-        page["messages"]
-            .as_array()?
-            .iter()
-            .find(|m| m["id"] == reply_id && m["deleted"] == true && m["text"] == "")
-            .map(|_| ())
-    })
-    .await;
-    assert_eq!(
-        a.code(
-            "delete_message",
-            json!({"room": room, "id": first_id + 1_000})
-        )
-        .await,
-        "not-found"
-    );
-
-    // A file: stored on bob's node, fetched by alice from it, then cached.
-    let png: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let data = base64(&png);
-    let file = b
-        .ok(
-            "upload",
-            json!({"name": "pic.png", "mime": "image/png", "data": data}),
-        )
-        .await;
-    assert_eq!(
-        (file["node"].clone(), file["size"].clone()),
-        (json!("bob.os"), json!(3000))
-    );
-    let big = base64(&vec![0u8; 2 * 1024 * 1024 + 1]);
-    assert_eq!(
-        b.code(
-            "upload",
-            json!({"name": "big.bin", "mime": "application/octet-stream", "data": big})
-        )
-        .await,
-        "too-large"
-    );
-    let shared = b
-        .ok(
-            "send",
-            json!({"room": room, "text": "", "attachment": file}),
-        )
-        .await;
-    assert_eq!(shared["kind"], "image", "{shared}");
-    let second = b
-        .ok(
-            "upload",
-            json!({"name": "never-fetched.txt", "mime": "text/plain", "data": base64(b"later")}),
-        )
-        .await;
-    b.ok(
-        "send",
-        json!({"room": room, "text": "a note", "attachment": second}),
-    )
-    .await;
-    until_has(a, &room, "a note").await;
-    let fetched = a
-        .ok("attachment", json!({"node": "bob.os", "id": file["id"]}))
-        .await;
-    assert_eq!(fetched["data"], data);
-    assert_eq!(fetched["attachment"]["mime"], "image/png");
-    // A file that was never sent is not served to others.
-    let unsent = b
-        .ok(
-            "upload",
-            json!({"name": "private.txt", "mime": "text/plain", "data": base64(b"mine")}),
-        )
-        .await;
-    assert_eq!(
-        a.code("attachment", json!({"node": "bob.os", "id": unsent["id"]}))
-            .await,
-        "not-found"
-    );
-
-    // bob's node stops: the cached file still shows, the other is
-    // `sender-offline`, and alice's sends to her own room go on.
-    bob.stop().await;
-    let cached = a
-        .ok("attachment", json!({"node": "bob.os", "id": file["id"]}))
-        .await;
-    assert_eq!(cached["data"], data);
-    let code = a
-        .code("attachment", json!({"node": "bob.os", "id": second["id"]}))
-        .await;
-    assert_eq!(code, "sender-offline");
-    a.send(&room, "bob is away").await;
-    alice.stop().await;
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn start_far(home: &Path, user_home: &Path, name: &str, bootstrap: &str) -> HearthProcess {
-    HearthProcess::start(
-        home,
-        user_home,
-        name,
-        &[
-            "--p2p-bind",
-            "127.0.0.1",
-            "--no-mdns",
-            "--bootstrap",
-            bootstrap,
-        ],
-    )
-}
-
-async fn install_far(port: u16, home: &Path) {
-    let home = home.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let secret = std::fs::read_to_string(home.join(hearth::api::SECRET_FILE)).unwrap();
-        let upload = hearth::api::PackageUpload {
-            files: chat_package(),
-        };
-        let body = bincode::serde::encode_to_vec(upload, bincode::config::standard()).unwrap();
-        let url = format!("http://127.0.0.1:{port}{}", hearth::api::INSTALL_PATH);
-        ureq::post(&url)
-            .header(hearth::api::SECRET_HEADER, secret.trim())
-            .send(&body[..])
-            .expect("install chat on the far node");
-    })
-    .await
-    .unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_node_killed_while_the_host_sends_gets_every_message_once_in_order() {
-    let alice = chat_node("alice.os", &[]).await;
-    let a_addr = alice.p2p_addr().await;
-    let a = At::Here(&alice);
-    let bob_home = TempDir::new("bob");
-    let user_home = TempDir::new("bob-user");
-    let mut bob_proc = start_far(bob_home.path(), user_home.path(), "bob.os", &a_addr);
-    install_far(bob_proc.port, bob_home.path()).await;
-    let b = At::Far(bob_proc.port, bob_home.path());
-
-    let room = a
-        .ok("create_room", json!({"name": "Crew", "kind": "private"}))
-        .await["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    a.ok("invite", json!({"room": room, "node": "bob.os"}))
-        .await;
-    join(b, &room).await;
-    // Messages both ways.
-    b.send(&room, "bob says hi").await;
-    until_has(a, &room, "bob says hi").await;
-    a.send(&room, "alice says hi").await;
-    until_has(b, &room, "alice says hi").await;
-
-    bob_proc.kill();
-    for i in 1..=20 {
-        let m = a.send(&room, &format!("while you were out {i}")).await;
-        assert_eq!(m["delivery"], "sent");
-    }
-    let bob_proc = start_far(bob_home.path(), user_home.path(), "bob.os", &a_addr);
-    let b = At::Far(bob_proc.port, bob_home.path());
-    let page = until("bob's copy after the restart", || async {
-        let page = b.latest(&room, 100).await;
-        texts(&page)
-            .last()
-            .filter(|t| *t == "while you were out 20")
-            .map(|_| page.clone())
-    })
-    .await;
-    let got = texts(&page);
-    let missed: Vec<&String> = got
-        .iter()
-        .filter(|t| t.starts_with("while you were out"))
-        .collect();
-    let expected: Vec<String> = (1..=20)
-        .map(|i| format!("while you were out {i}"))
-        .collect();
-    assert_eq!(missed, expected.iter().collect::<Vec<_>>(), "{page}");
-    assert_eq!(&got[..2], ["bob says hi", "alice says hi"], "{page}");
-    let all_ids = ids(&page);
-    assert!(all_ids.windows(2).all(|w| w[0] < w[1]), "{page}");
-    // bob's unread count holds the 20 he missed (and alice's greeting).
-    let summary = b.summary(&room).await.unwrap();
-    assert_eq!(summary["unread"], 21, "{summary}");
-    drop(bob_proc);
-    alice.stop().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_sent_while_the_host_is_stopped_wait_and_arrive_in_order() {
-    let a_port = free_port();
-    let a_home = TempDir::new("alice.os");
-    let a_config = config("alice.os", &a_home, &[], a_port);
-    let alice = TestNode::start_with(a_config, a_home).await;
-    alice.install(chat_package()).await;
-    let a_addr = alice.p2p_addr().await;
-    let bob = chat_node("bob.os", &[&a_addr]).await;
-    let b = At::Here(&bob);
-
-    let room = At::Here(&alice)
-        .ok("create_room", json!({"name": "Ops", "kind": "public"}))
-        .await["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    join(b, &room).await;
-    b.send(&room, "before").await;
-    until_has(At::Here(&alice), &room, "before").await;
-
-    let a_home = alice.stop().await;
-    let mut pending = Vec::new();
-    for i in 1..=5 {
-        let m = b.send(&room, &format!("queued {i}")).await;
-        assert_eq!(
-            (m["delivery"].clone(), m["id"].clone()),
-            (json!("pending"), json!(0)),
-            "{m}"
-        );
-        pending.push(m["client_id"].as_str().unwrap().to_string());
-    }
-    // Empty and too-long are refused at once, even with the host away.
-    assert_eq!(
-        b.code("send", json!({"room": room, "text": ""})).await,
-        "empty-message"
-    );
-    // Edits need the host.
-    assert_eq!(
-        b.code("edit", json!({"room": room, "id": 1, "text": "x"}))
-            .await,
-        "host-offline"
-    );
-    let summary = b.summary(&room).await.unwrap();
-    assert_eq!(
-        (summary["pending"].clone(), summary["host_online"].clone()),
-        (json!(5), json!(false))
-    );
-    // The copy is readable with the host away, pending ones last.
-    let page = b.latest(&room, 50).await;
-    let t = texts(&page);
-    assert_eq!(
-        t[t.len() - 6..],
-        ["before", "queued 1", "queued 2", "queued 3", "queued 4", "queued 5"]
-    );
-
-    let alice = TestNode::start_with(config("alice.os", &a_home, &[], a_port), a_home).await;
-    let a = At::Here(&alice);
-    let page = until("the 5 queued at alice", || async {
-        let page = a.latest(&room, 50).await;
-        texts(&page)
-            .last()
-            .filter(|t| *t == "queued 5")
-            .map(|_| page.clone())
-    })
-    .await;
-    let t = texts(&page);
-    assert_eq!(
-        t[t.len() - 6..],
-        ["before", "queued 1", "queued 2", "queued 3", "queued 4", "queued 5"],
-        "{page}"
-    );
-    assert_eq!(
-        t.iter().filter(|x| x.starts_with("queued")).count(),
-        5,
-        "once each: {page}"
-    );
-    // bob's copy: sent, in the same order, nothing pending.
-    until("bob's queue drained", || async {
-        let s = b.summary(&room).await?;
-        (s["pending"] == 0 && s["host_online"] == true).then_some(())
-    })
-    .await;
-    let mine = until("bob's copy with the 5", || async {
-        let page = b.latest(&room, 50).await;
-        let sent: Vec<Value> = page["messages"]
-            .as_array()?
-            .iter()
-            .filter(|m| m["text"].as_str().is_some_and(|t| t.starts_with("queued")))
-            .cloned()
-            .collect();
-        (sent.len() == 5 && sent.iter().all(|m| m["delivery"] == "sent")).then_some(sent)
-    })
-    .await;
-    let client_ids: Vec<&str> = mine
-        .iter()
-        .map(|m| m["client_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        client_ids,
-        pending.iter().map(String::as_str).collect::<Vec<_>>()
-    );
     bob.stop().await;
     alice.stop().await;
 }
