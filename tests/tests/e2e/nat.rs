@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::{binaries, guests, net_probe, probe_package, TempDir};
-use netns::{wait_for, Nat, NatNet, NsNode, RELAY2_IP, RELAY_IP};
+use netns::{peers, status, wait_for, Nat, NatNet, NsNode, NET_IP, RELAY2_IP, RELAY_IP};
 
 /// How long a state change across the network may take on a loaded
 /// machine (AutoNAT probes every 5 s, reservations, DHT lookups).
@@ -38,7 +38,7 @@ fn network(nat: Nat, test: &str) -> Option<NatNet> {
 }
 
 fn start(net: &NatNet, host: &str, dir: &Path, name: &str, extra: &[String]) -> NsNode {
-    NsNode::start(
+    netns::start(
         &binaries().join("hearth"),
         &net.ns(host),
         &dir.join(name),
@@ -83,7 +83,7 @@ fn home(
 }
 
 fn reach(node: &NsNode) -> Value {
-    node.status()["reachability"].clone()
+    status(node)["reachability"].clone()
 }
 
 fn wait_reach(node: &NsNode, status: &str) {
@@ -220,8 +220,8 @@ fn behind_two_nats_nodes_reach_each_other_by_name_relayed_then_direct() {
     );
     wait_reserved(&alice, 0);
 
-    alice.install(probe_files());
-    bob.install(probe_files());
+    alice.install(probe_files()).expect("install on alice");
+    bob.install(probe_files()).expect("install on bob");
     // 600 events in bob's room before alice joins: her join (resuming
     // after 0, so from the first event) replays them
     // over the first (relayed) connection while DCUtR upgrades it.
@@ -277,7 +277,7 @@ fn behind_two_nats_nodes_reach_each_other_by_name_relayed_then_direct() {
 
     // The connection is direct now, and it started relayed.
     let direct = wait_for("alice's connection to bob to be direct", WITHIN, || {
-        let peers = alice.peers();
+        let peers = peers(&alice);
         let bob = peer(&peers, "bob.os")?;
         (bob.connection.as_deref() == Some("direct")).then(|| bob.clone())
     });
@@ -318,7 +318,7 @@ fn symmetric_nat_hole_punch_fails_and_traffic_stays_relayed() {
     let bob = home(&net, "bob", dir.path(), "bob.os", &boot, &via);
     wait_reserved(&bob, 0);
     wait_reserved(&alice, 0);
-    bob.install(probe_files());
+    bob.install(probe_files()).expect("install on bob");
 
     let first = wait_for("bob.os to answer through the relay", WITHIN, || {
         alice
@@ -347,7 +347,7 @@ fn symmetric_nat_hole_punch_fails_and_traffic_stays_relayed() {
             .unwrap_or_else(|e| panic!("request {i} over the relay: {e}"));
         assert_eq!(answer[0], i);
     }
-    let peers = alice.peers();
+    let peers = peers(&alice);
     let to_bob = peer(&peers, "bob.os").expect("bob among alice's peers");
     assert_eq!(to_bob.connection.as_deref(), Some("relayed"), "{to_bob:?}");
     assert!(alice.metric("hearth_net_relayed_bytes_total") > 200 * 8 * 1024);
@@ -366,7 +366,7 @@ fn relays_refuse_or_go_away_and_nodes_move_to_the_next() {
     let second = relay(&net, "relay2", RELAY2_IP, dir.path(), "relay2.os");
     assert_eq!(reach(&plain)["serving_relay"], false);
     let via = vec![
-        plain.tcp_addr("10.200.1.1"),
+        plain.tcp_addr(NET_IP),
         first.tcp_addr(RELAY_IP),
         second.tcp_addr(RELAY2_IP),
     ];
@@ -386,6 +386,23 @@ fn relays_refuse_or_go_away_and_nodes_move_to_the_next() {
     assert_eq!(relays[0]["state"], "standby", "{relays}");
     assert_eq!(plain.metric("hearth_net_relay_circuits_served_total"), 0);
 
+    // bob, behind the other NAT, reaches alice by name through the relay;
+    // his address book keeps her record (circuit on the first relay).
+    let mut bob = start(
+        &net,
+        "bob",
+        dir.path(),
+        "bob.os",
+        &joining(&first.quic_addr(RELAY_IP)),
+    );
+    wait_for("bob to reach alice.os through the relay", WITHIN, || {
+        answers(&bob, "alice.os").then_some(())
+    });
+    wait_for("alice's record in bob's address book", WITHIN, || {
+        circuit_in_book(&bob, "alice.os", &first.peer_id).then_some(())
+    });
+    bob.kill();
+
     // The relay dies: alice reports losing it and reserves on the second.
     first.kill();
     let circuits = wait_reserved(&alice, 2);
@@ -397,4 +414,57 @@ fn relays_refuse_or_go_away_and_nodes_move_to_the_next() {
     assert!(r["relays_lost"].as_u64() >= Some(1), "{r}");
     assert!(alice.metric("hearth_net_relays_lost_total") >= 1);
     assert!(alice.log().contains("lost our relay reservation"));
+
+    // bob comes back, joining through the second relay. His book still
+    // names alice's circuit on the dead relay: a record is only a cache.
+    // His lookup by name finds her newer record, with her circuit on the
+    // second relay, and his first request gets through.
+    assert!(circuit_in_book(&bob, "alice.os", &first.peer_id));
+    let bob = start(
+        &net,
+        "bob",
+        dir.path(),
+        "bob.os",
+        &joining(&second.quic_addr(RELAY2_IP)),
+    );
+    let first_try = bob.ask("alice.os@none:probe:test", Value::Null, ASK);
+    assert!(
+        matches!(&first_try, Err(e) if e.contains("unknown-process")),
+        "bob's first request to alice.os after her re-reservation: {first_try:?}\n{}",
+        tail_of(&bob.log())
+    );
+    assert!(
+        circuit_in_book(&bob, "alice.os", &second.peer_id),
+        "bob's book has alice's current circuit"
+    );
+}
+
+/// A node behind bob's router joining through `bootstrap`.
+fn joining(bootstrap: &str) -> Vec<String> {
+    vec![
+        "--bootstrap".into(),
+        bootstrap.into(),
+        "--dial-timeout-ms".into(),
+        "20000".into(),
+    ]
+}
+
+/// Whether `node` reaches `name`'s kernel: a request to a process it does
+/// not run comes back `unknown-process` from there.
+fn answers(node: &NsNode, name: &str) -> bool {
+    let answer = node.ask(&format!("{name}@none:probe:test"), Value::Null, ASK);
+    matches!(answer, Err(e) if e.contains("unknown-process"))
+}
+
+/// Whether `node`'s address book (`peers.json`) holds a record of `name`
+/// whose first address is a circuit on the relay `relay`.
+fn circuit_in_book(node: &NsNode, name: &str, relay: &str) -> bool {
+    let book = std::fs::read(node.home.join("peers.json")).unwrap_or_default();
+    let records: Vec<Value> = serde_json::from_slice(&book).unwrap_or_default();
+    records.iter().any(|r| {
+        r["name"] == name
+            && r["addrs"][0]
+                .as_str()
+                .is_some_and(|a| a.contains(relay) && a.contains("/p2p-circuit"))
+    })
 }

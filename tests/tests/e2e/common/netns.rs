@@ -7,10 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub use kit::netns::{
-    connect_in, Nat, NatNet, NsNode, ALICE_IP, BOB_IP, NET_IP, RELAY2_IP, RELAY_IP, ROUTER_A_IP,
-    ROUTER_B_IP,
-};
+pub use kit::netns::{Nat, NatNet, NsNode, NET_IP, RELAY2_IP, RELAY_IP};
 
 /// Start a node in `ns`, or fail the test with its log.
 pub fn start(hearth: &Path, ns: &str, home: &Path, name: &str, extra: &[String]) -> NsNode {
