@@ -81,6 +81,35 @@ pub struct Limits {
     /// and compiled only below this, so a huge or endless file (a device,
     /// a FIFO) cannot exhaust memory.
     pub max_component_bytes: usize,
+    /// Processes (guest and native) one node runs at once; past this an
+    /// install or spawn gets a typed `node-full` error. Every instance
+    /// takes a few memory mappings, and a process that runs out of them
+    /// aborts: the default keeps the node inside the machine's
+    /// `vm.max_map_count` (see [`max_processes_for_this_machine`]).
+    pub max_processes: usize,
+}
+
+/// Memory mappings one running wasm instance takes (its linear memory,
+/// guard pages, tables and stack), rounded up from the ~7 measured.
+const MAPPINGS_PER_INSTANCE: usize = 8;
+/// Mappings kept for everything else the node maps: code, thread stacks,
+/// sled, sockets and the allocator's arenas.
+const RESERVED_MAPPINGS: usize = 8 * 1024;
+/// The cap when the kernel's limit cannot be read, or is large.
+const MAX_PROCESSES_CEILING: usize = 100_000;
+
+/// How many processes fit under this machine's `vm.max_map_count`:
+/// `(max_map_count - RESERVED_MAPPINGS) / MAPPINGS_PER_INSTANCE`, at most
+/// `MAX_PROCESSES_CEILING` and at least 64. Raising the sysctl raises it.
+pub fn max_processes_for_this_machine() -> usize {
+    let map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok());
+    match map_count {
+        Some(n) => (n.saturating_sub(RESERVED_MAPPINGS) / MAPPINGS_PER_INSTANCE)
+            .clamp(64, MAX_PROCESSES_CEILING),
+        None => MAX_PROCESSES_CEILING,
+    }
 }
 
 impl Default for Limits {
@@ -97,6 +126,7 @@ impl Default for Limits {
             // Real apps compile to 1-10 MiB; 64 MiB leaves room for large
             // ones while bounding what one read may allocate.
             max_component_bytes: 64 * 1024 * 1024,
+            max_processes: max_processes_for_this_machine(),
         }
     }
 }

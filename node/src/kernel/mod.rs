@@ -39,6 +39,15 @@ pub struct Endpoint {
 #[error("process {0} is already running")]
 pub struct AlreadyRunning(pub ProcessId);
 
+/// Why a guest process could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    AlreadyRunning(#[from] AlreadyRunning),
+    #[error("node-full: the node already runs {0} processes, its `max_processes` limit")]
+    NodeFull(usize),
+}
+
 pub struct Kernel {
     our: Arc<str>,
     limits: Limits,
@@ -99,6 +108,25 @@ impl Kernel {
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         if table.contains_key(&id) {
             return Err(AlreadyRunning(id));
+        }
+        table.insert(id, endpoint);
+        Ok(())
+    }
+
+    /// [`Kernel::register`] for guest processes, which installs and spawns
+    /// can create without end: refused past `Limits::max_processes`,
+    /// checked under the table's lock so racing spawns cannot pass it.
+    pub fn register_within_limit(
+        &self,
+        id: ProcessId,
+        endpoint: Endpoint,
+    ) -> Result<(), RegisterError> {
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        if table.contains_key(&id) {
+            return Err(AlreadyRunning(id).into());
+        }
+        if table.len() >= self.limits.max_processes {
+            return Err(RegisterError::NodeFull(table.len()));
         }
         table.insert(id, endpoint);
         Ok(())

@@ -250,6 +250,8 @@ pub enum SpawnError {
     BadWasmPath(#[from] crate::package_info::WasmPathError),
     #[error("already-running: {0} is running; a spawn never takes over a process")]
     AlreadyRunning(ProcessId),
+    #[error("node-full: the node already runs {0} processes, its limit")]
+    NodeFull(usize),
     #[error("bad-component: {0}")]
     Component(#[from] crate::runtime::RuntimeError),
     #[error("start-failed: {0}")]
@@ -317,6 +319,7 @@ impl HostState {
         };
         super::spawn_child(&self.ctx, request).map_err(|e| match e {
             super::StartError::AlreadyRunning(_) => SpawnError::AlreadyRunning(id.clone()),
+            super::StartError::NodeFull(n) => SpawnError::NodeFull(n),
             other => SpawnError::Start(other),
         })?;
         Ok((&id).into())

@@ -22,7 +22,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use crate::kernel::caps::ProcessCaps;
 use crate::kernel::mailbox::{mailbox, Envelope, MailboxRx};
-use crate::kernel::{AlreadyRunning, Endpoint};
+use crate::kernel::{AlreadyRunning, Endpoint, RegisterError};
 use crate::package_info::PackageInfo;
 use crate::runtime::RuntimeError;
 use crate::services::{Running, Services};
@@ -86,8 +86,19 @@ pub struct SpawnRequest {
 pub enum StartError {
     #[error(transparent)]
     AlreadyRunning(#[from] AlreadyRunning),
+    #[error("node-full: the node already runs {0} processes, its `max_processes` limit")]
+    NodeFull(usize),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+}
+
+impl From<RegisterError> for StartError {
+    fn from(e: RegisterError) -> Self {
+        match e {
+            RegisterError::AlreadyRunning(e) => Self::AlreadyRunning(e),
+            RegisterError::NodeFull(n) => Self::NodeFull(n),
+        }
+    }
 }
 
 /// Register `spec` with the kernel and start its task.
@@ -113,7 +124,7 @@ pub fn start_then(
     let limits = services.kernel.limits();
     let (mailbox_tx, mailbox_rx) = mailbox(limits.mailbox_requests, limits.mailbox_bytes);
     let caps = spec.caps();
-    services.kernel.register(
+    services.kernel.register_within_limit(
         spec.id.clone(),
         Endpoint {
             mailbox: mailbox_tx,

@@ -363,3 +363,45 @@ async fn a_native_backlog_full_in_bytes_refuses_with_mailbox_full() {
     assert!(full >= 1, "past the byte bound senders get mailbox-full");
     n.stop().await;
 }
+
+/// A guest that spawns without end meets the node's process cap: a typed
+/// `node-full` refusal, never an abort (each instance costs memory
+/// mappings, and a process out of them aborts). The node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawning_without_end_meets_the_node_process_cap() {
+    let home = TempDir::new("hostile-spawn-cap");
+    let mut config = test_config(home.path(), "hostile-spawn-cap");
+    config.limits.max_processes = 24;
+    let n = TestNode::start_with(config, home).await;
+    n.install_probe(standard_manifest()).await;
+    let kernel = &n.node.services().kernel;
+    let mut spawned = 0;
+    let mut refused = None;
+    for i in 0..64 {
+        let reply = n
+            .ask(
+                "alpha:probe:test",
+                json!({"spawn": {"name": format!("kid{i}"), "wasm": "probe.wasm"}}),
+            )
+            .await
+            .expect("the probe answers");
+        if reply["id"].is_string() {
+            spawned += 1;
+            continue;
+        }
+        refused = Some(reply);
+        break;
+    }
+    let refused = refused.expect("the cap refused a spawn before 64 children");
+    assert!(spawn_kind(&refused).starts_with("node-full"), "{refused}");
+    assert!(spawned > 0, "no child started below the cap");
+    assert_eq!(
+        kernel.processes().len(),
+        24,
+        "the node runs exactly its cap"
+    );
+    // Still serving.
+    let echoed = n.ask("alpha:probe:test", json!({"echo": 9})).await.unwrap();
+    assert_eq!(echoed, json!(9));
+    n.stop().await;
+}
