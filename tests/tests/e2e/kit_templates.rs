@@ -301,15 +301,17 @@ fn kit_api_describes_built_and_installed_packages() {
 
     let node = HearthProcess::start(node_home.path(), user_home.path(), "api.os", &[]);
     let port = node.port.to_string();
+    // By home: the node's run file under $HOME/.hearth/run may come later.
+    let home = node_home.path().to_string_lossy().to_string();
     let out = kit(user_home.path())
         .arg("s")
         .arg(package.path())
-        .args(["--port", &port])
+        .args(["--home", &home])
         .output()
         .expect("kit s");
     assert!(out.status.success(), "{}", text(&out));
     let installed = kit(user_home.path())
-        .args(["api", "chat:sys", "--port", &port])
+        .args(["api", "chat:sys", "--home", &home])
         .output()
         .expect("kit api chat:sys");
     assert!(installed.status.success(), "{}", text(&installed));
@@ -319,7 +321,7 @@ fn kit_api_describes_built_and_installed_packages() {
         "the installed package describes as the built one"
     );
     let json = kit(user_home.path())
-        .args(["api", "chat:chat:sys", "--json", "--port", &port])
+        .args(["api", "chat:chat:sys", "--json", "--home", &home])
         .output()
         .expect("kit api --json");
     let list: Value = serde_json::from_slice(&json.stdout).expect("JSON");
@@ -332,7 +334,7 @@ fn kit_api_describes_built_and_installed_packages() {
     assert!(list[0]["api"].get("rust_client").is_none());
 
     let missing = kit(user_home.path())
-        .args(["api", "nope:sys", "--port", &port])
+        .args(["api", "nope:sys", "--home", &home])
         .output()
         .expect("kit api nope:sys");
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
