@@ -229,7 +229,9 @@ fn kit_new_next_steps_then_kit_t_outside_the_checkout() {
             "the printed step `{step}` failed:\n{}",
             text(&out)
         );
-        last = Some(out);
+        if step.starts_with("kit i ") {
+            last = Some(out); // its answer is checked below
+        }
     }
     let last = last.expect("a kit i step");
     let answer: Value =
