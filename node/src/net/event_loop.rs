@@ -637,6 +637,16 @@ impl EventLoop {
                         ..
                     },
             }) => self.on_put(source, record),
+            // A new DHT server in our table: our record may not be on
+            // it yet (a put runs over the table of its moment).
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                is_new_peer: true, ..
+            }) => {
+                let soon = Instant::now() + Duration::from_millis(200);
+                if self.publish_at.is_none_or(|at| at > soon) {
+                    self.publish_at = Some(soon);
+                }
+            }
             BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
             BehaviourEvent::Relay(event) => self.on_relay(event),
             BehaviourEvent::Dcutr(dcutr::Event {
