@@ -418,7 +418,7 @@ fn relays_refuse_or_go_away_and_nodes_move_to_the_next() {
     // bob comes back, joining through the second relay. His book still
     // names alice's circuit on the dead relay: a record is only a cache.
     // His lookup by name finds her newer record, with her circuit on the
-    // second relay, and his first request gets through.
+    // second relay.
     assert!(circuit_in_book(&bob, "alice.os", &first.peer_id));
     let bob = start(
         &net,
