@@ -43,8 +43,8 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::api::PeerInfo;
-use crate::services::Services;
 pub use crate::config::NetConfig;
+use crate::services::Services;
 use crate::types::{Address, KernelMessage, Message, SendError, SendErrorKind};
 use book::AddressBook;
 use links::{FrameTx, Links, Orphans, Sent};
@@ -315,7 +315,12 @@ impl Net {
     /// `/ip4/.../tcp/PORT/p2p/PEER_ID`.
     pub fn bootstrap_addr(&self) -> Option<String> {
         let record = self.shared.our_record();
-        let tcp = record.addrs.iter().find(|a| a.contains("/tcp/"))?;
+        // A direct TCP address: a circuit address already ends in a
+        // `/p2p/` of its own, and dials through a relay.
+        let tcp = record
+            .addrs
+            .iter()
+            .find(|a| a.contains("/tcp/") && !a.contains("/p2p-circuit"))?;
         Some(format!("{tcp}/p2p/{}", self.peer_id))
     }
 
