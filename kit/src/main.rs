@@ -20,8 +20,8 @@ mod remove;
 mod sdk;
 mod standalone;
 mod start;
-mod top;
 mod templates;
+mod top;
 mod watch;
 
 use std::process::ExitCode;
