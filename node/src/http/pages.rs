@@ -39,6 +39,7 @@ pub async fn home(State(state): State<HttpState>, headers: HeaderMap) -> Respons
     let services = state.services.clone();
     let processes = services.kernel.processes();
     let peers = state.net().map(|net| net.peers()).unwrap_or_default();
+    let reachability = state.net().map(|net| net.reachability());
     // Package directories and disk use are read off the async workers.
     let gathered = tokio::task::spawn_blocking(move || {
         let packages = &services.packages_dir;
@@ -60,6 +61,7 @@ pub async fn home(State(state): State<HttpState>, headers: HeaderMap) -> Respons
         processes,
         apps,
         peers,
+        reachability,
         disk,
         ws_open: state.web.hub.open_count(),
     };

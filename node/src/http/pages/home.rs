@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::api::{DiskUsage, PeerInfo};
+use crate::api::{DiskUsage, PeerInfo, Reachability};
 use crate::http::common::escape;
 use crate::kernel::caps::ProcessCaps;
 use crate::types::ProcessId;
@@ -62,6 +62,8 @@ pub struct HomeData {
     pub processes: Vec<(ProcessId, ProcessCaps)>,
     pub apps: Vec<AppTile>,
     pub peers: Vec<PeerInfo>,
+    /// Whether other nodes can dial us; `None` without networking.
+    pub reachability: Option<Reachability>,
     pub disk: Option<DiskUsage>,
     pub ws_open: usize,
 }
@@ -240,7 +242,7 @@ fn peers_html(peers: &[PeerInfo]) -> String {
                 others join with <code>--bootstrap</code>.</p>"
             .into();
     }
-    let mut rows: Vec<(String, String)> = peers
+    let mut rows: Vec<(String, String, String, bool)> = peers
         .iter()
         .map(|p| {
             let name = p
@@ -250,22 +252,93 @@ fn peers_html(peers: &[PeerInfo]) -> String {
             let rtt = p
                 .rtt_ms
                 .map_or_else(|| "measuring…".to_string(), |ms| format!("{ms:.2} ms"));
-            (name, rtt)
+            let relayed = p.connection.as_deref() == Some("relayed");
+            let link = match (p.connection.as_deref(), p.transport.as_deref()) {
+                (Some(c), Some(t)) => format!("{c} · {}", t.to_uppercase()),
+                (Some(c), None) => c.to_string(),
+                (None, Some(t)) => t.to_uppercase(),
+                (None, None) => String::new(),
+            };
+            (name, link, rtt, relayed)
         })
         .collect();
     rows.sort();
     let items: String = rows
         .iter()
-        .map(|(name, rtt)| {
+        .map(|(name, link, rtt, relayed)| {
+            let title = if *relayed {
+                "through a relay: no direct path yet"
+            } else {
+                "a direct connection"
+            };
             format!(
-                "<li><span class=dot aria-hidden=true></span><span class=pname>{}</span>\
+                "<li><span class=\"dot{}\" aria-hidden=true></span><span class=pname>{}</span>\
+                 <span class=link title=\"{title}\">{}</span>\
                  <span class=rtt title=\"round-trip time\">{}</span></li>",
+                if *relayed { " relayed" } else { "" },
                 escape(name),
+                escape(link),
                 escape(rtt)
             )
         })
         .collect();
     format!("<ul class=peers aria-label=\"Connected peers\">{items}</ul>")
+}
+
+/// A pill saying whether other nodes can reach us, and a line of detail
+/// (confirmed addresses, or the relays that carry us).
+fn reach_html(reach: Option<&Reachability>) -> (String, String) {
+    let Some(r) = reach else {
+        return (
+            "<span class=\"pill muted\">Peer-to-peer off</span>".into(),
+            String::new(),
+        );
+    };
+    let reserved: Vec<&str> = r
+        .relays
+        .iter()
+        .filter(|relay| relay.state == "reserved")
+        .map(|relay| relay.addr.as_str())
+        .collect();
+    let (class, label, detail) = match r.status.as_str() {
+        "public" => (
+            "",
+            "Reachable",
+            match r.confirmed.first() {
+                Some(a) => format!("Peers reach this node at <code>{}</code>", escape(a)),
+                None => "Peers can dial this node directly".into(),
+            },
+        ),
+        "private" if !reserved.is_empty() => (
+            " warn",
+            "Behind a NAT",
+            format!(
+                "Reached through {} relay{}; peers switch to direct where the NAT allows",
+                reserved.len(),
+                if reserved.len() == 1 { "" } else { "s" }
+            ),
+        ),
+        "private" => (
+            " warn",
+            "Behind a NAT",
+            "No relay reserved: only peers this node dials can reach it. Add <code>--relay-via</code>"
+                .into(),
+        ),
+        _ => (
+            " muted",
+            "Reachability unknown",
+            "Checking with peers whether this node can be dialled".into(),
+        ),
+    };
+    let serving = if r.serving_relay {
+        " · serving as a relay"
+    } else {
+        ""
+    };
+    (
+        format!("<span class=\"pill{class}\" title=\"reachability\">{label}</span>"),
+        format!("<p class=reach>{detail}{serving}</p>"),
+    )
 }
 
 fn system_html(data: &HomeData) -> (usize, String) {
@@ -330,6 +403,7 @@ pub fn render(data: &HomeData) -> String {
         )
     });
     let (services, system) = system_html(data);
+    let (reach_pill, reach_line) = reach_html(data.reachability.as_ref());
     let body = format!(
         "<a class=skip href=#main>Skip to content</a>\
          <header class=top><a class=brand href=/>{LOGO}Hearth</a><span class=spacer></span>\
@@ -338,7 +412,7 @@ pub fn render(data: &HomeData) -> String {
          <main id=main>\
          <section class=hero aria-label=\"This node\"><div class=id>\
          <span class=avatar style=\"background:{colour}\" aria-hidden=true>{letter}</span>\
-         <div><h1>{node}</h1><p><span class=pill>Online</span> Hearth {version}</p></div></div>\
+         <div><h1>{node}</h1><p><span class=pill>Online</span> {reach_pill} Hearth {version}</p>{reach_line}</div></div>\
          <dl class=stats><div><dt>Apps</dt><dd>{napps}</dd></div><div><dt>Peers</dt><dd>{npeers}</dd></div>\
          <div><dt>Disk use</dt><dd>{disk}</dd></div><div><dt>Live pages</dt><dd>{ws}</dd></div></dl></section>\
          <section aria-labelledby=apps-h><h2 id=apps-h>Apps</h2>{tiles}</section>\
@@ -385,6 +459,36 @@ mod tests {
         assert_eq!(human_bytes(12), "12 B");
         assert_eq!(human_bytes(1_234_567), "1.2 MB");
         assert_eq!(human_bytes(340_000), "340 KB");
+    }
+
+    #[test]
+    fn reachability_reads_as_what_a_peer_can_do() {
+        let relay = |state: &str| crate::api::RelayInfo {
+            addr: "/ip4/203.0.113.7/tcp/4001/p2p/x".into(),
+            state: state.into(),
+        };
+        let mut r = Reachability {
+            status: "private".into(),
+            relays: vec![relay("reserved"), relay("standby")],
+            ..Default::default()
+        };
+        let (pill, line) = reach_html(Some(&r));
+        assert!(
+            pill.contains("Behind a NAT") && pill.contains("warn"),
+            "{pill}"
+        );
+        assert!(line.contains("through 1 relay;"), "{line}");
+        r.relays.clear();
+        assert!(reach_html(Some(&r)).1.contains("--relay-via"));
+        r.status = "public".into();
+        r.confirmed = vec!["/ip4/203.0.113.9/tcp/4001<script>".into()];
+        let (pill, line) = reach_html(Some(&r));
+        assert!(pill.contains("Reachable"), "{pill}");
+        assert!(
+            line.contains("&lt;script&gt;") && !line.contains("<script>"),
+            "{line}"
+        );
+        assert!(reach_html(None).0.contains("off"));
     }
 
     #[test]
