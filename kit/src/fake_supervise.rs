@@ -244,7 +244,7 @@ fn restart_exited(
     let mut any = false;
     for (i, slot) in slots.iter_mut().enumerate() {
         if slot.running.is_none() {
-            restart(slot, hearth, args, bootstrap_for(i, &bootstrap))?;
+            restart(slot, hearth, args, bootstrap_for(i, bootstrap))?;
             any = true;
         }
     }

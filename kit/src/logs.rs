@@ -66,7 +66,10 @@ pub fn run(args: &LogsArgs) -> Result<()> {
     for line in &last {
         println!("{line}");
     }
-    while args.follow {
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
         std::thread::sleep(FOLLOW_INTERVAL);
         // The log moved to node.log.1 and started again: read the new one.
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -80,7 +83,6 @@ pub fn run(args: &LogsArgs) -> Result<()> {
             }
         })?;
     }
-    Ok(())
 }
 
 /// Whether a log line is `process`'s: logged in its span, or outside any

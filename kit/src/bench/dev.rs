@@ -12,7 +12,7 @@
 //!   next to a test of the same nodes that only installs the package.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::{Duration, Instant};
@@ -287,7 +287,7 @@ fn wait_for_line(lines: &Receiver<String>, needle: &str) -> Result<()> {
     )
 }
 
-fn wait_for_file(path: &PathBuf) -> Result<()> {
+fn wait_for_file(path: &Path) -> Result<()> {
     let started = Instant::now();
     while !path.is_file() {
         if started.elapsed() > Duration::from_secs(60) {

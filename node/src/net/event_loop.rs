@@ -505,13 +505,11 @@ impl EventLoop {
                 }
                 self.refresh_record();
             }
-            SwarmEvent::ExternalAddrConfirmed { address } => {
-                if !is_relayed(&address) {
-                    info!(%address, "a peer confirmed it can dial us here");
-                    self.shared.lock_reach().confirmed(&address);
-                    self.refresh_record();
-                    self.reach_changed();
-                }
+            SwarmEvent::ExternalAddrConfirmed { address } if !is_relayed(&address) => {
+                info!(%address, "a peer confirmed it can dial us here");
+                self.shared.lock_reach().confirmed(&address);
+                self.refresh_record();
+                self.reach_changed();
             }
             SwarmEvent::NewExternalAddrCandidate { address } => {
                 let mut reach = self.shared.lock_reach();

@@ -189,11 +189,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Only<B> {
         match &event {
             FromSwarm::ConnectionEstablished(e) if !self.ours.contains(&e.connection_id) => return,
             FromSwarm::AddressChange(e) if !self.ours.contains(&e.connection_id) => return,
-            FromSwarm::ConnectionClosed(e) => {
-                if !self.ours.remove(&e.connection_id) {
-                    return;
-                }
-            }
+            FromSwarm::ConnectionClosed(e) if !self.ours.remove(&e.connection_id) => return,
             _ => {}
         }
         self.inner.on_swarm_event(event);

@@ -230,6 +230,10 @@ pub enum ViewEvent {
 /// What a room's host publishes to the room, in order. `ev` numbers the
 /// durable ones (messages and room state) from 1 without holes; typing and
 /// presence are live only.
+// Wire types, made once per event and serialised at once: boxing the large
+// variant would cost an allocation for nothing. (Only 64-bit hosts warn;
+// the app itself is built for wasm32.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoomStreamEvent {
@@ -249,6 +253,7 @@ pub struct RoomState {
 }
 
 /// A durable event of a room, as `host_sync` returns it.
+#[allow(clippy::large_enum_variant)] // as RoomStreamEvent
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Logged {
