@@ -133,6 +133,103 @@ pub(crate) fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Fails if any file under `dirs` names the checkout kit was built from.
+pub(crate) fn assert_no_checkout_path(dirs: &[&Path]) {
+    let checkout_text = workspace_root().to_string_lossy().to_string();
+    let mut files = Vec::new();
+    for dir in dirs {
+        files_under(dir, &mut files);
+    }
+    for file in &files {
+        let contents = std::fs::read_to_string(file).unwrap_or_default();
+        assert!(
+            !contents.contains(&checkout_text),
+            "{} names the checkout {checkout_text}",
+            file.display()
+        );
+    }
+}
+
+/// The steps `kit new` printed under `next:`, their comments dropped.
+pub(crate) fn next_steps(printed: &str) -> Vec<String> {
+    printed
+        .lines()
+        .skip_while(|l| l.trim() != "next:")
+        .skip(1)
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A shell running printed steps as a newcomer would: in `cwd`, with the
+/// test's `HOME`, the built binaries first on `PATH` and the node's port.
+pub(crate) struct StepShell {
+    pub(crate) cwd: PathBuf,
+    pub(crate) user_home: PathBuf,
+    pub(crate) port: String,
+    /// `HEARTH_SDK_DIR`, when the test shares one SDK between projects.
+    pub(crate) sdk_dir: Option<PathBuf>,
+}
+
+impl StepShell {
+    pub(crate) fn command(&self, line: &str) -> Command {
+        let path_var = format!(
+            "{}:{}",
+            binaries().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut sh = Command::new("sh");
+        sh.current_dir(&self.cwd)
+            .env("HOME", &self.user_home)
+            .env("CARGO_TARGET_DIR", workspace_root().join("target"))
+            .env("PATH", path_var)
+            .env("HEARTH_PORT", &self.port)
+            .env_remove("HEARTH_HOME")
+            .args(["-c", line]);
+        if let Some(sdk) = &self.sdk_dir {
+            sh.env("HEARTH_SDK_DIR", sdk);
+        }
+        sh
+    }
+
+    /// Run `steps` in order, each succeeding: a `kit f` step in the
+    /// background ("in another terminal") until its node is up within
+    /// `boot`, every other step to its end. Returns the node and each other
+    /// step with its output; `label` starts a failure's message.
+    pub(crate) fn run(
+        &self,
+        steps: &[String],
+        boot: Duration,
+        label: &str,
+    ) -> (Option<KitF>, Vec<(String, Output)>) {
+        let mut node = None;
+        let mut ran = Vec::new();
+        for step in steps {
+            if step.starts_with("kit f") {
+                // `exec`: the signal that stops it reaches kit, not a shell.
+                let fake = KitF::spawn(self.command(&format!("exec {step}")));
+                fake.lines.wait_for("kit: node fake.os on port", boot);
+                let run_file = self.user_home.join(".hearth/run").join(&self.port);
+                let t = Instant::now();
+                while !run_file.is_file() {
+                    assert!(t.elapsed() < boot, "{}", fake.lines.all());
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                node = Some(fake);
+                continue;
+            }
+            let out = self.command(step).output().expect("run a step");
+            assert!(
+                out.status.success(),
+                "{label}the printed step `{step}` failed:\n{}",
+                text(&out)
+            );
+            ran.push((step.clone(), out));
+        }
+        (node, ran)
+    }
+}
+
 /// `kit new`, then the next steps exactly as it printed them, run by a
 /// shell from a directory outside the checkout; then `kit t` on the new
 /// project passes, and a broken expectation fails with the step, expected
@@ -156,18 +253,7 @@ fn kit_new_next_steps_then_kit_t_outside_the_checkout() {
     // Nothing in the project, nor in the SDK it builds against, names the
     // checkout kit was built from.
     let project = outside.path().join("my-app");
-    let mut files = Vec::new();
-    files_under(&project, &mut files);
-    files_under(&user_home.path().join(".hearth/sdk"), &mut files);
-    let checkout_text = checkout.to_string_lossy().to_string();
-    for file in &files {
-        let contents = std::fs::read_to_string(file).unwrap_or_default();
-        assert!(
-            !contents.contains(&checkout_text),
-            "{} names the checkout {checkout_text}",
-            file.display()
-        );
-    }
+    assert_no_checkout_path(&[&project, &user_home.path().join(".hearth/sdk")]);
     let manifest = std::fs::read_to_string(project.join("my-app/Cargo.toml")).expect("manifest");
     assert!(
         manifest.contains(".hearth/sdk/") && manifest.contains("version = \"=0.1.0\""),
@@ -176,70 +262,29 @@ fn kit_new_next_steps_then_kit_t_outside_the_checkout() {
 
     // The printed steps, in order: `cd`, then `kit f` "in another
     // terminal" (here: in the background), `kit bs`, `kit i`.
-    let steps: Vec<&str> = printed
-        .lines()
-        .skip_while(|l| l.trim() != "next:")
-        .skip(1)
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .collect();
+    let steps = next_steps(&printed);
     assert!(steps.len() >= 4, "next steps: {printed}");
     let cd = steps[0].strip_prefix("cd ").expect("first step is cd");
-    let cwd = outside.path().join(cd);
-    let path_var = format!(
-        "{}:{}",
-        binaries().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let shell = |line: &str| -> Command {
-        let mut sh = Command::new("sh");
-        sh.current_dir(&cwd)
-            .env("HOME", user_home.path())
-            .env("CARGO_TARGET_DIR", workspace_root().join("target"))
-            .env("PATH", &path_var)
-            .env("HEARTH_PORT", &port)
-            .env_remove("HEARTH_HOME")
-            .args(["-c", line]);
-        sh
+    let shell = StepShell {
+        cwd: outside.path().join(cd),
+        user_home: user_home.path().to_path_buf(),
+        port,
+        sdk_dir: None,
     };
-    let mut fake = None;
-    let mut last = None;
-    for step in &steps[1..] {
-        if step.starts_with("kit f") {
-            // `exec`: the signal that stops it reaches kit, not a shell.
-            let node = KitF::spawn(shell(&format!("exec {step}")));
-            node.lines
-                .wait_for("kit: node fake.os on port", Duration::from_secs(30));
-            let run_file = user_home.path().join(".hearth/run").join(&port);
-            let t = Instant::now();
-            while !run_file.is_file() {
-                assert!(
-                    t.elapsed() < Duration::from_secs(30),
-                    "{}",
-                    node.lines.all()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            fake = Some(node);
-            continue;
-        }
-        let out = shell(step).output().expect("run a step");
-        assert!(
-            out.status.success(),
-            "the printed step `{step}` failed:\n{}",
-            text(&out)
-        );
-        if step.starts_with("kit i ") {
-            last = Some(out); // its answer is checked below
-        }
-    }
+    let (fake, ran) = shell.run(&steps[1..], Duration::from_secs(30), "");
+    let last = ran
+        .into_iter()
+        .filter(|(step, _)| step.starts_with("kit i "))
+        .map(|(_, out)| out)
+        .last();
     let last = last.expect("a kit i step");
     let answer: Value =
         serde_json::from_slice(&last.stdout).unwrap_or_else(|_| panic!("{}", text(&last)));
     assert_eq!(answer, json!({"ok": "world"}));
 
     // An app's typed error exits 2, its JSON still on stdout.
-    let out = shell("kit i my-app:my-app:sys '{\"my_app\": \"not an object\"}'")
+    let out = shell
+        .command("kit i my-app:my-app:sys '{\"my_app\": \"not an object\"}'")
         .output()
         .expect("kit i");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

@@ -9,12 +9,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::common::*;
-use crate::kit_dev::{files_under, free_port, kit_command, text, KitF};
+use crate::kit_dev::{
+    assert_no_checkout_path, free_port, kit_command, next_steps, text, StepShell,
+};
 
 /// `kit` as the template tests run it: the shared SDK dir on top of
 /// `kit_dev`'s environment.
@@ -55,26 +57,9 @@ fn new_and_next_steps(
     );
 
     let project = outside.join(name);
-    let mut files = Vec::new();
-    files_under(&project, &mut files);
-    files_under(&shared_sdk_dir(), &mut files);
-    let checkout_text = checkout.to_string_lossy().to_string();
-    for file in &files {
-        let contents = std::fs::read_to_string(file).unwrap_or_default();
-        assert!(
-            !contents.contains(&checkout_text),
-            "{} names the checkout {checkout_text}",
-            file.display()
-        );
-    }
+    assert_no_checkout_path(&[&project, &shared_sdk_dir()]);
 
-    let steps: Vec<String> = printed
-        .lines()
-        .skip_while(|l| l.trim() != "next:")
-        .skip(1)
-        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
+    let steps = next_steps(&printed);
     assert!(
         steps.first().is_some_and(|s| s.starts_with("cd ")),
         "{printed}"
@@ -83,65 +68,28 @@ fn new_and_next_steps(
         steps.iter().any(|s| s == "kit t"),
         "kit t among the steps: {printed}"
     );
-    let cwd = outside.join(&steps[0][3..]);
-    let port = free_port().to_string();
-    let path_var = format!(
-        "{}:{}",
-        binaries().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let shell = |line: &str| -> Command {
-        let mut sh = Command::new("sh");
-        sh.current_dir(&cwd)
-            .env("HOME", user_home)
-            .env("HEARTH_SDK_DIR", shared_sdk_dir())
-            .env("CARGO_TARGET_DIR", workspace_root().join("target"))
-            .env("PATH", &path_var)
-            .env("HEARTH_PORT", &port)
-            .env_remove("HEARTH_HOME")
-            .args(["-c", line]);
-        sh
+    let shell = StepShell {
+        cwd: outside.join(&steps[0][3..]),
+        user_home: user_home.to_path_buf(),
+        port: free_port().to_string(),
+        sdk_dir: Some(shared_sdk_dir()),
     };
-    let mut node = None;
-    let mut ran = Vec::new();
-    for step in &steps[1..] {
-        if step.starts_with("kit f") {
-            let fake = KitF::spawn(shell(&format!("exec {step}")));
-            fake.lines
-                .wait_for("kit: node fake.os on port", Duration::from_secs(60));
-            let run_file = user_home.join(".hearth/run").join(&port);
-            let t = Instant::now();
-            while !run_file.is_file() {
-                assert!(
-                    t.elapsed() < Duration::from_secs(60),
-                    "{}",
-                    fake.lines.all()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            node = Some(fake);
-            continue;
-        }
-        let out = shell(step).output().expect("run a step");
-        assert!(
-            out.status.success(),
-            "{template}: the printed step `{step}` failed:\n{}",
-            text(&out)
-        );
+    let label = format!("{template}: ");
+    let (node, ran) = shell.run(&steps[1..], Duration::from_secs(60), &label);
+    for (step, out) in &ran {
         if step.starts_with("kit i ") {
             let got: Value =
-                serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+                serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(out)));
             let want: Value = serde_json::from_str(answer).expect("answer JSON");
             assert_eq!(got, want, "{template}: `{step}`");
         }
         if step == "kit t" {
-            let said = text(&out);
+            let said = text(out);
             assert!(said.contains(" passed, 0 failed"), "{said}");
         }
-        ran.push(step.clone());
     }
     assert!(
-        ran.iter().any(|s| s.starts_with("kit i ")),
+        ran.iter().any(|(s, _)| s.starts_with("kit i ")),
         "ran: {ran:?}\n{printed}"
     );
     drop(node);
