@@ -272,12 +272,11 @@ fn kit_new_next_steps_then_kit_t_outside_the_checkout() {
         sdk_dir: None,
     };
     let (fake, ran) = shell.run(&steps[1..], Duration::from_secs(30), "");
-    let last = ran
+    let (_, last) = ran
         .into_iter()
-        .filter(|(step, _)| step.starts_with("kit i "))
-        .map(|(_, out)| out)
-        .last();
-    let last = last.expect("a kit i step");
+        .rev()
+        .find(|(step, _)| step.starts_with("kit i "))
+        .expect("a kit i step");
     let answer: Value =
         serde_json::from_slice(&last.stdout).unwrap_or_else(|_| panic!("{}", text(&last)));
     assert_eq!(answer, json!({"ok": "world"}));
