@@ -8,24 +8,25 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::kad::{self, store::RecordStore, GetRecordOk, QueryId, QueryResult, Quorum};
+use libp2p::kad::{self, QueryId, QueryResult};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{
-    autonat, dcutr, identify, mdns, noise, ping, relay, tcp, yamux, Multiaddr, PeerId, Swarm,
-};
+use libp2p::{autonat, dcutr, identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::behaviour::{Behaviour, BehaviourEvent, Settings};
-use super::dht::{self, name_key, PutLimiter};
+use super::dht::{name_key, PutLimiter};
 use super::filter::is_relayed;
 use super::record::{NameRecord, MAX_ADDRS};
-use super::relay::{Reservations, Step};
+use super::relay::Reservations;
 use super::{now_millis, peer, Command, Controls, NetConfig, NetError, Shared};
 use crate::metrics::NetCounters;
+
+mod names;
+mod relays;
 
 /// How often the loop sweeps expired state and checks deadlines.
 const TICK: Duration = Duration::from_millis(250);
@@ -333,62 +334,6 @@ impl EventLoop {
         self.reserve(now);
     }
 
-    /// Keep a reservation on one of the `--relay-via` relays.
-    fn reserve(&mut self, now: Instant) {
-        if self.reservations.overdue(now) {
-            if let Some(listener) = self.reservations.listener {
-                self.swarm.remove_listener(listener);
-            }
-            warn!("the relay did not answer our reservation request in time");
-            self.relay_failed(now);
-        }
-        let swarm = &self.swarm;
-        let step = self
-            .reservations
-            .next_step(now, |peer| swarm.is_connected(peer));
-        match step {
-            None => return,
-            Some(Step::Dial(peer, addr)) => {
-                debug!(%addr, "connecting to the relay");
-                let opts = DialOpts::peer_id(peer)
-                    .addresses(vec![addr.clone()])
-                    .build();
-                match self.swarm.dial(opts) {
-                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
-                    Err(e) => {
-                        warn!(%addr, "cannot connect to the relay: {e}");
-                        self.relay_failed(now);
-                    }
-                }
-            }
-            Some(Step::Listen(addr)) => match self.swarm.listen_on(addr.clone()) {
-                Ok(listener) => {
-                    debug!(%addr, "asking the relay for a reservation");
-                    self.reservations.listener = Some(listener);
-                }
-                Err(e) => {
-                    warn!(%addr, "cannot ask the relay for a reservation: {e}");
-                    self.relay_failed(now);
-                }
-            },
-        }
-        self.shared.lock_reach().relays = self.reservations.describe();
-    }
-
-    fn relay_failed(&mut self, now: Instant) {
-        let relay = self.reservations.current().map(|(_, a)| a.to_string());
-        if self.reservations.failed(now) {
-            warn!(
-                relay = relay.as_deref().unwrap_or("-"),
-                "lost our relay reservation; moving to the next relay"
-            );
-            self.count(|net| &net.relays_lost);
-        }
-        let mut reach = self.shared.lock_reach();
-        reach.relays = self.reservations.describe();
-        reach.relays_lost = self.reservations.lost;
-    }
-
     /// A node behind a NAT serves no DHT requests (peers could not dial
     /// it back): it runs Kademlia as a client, and peers drop it from
     /// their routing tables. Otherwise it serves, also without a confirmed
@@ -410,21 +355,6 @@ impl EventLoop {
         if let Some(services) = self.shared.services.upgrade() {
             NetCounters::count(counter(&services.kernel.metrics.net));
         }
-    }
-
-    /// Put our signed record into the DHT.
-    fn publish(&mut self) {
-        let record = self.shared.our_record();
-        let kad_record = kad::Record::new(name_key(&record.name), record.to_bytes());
-        if let Err(e) = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .put_record(kad_record, Quorum::One)
-        {
-            warn!("cannot store our name record: {e}");
-        }
-        self.publish_at = Some(Instant::now() + REPUBLISH);
     }
 
     /// Sign our record again with what peers can dial: circuits on our
@@ -684,146 +614,6 @@ impl EventLoop {
                 self.reach_changed();
             }
             _ => {}
-        }
-    }
-
-    fn on_relay_client(&mut self, event: relay::client::Event) {
-        match event {
-            relay::client::Event::ReservationReqAccepted {
-                relay_peer_id,
-                renewal,
-                ..
-            } => {
-                debug!(relay = %relay_peer_id, renewal, "relay reservation granted");
-                self.count(|net| &net.relay_reservations);
-            }
-            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
-                debug!(relay = %relay_peer_id, "circuit through a relay opened");
-            }
-            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
-                debug!(peer = %src_peer_id, "a peer reached us through our relay");
-            }
-        }
-    }
-
-    fn on_relay(&mut self, event: relay::Event) {
-        match event {
-            relay::Event::ReservationReqAccepted {
-                src_peer_id,
-                renewed,
-            } => {
-                debug!(peer = %src_peer_id, renewed, "reservation granted");
-            }
-            relay::Event::ReservationReqDenied {
-                src_peer_id,
-                status,
-            } => {
-                info!(peer = %src_peer_id, ?status, "reservation refused (over a relay limit)");
-                self.count(|net| &net.relay_reservations_refused);
-            }
-            relay::Event::CircuitReqAccepted {
-                src_peer_id,
-                dst_peer_id,
-            } => {
-                debug!(src = %src_peer_id, dst = %dst_peer_id, "relaying a circuit");
-                self.count(|net| &net.relay_circuits_served);
-            }
-            relay::Event::CircuitReqDenied {
-                src_peer_id,
-                dst_peer_id,
-                status,
-            } => {
-                info!(src = %src_peer_id, dst = %dst_peer_id, ?status, "circuit refused");
-            }
-            relay::Event::CircuitClosed {
-                src_peer_id,
-                dst_peer_id,
-                error,
-            } => {
-                debug!(src = %src_peer_id, dst = %dst_peer_id, ?error, "circuit closed");
-            }
-            _ => {}
-        }
-    }
-
-    /// A peer asks us to store a record: keep it only if it is a valid
-    /// name record that does not take a name from its holder.
-    fn on_put(&mut self, source: PeerId, record: kad::Record) {
-        let refused = if !self.puts.allow(source, Instant::now().into_std()) {
-            Err(dht::Refusal::RateLimited)
-        } else {
-            let kad = &mut self.swarm.behaviour_mut().kad;
-            let stored = kad.store_mut().get(&record.key).map(|r| r.into_owned());
-            dht::check(&record, stored.as_ref(), &self.shared.book).map(|_| ())
-        };
-        match refused {
-            Ok(()) => match self.swarm.behaviour_mut().kad.store_mut().put(record) {
-                Ok(()) => {
-                    if let Some(services) = self.shared.services.upgrade() {
-                        crate::metrics::NetCounters::count(&services.kernel.metrics.net.dht_stored);
-                    }
-                }
-                Err(e) => debug!(%source, "DHT store full: {e}"),
-            },
-            Err(why) => {
-                debug!(%source, %why, "DHT record refused");
-                if let Some(services) = self.shared.services.upgrade() {
-                    crate::metrics::NetCounters::count(&services.kernel.metrics.net.dht_refused);
-                }
-            }
-        }
-    }
-
-    /// A DHT lookup found a record, or ended. Every record found is
-    /// checked; one newer than what we dialed is bound and dialed (the
-    /// lookup may answer from our own store first, then from peers holding
-    /// a newer record).
-    fn on_lookup(&mut self, id: QueryId, result: kad::GetRecordResult, last: bool) {
-        let Some(name) = self.lookups.get(&id).cloned() else {
-            return;
-        };
-        if last {
-            self.lookups.remove(&id);
-            if let Some(pending) = self.waiting.get_mut(&name) {
-                pending.looking_up = false;
-            }
-        }
-        match result {
-            Ok(GetRecordOk::FoundRecord(found)) => self.found(&name, &found.record.value),
-            Ok(_) => {}
-            Err(e) => debug!(name, "name lookup: {e}"),
-        }
-        if last {
-            self.settle(&name);
-        }
-    }
-
-    fn found(&mut self, name: &str, bytes: &[u8]) {
-        let record = match NameRecord::from_bytes(bytes) {
-            Ok(record) if record.name == name => record,
-            Ok(_) => return debug!(name, "the DHT returned a record for another name"),
-            Err(e) => return debug!(name, "the DHT returned a bad record: {e}"),
-        };
-        if let Err(e) = record.verify() {
-            return debug!(name, "the DHT returned a bad record: {e}");
-        }
-        if let Err(refused) = self.shared.book.bind(&record) {
-            if let Some(pending) = self.waiting.get_mut(name) {
-                pending.failed = Some(refused.to_string());
-            }
-            return;
-        }
-        let newer = self
-            .waiting
-            .get(name)
-            .is_some_and(|p| p.dialed.is_none_or(|seq| seq < record.seq));
-        if newer && !self.shared.links.is_connected(name) {
-            debug!(
-                name,
-                seq = record.seq,
-                "dialing the addresses of a newer record"
-            );
-            self.dial_record(name, &record);
         }
     }
 }
