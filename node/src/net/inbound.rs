@@ -42,6 +42,8 @@ pub(super) fn on_frame(shared: &Shared, name: &str, frame: Frame) -> bool {
             warn!(%name, "second hello on a stream; closed");
             false
         }
+        // The reader ends the stream at `Moved` before it gets here.
+        Frame::Moved => false,
     }
 }
 

@@ -120,10 +120,10 @@ struct Shared {
     peers: Mutex<HashMap<PeerId, PeerState>>,
     /// Reachability, our relays and circuits.
     reach: Mutex<reach::Reach>,
-    /// One lock per peer taken by the reader of its message stream: a
-    /// stream that replaces another (moved off a relay) is read only once
-    /// the old one ended, so frames keep their order.
-    read_order: Mutex<HashMap<PeerId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The order in which each peer's inbound streams are read: a stream
+    /// that replaces another (moved off a relay) is read only once the old
+    /// one ended or stalled, so frames keep their order.
+    read_order: Mutex<HashMap<PeerId, Arc<peer::ReadOrder>>>,
 }
 
 #[derive(Default)]
@@ -196,8 +196,8 @@ impl Shared {
         self.reach.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The lock a reader of `peer`'s message stream holds.
-    fn read_lock(&self, peer: PeerId) -> Arc<tokio::sync::Mutex<()>> {
+    /// The read order of `peer`'s inbound message streams.
+    fn read_order(&self, peer: PeerId) -> Arc<peer::ReadOrder> {
         self.read_order
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -5,10 +5,15 @@
 //! the connection lives.
 //!
 //! A stream opened over a relayed connection moves to a direct connection
-//! once one exists (DCUtR): the writer finishes and closes the relayed
-//! stream, then goes on with the same queue on a new direct stream; the
-//! reader of the new stream waits until the old stream's reader is done.
-//! So nothing is lost, reordered or sent twice across the move.
+//! once one exists (DCUtR): the writer ends the relayed stream with a
+//! `Moved` frame, then goes on with the same queue on a new direct stream;
+//! the reader of the new stream waits until the old stream's reader read
+//! `Moved` (or its end). So nothing is lost, reordered or sent twice across
+//! the move. The wait does not depend on the old stream's close ever
+//! arriving, and is bounded: an old stream that brings no bytes for
+//! [`REPLACE_STALL`] (or holds on past [`REPLACE_WAIT`]) is cut, and
+//! whatever it brings later is dropped, never delivered after the new
+//! stream's frames.
 //!
 //! **Invariant:** before a stream's `Hello` verifies, it may carry one
 //! frame of at most [`HELLO_FRAME_BYTES`], within [`HELLO_TIMEOUT`]. A
@@ -16,11 +21,13 @@
 //! open. What a verified stream carries is handled in `inbound`.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
 use tracing::{debug, info, warn, Instrument};
 
@@ -43,8 +50,102 @@ pub const MAX_INBOUND_STREAMS_PER_PEER: usize = 4;
 /// A reader keeps at most this much buffer between frames.
 const IDLE_BUFFER: usize = 256 * 1024;
 /// How long the reader of a new stream waits for the reader of the stream
-/// it replaces to finish, before reading anyway.
-const REPLACE_WAIT: Duration = Duration::from_secs(30);
+/// it replaces to finish at most, however slowly that one still reads.
+pub const REPLACE_WAIT: Duration = Duration::from_secs(30);
+/// How long the stream being replaced may bring no bytes at all before the
+/// new stream's reader cuts it (its sender moved on, or its path died).
+pub const REPLACE_STALL: Duration = Duration::from_secs(5);
+/// How often a waiting reader looks at the old stream's progress.
+const STALL_CHECK: Duration = Duration::from_millis(500);
+/// How long writing the `Moved` frame to the old stream, or closing a
+/// stream we are done with, may take; past it the stream is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// The order in which one peer's inbound streams are read: one at a time,
+/// oldest first. A waiting stream watches the reading one's progress.
+#[derive(Default)]
+pub struct ReadOrder {
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Bytes read by the stream holding the turn, plus one per hand-over.
+    progress: AtomicU64,
+    /// Wakes the stream holding the turn to give it up.
+    holder: Mutex<Option<Arc<tokio::sync::Notify>>>,
+}
+
+impl ReadOrder {
+    /// Wait for our turn to read. An older stream that stalls for
+    /// [`REPLACE_STALL`], or still reads after [`REPLACE_WAIT`], is told to
+    /// stop; it gives the turn up at once.
+    async fn wait_turn(&self) -> (tokio::sync::OwnedMutexGuard<()>, bool) {
+        let turn = self.turn.clone().lock_owned();
+        tokio::pin!(turn);
+        let started = tokio::time::Instant::now();
+        let mut seen = self.progress.load(Ordering::Relaxed);
+        let mut quiet_since = started;
+        let mut cut = false;
+        loop {
+            tokio::select! {
+                turn = &mut turn => return (turn, cut),
+                _ = tokio::time::sleep(STALL_CHECK) => {
+                    let now = self.progress.load(Ordering::Relaxed);
+                    if now != seen {
+                        (seen, quiet_since) = (now, tokio::time::Instant::now());
+                    }
+                    if quiet_since.elapsed() >= REPLACE_STALL || started.elapsed() >= REPLACE_WAIT {
+                        cut = true;
+                        self.stop_holder();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The caller holds the turn; `stop` wakes it to give the turn up.
+    fn hold(&self, stop: Arc<tokio::sync::Notify>) {
+        *self.holder.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn release(&self, stop: &Arc<tokio::sync::Notify>) {
+        let mut holder = self.holder.lock().unwrap_or_else(|e| e.into_inner());
+        if holder.as_ref().is_some_and(|h| Arc::ptr_eq(h, stop)) {
+            *holder = None;
+        }
+    }
+
+    fn stop_holder(&self) {
+        if let Some(stop) = &*self.holder.lock().unwrap_or_else(|e| e.into_inner()) {
+            stop.notify_one();
+        }
+    }
+}
+
+/// A stream that counts the bytes read from it into a [`ReadOrder`].
+struct Counted<'a> {
+    stream: &'a mut Stream,
+    progress: &'a AtomicU64,
+}
+
+impl AsyncRead for Counted<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let read = Pin::new(&mut *self.stream).poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = read {
+            self.progress.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        read
+    }
+}
+
+/// Close a stream we are done with, within [`CLOSE_WAIT`], off the caller.
+fn close_soon(mut stream: Stream) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(CLOSE_WAIT, stream.close()).await;
+    });
+}
 
 /// Inbound streams open per peer.
 #[derive(Default)]
@@ -236,10 +337,17 @@ impl Writer {
                 biased;
                 Some(direct) = switch.recv() => {
                     // Everything queued before the switch went out on the old
-                    // stream; close it so its reader sees the end, then go on
-                    // with the same queue on the direct stream.
-                    let _ = stream.close().await;
-                    stream = direct;
+                    // stream; end it with `Moved` (its reader stops there,
+                    // whether or not the close ever reaches it), then go on
+                    // with the same queue on the direct stream. A relay that
+                    // takes no more bytes holds neither step up.
+                    buf.clear();
+                    wire::encode(&Frame::Moved, &mut buf);
+                    let ended = write(&shared, &mut stream, &buf, relayed);
+                    if !matches!(tokio::time::timeout(CLOSE_WAIT, ended).await, Ok(true)) {
+                        debug!(%peer, "could not end the relayed stream; its reader will be cut");
+                    }
+                    close_soon(std::mem::replace(&mut stream, direct));
                     relayed = false;
                     buf.clear();
                     wire::encode(&Frame::Hello(shared.our_record()), &mut buf);
@@ -344,24 +452,34 @@ async fn read_loop(shared: Arc<Shared>, controls: Controls, peer: PeerId, mut st
     info!(%peer, %name, "peer says hello");
     open_link(&shared, &controls, peer);
     // Read only once the stream this one replaces (if any) was read to
-    // its end: frames keep their order across a move off a relay.
-    let order = shared.read_lock(peer);
-    let _turn = match tokio::time::timeout(REPLACE_WAIT, order.lock_owned()).await {
-        Ok(turn) => Some(turn),
-        Err(_) => {
-            warn!(%peer, %name, "an older stream from this peer is still open; reading anyway");
-            None
-        }
+    // its `Moved` or end, or cut: frames keep their order across a move.
+    let order = shared.read_order(peer);
+    let (turn, cut) = order.wait_turn().await;
+    if cut {
+        warn!(%peer, %name, "an older stream from this peer stalled; it was cut");
+    }
+    let stop = Arc::new(tokio::sync::Notify::new());
+    order.hold(stop.clone());
+    let mut counted = Counted {
+        stream: &mut stream,
+        progress: &order.progress,
     };
     loop {
-        match wire::read_frame(
-            &mut stream,
-            shared.max_frame,
-            &mut buf,
-            &shared.inbound_bytes,
-        )
-        .await
-        {
+        let read = tokio::select! {
+            biased;
+            read = wire::read_frame(
+                &mut counted,
+                shared.max_frame,
+                &mut buf,
+                &shared.inbound_bytes,
+            ) => read,
+            _ = stop.notified() => {
+                debug!(%peer, %name, "a newer stream replaced this one; closed");
+                break;
+            }
+        };
+        match read {
+            Ok(Frame::Moved) => break,
             Ok(frame) => {
                 if !inbound::on_frame(&shared, &name, frame) {
                     refused(&shared);
@@ -379,7 +497,9 @@ async fn read_loop(shared: Arc<Shared>, controls: Controls, peer: PeerId, mut st
             buf = Vec::new();
         }
     }
-    let _ = stream.close().await;
+    order.release(&stop);
+    drop(turn);
+    close_soon(stream);
 }
 
 fn refused(shared: &Shared) {

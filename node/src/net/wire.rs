@@ -34,6 +34,9 @@ pub enum Frame {
         rsvp: Address,
         error: SendError,
     },
+    /// The last frame of a stream whose sender moved to a new stream (off
+    /// a relay): read nothing more here, the rest comes on the new one.
+    Moved,
 }
 
 impl Frame {
@@ -43,7 +46,7 @@ impl Frame {
         const ENVELOPE: usize = 256;
         ENVELOPE
             + match self {
-                Frame::Hello(_) => 0,
+                Frame::Hello(_) | Frame::Moved => 0,
                 Frame::Deliver(km) => km.payload_len(),
                 Frame::Failed { error, .. } => error.detail.len(),
             }
