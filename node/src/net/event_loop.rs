@@ -69,6 +69,9 @@ pub(super) struct EventLoop {
     publish_at: Option<Instant>,
     puts: PutLimiter,
     reservations: Reservations,
+    /// Connected peers serving as relays (see `relays::relay_seen`).
+    relay_candidates: Vec<(PeerId, Multiaddr)>,
+    serving_relay: bool,
     bootstrap_at: Instant,
 }
 
@@ -167,6 +170,8 @@ impl EventLoop {
             publish_at: None,
             puts: PutLimiter::default(),
             reservations,
+            relay_candidates: Vec::new(),
+            serving_relay: config.relay.is_some(),
             bootstrap_at: Instant::now() + BOOTSTRAP_EVERY,
         })
     }
@@ -487,6 +492,7 @@ impl EventLoop {
                     return;
                 }
                 debug!(%peer_id, ?cause, "disconnected");
+                self.relay_candidates.retain(|(p, _)| *p != peer_id);
                 self.shared.peer_gone(&peer_id);
                 let orphans = self.shared.links.disconnected(&peer_id);
                 self.shared.fail_orphans(orphans, "the peer disconnected");
@@ -517,7 +523,12 @@ impl EventLoop {
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                connection_id,
+            }) => {
+                self.relay_seen(peer_id, connection_id, &info);
                 // Only peers serving the DHT go into its routing table: a
                 // node behind a NAT runs it as a client (see
                 // `reach_changed`), so lookups never wait on dials to

@@ -11,10 +11,14 @@
 //! once a direct connection exists the message stream moves to it.
 //!
 //! **Reservations.** A node keeps one reservation at a time, on the first
-//! relay of its `--relay-via` list that accepts it. libp2p renews it
-//! before it expires. When the relay goes away the node says so, moves to
-//! the next relay of the list, and cycles through the list with a pause
-//! after each full round.
+//! relay of its list that accepts it. libp2p renews it before it expires.
+//! When the relay goes away the node says so, moves to the next relay of
+//! the list, and cycles through the list with a pause after each full
+//! round. The list is the `--relay-via` relays, then up to
+//! [`MAX_DISCOVERED_RELAYS`] relays found among connected peers (a private
+//! node adds peers whose identify lists the relay hop protocol, see
+//! [`Reservations::discover`]); a found relay that fails leaves the list
+//! until identify shows it again.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -32,18 +36,26 @@ pub const RETRY_ROUND: Duration = Duration::from_secs(3);
 /// A relay that neither grants nor refuses a reservation by then counts
 /// as failed.
 pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Relays found among peers (not from `--relay-via`) kept in the list.
+pub const MAX_DISCOVERED_RELAYS: usize = 4;
 
 impl RelayLimits {
+    /// libp2p's relay config for these limits. Two of its semantics differ
+    /// from ours: it refuses a peer only once it holds *more* than its
+    /// per-peer limit (so it grants one over: we pass one less; a limit
+    /// of 0 acts as 1), and a rate limiter of `n` per `interval` is a
+    /// burst of `n` refilled one per `interval` (so "30 a minute" is 30
+    /// refilled one every 2 s). Found by `relay_hostile` (e2e).
     pub fn config(&self) -> relay::Config {
         let per_minute =
             NonZeroU32::new(self.circuits_per_peer_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         let defaults = relay::Config::default();
         let mut config = relay::Config {
             max_reservations: self.max_reservations,
-            max_reservations_per_peer: self.max_reservations_per_peer,
+            max_reservations_per_peer: self.max_reservations_per_peer.saturating_sub(1),
             reservation_duration: Duration::from_secs(self.reservation_secs.max(1)),
             max_circuits: self.max_circuits,
-            max_circuits_per_peer: self.max_circuits_per_peer,
+            max_circuits_per_peer: self.max_circuits_per_peer.saturating_sub(1),
             max_circuit_duration: Duration::from_secs(
                 self.max_circuit_secs.clamp(1, u32::MAX as u64),
             ),
@@ -51,7 +63,8 @@ impl RelayLimits {
             reservation_rate_limiters: defaults.reservation_rate_limiters,
             circuit_src_rate_limiters: Vec::new(),
         };
-        config = config.circuit_src_per_peer(per_minute, Duration::from_secs(60));
+        let every = Duration::from_secs(60) / per_minute.get();
+        config = config.circuit_src_per_peer(per_minute, every);
         config
     }
 }
@@ -83,9 +96,12 @@ pub enum Step {
     Listen(Multiaddr),
 }
 
-/// Our reservations on the relays of `--relay-via`.
+/// Our reservations on the relays of `--relay-via`, then on relays found
+/// among peers.
 pub struct Reservations {
     relays: Vec<(PeerId, Multiaddr)>,
+    /// The first `configured` relays come from `--relay-via`.
+    configured: usize,
     at: usize,
     tried_this_round: usize,
     pub listener: Option<ListenerId>,
@@ -115,6 +131,7 @@ impl Reservations {
             Reservation::Waiting(Instant::now())
         };
         Ok(Self {
+            configured: parsed.len(),
             relays: parsed,
             at: 0,
             tried_this_round: 0,
@@ -126,6 +143,26 @@ impl Reservations {
 
     pub fn relays(&self) -> &[(PeerId, Multiaddr)] {
         &self.relays
+    }
+
+    /// Add a relay found among peers at `addr` (ending in its `/p2p/`),
+    /// unless it is in the list already or [`MAX_DISCOVERED_RELAYS`] are.
+    /// Returns whether it was added.
+    pub fn discover(&mut self, peer: PeerId, addr: Multiaddr, now: Instant) -> bool {
+        let found = self.relays.len() - self.configured;
+        if found >= MAX_DISCOVERED_RELAYS || self.relays.iter().any(|(p, _)| *p == peer) {
+            return false;
+        }
+        self.relays.push((peer, addr));
+        if self.state == Reservation::None {
+            self.state = Reservation::Waiting(now);
+        }
+        true
+    }
+
+    /// Whether `peer` is in the list.
+    pub fn knows(&self, peer: &PeerId) -> bool {
+        self.relays.iter().any(|(p, _)| p == peer)
     }
 
     /// The relay we hold, ask or connect to for a reservation.
@@ -187,11 +224,19 @@ impl Reservations {
             self.lost += 1;
         }
         self.listener = None;
+        // A found relay leaves the list (identify adds it again when it
+        // shows up again); a configured one stays for the next round.
+        if self.at >= self.configured && self.at < self.relays.len() {
+            self.relays.remove(self.at);
+        } else {
+            self.at += 1;
+        }
         if self.relays.is_empty() {
+            self.at = 0;
             self.state = Reservation::None;
             return held;
         }
-        self.at = (self.at + 1) % self.relays.len();
+        self.at %= self.relays.len();
         self.tried_this_round += 1;
         self.state = if self.tried_this_round >= self.relays.len() {
             self.tried_this_round = 0;
@@ -279,12 +324,59 @@ mod tests {
     }
 
     #[test]
+    fn found_relays_join_the_list_and_leave_it_when_they_fail() {
+        let mut r = Reservations::new(&[]).unwrap();
+        let now = Instant::now();
+        assert_eq!(r.state, Reservation::None);
+        assert_eq!(r.next_step(now, |_| true), None);
+        let found: Vec<(PeerId, Multiaddr)> = (0..MAX_DISCOVERED_RELAYS + 2)
+            .map(|i| {
+                let addr: Multiaddr = relay(i as u16 + 1).parse().unwrap();
+                let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                    unreachable!()
+                };
+                (peer, addr)
+            })
+            .collect();
+        for (peer, addr) in &found {
+            r.discover(*peer, addr.clone(), now);
+        }
+        assert_eq!(r.relays().len(), MAX_DISCOVERED_RELAYS, "capped");
+        assert!(!r.discover(found[0].0, found[0].1.clone(), now), "no twice");
+        let Some(Step::Listen(addr)) = r.next_step(now, |_| true) else {
+            panic!("expected a listen")
+        };
+        assert!(addr.to_string().contains("/tcp/1/"));
+        r.accepted();
+        assert!(r.failed(now), "held, then lost");
+        assert_eq!(r.relays().len(), MAX_DISCOVERED_RELAYS - 1, "it left");
+        assert!(!r.knows(&found[0].0));
+        let Some(Step::Listen(next)) = r.next_step(now, |_| true) else {
+            panic!("expected a listen on the next found relay")
+        };
+        assert!(next.to_string().contains("/tcp/2/"));
+        // Every found relay fails: the list empties, nothing to do.
+        for _ in 0..MAX_DISCOVERED_RELAYS - 1 {
+            r.failed(now);
+        }
+        assert!(r.relays().is_empty());
+        assert_eq!(r.state, Reservation::None);
+        // A configured relay stays through failures.
+        let mut c = Reservations::new(&[relay(9)]).unwrap();
+        c.discover(found[1].0, found[1].1.clone(), now);
+        c.failed(now);
+        c.failed(now);
+        assert_eq!(c.relays().len(), 1);
+    }
+
+    #[test]
     fn limits_map_to_the_relay_config() {
         let limits = RelayLimits::default();
         let config = limits.config();
         assert_eq!(config.max_circuit_bytes, 16 * 1024 * 1024);
         assert_eq!(config.max_circuit_duration, Duration::from_secs(600));
-        assert_eq!(config.max_circuits_per_peer, 4);
+        // libp2p refuses past `max_circuits_per_peer` open: one less.
+        assert_eq!(config.max_circuits_per_peer, 3);
         assert_eq!(config.circuit_src_rate_limiters.len(), 1);
     }
 }

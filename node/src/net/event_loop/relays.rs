@@ -1,18 +1,75 @@
 //! The event loop's relay side: keeping a reservation (connect to the
 //! relay, then ask over that connection), failing over, and the events of
-//! the relay client and of the relay we serve with `--relay`.
+//! the relay client and of the relay we serve with `--relay`; relays
+//! found among peers (identify lists the hop protocol).
 
-use libp2p::relay;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::ConnectionId;
+use libp2p::{identify, relay, Multiaddr, PeerId};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::EventLoop;
+use crate::net::filter::is_relayed;
 use crate::net::relay::Step;
 
+/// Connected peers serving as relays that we remember as candidates for
+/// a reservation (until they disconnect); the reservation list takes at
+/// most `relay::MAX_DISCOVERED_RELAYS` of them.
+pub(super) const MAX_RELAY_CANDIDATES: usize = 16;
+
 impl EventLoop {
-    /// Keep a reservation on one of the `--relay-via` relays.
+    /// `peer` told us (identify) what it runs: if it serves the relay hop
+    /// protocol and we reached it directly at an address it announces,
+    /// it is a relay candidate at that address. A node serving as a relay
+    /// needs none (it is public).
+    pub(super) fn relay_seen(&mut self, peer: PeerId, conn: ConnectionId, info: &identify::Info) {
+        if self.serving_relay
+            || !info.protocols.contains(&relay::HOP_PROTOCOL_NAME)
+            || self.relay_candidates.len() >= MAX_RELAY_CANDIDATES
+            || self.relay_candidates.iter().any(|(p, _)| *p == peer)
+        {
+            return;
+        }
+        let remote = self
+            .shared
+            .lock_peers()
+            .get(&peer)
+            .and_then(|state| state.conns.get(&conn).cloned());
+        let Some(remote) = remote.map(|a| without_peer(&a)) else {
+            return;
+        };
+        // We dialed it there (the far side of a connection it dialed is
+        // an ephemeral port); that address reaches it from our network,
+        // and our circuit address on it is what peers will dial.
+        if is_relayed(&remote) || !info.listen_addrs.iter().any(|a| without_peer(a) == remote) {
+            return;
+        }
+        debug!(%peer, addr = %remote, "a peer serves as a relay");
+        self.relay_candidates
+            .push((peer, remote.with(Protocol::P2p(peer))));
+    }
+
+    /// While we are private, put relay candidates into the reservation
+    /// list (it takes what fits).
+    fn adopt_relays(&mut self, now: Instant) {
+        if self.relay_candidates.is_empty() || self.shared.lock_reach().status() != "private" {
+            return;
+        }
+        for (peer, addr) in &self.relay_candidates {
+            if !self.reservations.knows(peer)
+                && self.reservations.discover(*peer, addr.clone(), now)
+            {
+                info!(relay = %addr, "found a relay among our peers");
+            }
+        }
+    }
+
+    /// Keep a reservation on one of our relays: the `--relay-via` ones,
+    /// then those found among peers.
     pub(super) fn reserve(&mut self, now: Instant) {
+        self.adopt_relays(now);
         if self.reservations.overdue(now) {
             if let Some(listener) = self.reservations.listener {
                 self.swarm.remove_listener(listener);
@@ -98,7 +155,8 @@ impl EventLoop {
                 src_peer_id,
                 status,
             } => {
-                info!(peer = %src_peer_id, ?status, "reservation refused (over a relay limit)");
+                // Counted; a flood of them must not flood the log.
+                debug!(peer = %src_peer_id, ?status, "reservation refused (over a relay limit)");
                 self.count(|net| &net.relay_reservations_refused);
             }
             relay::Event::CircuitReqAccepted {
@@ -113,7 +171,8 @@ impl EventLoop {
                 dst_peer_id,
                 status,
             } => {
-                info!(src = %src_peer_id, dst = %dst_peer_id, ?status, "circuit refused");
+                debug!(src = %src_peer_id, dst = %dst_peer_id, ?status, "circuit refused");
+                self.count(|net| &net.relay_circuits_refused);
             }
             relay::Event::CircuitClosed {
                 src_peer_id,
@@ -125,4 +184,13 @@ impl EventLoop {
             _ => {}
         }
     }
+}
+
+/// `addr` without a trailing `/p2p/<peer id>`.
+fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    let mut addr = addr.clone();
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.pop();
+    }
+    addr
 }
