@@ -127,9 +127,11 @@ pub struct NetCounters {
     /// whose reservation we lost.
     pub relay_reservations: AtomicU64,
     pub relays_lost: AtomicU64,
-    /// Serving as a relay: circuits accepted and reservations refused.
+    /// Serving as a relay: circuits accepted, reservations refused and
+    /// circuits refused.
     pub relay_circuits_served: AtomicU64,
     pub relay_reservations_refused: AtomicU64,
+    pub relay_circuits_refused: AtomicU64,
 }
 
 impl NetCounters {
@@ -198,6 +200,11 @@ impl NetCounters {
                 "hearth_net_relay_reservations_refused_total",
                 "Reservation requests this node refused.",
                 &self.relay_reservations_refused,
+            ),
+            (
+                "hearth_net_relay_circuits_refused_total",
+                "Circuit requests this node refused (a limit, or no reservation).",
+                &self.relay_circuits_refused,
             ),
         ];
         for (name, help, value) in rows {
