@@ -22,6 +22,7 @@ mod nat;
 mod net_move;
 mod p2p;
 mod python;
+mod relay_hostile;
 mod rooms;
 mod rooms_browser;
 mod rooms_hostile;

@@ -176,11 +176,12 @@ pub struct Inbox(pub mpsc::Receiver<Frame>);
 
 impl Inbox {
     pub fn listen(mallory: &Mallory) -> Self {
-        let mut incoming = mallory
-            .control
-            .clone()
-            .accept(MESSAGES)
-            .expect("accept once");
+        Self::from_control(&mallory.control)
+    }
+
+    /// Frames any peer sends on streams `control`'s swarm accepts.
+    pub fn from_control(control: &libp2p_stream::Control) -> Self {
+        let mut incoming = control.clone().accept(MESSAGES).expect("accept once");
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
             while let Some((_, mut stream)) = incoming.next().await {
@@ -198,6 +199,18 @@ impl Inbox {
             }
         });
         Self(rx)
+    }
+
+    /// The next frame that is not a hello, or why none came `within`.
+    pub async fn try_next(&mut self, within: Duration) -> Result<Frame, String> {
+        loop {
+            match tokio::time::timeout(within, self.0.recv()).await {
+                Err(_) => return Err(format!("no frame within {within:?}")),
+                Ok(None) => return Err("the stream closed".into()),
+                Ok(Some(Frame::Hello(_))) => {}
+                Ok(Some(frame)) => return Ok(frame),
+            }
+        }
     }
 
     /// The next frame that is not a hello.
