@@ -18,17 +18,8 @@ pub struct Load {
     pub latencies_us: Vec<f64>,
 }
 
-/// `connections` keep-alive connections sending `GET path` for `duration`.
-pub async fn run(
-    addr: SocketAddr,
-    path: &str,
-    connections: usize,
-    duration: Duration,
-) -> Result<Load> {
-    run_with(addr, path, &[], connections, duration).await
-}
-
-/// [`run`], each request carrying `headers` (a session cookie).
+/// `connections` keep-alive connections sending `GET path`, each request
+/// carrying `headers` (a session cookie), for `duration`.
 pub async fn run_with(
     addr: SocketAddr,
     path: &str,

@@ -21,7 +21,7 @@ use super::common::login_redirect;
 use super::isolate;
 use super::origin::{Refused, Site};
 use super::wire::{Access, HttpAnswer, HttpServerEvent, IncomingHttp};
-use super::ws::{run_connection, Opening};
+use super::ws::{run_connection, Opening, READ_BUFFER_BYTES};
 use super::{ui, HttpState};
 use crate::types::{Blob, Message, ProcessId, SendErrorKind};
 
@@ -224,6 +224,7 @@ async fn websocket(
     };
     upgrade
         .max_message_size(state.web.config.max_body_bytes)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| run_connection(hub, server, socket, opening, slot))
 }
 

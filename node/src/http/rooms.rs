@@ -44,7 +44,7 @@ mod protocol;
 mod table;
 
 use super::common::server_id;
-use super::ws::{pump, Slot, WsHub};
+use super::ws::{pump, Slot, WsHub, READ_BUFFER_BYTES};
 use super::HttpState;
 use crate::native::NativeEndpoint;
 use crate::rooms::{self as hub, RoomDelivery, RoomsError, RoomsRequest, RoomsResponse};
@@ -279,6 +279,7 @@ async fn accept(state: HttpState, mut parts: axum::http::request::Parts) -> Resp
     upgrade
         .max_message_size(MAX_READ_BYTES)
         .max_frame_size(MAX_READ_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| run(watches, socket, slot))
 }
 
