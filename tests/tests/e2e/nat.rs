@@ -440,6 +440,52 @@ fn relays_refuse_or_go_away_and_nodes_move_to_the_next() {
     );
 }
 
+#[test]
+fn private_nodes_find_the_relay_among_their_peers() {
+    let Some(net) = network(Nat::Easy, "relay_discovery") else {
+        return;
+    };
+    let dir = TempDir::new("nat-discovery");
+    let relay = relay(&net, "relay", RELAY_IP, dir.path(), "relay.os");
+    // No --relay-via: only the public relay to join through.
+    let boot = relay.quic_addr(RELAY_IP);
+    let alice = home(&net, "alice", dir.path(), "alice.os", &boot, &[]);
+    let bob = home(&net, "bob", dir.path(), "bob.os", &boot, &[]);
+
+    // Each learns it is private, finds that its bootstrap peer serves as
+    // a relay (identify lists the hop protocol) and reserves there.
+    for node in [&alice, &bob] {
+        wait_reach(node, "private");
+        let circuits = wait_reserved(node, 0);
+        assert!(
+            circuits
+                .iter()
+                .all(|c| c.contains(&relay.peer_id) && c.contains("/p2p-circuit")),
+            "{}: {circuits:?}",
+            node.name
+        );
+        let relays = reach(node)["relays"].clone();
+        assert_eq!(relays.as_array().map(Vec::len), Some(1), "{relays}");
+        assert!(node.log().contains("found a relay among our peers"));
+    }
+    // The relay itself is public and reserves nowhere.
+    assert_eq!(reach(&relay)["status"], "public");
+    assert_eq!(reach(&relay)["relays"], json!([]));
+
+    // bob's circuit is in his published record: alice reaches bob.os by
+    // name (asking again while his record spreads).
+    bob.install(probe_files()).expect("install on bob");
+    let answer = wait_for("alice to reach bob.os by name", WITHIN, || {
+        alice
+            .ask("bob.os@owner:probe:test", json!({"echo": "found"}), ASK)
+            .ok()
+    });
+    assert_eq!(answer, json!("found"));
+    assert!(relay.metric("hearth_net_relay_circuits_served_total") >= 1);
+    assert!(alice.metric("hearth_net_relay_reservations_total") >= 1);
+    assert!(bob.metric("hearth_net_relay_reservations_total") >= 1);
+}
+
 /// A node behind bob's router joining through `bootstrap`.
 fn joining(bootstrap: &str) -> Vec<String> {
     vec![
