@@ -406,6 +406,7 @@ impl EventLoop {
                 address,
                 listener_id,
             } => {
+                let mut first_circuit = false;
                 if is_relayed(&address) {
                     info!(%address, "reserved on a relay; reachable through it");
                     if self.reservations.listener == Some(listener_id) {
@@ -414,11 +415,17 @@ impl EventLoop {
                     let mut reach = self.shared.lock_reach();
                     reach.circuit(&address);
                     reach.relays = self.reservations.describe();
+                    first_circuit = reach.circuits().len() == 1;
                 } else {
                     info!(%address, "listening");
                     self.listen_addrs.push(address);
                 }
                 self.refresh_record();
+                // Until this record is in the DHT, peers find only our
+                // private addresses: put it now, not at the next tick.
+                if first_circuit {
+                    self.publish();
+                }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs.retain(|a| *a != address);
