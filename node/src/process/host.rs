@@ -10,18 +10,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{debug, error, info, trace, warn};
-use wasmtime::component::{
-    ComponentExportIndex, HasSelf, InstancePre, Linker, ResourceTable, TypedFunc,
-};
-use wasmtime::{Engine, StoreLimitsBuilder};
+use wasmtime::component::{ComponentExportIndex, InstancePre, Linker, ResourceTable, TypedFunc};
+use wasmtime::{AsContext, Engine, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::abi::{AddressIn, AddressOut, Event, Target};
 use super::asks::{Asks, Pending};
 use super::{ProcessContext, SpawnRequest};
 use crate::kernel::caps::ProcessCaps;
-use crate::types::{
-    self as t, valid_name, Address, KernelMessage, ProcessId, SendError, SendErrorKind,
-};
+use crate::types::{self as t, Address, KernelMessage, ProcessId, SendError, SendErrorKind};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -40,11 +37,17 @@ mod bindings {
 }
 
 pub use bindings::hearth::process::types as wit;
-pub use bindings::Process;
 
-/// The export of the world `process-batch` (WIT 0.1.1) that takes several
-/// events in one call.
+/// The exports of the worlds `process` and `process-batch` (WIT 0.1.1).
+const INIT: &str = "init";
+const HANDLE: &str = "handle";
 const HANDLE_BATCH: &str = "handle-batch";
+
+/// The `kernel` interface the linker provides. Components built against
+/// 0.1.0 import `kernel@0.1.0`, which the linker resolves to this
+/// semver-compatible version.
+const KERNEL: &str = "hearth:process/kernel@0.1.1";
+const TYPES: &str = "hearth:process/types@0.1.1";
 
 /// A component compiled and pre-linked: what every start of its processes
 /// instantiates. Knows whether the component exports `handle-batch`; one
@@ -52,7 +55,8 @@ const HANDLE_BATCH: &str = "handle-batch";
 /// every event through it.
 pub struct ProcessPre<T: 'static> {
     instance_pre: InstancePre<T>,
-    indices: bindings::ProcessIndices,
+    init: ComponentExportIndex,
+    handle: ComponentExportIndex,
     batch: Option<ComponentExportIndex>,
 }
 
@@ -60,7 +64,8 @@ impl<T: 'static> Clone for ProcessPre<T> {
     fn clone(&self) -> Self {
         Self {
             instance_pre: self.instance_pre.clone(),
-            indices: self.indices.clone(),
+            init: self.init,
+            handle: self.handle,
             batch: self.batch,
         }
     }
@@ -68,16 +73,21 @@ impl<T: 'static> Clone for ProcessPre<T> {
 
 impl<T: Send + 'static> ProcessPre<T> {
     /// Checks that the component exports the world `process` (`init` and
-    /// `handle`), and looks for `handle-batch`.
+    /// `handle` of the right types), and looks for `handle-batch`.
     pub fn new(instance_pre: InstancePre<T>) -> wasmtime::Result<Self> {
-        let indices = bindings::ProcessIndices::new(&instance_pre)?;
-        let batch = instance_pre
-            .component()
-            .get_export_index(None, HANDLE_BATCH);
+        // The generated check of the world's exports and their types.
+        bindings::ProcessIndices::new(&instance_pre)?;
+        let component = instance_pre.component();
+        let export = |name| {
+            component
+                .get_export_index(None, name)
+                .ok_or_else(|| anyhow::anyhow!("no export `{name}`"))
+        };
         Ok(Self {
+            init: export(INIT)?,
+            handle: export(HANDLE)?,
+            batch: component.get_export_index(None, HANDLE_BATCH),
             instance_pre,
-            indices,
-            batch,
         })
     }
 
@@ -86,43 +96,54 @@ impl<T: Send + 'static> ProcessPre<T> {
         self.batch.is_some()
     }
 
-    /// A new instance in `store`; a `handle-batch` of the wrong type is an
-    /// error here, before the guest runs.
+    /// A new instance in `store`; an export of the wrong type is an error
+    /// here, before the guest runs.
     pub async fn instantiate_async(
         &self,
         mut store: impl wasmtime::AsContextMut<Data = T>,
     ) -> wasmtime::Result<Guest> {
         let instance = self.instance_pre.instantiate_async(&mut store).await?;
-        let process = self.indices.load(&mut store, &instance)?;
+        let init = instance.get_typed_func(&mut store, self.init)?;
+        let handle = instance.get_typed_func(&mut store, self.handle)?;
         let batch = match &self.batch {
             Some(index) => Some(instance.get_typed_func(&mut store, index)?),
             None => None,
         };
-        Ok(Guest { process, batch })
+        Ok(Guest {
+            init,
+            handle,
+            batch,
+        })
     }
 }
 
-/// A running instance's exports.
+/// A running instance's exports, typed with the records of [`abi`]: events
+/// are lowered from the node's shared names.
 pub struct Guest {
-    process: Process,
-    batch: Option<TypedFunc<(Vec<wit::Event>,), ()>>,
+    init: TypedFunc<(AddressOut,), ()>,
+    handle: TypedFunc<(Event,), ()>,
+    batch: Option<TypedFunc<(Vec<Event>,), ()>>,
 }
 
 impl Guest {
     pub async fn call_init<T: Send>(
         &self,
-        store: impl wasmtime::AsContextMut<Data = T>,
-        our: &wit::Address,
+        mut store: impl wasmtime::AsContextMut<Data = T>,
+        our: &Address,
     ) -> wasmtime::Result<()> {
-        self.process.call_init(store, our).await
+        self.init
+            .call_async(&mut store, (our.clone().into(),))
+            .await?;
+        self.init.post_return_async(&mut store).await
     }
 
     pub async fn call_handle<T: Send>(
         &self,
-        store: impl wasmtime::AsContextMut<Data = T>,
-        event: &wit::Event,
+        mut store: impl wasmtime::AsContextMut<Data = T>,
+        event: Event,
     ) -> wasmtime::Result<()> {
-        self.process.call_handle(store, event).await
+        self.handle.call_async(&mut store, (event,)).await?;
+        self.handle.post_return_async(&mut store).await
     }
 
     /// Whether this instance takes batches.
@@ -135,7 +156,7 @@ impl Guest {
     pub async fn call_handle_batch<T: Send>(
         &self,
         mut store: impl wasmtime::AsContextMut<Data = T>,
-        events: Vec<wit::Event>,
+        events: Vec<Event>,
     ) -> wasmtime::Result<()> {
         match &self.batch {
             Some(func) => {
@@ -143,8 +164,8 @@ impl Guest {
                 func.post_return_async(&mut store).await
             }
             None => {
-                for event in &events {
-                    self.process.call_handle(&mut store, event).await?;
+                for event in events {
+                    self.call_handle(&mut store, event).await?;
                 }
                 Ok(())
             }
@@ -156,8 +177,66 @@ impl Guest {
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    Process::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    add_kernel(&mut linker)?;
     Ok(linker)
+}
+
+/// The `kernel` interface, defined function by function rather than
+/// through the generated `add_to_linker`, so `send-request` can take its
+/// target as [`AddressIn`] (read in place) instead of four new `String`s.
+/// The other functions lift the generated records and call the generated
+/// `Host` trait, as the generated code would.
+fn add_kernel(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use bindings::hearth::process::kernel::Host;
+    use wasmtime::StoreContextMut;
+    type Cx<'a> = StoreContextMut<'a, HostState>;
+    linker.instance(TYPES)?;
+    let mut kernel = linker.instance(KERNEL)?;
+    kernel.func_wrap("our", |mut cx: Cx<'_>, (): ()| Ok((cx.data_mut().our(),)))?;
+    kernel.func_wrap(
+        "send-request",
+        |mut cx: Cx<'_>,
+         (target, request, context, blob): (
+            AddressIn,
+            wit::Request,
+            Option<Vec<u8>>,
+            Option<wit::Blob>,
+        )| {
+            let target = target.resolve(cx.as_context(), cx.data().last_target.as_ref())?;
+            let state = cx.data_mut();
+            let target = state.target_of(target);
+            Ok((state.send(target, request, context, blob),))
+        },
+    )?;
+    kernel.func_wrap(
+        "send-response",
+        |mut cx: Cx<'_>, (answering, response, blob): (u64, wit::Response, Option<wit::Blob>)| {
+            Ok((cx.data_mut().send_response(answering, response, blob),))
+        },
+    )?;
+    kernel.func_wrap("get-state", |mut cx: Cx<'_>, (): ()| {
+        Ok((cx.data_mut().get_state(),))
+    })?;
+    kernel.func_wrap_async("set-state", |mut cx: Cx<'_>, (bytes,): (Vec<u8>,)| {
+        Box::new(async move { Ok((cx.data_mut().set_state(bytes).await,)) })
+    })?;
+    kernel.func_wrap_async("clear-state", |mut cx: Cx<'_>, (): ()| {
+        Box::new(async move { Ok((cx.data_mut().clear_state().await,)) })
+    })?;
+    kernel.func_wrap_async(
+        "spawn",
+        |mut cx: Cx<'_>, (name, options): (String, wit::SpawnOptions)| {
+            Box::new(async move { Ok((cx.data_mut().spawn(name, options).await,)) })
+        },
+    )?;
+    kernel.func_wrap(
+        "log",
+        |mut cx: Cx<'_>, (level, message): (wit::LogLevel, String)| {
+            cx.data_mut().log(level, message);
+            Ok(())
+        },
+    )?;
+    Ok(())
 }
 
 /// The request being handled, for `inherit`.
@@ -215,19 +294,19 @@ impl HostState {
         &self.ctx.address
     }
 
-    /// The node's address for a guest-given target, checked.
-    fn target(&mut self, target: wit::Address) -> Result<Address, SendError> {
-        let p = &target.process;
-        if let Some(last) = &self.last_target {
-            if last.is(&target.node, &p.process, &p.package, &p.publisher) {
-                return Ok(last.clone());
+    /// The address of a target read from guest memory; a new valid one
+    /// becomes the last target.
+    fn target_of(&mut self, target: Target) -> Result<Address, SendError> {
+        match target {
+            Target::Last(address) => Ok(address),
+            Target::New(address) => {
+                self.last_target = Some(address.clone());
+                Ok(address)
+            }
+            Target::Bad(address, reason) => {
+                Err(SendError::new(SendErrorKind::BadAddress, &address, reason))
             }
         }
-        let target = Address::try_from(target).map_err(|(target, reason)| {
-            SendError::new(SendErrorKind::BadAddress, &target, reason)
-        })?;
-        self.last_target = Some(target.clone());
-        Ok(target)
     }
 
     fn error(
@@ -326,30 +405,16 @@ impl HostState {
     }
 }
 
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl wit::Host for HostState {}
-
-impl bindings::hearth::process::kernel::Host for HostState {
-    fn our(&mut self) -> wit::Address {
-        self.address().into()
-    }
-
-    fn send_request(
+impl HostState {
+    /// `send-request` to a target already read and checked.
+    fn send(
         &mut self,
-        target: wit::Address,
+        target: Result<Address, SendError>,
         request: wit::Request,
         context: Option<Vec<u8>>,
         blob: Option<wit::Blob>,
     ) -> Result<u64, wit::SendError> {
-        let target = self.target(target).map_err(wit::SendError::from)?;
+        let target = target.map_err(wit::SendError::from)?;
         let kernel = &self.ctx.services.kernel;
         let mut blob: Option<t::Blob> = blob.map(Into::into);
         let current = if request.inherit {
@@ -408,6 +473,37 @@ impl bindings::hearth::process::kernel::Host for HostState {
             (None, None) => {}
         }
         Ok(id)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit::Host for HostState {}
+
+impl bindings::hearth::process::kernel::Host for HostState {
+    fn our(&mut self) -> wit::Address {
+        self.address().into()
+    }
+
+    fn send_request(
+        &mut self,
+        target: wit::Address,
+        request: wit::Request,
+        context: Option<Vec<u8>>,
+        blob: Option<wit::Blob>,
+    ) -> Result<u64, wit::SendError> {
+        // The linker's `send-request` reads the target in place (see
+        // `add_kernel`); this is the generated trait's path.
+        let target = Address::try_from(target)
+            .map_err(|(target, reason)| SendError::new(SendErrorKind::BadAddress, &target, reason));
+        self.send(target, request, context, blob)
     }
 
     fn send_response(
@@ -507,9 +603,9 @@ impl bindings::hearth::process::kernel::Host for HostState {
 impl From<&ProcessId> for wit::ProcessId {
     fn from(p: &ProcessId) -> Self {
         Self {
-            process: p.process.to_string(),
-            package: p.package.to_string(),
-            publisher: p.publisher.to_string(),
+            process: String::from(&*p.process),
+            package: String::from(&*p.package),
+            publisher: String::from(&*p.publisher),
         }
     }
 }
@@ -517,7 +613,7 @@ impl From<&ProcessId> for wit::ProcessId {
 impl From<&Address> for wit::Address {
     fn from(a: &Address) -> Self {
         Self {
-            node: a.node.to_string(),
+            node: String::from(&*a.node),
             process: (&a.process).into(),
         }
     }
@@ -529,28 +625,7 @@ impl TryFrom<wit::Address> for Address {
     /// Checks each part in place (the rules of `Address::from_str`).
     fn try_from(a: wit::Address) -> Result<Self, Self::Error> {
         let p = &a.process;
-        let refusal = if !valid_name(&a.node, true) {
-            Some("node names are [a-z0-9-.]")
-        } else if !valid_name(&p.process, false)
-            || !valid_name(&p.package, false)
-            || !valid_name(&p.publisher, true)
-        {
-            Some("names are [a-z0-9-]; the publisher may also contain '.'")
-        } else {
-            None
-        };
-        let process = ProcessId::new(&p.process, &p.package, &p.publisher);
-        let address = Address::new(a.node, process);
-        match refusal {
-            None => Ok(address),
-            Some(reason) => {
-                let error = t::ParseError {
-                    input: address.to_string(),
-                    reason,
-                };
-                Err((address, error.to_string()))
-            }
-        }
+        super::abi::checked_address(&a.node, &p.process, &p.package, &p.publisher)
     }
 }
 
@@ -625,24 +700,4 @@ impl From<SendError> for wit::SendError {
             detail: e.detail,
         }
     }
-}
-
-/// The event handed to the guest for a delivered message.
-pub fn incoming(km: KernelMessage, context: Option<Vec<u8>>) -> wit::Event {
-    wit::Event::Message(wit::Incoming {
-        id: km.id,
-        source: (&km.source).into(),
-        message: km.message.into(),
-        blob: km.blob.map(Into::into),
-        context,
-    })
-}
-
-/// The event handed to the guest for a failed request of its own.
-pub fn failed(id: u64, error: SendError, context: Option<Vec<u8>>) -> wit::Event {
-    wit::Event::Failed(wit::Failure {
-        id,
-        error: error.into(),
-        context,
-    })
 }

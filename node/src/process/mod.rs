@@ -7,6 +7,7 @@
 //! past `Limits::max_memory_bytes` ends that incarnation only; every
 //! request it owed an answer to gets `process-exited` at once.
 
+mod abi;
 pub mod asks;
 pub mod host;
 pub mod stats;
@@ -29,6 +30,7 @@ use crate::services::{Running, Services};
 use crate::types::{
     Address, KernelMessage, Message, OnExit, ProcessId, Request, SendError, SendErrorKind,
 };
+use abi::Event;
 use host::{Guest, HostState, ProcessPre};
 
 /// Envelopes handled per wake-up before the task checks its timers and
@@ -469,7 +471,7 @@ pub async fn boot(
 ) -> Result<(Store<HostState>, Guest), (String, Store<HostState>)> {
     let services = ctx.services.clone();
     let max_ticks = call_tick_budget(services.kernel.limits().max_call_time);
-    let our = (&ctx.address).into();
+    let our = ctx.address.clone();
     let mut store = Store::new(services.runtime.engine(), HostState::new(ctx));
     store.limiter(|s| &mut s.limits);
     // Every epoch tick a running guest yields to the scheduler, so a long
@@ -501,7 +503,7 @@ pub async fn boot(
 /// Events gathered for one `handle-batch` call.
 #[derive(Default)]
 struct Batch {
-    events: Vec<host::wit::Event>,
+    events: Vec<Event>,
     bytes: usize,
 }
 
@@ -512,8 +514,8 @@ impl Batch {
             && self.bytes + payload_bytes(envelope) <= MAX_BATCH_BYTES
     }
 
-    fn push(&mut self, event: host::wit::Event) {
-        self.bytes += event_bytes(&event);
+    fn push(&mut self, event: Event) {
+        self.bytes += event.payload_bytes();
         self.events.push(event);
     }
 
@@ -524,7 +526,7 @@ impl Batch {
         match self.events.len() {
             0 => Ok(()),
             1 => match self.events.pop() {
-                Some(event) => call(store, guest, &event).await,
+                Some(event) => call(store, guest, event).await,
                 None => Ok(()),
             },
             _ => call_batch(store, guest, std::mem::take(&mut self.events)).await,
@@ -553,20 +555,6 @@ fn payload_bytes(envelope: &Envelope) -> usize {
     }
 }
 
-fn event_bytes(event: &host::wit::Event) -> usize {
-    use host::wit::{Event, Message as M};
-    match event {
-        Event::Message(m) => {
-            let body = match &m.message {
-                M::Request(r) => r.body.len(),
-                M::Response(r) => r.body.len(),
-            };
-            body + m.blob.as_ref().map_or(0, |b| b.bytes.len())
-        }
-        Event::Failed(f) => f.error.detail.len(),
-    }
-}
-
 /// Hand one envelope to the guest.
 async fn deliver(
     store: &mut Store<HostState>,
@@ -574,7 +562,7 @@ async fn deliver(
     envelope: Envelope,
 ) -> Result<(), String> {
     match event_of(store, envelope) {
-        Some(event) => call(store, guest, &event).await,
+        Some(event) => call(store, guest, event).await,
         None => Ok(()),
     }
 }
@@ -583,7 +571,7 @@ async fn deliver(
 /// becomes owed (when it expects an answer) and the current request; a
 /// response or failure takes its pending ask. `None` for a response or
 /// failure that no pending ask awaits (late or duplicate): discarded.
-fn event_of(store: &mut Store<HostState>, envelope: Envelope) -> Option<host::wit::Event> {
+fn event_of(store: &mut Store<HostState>, envelope: Envelope) -> Option<Event> {
     match envelope {
         Envelope::Message(km) => match &km.message {
             Message::Request(req) => {
@@ -597,10 +585,10 @@ fn event_of(store: &mut Store<HostState>, envelope: Envelope) -> Option<host::wi
                     rsvp: km.rsvp.clone(),
                     blob: km.blob.clone(),
                 });
-                Some(host::incoming(km, None))
+                Some(Event::incoming(km, None))
             }
             Message::Response(_) => match store.data_mut().asks.take_pending(km.id) {
-                Some(pending) => Some(host::incoming(km, pending.context)),
+                Some(pending) => Some(Event::incoming(km, pending.context)),
                 None => {
                     debug!(id = km.id, source = %km.source, "response to no pending request (late or duplicate); discarded");
                     None
@@ -608,7 +596,7 @@ fn event_of(store: &mut Store<HostState>, envelope: Envelope) -> Option<host::wi
             },
         },
         Envelope::Failed { id, error } => match store.data_mut().asks.take_pending(id) {
-            Some(pending) => Some(host::failed(id, error, pending.context)),
+            Some(pending) => Some(Event::failed(id, error, pending.context)),
             None => {
                 debug!(id, %error, "failure for no pending request; discarded");
                 None
@@ -626,16 +614,12 @@ async fn expire(store: &mut Store<HostState>, guest: &Guest) -> Result<(), Strin
             &pending.target,
             "no response within the request's timeout",
         );
-        call(store, guest, &host::failed(id, error, pending.context)).await?;
+        call(store, guest, Event::failed(id, error, pending.context)).await?;
     }
     Ok(())
 }
 
-async fn call(
-    store: &mut Store<HostState>,
-    guest: &Guest,
-    event: &host::wit::Event,
-) -> Result<(), String> {
+async fn call(store: &mut Store<HostState>, guest: &Guest, event: Event) -> Result<(), String> {
     store.data().limits.stats().handled(1);
     store.data_mut().call_ticks = 0;
     store.set_epoch_deadline(1);
@@ -651,7 +635,7 @@ async fn call(
 async fn call_batch(
     store: &mut Store<HostState>,
     guest: &Guest,
-    events: Vec<host::wit::Event>,
+    events: Vec<Event>,
 ) -> Result<(), String> {
     store.data().limits.stats().handled(events.len() as u64);
     store.data_mut().call_ticks = 0;

@@ -1,0 +1,242 @@
+//! WIT records the node lowers into a guest and lifts out of it without
+//! copying names into fresh `String`s.
+//!
+//! The records `wasmtime::component::bindgen!` generates own their strings,
+//! so every event lowered four `String`s for its source address and every
+//! `send-request` lifted four for its target. These mirror the WIT records
+//! on the hot path instead: lowered addresses hold the node's shared
+//! `Arc<str>` names (moved out of the message, no reference count
+//! touched), and a lifted target is read in place from guest memory
+//! (`WasmStr`) and compared with the last target before anything is built.
+//! Their shapes are checked against the component's types when an instance
+//! is loaded, like the generated ones.
+
+use std::sync::Arc;
+
+use wasmtime::component::{ComponentType, Lift, Lower, WasmStr};
+use wasmtime::StoreContext;
+
+use super::host::wit;
+use crate::types::{valid_name, Address, KernelMessage, ParseError, ProcessId, SendError};
+
+/// `process-id`, lowered from shared names.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub struct ProcessIdOut {
+    #[component(name = "process")]
+    process: Arc<str>,
+    #[component(name = "package")]
+    package: Arc<str>,
+    #[component(name = "publisher")]
+    publisher: Arc<str>,
+}
+
+/// `address`, lowered from shared names.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub struct AddressOut {
+    #[component(name = "node")]
+    node: Arc<str>,
+    #[component(name = "process")]
+    process: ProcessIdOut,
+}
+
+impl From<Address> for AddressOut {
+    fn from(a: Address) -> Self {
+        Self {
+            node: a.node,
+            process: ProcessIdOut {
+                process: a.process.process,
+                package: a.process.package,
+                publisher: a.process.publisher,
+            },
+        }
+    }
+}
+
+/// `send-error`, with a shared target address.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub struct SendErrorOut {
+    #[component(name = "kind")]
+    kind: wit::SendErrorKind,
+    #[component(name = "target")]
+    target: AddressOut,
+    #[component(name = "detail")]
+    detail: String,
+}
+
+impl From<SendError> for SendErrorOut {
+    fn from(e: SendError) -> Self {
+        Self {
+            kind: e.kind.into(),
+            target: e.target.into(),
+            detail: e.detail,
+        }
+    }
+}
+
+/// `incoming`.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub struct IncomingOut {
+    #[component(name = "id")]
+    id: u64,
+    #[component(name = "source")]
+    source: AddressOut,
+    #[component(name = "message")]
+    message: wit::Message,
+    #[component(name = "blob")]
+    blob: Option<wit::Blob>,
+    #[component(name = "context")]
+    context: Option<Vec<u8>>,
+}
+
+/// `failure`.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub struct FailureOut {
+    #[component(name = "id")]
+    id: u64,
+    #[component(name = "error")]
+    error: SendErrorOut,
+    #[component(name = "context")]
+    context: Option<Vec<u8>>,
+}
+
+/// `event`: what `handle` and `handle-batch` take.
+#[derive(ComponentType, Lower)]
+#[component(variant)]
+pub enum Event {
+    #[component(name = "message")]
+    Message(IncomingOut),
+    #[component(name = "failed")]
+    Failed(FailureOut),
+}
+
+impl Event {
+    /// The event for a delivered message; its names move over as they are.
+    pub fn incoming(km: KernelMessage, context: Option<Vec<u8>>) -> Self {
+        Event::Message(IncomingOut {
+            id: km.id,
+            source: km.source.into(),
+            message: km.message.into(),
+            blob: km.blob.map(Into::into),
+            context,
+        })
+    }
+
+    /// The event for a failed request of the guest's own.
+    pub fn failed(id: u64, error: SendError, context: Option<Vec<u8>>) -> Self {
+        Event::Failed(FailureOut {
+            id,
+            error: error.into(),
+            context,
+        })
+    }
+
+    /// Payload bytes (bodies, blobs, failure details), for the batch bound.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            Event::Message(m) => {
+                let body = match &m.message {
+                    wit::Message::Request(r) => r.body.len(),
+                    wit::Message::Response(r) => r.body.len(),
+                };
+                body + m.blob.as_ref().map_or(0, |b| b.bytes.len())
+            }
+            Event::Failed(f) => f.error.detail.len(),
+        }
+    }
+}
+
+/// `process-id` as it lies in guest memory.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+pub struct ProcessIdIn {
+    #[component(name = "process")]
+    process: WasmStr,
+    #[component(name = "package")]
+    package: WasmStr,
+    #[component(name = "publisher")]
+    publisher: WasmStr,
+}
+
+/// `address` as it lies in guest memory: read in place, built into an
+/// [`Address`] only when it is not the last target.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+pub struct AddressIn {
+    #[component(name = "node")]
+    node: WasmStr,
+    #[component(name = "process")]
+    process: ProcessIdIn,
+}
+
+/// A guest-given target read out of guest memory.
+pub enum Target {
+    /// The same address as the last target (shared with it).
+    Last(Address),
+    /// A new, valid address.
+    New(Address),
+    /// A malformed address, as far as it could be read, and why.
+    Bad(Address, String),
+}
+
+impl AddressIn {
+    /// Read the address in place and compare it with `last`; an address
+    /// that is not valid UTF-8 is an error (the guest broke the ABI).
+    pub fn resolve<T: 'static>(
+        &self,
+        store: StoreContext<'_, T>,
+        last: Option<&Address>,
+    ) -> wasmtime::Result<Target> {
+        let node = self.node.to_str(&store)?;
+        let process = self.process.process.to_str(&store)?;
+        let package = self.process.package.to_str(&store)?;
+        let publisher = self.process.publisher.to_str(&store)?;
+        if let Some(last) = last {
+            if last.is(&node, &process, &package, &publisher) {
+                return Ok(Target::Last(last.clone()));
+            }
+        }
+        Ok(
+            match checked_address(&node, &process, &package, &publisher) {
+                Ok(address) => Target::New(address),
+                Err((address, reason)) => Target::Bad(address, reason),
+            },
+        )
+    }
+}
+
+/// `node@process:package:publisher` from its parts, each checked in place
+/// (the rules of `Address::from_str`); refused with the address as far as
+/// it could be read and the reason.
+pub fn checked_address(
+    node: &str,
+    process: &str,
+    package: &str,
+    publisher: &str,
+) -> Result<Address, (Address, String)> {
+    let refusal = if !valid_name(node, true) {
+        Some("node names are [a-z0-9-.]")
+    } else if !valid_name(process, false)
+        || !valid_name(package, false)
+        || !valid_name(publisher, true)
+    {
+        Some("names are [a-z0-9-]; the publisher may also contain '.'")
+    } else {
+        None
+    };
+    let address = Address::new(node, ProcessId::new(process, package, publisher));
+    match refusal {
+        None => Ok(address),
+        Some(reason) => {
+            let error = ParseError {
+                input: address.to_string(),
+                reason,
+            };
+            Err((address, error.to_string()))
+        }
+    }
+}
