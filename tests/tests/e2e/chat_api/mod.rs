@@ -91,11 +91,23 @@ impl At<'_> {
 
     /// The latest page of `room`.
     async fn latest(self, room: &str, limit: u32) -> Value {
-        self.ok(
-            "messages",
-            json!({"room": room, "limit": limit, "before_id": null}),
-        )
-        .await
+        self.page(room, limit, None).await.value
+    }
+
+    /// The page of `room`'s history before message `before` (the newest
+    /// page with `None`), at most `limit` messages.
+    async fn page(self, room: &str, limit: u32, before: Option<u64>) -> Page {
+        let value = self
+            .ok(
+                "messages",
+                json!({"room": room, "limit": limit, "before_id": before}),
+            )
+            .await;
+        Page {
+            ids: ids(&value),
+            has_more: value["has_more"].as_bool().expect("has_more"),
+            value,
+        }
     }
 
     async fn summary(self, room: &str) -> Option<Value> {
@@ -194,6 +206,27 @@ async fn alice_and_bob() -> (TestNode, TestNode) {
     let a_addr = alice.p2p_addr().await;
     let bob = chat_node("bob.os", &[&a_addr]).await;
     (alice, bob)
+}
+
+/// One page of a room's history: the reply, its message ids (oldest
+/// first) and whether older messages remain.
+struct Page {
+    value: Value,
+    ids: Vec<u64>,
+    has_more: bool,
+}
+
+impl Page {
+    /// Asserts it holds `count` messages and says `has_more`.
+    fn holds(self, count: usize, has_more: bool) -> Self {
+        assert_eq!(
+            (self.ids.len(), self.has_more),
+            (count, has_more),
+            "page: {}",
+            self.value
+        );
+        self
+    }
 }
 
 fn texts(page: &Value) -> Vec<String> {
@@ -510,85 +543,29 @@ async fn history_pages_at_their_boundaries_on_the_host_and_a_member_copy() {
         }
         // Newest first by pages of 50: 121 messages (120 and bob's
         // "joined" notice) are 50, 50, then the last 21 and no more.
-        let first = at.latest(&room, 50).await;
+        let first = at.page(&room, 50, None).await.holds(50, true);
         assert_eq!(
-            (ids(&first).len(), first["has_more"].clone()),
-            (50, json!(true))
+            first.value["messages"][49]["kind"], "system",
+            "{}",
+            first.value
         );
-        assert_eq!(first["messages"][49]["kind"], "system", "{first}");
-        let mut before = ids(&first)[0];
-        let second = at
-            .ok(
-                "messages",
-                json!({"room": room, "limit": 50, "before_id": before}),
-            )
-            .await;
-        assert_eq!(
-            (ids(&second).len(), second["has_more"].clone()),
-            (50, json!(true))
-        );
-        before = ids(&second)[0];
-        let third = at
-            .ok(
-                "messages",
-                json!({"room": room, "limit": 50, "before_id": before}),
-            )
-            .await;
-        assert_eq!(
-            (ids(&third).len(), third["has_more"].clone()),
-            (21, json!(false)),
-            "{third}"
-        );
-        let mut all = texts(&third);
-        all.extend(texts(&second));
-        all.extend(texts(&first));
+        let second = at.page(&room, 50, Some(first.ids[0])).await.holds(50, true);
+        let before = second.ids[0];
+        let third = at.page(&room, 50, Some(before)).await.holds(21, false);
+        let mut all = texts(&third.value);
+        all.extend(texts(&second.value));
+        all.extend(texts(&first.value));
         let expected: Vec<String> = (1..=120).map(|i| format!("m{i:03}")).collect();
         assert_eq!(all, expected);
         // Exactly `limit` left before an id: has_more is false; one less:
         // true.
-        let exact = at
-            .ok(
-                "messages",
-                json!({"room": room, "limit": 21, "before_id": before}),
-            )
-            .await;
-        assert_eq!(
-            (ids(&exact).len(), exact["has_more"].clone()),
-            (21, json!(false))
-        );
-        let one_less = at
-            .ok(
-                "messages",
-                json!({"room": room, "limit": 20, "before_id": before}),
-            )
-            .await;
-        assert_eq!(
-            (ids(&one_less).len(), one_less["has_more"].clone()),
-            (20, json!(true))
-        );
-        // Before the first id there is nothing.
-        let oldest = ids(&third)[0];
-        let none = at
-            .ok(
-                "messages",
-                json!({"room": room, "limit": 10, "before_id": oldest}),
-            )
-            .await;
-        assert_eq!(
-            (ids(&none).len(), none["has_more"].clone()),
-            (0, json!(false))
-        );
-        let zero = at
-            .ok(
-                "messages",
-                json!({"room": room, "limit": 10, "before_id": 0}),
-            )
-            .await;
-        assert_eq!(ids(&zero).len(), 0);
+        at.page(&room, 21, Some(before)).await.holds(21, false);
+        at.page(&room, 20, Some(before)).await.holds(20, true);
+        // Before the first id, or id 0, there is nothing.
+        at.page(&room, 10, Some(third.ids[0])).await.holds(0, false);
+        at.page(&room, 10, Some(0)).await.holds(0, false);
         // Ids increase down the history, on every page and across them.
-        let mut page_ids = ids(&third);
-        page_ids.extend(ids(&second));
-        page_ids.extend(ids(&first));
+        let page_ids = [third.ids, second.ids, first.ids].concat();
         assert!(page_ids.windows(2).all(|w| w[0] < w[1]));
     }
     bob.stop().await;
