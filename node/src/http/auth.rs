@@ -47,8 +47,8 @@ pub struct Auth {
     hash_path: PathBuf,
     hash: RwLock<Option<String>>,
     sessions_path: PathBuf,
-    /// SHA-256 of the token (hex) -> expiry, in ms since the Unix epoch.
-    sessions: Mutex<HashMap<String, u64>>,
+    /// SHA-256 of the token -> expiry, in ms since the Unix epoch.
+    sessions: Mutex<HashMap<TokenHash, u64>>,
     ttl: Duration,
     pub cookie_name: String,
     secure: bool,
@@ -72,6 +72,7 @@ impl Auth {
             .unwrap_or_default()
             .into_iter()
             .filter(|(_, expiry)| *expiry > now)
+            .filter_map(|(hash, expiry)| Some((TokenHash::from_hex(&hash)?, expiry)))
             .collect();
         let auth = Self {
             hash: RwLock::new(
@@ -149,10 +150,7 @@ impl Auth {
             sessions.retain(|_, expiry| *expiry > now);
         }
         if sessions.len() >= MAX_SESSIONS {
-            let oldest = sessions
-                .iter()
-                .min_by_key(|(_, e)| **e)
-                .map(|(t, _)| t.clone());
+            let oldest = sessions.iter().min_by_key(|(_, e)| **e).map(|(t, _)| *t);
             if let Some(oldest) = oldest {
                 sessions.remove(&oldest);
             }
@@ -163,14 +161,18 @@ impl Auth {
         Ok(self.cookie(&token, self.ttl.as_secs()))
     }
 
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, u64>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Write the sessions out (called with the lock held, so writes do not
     /// interleave). A failure costs only the sessions' life past a restart.
-    fn save(&self, sessions: &HashMap<String, u64>) {
-        let written = serde_json::to_vec(sessions)
+    fn save(&self, sessions: &HashMap<TokenHash, u64>) {
+        let by_hex: HashMap<String, u64> = sessions
+            .iter()
+            .map(|(hash, expiry)| (crate::util::hex(&hash.0), *expiry))
+            .collect();
+        let written = serde_json::to_vec(&by_hex)
             .map_err(std::io::Error::other)
             .and_then(|bytes| crate::util::write_private(&self.sessions_path, &bytes));
         if let Err(e) = written {
@@ -205,13 +207,13 @@ impl Auth {
     }
 
     /// The hash naming the request's live session, if it has one.
-    pub fn live_session(&self, headers: &HeaderMap) -> Option<String> {
+    pub fn live_session(&self, headers: &HeaderMap) -> Option<TokenHash> {
         let hash = token_hash(self.token(headers)?);
         self.is_live(&hash).then_some(hash)
     }
 
     /// Whether the session of this token hash is live.
-    pub fn is_live(&self, hash: &str) -> bool {
+    pub fn is_live(&self, hash: &TokenHash) -> bool {
         let mut sessions = self.lock_sessions();
         match sessions.get(hash) {
             Some(expiry) if *expiry > now_ms() => true,
@@ -249,8 +251,32 @@ impl Auth {
     }
 }
 
-pub fn token_hash(token: &str) -> String {
-    crate::util::sha256_hex(token.as_bytes())
+/// The SHA-256 of a session token or one-time code: what the node keeps
+/// instead of the token. A lookup by it needs no constant-time compare: a
+/// client choosing tokens cannot choose their hashes' prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Parse the hex form kept in [`SESSIONS_FILE`].
+    fn from_hex(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let nibble = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+        let mut hash = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            hash[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(Self(hash))
+    }
+}
+
+/// A token's hash, as raw bytes (no hex text per request).
+pub fn token_hash(token: &str) -> TokenHash {
+    use sha2::Digest;
+    TokenHash(sha2::Sha256::digest(token.as_bytes()).into())
 }
 
 fn now_ms() -> u64 {

@@ -3,7 +3,7 @@
 //!
 //! Such a package is served from `http://<package>.<publisher>.localhost:<port>`
 //! (browsers resolve `*.localhost` to loopback), which serves nothing else:
-//! [`site_guard`] refuses any other path there. Its UI and non-public
+//! [`wrong_site`] refuses any other path there. Its UI and non-public
 //! bindings are refused on the node's main origin, so a page of another
 //! app cannot call them with the user's session, and its own page cannot
 //! call anything else with one: its session cookie is host-only and valid
@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::{token_hash, Auth, AuthError};
+use super::auth::{token_hash, Auth, AuthError, TokenHash};
 use super::common::{encode_next, escape, is_local_path, login_redirect};
 use super::origin::{package_host, Refused, Site, LOCALHOST};
 use super::HttpState;
@@ -45,7 +44,7 @@ const MAX_SESSIONS: usize = 4096;
 struct Grant {
     package: String,
     /// Token hash of the main session it came from.
-    parent: String,
+    parent: TokenHash,
     at: Instant,
 }
 
@@ -53,13 +52,13 @@ struct Grant {
 /// or token (neither is kept).
 #[derive(Default)]
 pub struct Handoff {
-    codes: Mutex<HashMap<String, Grant>>,
-    sessions: Mutex<HashMap<String, Grant>>,
+    codes: Mutex<HashMap<TokenHash, Grant>>,
+    sessions: Mutex<HashMap<TokenHash, Grant>>,
 }
 
-fn insert_bounded(map: &mut HashMap<String, Grant>, max: usize, key: String, grant: Grant) {
+fn insert_bounded(map: &mut HashMap<TokenHash, Grant>, max: usize, key: TokenHash, grant: Grant) {
     if map.len() >= max {
-        let oldest = map.iter().min_by_key(|(_, g)| g.at).map(|(k, _)| k.clone());
+        let oldest = map.iter().min_by_key(|(_, g)| g.at).map(|(k, _)| *k);
         if let Some(oldest) = oldest {
             map.remove(&oldest);
         }
@@ -69,13 +68,13 @@ fn insert_bounded(map: &mut HashMap<String, Grant>, max: usize, key: String, gra
 
 impl Handoff {
     fn lock(
-        map: &Mutex<HashMap<String, Grant>>,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Grant>> {
+        map: &Mutex<HashMap<TokenHash, Grant>>,
+    ) -> std::sync::MutexGuard<'_, HashMap<TokenHash, Grant>> {
         map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A code for `package`, on behalf of the main session `parent`.
-    pub fn mint(&self, package: &str, parent: String) -> Result<String, AuthError> {
+    pub fn mint(&self, package: &str, parent: TokenHash) -> Result<String, AuthError> {
         let code = crate::util::random_token().map_err(|e| AuthError::Hash(e.to_string()))?;
         let mut codes = Self::lock(&self.codes);
         codes.retain(|_, g| g.at.elapsed() < CODE_TTL);
@@ -132,22 +131,22 @@ impl Handoff {
     }
 }
 
-/// On a package's origin, only that package's paths and [`ENTER_PATH`].
-pub async fn site_guard(State(state): State<HttpState>, request: Request, next: Next) -> Response {
-    if let Ok(Site::Package(package)) = state.policy().site(request.headers()) {
-        let path = request.uri().path();
-        let own = path == ENTER_PATH
-            || path
-                .trim_start_matches('/')
-                .split('/')
-                .next()
-                .and_then(|first| first.parse::<ProcessId>().ok())
-                .is_some_and(|p| p.package_id() == package);
-        if !own {
-            return Refused::WrongOrigin.into_response();
-        }
-    }
-    next.run(request).await
+/// On a package's origin, only that package's paths and [`ENTER_PATH`]:
+/// the refusal for any other request there (run on every request, by the
+/// server's front middleware).
+pub fn wrong_site(state: &HttpState, request: &Request) -> Option<Response> {
+    let Ok(Site::Package(package)) = state.policy().site(request.headers()) else {
+        return None;
+    };
+    let path = request.uri().path();
+    let own = path == ENTER_PATH
+        || path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .and_then(|first| first.parse::<ProcessId>().ok())
+            .is_some_and(|p| p.package_id() == package);
+    (!own).then(|| Refused::WrongOrigin.into_response())
 }
 
 /// From the main origin, a logged-in visit of an isolated package's UI:

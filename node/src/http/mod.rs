@@ -196,11 +196,7 @@ pub fn router(state: HttpState) -> Router {
         .route(isolate::ENTER_PATH, get(isolate::enter))
         .nest("/admin", admin::router(state.clone()))
         .fallback(app)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            isolate::site_guard,
-        ))
-        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(middleware::from_fn_with_state(state.clone(), front))
         .with_state(state)
 }
 
@@ -212,10 +208,15 @@ async fn app(
     proxy::app(state, peer, request).await
 }
 
-/// Count every request and its latency.
-async fn count(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+/// Every request: refused on a package's origin unless it is that
+/// package's (`isolate::wrong_site`), then counted with its latency. One
+/// middleware, so each request pays for one layer.
+async fn front(State(state): State<HttpState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = match isolate::wrong_site(&state, &request) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    };
     state
         .services
         .kernel

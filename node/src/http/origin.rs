@@ -16,6 +16,7 @@
 //!
 //! Refusals are [`Refused`], a 403 with a JSON body.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
@@ -176,7 +177,7 @@ impl Policy<'_> {
     /// Which site the request's `Host` names, if it is one of ours.
     pub fn site(&self, headers: &HeaderMap) -> Result<Site, Refused> {
         let host = request_host(headers).ok_or(Refused::BadHost)?;
-        if self.origins.contains(&host) {
+        if self.origins.iter().any(|o| *o == host) {
             return Ok(Site::Main);
         }
         let (name, port) = split_host(&host).ok_or(Refused::BadHost)?;
@@ -210,10 +211,18 @@ impl Policy<'_> {
     }
 }
 
-/// The `Host` header, lower-case.
-fn request_host(headers: &HeaderMap) -> Option<String> {
+/// The `Host` header, lower-case (borrowed when it already is, as
+/// clients send it: checked on every request, several times).
+fn request_host(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     let host = headers.get(header::HOST)?.to_str().ok()?.trim();
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    if host.is_empty() {
+        return None;
+    }
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
 }
 
 /// `host[:port]` as (host, port); an IPv6 literal keeps its brackets off.

@@ -7,6 +7,7 @@
 //! within `HttpConfig::request_timeout`, 502 the process crashed or is not
 //! running, 503 its mailbox is full or too many WebSockets are open.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -20,7 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::common::login_redirect;
 use super::isolate;
 use super::origin::{Refused, Site};
-use super::wire::{Access, HttpAnswer, HttpServerEvent, IncomingHttp};
+use super::wire::{Access, HttpAnswer, HttpEventRef, IncomingHttpRef};
 use super::ws::{run_connection, Opening, READ_BUFFER_BYTES};
 use super::{ui, HttpState};
 use crate::types::{Blob, Message, ProcessId, SendErrorKind};
@@ -133,16 +134,14 @@ pub async fn app(state: HttpState, peer: SocketAddr, request: Request) -> Respon
         if m.websocket {
             return websocket(state, process, rest.to_string(), query, user, request).await;
         }
-        let incoming = IncomingHttp {
-            method: request.method().to_string(),
+        let bound = Bound {
             path: rest.to_string(),
-            bound_path: m.pattern,
+            pattern: m.pattern,
             params: m.params,
             query,
-            headers: BTreeMap::new(),
             user,
         };
-        return forward(state, process, incoming, request).await;
+        return forward(state, process, bound, request).await;
     }
     if rest == "/our.js" {
         return ui::our_js(state.services.kernel.our(), Some(&process));
@@ -228,12 +227,59 @@ async fn websocket(
         .on_upgrade(move |socket| run_connection(hub, server, socket, opening, slot))
 }
 
-async fn forward(
-    state: HttpState,
-    process: ProcessId,
-    mut incoming: IncomingHttp,
-    request: Request,
-) -> Response {
+/// What a request for a binding carries besides its own parts.
+struct Bound {
+    /// Path below the process prefix.
+    path: String,
+    /// The pattern that matched.
+    pattern: String,
+    params: BTreeMap<String, String>,
+    query: BTreeMap<String, String>,
+    user: Option<String>,
+}
+
+/// A request's headers as the JSON map processes get: lower-case names,
+/// repeated ones joined with `, `, values that are not text left out, and
+/// the node's session cookie removed. Encoded straight from the
+/// `HeaderMap`, without copying it into a map first.
+struct ForwardedHeaders<'a> {
+    headers: &'a HeaderMap,
+    auth: &'a super::auth::Auth,
+}
+
+impl ForwardedHeaders<'_> {
+    fn value(&self, name: &HeaderName) -> Option<Cow<'_, str>> {
+        let mut joined: Option<Cow<'_, str>> = None;
+        for value in self.headers.get_all(name) {
+            let Ok(value) = value.to_str() else { continue };
+            let value = if *name == header::COOKIE {
+                Cow::Owned(self.auth.strip_cookie(value))
+            } else {
+                Cow::Borrowed(value)
+            };
+            joined = Some(match joined {
+                None => value,
+                Some(before) => Cow::Owned(format!("{before}, {value}")),
+            });
+        }
+        joined
+    }
+}
+
+impl serde::Serialize for ForwardedHeaders<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for name in self.headers.keys() {
+            if let Some(value) = self.value(name) {
+                map.serialize_entry(name.as_str(), &value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+async fn forward(state: HttpState, process: ProcessId, bound: Bound, request: Request) -> Response {
     let started = Instant::now();
     let limit = state.web.config.max_body_bytes;
     let (parts, body) = request.into_parts();
@@ -248,24 +294,21 @@ async fn forward(
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     };
-    for (name, value) in &parts.headers {
-        let Ok(value) = value.to_str() else { continue };
-        let value = if *name == header::COOKIE {
-            state.web.auth.strip_cookie(value)
-        } else {
-            value.to_string()
-        };
-        incoming
-            .headers
-            .entry(name.as_str().to_string())
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert(value);
-    }
-    let mime = incoming.headers.get("content-type").cloned();
-    let event = serde_json::to_vec(&HttpServerEvent::Http(incoming)).unwrap_or_default();
+    let headers = ForwardedHeaders {
+        headers: &parts.headers,
+        auth: &state.web.auth,
+    };
+    let mime = headers.value(&header::CONTENT_TYPE).map(Cow::into_owned);
+    let event = HttpEventRef::Http(IncomingHttpRef {
+        method: parts.method.as_str(),
+        path: &bound.path,
+        bound_path: &bound.pattern,
+        params: &bound.params,
+        query: &bound.query,
+        headers,
+        user: bound.user.as_deref(),
+    });
+    let event = serde_json::to_vec(&event).unwrap_or_default();
     let blob = (!bytes.is_empty()).then(|| Blob {
         mime,
         bytes: bytes.to_vec(),

@@ -94,6 +94,25 @@ pub struct IncomingHttp {
     pub user: Option<String>,
 }
 
+/// [`HttpServerEvent::Http`] borrowing from the request it describes: the
+/// same JSON, encoded without copying the request's strings first. The
+/// headers are any map (`HeaderMap` through a small adapter in `proxy.rs`).
+#[derive(Serialize)]
+pub enum HttpEventRef<'a, H: Serialize> {
+    Http(IncomingHttpRef<'a, H>),
+}
+
+#[derive(Serialize)]
+pub struct IncomingHttpRef<'a, H: Serialize> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub bound_path: &'a str,
+    pub params: &'a BTreeMap<String, String>,
+    pub query: &'a BTreeMap<String, String>,
+    pub headers: H,
+    pub user: Option<&'a str>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HttpServerEvent {
     Http(IncomingHttp),
@@ -166,6 +185,37 @@ mod tests {
             }
         }
         bytes
+    }
+
+    #[test]
+    fn the_borrowed_event_encodes_as_the_owned_one() {
+        let params = BTreeMap::from([("key".to_string(), "a".to_string())]);
+        let query = BTreeMap::new();
+        let headers = BTreeMap::from([("host".to_string(), "localhost:8080".to_string())]);
+        let owned = HttpServerEvent::Http(IncomingHttp {
+            method: "GET".into(),
+            path: "/api/notes/a".into(),
+            bound_path: "/api/notes/:key".into(),
+            params: params.clone(),
+            query: query.clone(),
+            headers: headers.clone(),
+            user: Some("a.os".into()),
+        });
+        let borrowed = HttpEventRef::Http(IncomingHttpRef {
+            method: "GET",
+            path: "/api/notes/a",
+            bound_path: "/api/notes/:key",
+            params: &params,
+            query: &query,
+            headers: &headers,
+            user: Some("a.os"),
+        });
+        let bytes = serde_json::to_vec(&borrowed).unwrap();
+        assert_eq!(bytes, serde_json::to_vec(&owned).unwrap());
+        assert_eq!(
+            serde_json::from_slice::<HttpServerEvent>(&bytes).unwrap(),
+            owned
+        );
     }
 
     #[test]
