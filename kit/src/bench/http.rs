@@ -309,10 +309,8 @@ async fn publish_fan_out(feed: &Feed) -> Result<(f64, f64)> {
         let key = format!("bench-{n}");
         let t0 = Instant::now();
         feed.publish(&key).await?;
-        let published = t0.elapsed();
         let mut got = 0;
         let mut last = t0;
-        let mut first: Option<Instant> = None;
         while got < SUBSCRIBERS {
             let (seen, _, at) = tokio::time::timeout(Duration::from_secs(10), receipt_rx.recv())
                 .await
@@ -321,16 +319,7 @@ async fn publish_fan_out(feed: &Feed) -> Result<(f64, f64)> {
             if seen.as_str() == key {
                 got += 1;
                 last = last.max(at);
-                first = Some(first.map_or(at, |f| f.min(at)));
             }
-        }
-        if std::env::var_os("HEARTH_BENCH_TRACE").is_some() {
-            eprintln!(
-                "publish call {:.2} ms, first receipt {:.2} ms, last {:.2} ms",
-                published.as_secs_f64() * 1e3,
-                first.map_or(0.0, |f| f.duration_since(t0).as_secs_f64() * 1e3),
-                last.duration_since(t0).as_secs_f64() * 1e3
-            );
         }
         rounds.push(last.duration_since(t0).as_secs_f64() * 1e3);
     }
