@@ -172,7 +172,11 @@ async fn set_state_rows(
     services
         .stop_where(|id| id.process.starts_with(&format!("writer-{writers}-")))
         .await;
-    show_rounds(&format!("set-state, {writers} writers, writes/s"), &ours, &base);
+    show_rounds(
+        &format!("set-state, {writers} writers, writes/s"),
+        &ours,
+        &base,
+    );
     Ok((median(ours), median(base), per_flush))
 }
 
