@@ -407,6 +407,8 @@ impl HostState {
 
 impl HostState {
     /// `send-request` to a target already read and checked.
+    // The error is the WIT record handed back to the guest as it is.
+    #[allow(clippy::result_large_err)]
     fn send(
         &mut self,
         target: Result<Address, SendError>,
