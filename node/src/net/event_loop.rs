@@ -357,9 +357,7 @@ impl EventLoop {
     }
 
     fn count(&self, counter: impl Fn(&NetCounters) -> &std::sync::atomic::AtomicU64) {
-        if let Some(services) = self.shared.services.upgrade() {
-            NetCounters::count(counter(&services.kernel.metrics.net));
-        }
+        self.shared.count(counter);
     }
 
     /// Sign our record again with what peers can dial: circuits on our

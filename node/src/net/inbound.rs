@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::peer::count;
 use super::wire::Frame;
 use super::Shared;
 use crate::types::{Address, KernelMessage, Message, SendError, SendErrorKind};
@@ -113,7 +112,7 @@ fn on_response(shared: &Shared, name: &str, km: KernelMessage) {
             }
         }
         _ => {
-            count(shared, |net| &net.unsolicited_answers);
+            shared.count(|net| &net.unsolicited_answers);
             debug!(%name, id = km.id, target = %km.target, "response for no request awaited from this peer; dropped");
         }
     }
@@ -125,7 +124,7 @@ fn on_failed(shared: &Shared, name: &str, id: u64, rsvp: Address, mut error: Sen
     let awaited = match shared.links.answered(name, id, &rsvp) {
         Some(awaited) => awaited,
         None => {
-            count(shared, |net| &net.unsolicited_answers);
+            shared.count(|net| &net.unsolicited_answers);
             return debug!(%name, id, "failure for no request awaited from this peer; dropped");
         }
     };

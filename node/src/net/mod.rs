@@ -153,6 +153,16 @@ struct Controls {
 }
 
 impl Shared {
+    /// Count one on a net counter, while the node runs.
+    fn count(
+        &self,
+        counter: impl Fn(&crate::metrics::NetCounters) -> &std::sync::atomic::AtomicU64,
+    ) {
+        if let Some(services) = self.services.upgrade() {
+            crate::metrics::NetCounters::count(counter(&services.kernel.metrics.net));
+        }
+    }
+
     fn lock_peers(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, PeerState>> {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }

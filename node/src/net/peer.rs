@@ -36,7 +36,6 @@ use super::links::{frame_channel, FrameRx, FrameTx};
 use super::record::MAX_RECORD_BYTES;
 use super::wire::{self, Frame, FrameError};
 use super::{inbound, Controls, OpenStream, Outbound, Shared};
-use crate::metrics::NetCounters;
 
 /// Bytes gathered from queued frames before one write and flush.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -503,13 +502,7 @@ async fn read_loop(shared: Arc<Shared>, controls: Controls, peer: PeerId, mut st
 }
 
 fn refused(shared: &Shared) {
-    count(shared, |net| &net.streams_refused);
-}
-
-pub(super) fn count(shared: &Shared, counter: impl Fn(&crate::metrics::NetCounters) -> &AtomicU64) {
-    if let Some(services) = shared.services.upgrade() {
-        NetCounters::count(counter(&services.kernel.metrics.net));
-    }
+    shared.count(|net| &net.streams_refused);
 }
 
 /// Verify a peer's hello and bind its name.
@@ -522,7 +515,7 @@ fn hello(shared: &Shared, peer: PeerId, record: &super::record::NameRecord) -> R
         return Err("it claims our own name".into());
     }
     shared.book.bind(record).map_err(|e| {
-        count(shared, |net| &net.names_refused);
+        shared.count(|net| &net.names_refused);
         e.to_string()
     })
 }

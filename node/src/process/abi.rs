@@ -16,7 +16,7 @@ use std::sync::Arc;
 use wasmtime::component::{ComponentType, Lift, Lower, WasmStr};
 use wasmtime::StoreContext;
 
-use super::host::wit;
+use super::bindings::wit;
 use crate::types::{valid_name, Address, KernelMessage, ParseError, ProcessId, SendError};
 
 /// `process-id`, lowered from shared names.

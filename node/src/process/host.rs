@@ -16,27 +16,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::abi::{AddressIn, AddressOut, Event, Target};
 use super::asks::{Asks, Pending};
+use super::bindings;
 use super::{ProcessContext, SpawnRequest};
 use crate::kernel::caps::ProcessCaps;
 use crate::types::{self as t, Address, KernelMessage, ProcessId, SendError, SendErrorKind};
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "process",
-        exports: { default: async },
-        // Durable state waits for the group commit (`state::commit`): the
-        // process task yields meanwhile, so one flush covers many writers.
-        imports: {
-            "hearth:process/kernel/set-state": async,
-            "hearth:process/kernel/clear-state": async,
-            // Reads and compiles a component on the blocking pool.
-            "hearth:process/kernel/spawn": async,
-        },
-    });
-}
-
-pub use bindings::hearth::process::types as wit;
+pub use super::bindings::wit;
 
 /// The exports of the worlds `process` and `process-batch` (WIT 0.1.1).
 const INIT: &str = "init";

@@ -9,6 +9,7 @@
 
 mod abi;
 pub mod asks;
+mod bindings;
 pub mod host;
 pub mod stats;
 mod stderr;
