@@ -16,4 +16,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use hearth::process::types as wit;
+pub use self::hearth::process::types as wit;
