@@ -150,7 +150,7 @@ impl Reservations {
     /// Returns whether it was added.
     pub fn discover(&mut self, peer: PeerId, addr: Multiaddr, now: Instant) -> bool {
         let found = self.relays.len() - self.configured;
-        if found >= MAX_DISCOVERED_RELAYS || self.relays.iter().any(|(p, _)| *p == peer) {
+        if found >= MAX_DISCOVERED_RELAYS || self.knows(&peer) {
             return false;
         }
         self.relays.push((peer, addr));
