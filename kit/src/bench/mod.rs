@@ -12,6 +12,7 @@ mod nat;
 mod net;
 mod python;
 mod rooms;
+mod scale;
 mod scratch;
 mod state;
 mod table;

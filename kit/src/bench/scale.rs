@@ -1,0 +1,241 @@
+//! `kit bench local`, spawn and scale rows: process spawn, resident memory
+//! per idle process, and (with `--scale N`) N idle processes on a node of
+//! their own: spawn rate, memory, boot with them installed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use hearth::api::PackageFile;
+use hearth::process::{self, ProcessContext, SpawnRequest};
+use hearth::types::{OnExit, ProcessId};
+use hearth::{Node, NodeConfig};
+use serde_json::json;
+
+use super::ask::{ask, copy_spec};
+use super::table::{percentile, Better, Row};
+
+/// Sequential instantiate + init runs for the spawn row.
+const SPAWNS: usize = 500;
+/// Idle processes for the memory row.
+const IDLE: usize = 1_000;
+/// Requests in flight while the scale rows ping every idle process.
+const SCALE_PINGS_IN_FLIGHT: usize = 128;
+
+/// The spawn and idle-memory rows on `node` (where `echo` is installed),
+/// then the scale rows on a node of their own when `scale` is given.
+pub async fn rows(node: &Node, echo: &[PackageFile], scale: Option<usize>) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let (spawn_p50, per_sec) = spawn(node).await?;
+    rows.push(
+        Row::new("process spawn (instantiate + init), p50", "us", spawn_p50)
+            .target(Better::Lower, 15.0),
+    );
+    rows.push(Row::new(
+        "process spawns per second, sequential",
+        "spawn/s",
+        per_sec,
+    ));
+
+    let kib = idle_memory(node).await?;
+    rows.push(
+        Row::new(
+            format!("resident memory per idle echo process, N = {IDLE}"),
+            "KiB",
+            kib,
+        )
+        .target(Better::Lower, 64.0),
+    );
+    if let Some(n) = scale {
+        rows.extend(scale_rows(echo, n).await?);
+    }
+    Ok(rows)
+}
+
+/// A node of its own for the scale rows, under `home`.
+fn scale_config(home: &std::path::Path) -> NodeConfig {
+    let mut config = NodeConfig::new(home, "scale.os");
+    config.http_port = 0;
+    config.register_run_file = false;
+    config.net.listen_ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    config.net.mdns = false;
+    config
+}
+
+/// `n` idle echo processes on a node of their own: spawned as children of
+/// `echo` (so they are persisted and restored at boot, like any spawned
+/// process), each pinged once; then the node restarts with all of them.
+async fn scale_rows(echo: &[PackageFile], n: usize) -> Result<Vec<Row>> {
+    let home = std::env::temp_dir().join(format!("hearth-bench-scale-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let result = scale_run(echo, n, &home).await;
+    let _ = std::fs::remove_dir_all(&home);
+    let (spawn_rate, ready_rate, kib, boot_s, ready_s, total_gib) = result?;
+    Ok(vec![
+        Row::new(
+            format!("spawns per second, {n} children started back to back"),
+            "spawn/s",
+            spawn_rate,
+        ),
+        Row::new(
+            format!("spawned and answered a request, {n} children"),
+            "proc/s",
+            ready_rate,
+        ),
+        Row::new(
+            format!("resident memory per idle process, N = {n}"),
+            "KiB",
+            kib,
+        )
+        .target(Better::Lower, 64.0),
+        Row::new(
+            format!("node boot with {n} processes installed (start returns)"),
+            "s",
+            boot_s,
+        )
+        .target(Better::Lower, 2.0),
+        Row::new(
+            format!("node boot with {n} processes installed, until all answered"),
+            "s",
+            ready_s,
+        ),
+        Row::new(
+            format!("resident memory of the whole bench after that boot, N = {n}"),
+            "GiB",
+            total_gib,
+        )
+        .target(Better::Lower, 8.0),
+    ])
+}
+
+type ScaleFigures = (f64, f64, f64, f64, f64, f64);
+
+async fn scale_run(echo: &[PackageFile], n: usize, home: &std::path::Path) -> Result<ScaleFigures> {
+    let node = Node::start(scale_config(home)).await?;
+    hearth::package::install(node.services(), echo.to_vec())
+        .await
+        .context("install echo")?;
+    let services = node.services();
+    let spec = copy_spec(&node, "echo", "echo", "sys", "/echo.wasm");
+    let parent = ProcessContext {
+        address: services.kernel.address(&spec.id),
+        spec,
+        services: services.clone(),
+    };
+    let rss_before = rss_kib()?;
+    let t = Instant::now();
+    for i in 0..n {
+        let request = SpawnRequest {
+            id: ProcessId::new(&format!("idle-{i}"), "echo", "sys"),
+            wasm_path: "/echo.wasm".into(),
+            on_exit: OnExit::None,
+            public: true,
+            networking: false,
+        };
+        process::spawn_child(&parent, request).with_context(|| format!("spawn idle-{i}"))?;
+    }
+    let spawn_rate = n as f64 / t.elapsed().as_secs_f64();
+    ping_all(&node, n).await?;
+    let ready_rate = n as f64 / t.elapsed().as_secs_f64();
+    let kib = (rss_kib()? - rss_before) / n as f64;
+    // The parent's context holds the services, and with them the store:
+    // the node restarts on this home only once every handle is gone.
+    drop(parent);
+    node.shutdown().await;
+
+    let t = Instant::now();
+    let node = Node::start(scale_config(home)).await?;
+    let boot_s = t.elapsed().as_secs_f64();
+    ping_all(&node, n).await?;
+    let ready_s = t.elapsed().as_secs_f64();
+    let total_gib = rss_kib()? / (1024.0 * 1024.0);
+    node.shutdown().await;
+    Ok((spawn_rate, ready_rate, kib, boot_s, ready_s, total_gib))
+}
+
+/// Ask each of `idle-0..n` once, a bounded number at a time.
+async fn ping_all(node: &Node, n: usize) -> Result<()> {
+    let mut in_flight = tokio::task::JoinSet::new();
+    for i in 0..n {
+        if in_flight.len() >= SCALE_PINGS_IN_FLIGHT {
+            if let Some(done) = in_flight.join_next().await {
+                done??;
+            }
+        }
+        let injector = node.injector().clone();
+        let target = hearth::types::Address::new(
+            node.name(),
+            ProcessId::new(&format!("idle-{i}"), "echo", "sys"),
+        );
+        in_flight.spawn(async move {
+            injector
+                .ask(target, b"{}".to_vec(), None, Duration::from_secs(120))
+                .await
+                .map(|_| ())
+                .map_err(|e| anyhow!("idle-{i}: {e}"))
+        });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// p50 µs of instantiate + init of the echo component, and how many such
+/// boots run per second back to back.
+async fn spawn(node: &Node) -> Result<(f64, f64)> {
+    let services = node.services();
+    let spec = copy_spec(node, "spawn-bench", "echo", "sys", "/echo.wasm");
+    let pre = services.runtime.prepare(
+        &spec.package.component_key(&spec.wasm_path),
+        &spec.package.wasm_file(&spec.wasm_path),
+    )?;
+    let ctx = Arc::new(ProcessContext {
+        address: services.kernel.address(&spec.id),
+        spec,
+        services: services.clone(),
+    });
+    let mut samples = Vec::with_capacity(SPAWNS);
+    let all = Instant::now();
+    for _ in 0..SPAWNS {
+        let t = Instant::now();
+        let booted = process::boot(ctx.clone(), &pre).await;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        booted.map_err(|(reason, _)| anyhow!("boot failed: {reason}"))?;
+    }
+    let per_sec = SPAWNS as f64 / all.elapsed().as_secs_f64();
+    samples.sort_by(f64::total_cmp);
+    Ok((percentile(&samples, 50.0), per_sec))
+}
+
+fn rss_kib() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .ok_or_else(|| anyhow!("no VmRSS in /proc/self/status"))
+}
+
+/// Resident memory added per idle echo process, with N started and each
+/// having answered one request (so it is fully initialised).
+async fn idle_memory(node: &Node) -> Result<f64> {
+    let before = rss_kib()?;
+    for i in 0..IDLE {
+        process::start(
+            node.services(),
+            copy_spec(node, &format!("idle-{i}"), "echo", "sys", "/echo.wasm"),
+        )?;
+    }
+    for i in 0..IDLE {
+        ask(
+            node,
+            &format!("idle-{i}:echo:sys"),
+            json!(i),
+            Duration::from_secs(30),
+        )
+        .await?;
+    }
+    let after = rss_kib()?;
+    Ok((after - before) / IDLE as f64)
+}
