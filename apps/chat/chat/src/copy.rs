@@ -1,7 +1,7 @@
 //! Our copy of each room: the list entry (a room or an invitation), the
 //! durable events of its log applied in `ev` order, the live ones (typing,
 //! presence) shown, and what our pages are told of each. Below both the
-//! host side (`host.rs`, which applies the rooms it hosts to our copy
+//! host side (`host/`, which applies the rooms it hosts to our copy
 //! here) and the member side (`member.rs`, which follows other hosts).
 
 use hearth_sdk::rooms;
@@ -46,6 +46,13 @@ pub fn member_of(chat: &Chat, address: &str) -> Result<RoomCopy, ChatError> {
         return Err(ChatError::NotMember(format!("join {address} first")));
     }
     Ok(room)
+}
+
+/// Our summary of room `address`.
+pub fn summary_of(state: &State<Chat>, address: &str) -> Result<RoomSummary, hearth_sdk::AppError> {
+    state
+        .with(|s| s.rooms.get(address).map(|r| s.summary(r)))
+        .ok_or_else(|| ChatError::UnknownRoom(address.to_string()).into())
 }
 
 pub fn emit_room(state: &State<Chat>, address: &str) {

@@ -17,12 +17,16 @@
 //! WebSockets. The contract for the UI is in `/work/brief/chat-api.md`
 //! while it is being built, then in the README.
 
+mod actions;
 mod copy;
 mod error;
 mod files;
+mod guards;
 mod host;
 mod member;
 mod model;
+mod outbox;
+mod reading;
 mod store;
 mod turns;
 mod types;
@@ -33,39 +37,12 @@ use hearth_sdk::rooms::RoomEvent;
 use hearth_sdk::rpc::{Via, WsEvent};
 use hearth_sdk::{app, log, Address, AppError, Ctx, State};
 
+use guards::peer_of;
+use host::{Change, Moderation};
+
 pub use error::ChatError;
 pub use model::Chat;
 pub use types::*;
-
-/// The guard of host methods: the caller is the chat of another node;
-/// attaches its node name.
-pub struct Peer(pub String);
-
-/// A room's host: its room id and node.
-fn route(address: &str) -> Result<(String, String), AppError> {
-    let (id, host) = util::parse_address(address)?;
-    Ok((id.to_string(), host.to_string()))
-}
-
-/// Calls a room's host: ourselves directly, another node through the
-/// generated client (unreachable: `host-offline`).
-macro_rules! at_host {
-    ($state:expr, $address:expr, local($room_id:ident) => $local:expr, remote($target:ident) => $remote:expr) => {{
-        let state: &State<Chat> = $state;
-        let address: &str = $address;
-        let (room_id, host) = route(address)?;
-        if host == copy::our_node() {
-            let $room_id = room_id.as_str();
-            $local.await.map_err(AppError::from)
-        } else {
-            let $target = copy::chat_at(&host)?;
-            let $room_id = room_id;
-            $remote
-                .await
-                .map_err(|e| member::unreachable_or(state, address, e))
-        }
-    }};
-}
 
 #[app(persist = "on_change")]
 impl Chat {
@@ -95,14 +72,7 @@ impl Chat {
 
     /// Guard of the host methods: only another node's chat process.
     fn peer(&self, ctx: &mut Ctx) -> Result<(), AppError> {
-        if ctx.via() != Via::Remote || ctx.caller().process() != hearth_sdk::our().process() {
-            return Err(AppError::forbidden(
-                "host methods are for other nodes' chat",
-            ));
-        }
-        let node = ctx.caller().node().to_string();
-        ctx.attach(Peer(node));
-        Ok(())
+        guards::peer(ctx)
     }
 
     // ---- The browser's API (and local processes'). ----
@@ -158,7 +128,7 @@ impl Chat {
             return Err(AppError::bad_request("open a direct room with open_direct"));
         }
         let address = host::create(&state, &name, kind, None).await?;
-        summary_of(&state, &address)
+        copy::summary_of(&state, &address)
     }
 
     /// The direct room with `node` (created on our node if there is none;
@@ -166,46 +136,21 @@ impl Chat {
     #[local]
     #[http(method = "POST", path = "/api/direct")]
     async fn open_direct(state: State<Self>, node: String) -> Result<RoomSummary, AppError> {
-        util::check_node(&node)?;
-        if node == copy::our_node() {
-            return Err(AppError::bad_request("a direct room is with another node"));
-        }
-        let existing = state.with(|s| {
-            s.rooms
-                .values()
-                .find(|r| r.kind == RoomKind::Direct && s.summary(r).peer.as_deref() == Some(&node))
-                .map(|r| s.summary(r))
-        });
-        if let Some(summary) = existing {
-            if summary.role.is_none() {
-                return Self::join_room(&state, &summary.address).await;
-            }
-            return Ok(summary);
-        }
-        let address = host::create(&state, &node, RoomKind::Direct, Some(&node)).await?;
-        let name = state.with(|s| s.our_profile().display_name);
-        copy::notify_invite(&node, &address, &name, RoomKind::Direct).await;
-        summary_of(&state, &address)
+        actions::open_direct(&state, node).await
     }
 
     /// Joins `room-id@host-node` (a public room, or one we are invited to).
     #[local]
     #[http(method = "POST", path = "/api/join")]
     async fn join(state: State<Self>, address: String) -> Result<RoomSummary, AppError> {
-        Self::join_room(&state, address.trim()).await
+        actions::join_room(&state, address.trim()).await
     }
 
     /// Leaves a room (its history goes from our node).
     #[local]
     #[http(method = "POST", path = "/api/leave")]
     async fn leave(state: State<Self>, room: String) -> Result<(), AppError> {
-        state.with(|s| copy::member_of(s, &room))?;
-        let our = copy::our_node();
-        at_host!(&state, &room,
-            local(id) => host::leave(&state, id, &our),
-            remote(target) => client::host_leave_within(&target, id, copy::HOST_TIMEOUT_MS))?;
-        copy::drop_room(&state, &room, "left").await;
-        Ok(())
+        actions::leave(&state, &room).await
     }
 
     /// Declines an invitation.
@@ -224,23 +169,15 @@ impl Chat {
     #[local]
     #[http(method = "POST", path = "/api/invite")]
     async fn invite(state: State<Self>, room: String, node: String) -> Result<(), AppError> {
-        state.with(|s| copy::member_of(s, &room))?;
-        let our = copy::our_node();
         let node = node.trim().to_ascii_lowercase();
-        at_host!(&state, &room,
-            local(id) => host::moderate(&state, id, &our, host::Moderation::Invite(node.clone())),
-            remote(target) => client::host_invite_within(&target, id, node.clone(), copy::HOST_TIMEOUT_MS))
+        actions::moderate(&state, &room, Moderation::Invite(node)).await
     }
 
     /// Removes `node` from the room (owner and admins; not the owner).
     #[local]
     #[http(method = "POST", path = "/api/remove")]
     async fn remove_member(state: State<Self>, room: String, node: String) -> Result<(), AppError> {
-        state.with(|s| copy::member_of(s, &room))?;
-        let our = copy::our_node();
-        at_host!(&state, &room,
-            local(id) => host::moderate(&state, id, &our, host::Moderation::Remove(node.clone())),
-            remote(target) => client::host_remove_within(&target, id, node.clone(), copy::HOST_TIMEOUT_MS))
+        actions::moderate(&state, &room, Moderation::Remove(node)).await
     }
 
     /// Makes `node` an admin or a member (owner only).
@@ -252,22 +189,14 @@ impl Chat {
         node: String,
         role: Role,
     ) -> Result<(), AppError> {
-        state.with(|s| copy::member_of(s, &room))?;
-        let our = copy::our_node();
-        at_host!(&state, &room,
-            local(id) => host::moderate(&state, id, &our, host::Moderation::Role(node.clone(), role)),
-            remote(target) => client::host_role_within(&target, id, node.clone(), role, copy::HOST_TIMEOUT_MS))
+        actions::moderate(&state, &room, Moderation::Role(node, role)).await
     }
 
     /// Renames the room (owner and admins).
     #[local]
     #[http(method = "POST", path = "/api/rename")]
     async fn rename(state: State<Self>, room: String, name: String) -> Result<(), AppError> {
-        state.with(|s| copy::member_of(s, &room))?;
-        let our = copy::our_node();
-        at_host!(&state, &room,
-            local(id) => host::moderate(&state, id, &our, host::Moderation::Rename(name.clone())),
-            remote(target) => client::host_rename_within(&target, id, name.clone(), copy::HOST_TIMEOUT_MS))
+        actions::moderate(&state, &room, Moderation::Rename(name)).await
     }
 
     /// The room's members with role, profile and presence (our copy).
@@ -289,15 +218,7 @@ impl Chat {
         limit: u32,
         before_id: Option<u64>,
     ) -> Result<Page, AppError> {
-        let joined = state.with(|s| copy::member_of(s, &room))?;
-        if !(1..=100).contains(&limit) {
-            return Err(AppError::bad_request("limit is 1 to 100"));
-        }
-        let (mut messages, has_more) = store::page(&room, limit as usize, before_id).await?;
-        if before_id.is_none() {
-            messages.extend(joined.outbox.iter().cloned());
-        }
-        Ok(Page { messages, has_more })
+        reading::messages(&state, &room, limit, before_id).await
     }
 
     /// Sends a message. Refused at once when empty, too long, rate-limited,
@@ -312,19 +233,7 @@ impl Chat {
         reply_to: Option<u64>,
         attachment: Option<Attachment>,
     ) -> Result<Message, AppError> {
-        if let Some(file) = &attachment {
-            let ours = state.with(|s| s.files.get(&file.id) == Some(file));
-            if !ours {
-                return Err(
-                    ChatError::NotFound("attach a file uploaded on this node".into()).into(),
-                );
-            }
-        }
-        let message = member::send(&state, &room, text, reply_to, attachment.clone()).await?;
-        if let Some(file) = attachment {
-            state.update(|s| s.file_rooms.entry(file.id).or_default().insert(room));
-        }
-        Ok(message)
+        outbox::send(&state, room, text, reply_to, attachment).await
     }
 
     /// Edits one of our messages.
@@ -336,11 +245,7 @@ impl Chat {
         id: u64,
         text: String,
     ) -> Result<Message, AppError> {
-        state.with(|s| copy::member_of(s, &room))?;
-        let our = copy::our_node();
-        at_host!(&state, &room,
-            local(rid) => host::change(&state, rid, &our, id, host::Change::Edit(text.clone())),
-            remote(target) => client::host_edit_within(&target, rid, id, text.clone(), copy::HOST_TIMEOUT_MS))
+        actions::change(&state, &room, id, Change::Edit(text)).await
     }
 
     /// Deletes one of our messages (owner and admins may delete any).
@@ -351,11 +256,7 @@ impl Chat {
         room: String,
         id: u64,
     ) -> Result<Message, AppError> {
-        state.with(|s| copy::member_of(s, &room))?;
-        let our = copy::our_node();
-        at_host!(&state, &room,
-            local(rid) => host::change(&state, rid, &our, id, host::Change::Delete),
-            remote(target) => client::host_delete_within(&target, rid, id, copy::HOST_TIMEOUT_MS))
+        actions::change(&state, &room, id, Change::Delete).await
     }
 
     /// Adds our reaction `emoji` to a message, or takes it back.
@@ -367,11 +268,7 @@ impl Chat {
         id: u64,
         emoji: String,
     ) -> Result<Message, AppError> {
-        state.with(|s| copy::member_of(s, &room))?;
-        let our = copy::our_node();
-        at_host!(&state, &room,
-            local(rid) => host::change(&state, rid, &our, id, host::Change::React(emoji.clone())),
-            remote(target) => client::host_react_within(&target, rid, id, emoji.clone(), copy::HOST_TIMEOUT_MS))
+        actions::change(&state, &room, id, Change::React(emoji)).await
     }
 
     /// We have read the room up to message `id`: unread and mention counts
@@ -379,51 +276,14 @@ impl Chat {
     #[local]
     #[http(method = "POST", path = "/api/read")]
     async fn mark_read(state: State<Self>, room: String, id: u64) -> Result<RoomSummary, AppError> {
-        let joined = state.with(|s| copy::member_of(s, &room))?;
-        let last_read = joined.last_read.max(id);
-        let our = copy::our_node();
-        let (mut unread, mut mentions, mut before) = (0u32, 0u32, None);
-        // Count what is left after `last_read`, newest first, page by page.
-        'pages: loop {
-            let (page, more) = store::page(&room, 100, before).await?;
-            for m in page.iter().rev() {
-                if m.id <= last_read {
-                    break 'pages;
-                }
-                if m.from != our && m.kind != MessageKind::System && !m.deleted {
-                    unread += 1;
-                    mentions += u32::from(m.mentions.contains(&our));
-                }
-            }
-            match (more, page.first()) {
-                (true, Some(first)) => before = Some(first.id),
-                _ => break,
-            }
-        }
-        let summary = state.update(|s| {
-            let room = s.rooms.get_mut(&room)?;
-            room.last_read = last_read;
-            room.unread = unread;
-            room.mentions = mentions;
-            let room = room.clone();
-            Some(s.summary(&room))
-        });
-        let summary = summary.ok_or_else(|| ChatError::UnknownRoom(room.clone()))?;
-        view::emit(&ViewEvent::Room {
-            room: summary.clone(),
-        });
-        Ok(summary)
+        reading::mark_read(&state, &room, id).await
     }
 
     /// We are typing in the room (call at most every 2 s while typing).
     #[local]
     #[http(method = "POST", path = "/api/typing")]
     async fn typing(state: State<Self>, room: String) -> Result<(), AppError> {
-        state.with(|s| copy::member_of(s, &room))?;
-        let our = copy::our_node();
-        at_host!(&state, &room,
-            local(id) => async { host::typing(&state, id, &our) },
-            remote(target) => client::host_typing_within(&target, id, 5_000))
+        actions::typing(&state, &room).await
     }
 
     /// Sends a failed message again, at the end of the queue.
@@ -434,40 +294,14 @@ impl Chat {
         room: String,
         client_id: String,
     ) -> Result<Message, AppError> {
-        let failed = state.update(|s| {
-            let room = s.rooms.get_mut(&room)?;
-            let at = room.outbox.iter().position(|m| m.client_id == client_id)?;
-            room.outbox.remove(at)
-        });
-        let failed =
-            failed.ok_or_else(|| ChatError::NotFound(format!("no message {client_id} waits")))?;
-        member::send(
-            &state,
-            &room,
-            failed.text,
-            failed.reply_to,
-            failed.attachment,
-        )
-        .await
+        outbox::retry(&state, &room, &client_id).await
     }
 
     /// Drops a pending or failed message of ours.
     #[local]
     #[http(method = "POST", path = "/api/discard")]
     fn discard(&mut self, room: String, client_id: String) -> Result<(), AppError> {
-        let joined = self
-            .rooms
-            .get_mut(&room)
-            .ok_or_else(|| ChatError::UnknownRoom(room.clone()))?;
-        let before = joined.outbox.len();
-        joined.outbox.retain(|m| m.client_id != client_id);
-        if joined.outbox.len() == before {
-            return Err(ChatError::NotFound(format!("no message {client_id} waits")).into());
-        }
-        if let Some(summary) = self.rooms.get(&room).map(|r| self.summary(r)) {
-            view::emit(&ViewEvent::Room { room: summary });
-        }
-        Ok(())
+        outbox::discard(self, &room, &client_id)
     }
 
     /// Stores a file on our node for a message; `data` is base64.
@@ -500,20 +334,7 @@ impl Chat {
     #[local]
     #[http(method = "POST", path = "/api/public")]
     async fn public_rooms(state: State<Self>, node: String) -> Result<Vec<PublicRoom>, AppError> {
-        util::check_node(&node)?;
-        if node == copy::our_node() {
-            return Ok(state.with(host::public));
-        }
-        let target = copy::chat_at(&node)?;
-        client::host_public_within(&target, copy::HOST_TIMEOUT_MS)
-            .await
-            .map_err(|e| {
-                if error::is_unreachable(&e) {
-                    ChatError::HostOffline(node.clone()).into()
-                } else {
-                    error::remote_refusal(e)
-                }
-            })
+        actions::public_rooms(&state, node).await
     }
 
     /// Adds `texts` as our messages to a room we host, without the rate
@@ -532,48 +353,14 @@ impl Chat {
                 "import is for this node's own processes",
             ));
         }
-        let (room_id, host) = route(&room)?;
-        if host != copy::our_node() {
-            return Err(AppError::bad_request("import into a room this node hosts"));
-        }
-        if texts.len() > 1_000 {
-            return Err(AppError::bad_request("at most 1,000 messages per import"));
-        }
-        let mut last = 0;
-        for text in texts {
-            last = host::import(&state, &room_id, text).await?.id;
-        }
-        Ok(last)
+        actions::import(&state, &room, texts).await
     }
 
     /// A page's presence socket: open while the page is, text frames
     /// `online` or `away` (page hidden).
     #[ws(path = "/presence")]
     fn presence(&mut self, event: WsEvent) {
-        match event {
-            WsEvent::Open { conn, .. } => {
-                self.live.pages.insert(conn, Presence::Online);
-            }
-            WsEvent::Message { conn, payload, .. } => {
-                let presence = match payload.trim_ascii() {
-                    b"online" => Presence::Online,
-                    b"away" => Presence::Away,
-                    _ => return,
-                };
-                if let Some(p) = self.live.pages.get_mut(&conn) {
-                    *p = presence;
-                }
-            }
-            WsEvent::Close { conn } => {
-                self.live.pages.remove(&conn);
-            }
-        }
-        // Told to hosts by a task, outside this borrow.
-        hearth_sdk::spawn_task(async {
-            if let Some(state) = model::state() {
-                member::report_presence(&state, false).await;
-            }
-        });
+        member::page_presence(self, event);
     }
 
     // ---- What other nodes' chat processes call on a room's host. ----
@@ -587,15 +374,7 @@ impl Chat {
         profile: Profile,
     ) -> Result<Joined, AppError> {
         let caller = peer_of(&ctx)?;
-        let profile = Profile {
-            node: caller.clone(),
-            ..profile
-        };
-        let profile = if util::check_profile(&profile.display_name, &profile.color).is_ok() {
-            profile
-        } else {
-            util::default_profile(&caller)
-        };
+        let profile = guards::peer_profile(&caller, profile);
         Ok(host::join(&state, &room, &caller, profile).await?)
     }
 
@@ -632,7 +411,7 @@ impl Chat {
         id: u64,
         text: String,
     ) -> Result<Message, AppError> {
-        Ok(host::change(&state, &room, &peer_of(&ctx)?, id, host::Change::Edit(text)).await?)
+        Ok(host::change(&state, &room, &peer_of(&ctx)?, id, Change::Edit(text)).await?)
     }
 
     /// Deletes a message (its author, or the owner and admins).
@@ -643,7 +422,7 @@ impl Chat {
         room: String,
         id: u64,
     ) -> Result<Message, AppError> {
-        Ok(host::change(&state, &room, &peer_of(&ctx)?, id, host::Change::Delete).await?)
+        Ok(host::change(&state, &room, &peer_of(&ctx)?, id, Change::Delete).await?)
     }
 
     /// Toggles the caller's reaction.
@@ -655,14 +434,7 @@ impl Chat {
         id: u64,
         emoji: String,
     ) -> Result<Message, AppError> {
-        Ok(host::change(
-            &state,
-            &room,
-            &peer_of(&ctx)?,
-            id,
-            host::Change::React(emoji),
-        )
-        .await?)
+        Ok(host::change(&state, &room, &peer_of(&ctx)?, id, Change::React(emoji)).await?)
     }
 
     /// Invites `node` (the caller must be owner or admin).
@@ -673,13 +445,8 @@ impl Chat {
         room: String,
         node: String,
     ) -> Result<(), AppError> {
-        Ok(host::moderate(
-            &state,
-            &room,
-            &peer_of(&ctx)?,
-            host::Moderation::Invite(node),
-        )
-        .await?)
+        let caller = peer_of(&ctx)?;
+        Ok(host::moderate(&state, &room, &caller, Moderation::Invite(node)).await?)
     }
 
     /// Removes `node` (the caller must be owner or admin).
@@ -690,13 +457,8 @@ impl Chat {
         room: String,
         node: String,
     ) -> Result<(), AppError> {
-        Ok(host::moderate(
-            &state,
-            &room,
-            &peer_of(&ctx)?,
-            host::Moderation::Remove(node),
-        )
-        .await?)
+        let caller = peer_of(&ctx)?;
+        Ok(host::moderate(&state, &room, &caller, Moderation::Remove(node)).await?)
     }
 
     /// Sets `node`'s role (the caller must be the owner).
@@ -708,13 +470,8 @@ impl Chat {
         node: String,
         role: Role,
     ) -> Result<(), AppError> {
-        Ok(host::moderate(
-            &state,
-            &room,
-            &peer_of(&ctx)?,
-            host::Moderation::Role(node, role),
-        )
-        .await?)
+        let caller = peer_of(&ctx)?;
+        Ok(host::moderate(&state, &room, &caller, Moderation::Role(node, role)).await?)
     }
 
     /// Renames the room (the caller must be owner or admin).
@@ -725,13 +482,8 @@ impl Chat {
         room: String,
         name: String,
     ) -> Result<(), AppError> {
-        Ok(host::moderate(
-            &state,
-            &room,
-            &peer_of(&ctx)?,
-            host::Moderation::Rename(name),
-        )
-        .await?)
+        let caller = peer_of(&ctx)?;
+        Ok(host::moderate(&state, &room, &caller, Moderation::Rename(name)).await?)
     }
 
     /// The caller's user is typing.
@@ -780,17 +532,7 @@ impl Chat {
         name: String,
         kind: RoomKind,
     ) -> Result<(), AppError> {
-        let caller = peer_of(&ctx)?;
-        let (_, host) = route(&address)?;
-        if host != caller {
-            return Err(AppError::forbidden("only a room's host invites to it"));
-        }
-        let name = util::check_room_name(&name)?;
-        copy::add_room(&state, &address, &name, kind, None, Some(caller))?;
-        if kind == RoomKind::Direct {
-            let _ = Self::join_room(&state, &address).await?;
-        }
-        Ok(())
+        actions::invited(&state, peer_of(&ctx)?, &address, &name, kind).await
     }
 
     /// A member of a room we share fetches a file we store.
@@ -805,20 +547,10 @@ impl Chat {
     /// nodes' chat processes watch the rooms we host.
     #[local]
     fn room_join(&self, ctx: &Ctx, room: String, subscriber: Address) -> Result<(), AppError> {
-        if !is_hub(ctx.caller()) {
+        if !guards::is_hub(ctx.caller()) {
             return Err(AppError::forbidden("asked by the rooms hub only"));
         }
-        let our = hearth_sdk::our();
-        let admitted = if room == view::VIEW_ROOM {
-            subscriber.node() == our.node()
-        } else {
-            subscriber.process() == our.process() && host::admits(self, &room, subscriber.node())
-        };
-        if admitted {
-            Ok(())
-        } else {
-            Err(ChatError::NotMember(format!("{subscriber} may not watch {room}")).into())
-        }
+        guards::may_watch(self, &room, &subscriber)
     }
 
     /// An event of a room we subscribed to.
@@ -830,7 +562,7 @@ impl Chat {
         room: String,
         event: RoomEvent,
     ) -> Result<(), AppError> {
-        if !is_hub(ctx.caller()) {
+        if !guards::is_hub(ctx.caller()) {
             return Err(AppError::forbidden("sent by the rooms hub only"));
         }
         member::on_stream(&state, &owner, &room, event).await;
@@ -838,64 +570,16 @@ impl Chat {
     }
 }
 
-impl Chat {
-    /// Joins a room at its host, then holds its stream and catches up.
-    async fn join_room(state: &State<Chat>, address: &str) -> Result<RoomSummary, AppError> {
-        let (room_id, host) = route(address)?;
-        if host == copy::our_node() {
-            let known = state.with(|s| s.rooms.get(address).map(|r| s.summary(r)));
-            return known.ok_or_else(|| ChatError::UnknownRoom(address.to_string()).into());
-        }
-        let profile = state.with(|s| s.our_profile());
-        let target = copy::chat_at(&host)?;
-        let joined = client::host_join_within(&target, room_id, profile, copy::HOST_TIMEOUT_MS)
-            .await
-            .map_err(|e| member::unreachable_or(state, address, e))?;
-        let our = copy::our_node();
-        let role = joined
-            .state
-            .members
-            .iter()
-            .find(|m| m.node == our)
-            .map_or(Role::Member, |m| m.role);
-        copy::add_room(
-            state,
-            address,
-            &joined.state.name,
-            joined.state.kind,
-            Some(role),
-            None,
-        )?;
-        state.update(|s| {
-            if let Some(room) = s.rooms.get_mut(address) {
-                room.members = joined.state.members.clone();
-                room.joined_ev = room.joined_ev.max(joined.last);
-            }
-        });
-        member::ensure_subscribed(state, address).await;
-        member::report_presence(state, true).await;
-        summary_of(state, address)
+#[cfg(test)]
+mod tests {
+    /// The page calls the client `kit b` generates, copied unchanged into
+    /// `pkg/ui/` (pages are served as they are, with no build step).
+    #[test]
+    fn the_page_uses_the_generated_client() {
+        assert!(
+            include_str!("../../pkg/ui/chat.js") == include_str!("../../api/chat.js"),
+            "apps/chat/pkg/ui/chat.js differs from apps/chat/api/chat.js: \
+             run `kit b apps/chat` and copy api/chat.js into pkg/ui/"
+        );
     }
-}
-
-/// Our summary of room `address`.
-fn summary_of(state: &State<Chat>, address: &str) -> Result<RoomSummary, AppError> {
-    state
-        .with(|s| s.rooms.get(address).map(|r| s.summary(r)))
-        .ok_or_else(|| ChatError::UnknownRoom(address.to_string()).into())
-}
-
-fn peer_of(ctx: &Ctx) -> Result<String, AppError> {
-    ctx.get::<Peer>()
-        .map(|p| p.0.clone())
-        .ok_or_else(|| AppError::forbidden("no peer"))
-}
-
-/// Whether `source` is our node's rooms hub.
-fn is_hub(source: &Address) -> bool {
-    let id = source.process();
-    source.node() == hearth_sdk::our().node()
-        && id.process() == "rooms"
-        && id.package() == "distro"
-        && id.publisher() == "sys"
 }

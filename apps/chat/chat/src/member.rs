@@ -7,7 +7,7 @@
 //! outbox, in order, and wait there while the host is unreachable.
 
 use hearth_sdk::rooms::{self, RoomEvent};
-use hearth_sdk::rpc::ClientError;
+use hearth_sdk::rpc::{ClientError, WsEvent};
 use hearth_sdk::{log, Address, AppError, State};
 
 use crate::copy::{
@@ -443,6 +443,35 @@ pub fn our_presence(chat: &Chat) -> Presence {
     } else {
         Presence::Away
     }
+}
+
+/// A frame of a page's presence socket: open, `online`, `away` (page
+/// hidden), close. What changed is told to hosts by a task, outside the
+/// caller's borrow of the state.
+pub fn page_presence(chat: &mut Chat, event: WsEvent) {
+    match event {
+        WsEvent::Open { conn, .. } => {
+            chat.live.pages.insert(conn, Presence::Online);
+        }
+        WsEvent::Message { conn, payload, .. } => {
+            let presence = match payload.trim_ascii() {
+                b"online" => Presence::Online,
+                b"away" => Presence::Away,
+                _ => return,
+            };
+            if let Some(p) = chat.live.pages.get_mut(&conn) {
+                *p = presence;
+            }
+        }
+        WsEvent::Close { conn } => {
+            chat.live.pages.remove(&conn);
+        }
+    }
+    hearth_sdk::spawn_task(async {
+        if let Some(state) = crate::model::state() {
+            report_presence(&state, false).await;
+        }
+    });
 }
 
 /// Tells the hosts of our rooms our presence and profile.
