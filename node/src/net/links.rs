@@ -2,8 +2,9 @@
 //!
 //! A link is `Connecting` (frames queue, bounded, in order) until a stream
 //! to the peer is open and its name verified, then `Connected` (frames go
-//! straight to the stream's writer task). The switch happens under the
-//! lock after the queue is drained into the writer, so a sender's frames
+//! to the stream's `Outlet`: written by the routing call while the stream
+//! is free, else queued for its writer task). The switch happens under the
+//! lock after the queue is drained into the outlet, so a sender's frames
 //! keep their order across it.
 //!
 //! **Invariant:** every request sent to a peer that awaits a response is
@@ -12,91 +13,27 @@
 //! answer from a peer is accepted only if it takes one of these entries:
 //! the id must be awaited from that very peer, for the process that asked.
 //!
-//! **Invariant:** a link's queue (while connecting) and its writer's
-//! channel (once connected) are bounded in frames and in bytes
+//! **Invariant:** a link's queue (while connecting) and its outlet's
+//! queue (once connected) are bounded in frames and in bytes
 //! ([`CONNECT_QUEUE`], [`LINK_QUEUE_BYTES`]); past either the sender gets
 //! `mailbox-full` at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::outlet::{Outlet, Refused};
 use super::wire::Frame;
 use crate::types::{Address, SendErrorKind};
 
 /// Frames queued for a peer while its link is being set up, and in its
-/// writer's channel once up: one mailbox's worth of requests.
+/// outlet's queue once up: one mailbox's worth of requests.
 pub const CONNECT_QUEUE: usize = 4096;
 /// Bytes queued for one peer (either queue): four maximum-size messages.
 /// A single frame is always admitted into an empty queue.
 pub const LINK_QUEUE_BYTES: usize = 64 * 1024 * 1024;
-
-/// The sending end of a peer writer's channel, bounded in frames and bytes.
-#[derive(Clone, Debug)]
-pub struct FrameTx {
-    tx: mpsc::Sender<Frame>,
-    queued: Arc<AtomicUsize>,
-}
-
-pub struct FrameRx {
-    rx: mpsc::Receiver<Frame>,
-    queued: Arc<AtomicUsize>,
-}
-
-pub fn frame_channel() -> (FrameTx, FrameRx) {
-    let (tx, rx) = mpsc::channel(CONNECT_QUEUE);
-    let queued = Arc::new(AtomicUsize::new(0));
-    (
-        FrameTx {
-            tx,
-            queued: queued.clone(),
-        },
-        FrameRx { rx, queued },
-    )
-}
-
-impl FrameTx {
-    // The frame comes back by value, as tokio's own `try_send` gives it.
-    #[allow(clippy::result_large_err)]
-    pub fn try_send(&self, frame: Frame) -> Result<(), mpsc::error::TrySendError<Frame>> {
-        let weight = frame.weight();
-        let before = self.queued.fetch_add(weight, Ordering::AcqRel);
-        if before > 0 && before + weight > LINK_QUEUE_BYTES {
-            self.queued.fetch_sub(weight, Ordering::AcqRel);
-            return Err(mpsc::error::TrySendError::Full(frame));
-        }
-        self.tx.try_send(frame).inspect_err(|_| {
-            self.queued.fetch_sub(weight, Ordering::AcqRel);
-        })
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-}
-
-impl FrameRx {
-    pub async fn recv(&mut self) -> Option<Frame> {
-        let frame = self.rx.recv().await;
-        self.account(frame)
-    }
-
-    pub fn try_recv(&mut self) -> Option<Frame> {
-        let frame = self.rx.try_recv().ok();
-        self.account(frame)
-    }
-
-    fn account(&self, frame: Option<Frame>) -> Option<Frame> {
-        if let Some(f) = &frame {
-            self.queued.fetch_sub(f.weight(), Ordering::AcqRel);
-        }
-        frame
-    }
-}
 
 /// A request sent to a peer and not answered yet.
 #[derive(Debug)]
@@ -111,7 +48,7 @@ enum State {
     Connecting(Vec<Frame>, usize),
     Connected {
         peer: PeerId,
-        tx: FrameTx,
+        outlet: Arc<Outlet>,
     },
 }
 
@@ -123,7 +60,7 @@ struct Link {
 /// What `send` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Sent {
-    /// Handed to the stream writer.
+    /// Written to the stream, or queued for its writer.
     Written,
     /// Queued while connecting.
     Queued,
@@ -158,10 +95,10 @@ impl Links {
             awaited: HashMap::new(),
         });
         let sent = match &mut link.state {
-            State::Connected { tx, .. } => match tx.try_send(frame) {
+            State::Connected { outlet, .. } => match outlet.send(&frame) {
                 Ok(()) => Sent::Written,
-                Err(mpsc::error::TrySendError::Full(_)) => return Err(SendErrorKind::MailboxFull),
-                Err(mpsc::error::TrySendError::Closed(frame)) => {
+                Err(Refused::Full) => return Err(SendErrorKind::MailboxFull),
+                Err(Refused::Closed) => {
                     // The writer died; its disconnect is being handled.
                     // Start over with a fresh connection.
                     let weight = frame.weight();
@@ -198,8 +135,8 @@ impl Links {
         Ok(sent)
     }
 
-    /// The link to `node` is up: drain its queue into `tx`, in order.
-    pub fn connected(&self, node: &str, peer: PeerId, tx: FrameTx) {
+    /// The link to `node` is up: drain its queue into `outlet`, in order.
+    pub fn connected(&self, node: &str, peer: PeerId, outlet: Arc<Outlet>) {
         let mut links = self.lock();
         let link = links.entry(node.to_string()).or_insert_with(|| Link {
             state: State::Connecting(Vec::new(), 0),
@@ -207,12 +144,12 @@ impl Links {
         });
         if let State::Connecting(queue, _) = &mut link.state {
             for frame in queue.drain(..) {
-                // The writer's channel is as large as the connect queue,
-                // in frames and in bytes.
-                let _ = tx.try_send(frame);
+                // The outlet's queue is as large as the connect queue, in
+                // frames and in bytes.
+                let _ = outlet.send(&frame);
             }
         }
-        link.state = State::Connected { peer, tx };
+        link.state = State::Connected { peer, outlet };
     }
 
     pub fn is_connected(&self, node: &str) -> bool {
@@ -274,6 +211,7 @@ impl Links {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::outlet::Work;
     use crate::types::{KernelMessage, Message, Response};
 
     fn frame(id: u64) -> Frame {
@@ -301,13 +239,16 @@ mod tests {
             Ok(Sent::Connect)
         );
         assert_eq!(links.send("b.os", frame(2), None), Ok(Sent::Queued));
-        let (tx, mut rx) = frame_channel();
+        // No stream parked in the outlet (its writer holds it): queued.
+        let outlet = Arc::new(Outlet::default());
         let peer = PeerId::random();
-        links.connected("b.os", peer, tx);
+        links.connected("b.os", peer, outlet.clone());
         assert_eq!(links.send("b.os", frame(3), None), Ok(Sent::Written));
-        for want in 1..=3 {
-            match rx.try_recv() {
-                Some(Frame::Deliver(km)) => assert_eq!(km.id, want),
+        let queued = outlet.queued();
+        assert_eq!(queued.len(), 3);
+        for (want, frame) in (1..=3).zip(queued) {
+            match frame {
+                Frame::Deliver(km) => assert_eq!(km.id, want),
                 other => panic!("{other:?}"),
             }
         }
@@ -344,10 +285,17 @@ mod tests {
             links.send("b.os", big(2), None),
             Err(SendErrorKind::MailboxFull)
         );
-        let (tx, mut rx) = frame_channel();
-        tx.try_send(big(3)).unwrap();
-        assert!(tx.try_send(big(4)).is_err());
-        assert!(rx.try_recv().is_some());
-        tx.try_send(big(5)).unwrap();
+        let outlet = Outlet::default();
+        outlet.send(&big(3)).unwrap();
+        assert_eq!(outlet.send(&big(4)), Err(Refused::Full));
+        // The writer takes the queue whole; then one more fits again.
+        let (mut held, mut batch) = (None, Vec::new());
+        assert!(matches!(
+            outlet.next(&mut held, &mut batch, true),
+            Work::Write
+        ));
+        outlet.send(&big(5)).unwrap();
+        outlet.close();
+        assert_eq!(outlet.send(&big(6)), Err(Refused::Closed));
     }
 }

@@ -7,7 +7,9 @@
 //! - `event_loop`: owns the `Swarm`; resolves names, dials, publishes our
 //!   record, tracks peers.
 //! - `peer`: one long-lived outbound stream per peer with length-prefixed
-//!   frames (`wire`), and a reader per inbound stream.
+//!   frames (`wire`), and a reader per inbound stream; `outlet`: the
+//!   outbound stream shared by the routing call (which writes to it while
+//!   it is free) and the peer's writer task.
 //! - `links`: the send path by node name, with the requests awaiting an
 //!   answer from each peer.
 //! - `relay`: relay limits and our reservations; `reach`: reachability
@@ -25,6 +27,7 @@ mod filter;
 pub mod identity;
 mod inbound;
 pub mod links;
+mod outlet;
 mod owed;
 mod peer;
 mod reach;
@@ -47,7 +50,7 @@ pub use crate::config::NetConfig;
 use crate::services::Services;
 use crate::types::{Address, KernelMessage, Message, SendError, SendErrorKind};
 use book::AddressBook;
-use links::{FrameTx, Links, Orphans, Sent};
+use links::{Links, Orphans, Sent};
 use owed::Owed;
 use record::NameRecord;
 use wire::Frame;
@@ -89,7 +92,9 @@ enum Outbound {
 
 /// Our open message stream to a peer.
 struct OpenStream {
-    tx: FrameTx,
+    /// Where frames to the peer go: straight to the stream, or queued for
+    /// its writer.
+    outlet: Arc<outlet::Outlet>,
     /// It runs over a relayed connection.
     relayed: bool,
     /// Hands the writer a stream on a direct connection to move to.

@@ -32,13 +32,14 @@ use libp2p::{PeerId, Stream};
 use tracing::{debug, info, warn, Instrument};
 
 use super::behaviour::MESSAGES;
-use super::links::{frame_channel, FrameRx, FrameTx};
+use super::outlet::{self, Outlet, Work};
 use super::record::MAX_RECORD_BYTES;
 use super::wire::{self, Frame, FrameError};
 use super::{inbound, Controls, OpenStream, Outbound, Shared};
 
-/// Bytes gathered from queued frames before one write and flush.
-const WRITE_BATCH: usize = 64 * 1024;
+/// The writer's batch buffer keeps at most this much capacity between
+/// batches (a burst of large frames may grow it past that for a while).
+const IDLE_BATCH: usize = 1024 * 1024;
 /// The first frame of a stream: a name record and its envelope.
 const HELLO_FRAME_BYTES: usize = MAX_RECORD_BYTES + 64;
 /// How long a new stream may take to say who it is.
@@ -189,10 +190,10 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
     {
         let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
         match outbound.get(&peer) {
-            Some(Outbound::Open(open)) if !open.tx.is_closed() => {
-                let tx = open.tx.clone();
+            Some(Outbound::Open(open)) if !open.outlet.is_closed() => {
+                let outlet = open.outlet.clone();
                 drop(outbound);
-                promote(shared, peer, tx);
+                promote(shared, peer, outlet);
                 return;
             }
             Some(Outbound::Opening) => return,
@@ -218,10 +219,10 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
                 Ok(Err(e)) => return give_up(&shared, peer, &e.to_string()),
                 Err(_) => return give_up(&shared, peer, "timed out opening a stream"),
             };
-            let (tx, rx) = frame_channel();
+            let outlet = Arc::new(Outlet::default());
             let (switch, switch_rx) = tokio::sync::mpsc::channel(1);
             let open = OpenStream {
-                tx: tx.clone(),
+                outlet: outlet.clone(),
                 relayed,
                 switch,
                 moving: false,
@@ -236,8 +237,12 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
                 peer,
                 relayed,
             };
-            tokio::spawn(writer.run(stream, rx, switch_rx).in_current_span());
-            promote(&shared, peer, tx);
+            tokio::spawn(
+                writer
+                    .run(stream, outlet.clone(), switch_rx)
+                    .in_current_span(),
+            );
+            promote(&shared, peer, outlet);
             if relayed && shared.has_direct(&peer) {
                 // A direct connection came up while this stream opened.
                 upgrade(&shared, &controls, peer);
@@ -248,9 +253,9 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
 }
 
 /// The stream to `peer` is open; if we know its name, its link is live.
-fn promote(shared: &Shared, peer: PeerId, tx: FrameTx) {
+fn promote(shared: &Shared, peer: PeerId, outlet: Arc<Outlet>) {
     if let Some(name) = shared.book.name_of(&peer) {
-        shared.links.connected(&name, peer, tx);
+        shared.links.connected(&name, peer, outlet);
     }
 }
 
@@ -308,7 +313,9 @@ pub fn upgrade(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
     );
 }
 
-/// The task that writes our frames to one peer.
+/// The task that writes our frames to one peer when the routing call
+/// cannot (see `outlet`): the `Hello`, queued batches, flushes owed, and
+/// the move off a relay.
 struct Writer {
     shared: Arc<Shared>,
     peer: PeerId,
@@ -320,7 +327,7 @@ impl Writer {
     async fn run(
         self,
         mut stream: Stream,
-        mut rx: FrameRx,
+        outlet: Arc<Outlet>,
         mut switch: tokio::sync::mpsc::Receiver<Stream>,
     ) {
         let Self {
@@ -328,49 +335,47 @@ impl Writer {
             peer,
             mut relayed,
         } = self;
-        let mut buf = Vec::with_capacity(WRITE_BATCH);
-        wire::encode(&Frame::Hello(shared.our_record()), &mut buf);
-        let mut ok = write(&shared, &mut stream, &buf, relayed).await;
+        let mut batch = Vec::new();
+        wire::encode(&Frame::Hello(shared.our_record()), &mut batch);
+        let mut ok = write(&shared, &mut stream, &batch, relayed).await;
+        // The stream, while this task holds it; else it is parked in the
+        // outlet for routing calls to write to.
+        let mut held = Some(stream);
         while ok {
-            tokio::select! {
-                biased;
-                Some(direct) = switch.recv() => {
-                    // Everything queued before the switch went out on the old
-                    // stream; end it with `Moved` (its reader stops there,
-                    // whether or not the close ever reaches it), then go on
-                    // with the same queue on the direct stream. A relay that
-                    // takes no more bytes holds neither step up.
-                    buf.clear();
-                    wire::encode(&Frame::Moved, &mut buf);
-                    let ended = write(&shared, &mut stream, &buf, relayed);
-                    if !matches!(tokio::time::timeout(CLOSE_WAIT, ended).await, Ok(true)) {
-                        debug!(%peer, "could not end the relayed stream; its reader will be cut");
+            let work = outlet.next(&mut held, &mut batch, relayed);
+            match (work, held.as_mut()) {
+                (Work::Broken, _) | (Work::Write | Work::Flush, None) => ok = false,
+                (Work::Write, Some(stream)) => {
+                    ok = write(&shared, stream, &batch, relayed).await;
+                    if batch.capacity() > IDLE_BATCH {
+                        batch = Vec::new();
                     }
-                    close_soon(std::mem::replace(&mut stream, direct));
-                    relayed = false;
-                    buf.clear();
-                    wire::encode(&Frame::Hello(shared.our_record()), &mut buf);
-                    ok = write(&shared, &mut stream, &buf, relayed).await;
-                    info!(%peer, "message stream moved from the relay to a direct connection");
                 }
-                first = rx.recv() => {
-                    let Some(first) = first else { break };
-                    buf.clear();
-                    wire::encode(&first, &mut buf);
-                    while buf.len() < WRITE_BATCH {
-                        match rx.try_recv() {
-                            Some(frame) => wire::encode(&frame, &mut buf),
-                            None => break,
+                (Work::Flush, Some(stream)) => ok = stream.flush().await.is_ok(),
+                (Work::Idle, _) => {
+                    tokio::select! {
+                        biased;
+                        Some(direct) = switch.recv() => {
+                            outlet.hold(&mut held);
+                            let Some(old) = held.take() else {
+                                ok = false;
+                                continue;
+                            };
+                            held = Some(direct);
+                            ok = move_stream(&shared, peer, old, &mut held, relayed).await;
+                            relayed = false;
                         }
+                        _ = outlet.notified() => {}
                     }
-                    ok = write(&shared, &mut stream, &buf, relayed).await;
                 }
             }
         }
         debug!(%peer, "outbound stream closed");
+        drop(outlet.close());
+        drop(held);
         {
             let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
-            if matches!(outbound.get(&peer), Some(Outbound::Open(open)) if open.tx.is_closed() || !ok)
+            if matches!(outbound.get(&peer), Some(Outbound::Open(open)) if Arc::ptr_eq(&open.outlet, &outlet))
             {
                 outbound.remove(&peer);
             }
@@ -380,8 +385,37 @@ impl Writer {
     }
 }
 
+/// Move from `old` (relayed) to the direct stream in `held`. Everything
+/// written before went out on the old stream; end it with `Moved` (its
+/// reader stops there, whether or not the close ever reaches it), then say
+/// `Hello` on the direct one, where the queue goes on. A relay that takes
+/// no more bytes holds neither step up.
+async fn move_stream(
+    shared: &Shared,
+    peer: PeerId,
+    mut old: Stream,
+    held: &mut Option<Stream>,
+    relayed: bool,
+) -> bool {
+    let mut buf = Vec::new();
+    wire::encode(&Frame::Moved, &mut buf);
+    let ended = write(shared, &mut old, &buf, relayed);
+    if !matches!(tokio::time::timeout(CLOSE_WAIT, ended).await, Ok(true)) {
+        debug!(%peer, "could not end the relayed stream; its reader will be cut");
+    }
+    close_soon(old);
+    let Some(direct) = held.as_mut() else {
+        return false;
+    };
+    buf.clear();
+    wire::encode(&Frame::Hello(shared.our_record()), &mut buf);
+    let ok = write(shared, direct, &buf, false).await;
+    info!(%peer, "message stream moved from the relay to a direct connection");
+    ok
+}
+
 async fn write(shared: &Shared, stream: &mut Stream, buf: &[u8], relayed: bool) -> bool {
-    let ok = stream.write_all(buf).await.is_ok() && stream.flush().await.is_ok();
+    let ok = outlet::write_all(stream, buf).await;
     if ok && relayed {
         if let Some(services) = shared.services.upgrade() {
             services

@@ -1,0 +1,240 @@
+//! Our outbound message stream to one peer, shared by the routing call and
+//! the peer's writer task.
+//!
+//! A frame sent while the stream is free (direct connection, writer idle,
+//! nothing queued) is encoded and handed to the stream by the routing call
+//! itself, with no task in between. Otherwise it is encoded onto the
+//! outlet's queue and the writer task takes the whole queue in one write:
+//! frames coalesce under load and go at once when idle, with no waiting.
+//!
+//! Why it matters: tokio runs at most three tasks in a row from a worker's
+//! LIFO slot; the fourth wake in a chain goes to the shared queue and wakes
+//! the other worker, which costs a halted core's wake-up. A one-way trip
+//! through a writer task (process -> writer -> connection -> peer's
+//! connection -> reader -> process) overran that at every hop's end; written
+//! from the routing call, a round trip stays on one worker.
+//!
+//! **Invariant:** bytes reach the stream in the order frames were sent:
+//! the routing call writes only while the writer holds nothing and the
+//! queue is empty, and whatever a write leaves unwritten goes to the front
+//! of the queue. **Invariant:** the queue is bounded in frames and bytes
+//! ([`CONNECT_QUEUE`], [`LINK_QUEUE_BYTES`]); one frame always fits into an
+//! empty queue. A relayed stream never takes direct writes: the writer
+//! writes (and counts) every byte that crosses a relay.
+
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use futures::{AsyncWrite, AsyncWriteExt};
+use libp2p::Stream;
+use tokio::sync::Notify;
+
+use super::links::{CONNECT_QUEUE, LINK_QUEUE_BYTES};
+use super::wire::{self, Frame};
+
+/// A reused encode buffer keeps at most this much capacity when idle.
+const IDLE_SCRATCH: usize = 64 * 1024;
+
+/// Why the outlet did not take a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue is full, in frames or in bytes.
+    Full,
+    /// The writer ended: the stream is gone.
+    Closed,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The stream, while it is free for the routing call to write to. The
+    /// writer holds it otherwise (writing, relayed, or moving).
+    stream: Option<Stream>,
+    /// Encoded frames for the writer, in order.
+    queue: Vec<u8>,
+    /// Weight and number of the frames in `queue` (their bounds).
+    weight: usize,
+    frames: usize,
+    /// A routing call's flush did not complete; the writer finishes it.
+    flush: bool,
+    /// A routing call's write failed: the stream is dead.
+    broken: bool,
+    /// The writer ended.
+    closed: bool,
+    scratch: Vec<u8>,
+}
+
+/// See the module doc.
+#[derive(Default)]
+pub struct Outlet {
+    inner: Mutex<Inner>,
+    /// Wakes the writer: frames queued, a flush owed, or the stream broke.
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Outlet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outlet").finish_non_exhaustive()
+    }
+}
+
+/// What the writer should do next.
+pub enum Work {
+    /// Write these bytes (the queue, taken whole) on the stream it holds.
+    Write,
+    /// Flush the stream.
+    Flush,
+    /// Nothing to do: the stream is parked in the outlet (or kept).
+    Idle,
+    /// The stream broke under a routing call's write.
+    Broken,
+}
+
+impl Outlet {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Send `frame`: written now if the stream is free, else queued for the
+    /// writer. A full queue is refused at once.
+    pub fn send(&self, frame: &Frame) -> Result<(), Refused> {
+        let weight = frame.weight();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if inner.closed || inner.broken {
+            return Err(Refused::Closed);
+        }
+        if inner.queue.is_empty() {
+            if let Some(stream) = inner.stream.as_mut() {
+                inner.scratch.clear();
+                wire::encode(frame, &mut inner.scratch);
+                let (written, flushed) = match write_now(stream, &inner.scratch) {
+                    Ok(done) => done,
+                    Err(()) => {
+                        // The writer sees it, ends, and fails what awaits.
+                        inner.broken = true;
+                        self.wake.notify_one();
+                        return Ok(());
+                    }
+                };
+                if written < inner.scratch.len() {
+                    inner.queue.extend_from_slice(&inner.scratch[written..]);
+                    inner.weight += weight;
+                    inner.frames += 1;
+                    self.wake.notify_one();
+                } else if !flushed {
+                    inner.flush = true;
+                    self.wake.notify_one();
+                }
+                if inner.scratch.capacity() > IDLE_SCRATCH {
+                    inner.scratch = Vec::new();
+                }
+                return Ok(());
+            }
+        }
+        let over_bytes = inner.weight > 0 && inner.weight + weight > LINK_QUEUE_BYTES;
+        if inner.frames >= CONNECT_QUEUE || over_bytes {
+            return Err(Refused::Full);
+        }
+        let first = inner.queue.is_empty();
+        wire::encode(frame, &mut inner.queue);
+        inner.weight += weight;
+        inner.frames += 1;
+        if first {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Whether the writer ended.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// The writer's next step. It holds `held` (or not): given queued bytes
+    /// it takes the stream back and swaps the queue into `batch`; with
+    /// nothing to do it parks the stream here for direct writes, unless
+    /// `keep` (a relayed stream, which only the writer writes).
+    pub fn next(&self, held: &mut Option<Stream>, batch: &mut Vec<u8>, keep: bool) -> Work {
+        let mut inner = self.lock();
+        if inner.broken {
+            return Work::Broken;
+        }
+        if held.is_none() {
+            *held = inner.stream.take();
+        }
+        if !inner.queue.is_empty() {
+            batch.clear();
+            std::mem::swap(batch, &mut inner.queue);
+            (inner.weight, inner.frames, inner.flush) = (0, 0, false);
+            return Work::Write;
+        }
+        if std::mem::take(&mut inner.flush) {
+            return Work::Flush;
+        }
+        if !keep {
+            inner.stream = held.take();
+        }
+        Work::Idle
+    }
+
+    /// Take the stream back from the outlet if it is parked there (to end
+    /// it, or to move): routing calls queue from now on.
+    pub fn hold(&self, held: &mut Option<Stream>) {
+        if held.is_none() {
+            *held = self.lock().stream.take();
+        }
+    }
+
+    /// Wait for work (a permit left by a send counts).
+    pub async fn notified(&self) {
+        self.wake.notified().await
+    }
+
+    /// The writer ended: refuse every later frame, drop what is queued.
+    pub fn close(&self) -> Option<Stream> {
+        let mut inner = self.lock();
+        inner.closed = true;
+        inner.queue = Vec::new();
+        (inner.weight, inner.frames) = (0, 0);
+        inner.stream.take()
+    }
+
+    /// Decode the queued frames (tests).
+    #[cfg(test)]
+    pub fn queued(&self) -> Vec<Frame> {
+        let inner = self.lock();
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at + 4 <= inner.queue.len() {
+            let len = u32::from_be_bytes(inner.queue[at..at + 4].try_into().unwrap()) as usize;
+            frames.push(wire::decode(&inner.queue[at + 4..at + 4 + len]).unwrap());
+            at += 4 + len;
+        }
+        frames
+    }
+}
+
+/// Write what the stream takes now, without waiting: bytes written, and
+/// whether the flush completed. An error or a zero write is a dead stream.
+fn write_now(stream: &mut Stream, bytes: &[u8]) -> Result<(usize, bool), ()> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut written = 0;
+    while written < bytes.len() {
+        match Pin::new(&mut *stream).poll_write(&mut cx, &bytes[written..]) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
+            Poll::Ready(Ok(n)) => written += n,
+            Poll::Pending => return Ok((written, false)),
+        }
+    }
+    match Pin::new(&mut *stream).poll_flush(&mut cx) {
+        Poll::Ready(Ok(())) => Ok((written, true)),
+        Poll::Ready(Err(_)) => Err(()),
+        Poll::Pending => Ok((written, false)),
+    }
+}
+
+/// Write `bytes` and flush, waiting as needed (the writer's path).
+pub async fn write_all(stream: &mut Stream, bytes: &[u8]) -> bool {
+    stream.write_all(bytes).await.is_ok() && stream.flush().await.is_ok()
+}
