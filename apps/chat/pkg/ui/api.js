@@ -1,69 +1,37 @@
-// The chat's HTTP API on our own node, the same calls as the generated
-// client `apps/chat/api/chat.ts` (kit b), written as plain JS so the page
-// needs no build step. Every call resolves to the plain value, or throws a
-// ChatError with the app's typed code (`too-long`, `rate-limited`, ...).
+// The chat's HTTP API on our own node: the client `kit b` generates
+// (`chat.js`, a copy of `apps/chat/api/chat.js`; a test checks they match),
+// with what a page adds: a node that cannot be reached becomes a typed
+// `network` error, and a lapsed login goes back to the login page. Every
+// call resolves to the plain value, or throws a ChatError (the generated
+// HearthError) with the app's typed code (`too-long`, `rate-limited`, ...).
 
-export class ChatError extends Error {
-  constructor(code, message, status, details) {
-    super(message);
-    this.code = code;
-    this.status = status;
-    this.details = details;
-  }
-}
+import * as chat from './chat.js';
 
-/** `/<process-id>`: the first segment of the page's path. */
-export const base = '/' + location.pathname.split('/')[1];
+export const ChatError = chat.HearthError;
 
-async function call(method, path, args) {
-  const init = { method, headers: { 'content-type': 'application/json' } };
-  if (method !== 'GET') init.body = JSON.stringify(args || {});
-  let response;
-  try {
-    response = await fetch(base + path, init);
-  } catch (e) {
-    throw new ChatError('network', 'Our node cannot be reached. Is it running?', 0);
-  }
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    if (response.status === 401) {
-      location.href = '/login?next=' + encodeURIComponent(location.pathname);
+function guarded(call) {
+  return async (args) => {
+    try {
+      return await call(args);
+    } catch (e) {
+      if (!(e instanceof ChatError)) {
+        if (!(e instanceof TypeError)) throw e;
+        throw new ChatError('network', 'Our node cannot be reached. Is it running?', 0);
+      }
+      if (e.status === 401) {
+        location.href = '/login?next=' + encodeURIComponent(location.pathname);
+      }
+      throw e;
     }
-    const e = (body && body.error) || { code: 'http-' + response.status, message: response.statusText || 'request failed' };
-    throw new ChatError(e.code, e.message, response.status, e.details);
-  }
-  return body;
+  };
 }
 
-const post = (path) => (args) => call('POST', path, args);
-
-export const api = {
-  me: () => call('GET', '/api/me'),
-  setProfile: post('/api/profile'),       // {display_name, color}
-  rooms: () => call('GET', '/api/rooms'),
-  createRoom: post('/api/rooms'),         // {name, kind}
-  openDirect: post('/api/direct'),        // {node}
-  join: post('/api/join'),                // {address}
-  leave: post('/api/leave'),              // {room}
-  decline: post('/api/decline'),          // {room}
-  invite: post('/api/invite'),            // {room, node}
-  removeMember: post('/api/remove'),      // {room, node}
-  setRole: post('/api/role'),             // {room, node, role}
-  rename: post('/api/rename'),            // {room, name}
-  members: post('/api/members'),          // {room}
-  messages: post('/api/messages'),        // {room, limit, before_id}
-  send: post('/api/send'),                // {room, text, reply_to, attachment}
-  edit: post('/api/edit'),                // {room, id, text}
-  remove: post('/api/delete'),            // {room, id}
-  react: post('/api/react'),              // {room, id, emoji}
-  markRead: post('/api/read'),            // {room, id}
-  typing: post('/api/typing'),            // {room}
-  retry: post('/api/retry'),              // {room, client_id}
-  discard: post('/api/discard'),          // {room, client_id}
-  upload: post('/api/upload'),            // {name, mime, data}
-  attachment: post('/api/attachment'),    // {node, id}
-  publicRooms: post('/api/public'),       // {node}
-};
+/** Every generated call, by the method's name (`create_room`, `send`, ...). */
+export const api = Object.fromEntries(
+  Object.entries(chat)
+    .filter(([name, f]) => typeof f === 'function' && f !== ChatError && !name.startsWith('watch_'))
+    .map(([name, f]) => [name, guarded(f)]),
+);
 
 /** What to tell a person for each typed refusal. */
 export function explain(error) {

@@ -366,7 +366,7 @@ function scheduleMessages() {
       onEdit: (m) => composer.edit(m),
       onDelete: (m) => act(async () => {
         if (!confirm('Delete this message for everyone?')) return;
-        S.upsertMessage(store, await api.remove({ room: m.room, id: m.id }));
+        S.upsertMessage(store, await api.delete_message({ room: m.room, id: m.id }));
         scheduleMessages();
       }),
       onReact: (m, emoji) => act(async () => {
@@ -425,7 +425,7 @@ function markRead() {
   if (!newest || newest <= r.last_read || !atBottom) return;
   clearTimeout(readTimer);
   readTimer = setTimeout(() => {
-    api.markRead({ room: r.address, id: newest }).then((room) => {
+    api.mark_read({ room: r.address, id: newest }).then((room) => {
       store.rooms.set(room.address, room);
       renderSidebar();
     }, () => {});
@@ -461,7 +461,7 @@ function renderMembers() {
     m.role !== 'member' ? el('span.role', {}, m.role) : null,
     admin && m.role !== 'owner' && m.node !== our.node && r.kind !== 'direct'
       ? el('button.icon-button.remove', { type: 'button', 'aria-label': `Remove ${m.node}`, title: `Remove ${m.node}`,
-        onclick: () => act(async () => { if (confirm(`Remove ${m.node} from ${r.name}?`)) await api.removeMember({ room: r.address, node: m.node }); }) }, '×')
+        onclick: () => act(async () => { if (confirm(`Remove ${m.node} from ${r.name}?`)) await api.remove_member({ room: r.address, node: m.node }); }) }, '×')
       : null)));
 }
 
@@ -555,7 +555,7 @@ function newRoomDialog() {
       el('label', {}, el('input', { type: 'radio', name: 'kind', value: 'private' }), 'Private: invited only')),
     el('p.note', {}, 'Your node hosts the room. Invite others by their node name.'),
   ], async (form) => {
-    const room = await api.createRoom({ name: form['d-name'].value.trim(), kind: form.kind.value });
+    const room = await api.create_room({ name: form['d-name'].value.trim(), kind: form.kind.value });
     store.rooms.set(room.address, room);
     renderSidebar();
     openRoom(room.address);
@@ -566,7 +566,7 @@ function newDmDialog() {
   ask('New direct message', 'Open', [
     ...field('d-node', 'Node name', { required: true, placeholder: 'bob.os' }),
   ], async (form) => {
-    const room = await api.openDirect({ node: form['d-node'].value.trim() });
+    const room = await api.open_direct({ node: form['d-node'].value.trim() });
     store.rooms.set(room.address, room);
     renderSidebar();
     openRoom(room.address);
@@ -613,7 +613,7 @@ function profileDialog() {
     el('p.note', {}, `Members of your rooms see this next to ${our.node}.`),
   ], async (form) => {
     const color = (form.querySelector('input[name=color]:checked') || {}).value || me.color || SWATCHES[0];
-    store.me = await api.setProfile({ display_name: form['d-display'].value.trim(), color });
+    store.me = await api.set_profile({ display_name: form['d-display'].value.trim(), color });
     renderMe();
   });
 }

@@ -57,6 +57,7 @@ $('sign').addEventListener('submit', async (e) => {
     show(await call('POST', '/api/entries', { name: $('name').value, text: $('text').value }));
     $('text').value = '';
   } catch (err) {
-    $('error').textContent = err.message;
+    // The app's message, as a sentence.
+    $('error').textContent = err.message.charAt(0).toUpperCase() + err.message.slice(1) + '.';
   }
 });
