@@ -1,6 +1,7 @@
 //! `kit bench state`: durable set-state with group commit against raw sled
 //! (insert + flush per write) with as many writers, the same keys and
-//! values; kv latency; vfs throughput on a 64 MiB file against plain files;
+//! values; kv latency; vfs throughput on a 64 MiB file against plain files,
+//! and a 4 KiB vfs read against `std::fs` doing the same stateless read;
 //! boot time with 100 installed processes. Each row with a baseline runs in
 //! rounds that take turns with it, and reports the median round.
 
@@ -28,6 +29,13 @@ const KV_OPS: usize = 2000;
 /// The vfs file and the chunk it moves in.
 const FILE_BYTES: usize = 64 << 20;
 const CHUNK: usize = 4 << 20;
+/// Rounds of the vfs rows. A round moves 64 MiB each way in well under a
+/// second, on a disk whose fdatasync takes 0.1-4 ms, so they get more.
+const VFS_ROUNDS: usize = 8;
+/// The small-read row: bytes per read, reads per side, and reads per turn.
+const SMALL_READ: usize = 4096;
+const SMALL_READS: usize = 2000;
+const SMALL_BLOCK: usize = 200;
 /// Installed processes for the boot row.
 const BOOT_PROCESSES: usize = 100;
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,6 +88,14 @@ pub async fn run(node: &Node, probe: Vec<PackageFile>, scratch: &Path) -> Result
         Row::new("vfs read 64 MiB in 4 MiB chunks", "MB/s", files.read)
             .baseline("std::fs read", files.base_read)
             .target(Better::Higher, 0.8 * files.base_read),
+    );
+    rows.push(
+        Row::new(
+            "vfs read 4 KiB at an offset, p50, from the injector",
+            "us",
+            files.small,
+        )
+        .baseline("std::fs open + seek + read + close", files.base_small),
     );
     let (boot, empty) = boot_time(probe, &scratch.join("boot")).await?;
     rows.push(
@@ -241,28 +257,49 @@ fn mb_per_s(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64()
 }
 
-/// Median MB/s of the vfs rows and their baselines.
+/// Median MB/s of the vfs rows and their baselines, and p50 µs of a small
+/// read and its baseline.
 struct FileRows {
     write: f64,
     read: f64,
     base_write: f64,
     base_read: f64,
+    small: f64,
+    base_small: f64,
 }
 
 /// Rounds of writing then reading 64 MiB through `vfs:distro:sys`, taking
-/// turns with the same through `std::fs` at `plain`.
+/// turns with the same through `std::fs` at `plain`; then small reads.
+/// Both sides write from buffers made before the clock starts (one per
+/// chunk, each freed once written) and read into memory that is already
+/// mapped, and each timed write phase starts on a committed journal.
 async fn vfs_rows(node: &Node, plain: &Path) -> Result<FileRows> {
     let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
+    let chunks = || {
+        (0..FILE_BYTES / CHUNK)
+            .map(|_| chunk.clone())
+            .collect::<Vec<_>>()
+    };
+    let drive_dir = node
+        .home()
+        .join(hearth::vfs::VFS_DIR)
+        .join(node.injector().address().process.package_id());
+    let plain_dir = plain.parent().unwrap_or(plain).to_path_buf();
+    // The baseline's read buffer, touched now so that no round pays for
+    // mapping it; the vfs service's buffers come from its allocator.
+    let mut buf = vec![1u8; CHUNK];
     let (mut write, mut read, mut base_write, mut base_read) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in 0..VFS_ROUNDS {
         for hearth_turn in [hearth_first(round), !hearth_first(round)] {
+            let chunks = chunks();
+            settle(&[&drive_dir, &plain_dir])?;
             if hearth_turn {
-                let (w, r) = vfs_throughput(node, &chunk).await?;
+                let (w, r) = vfs_throughput(node, chunks).await?;
                 write.push(w);
                 read.push(r);
             } else {
-                let (w, r) = file_baseline(plain, &chunk)?;
+                let (w, r) = file_baseline(plain, chunks, &mut buf)?;
                 base_write.push(w);
                 base_read.push(r);
             }
@@ -270,20 +307,37 @@ async fn vfs_rows(node: &Node, plain: &Path) -> Result<FileRows> {
     }
     show_rounds("vfs write, MB/s", &write, &base_write);
     show_rounds("vfs read, MB/s", &read, &base_read);
+    let (small, base_small) = small_reads(node, &plain_dir.join("small.bin")).await?;
     Ok(FileRows {
         write: median(write),
         read: median(read),
         base_write: median(base_write),
         base_read: median(base_read),
+        small,
+        base_small,
     })
 }
 
+/// Commit the file system's journal before a timed write phase: fsync the
+/// directories where the last phases removed their files, so that no side
+/// pays for the other's delete (this disk is mounted with `discard`) in its
+/// first fdatasync.
+fn settle(dirs: &[&Path]) -> Result<()> {
+    for dir in dirs {
+        match std::fs::File::open(dir) {
+            Ok(d) => d
+                .sync_all()
+                .with_context(|| format!("fsync {}", dir.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("open {}", dir.display())),
+        }
+    }
+    Ok(())
+}
+
 /// MB/s writing then reading a 64 MiB file through `vfs:distro:sys`.
-async fn vfs_throughput(node: &Node, chunk: &[u8]) -> Result<(f64, f64)> {
+async fn vfs_throughput(node: &Node, chunks: Vec<Vec<u8>>) -> Result<(f64, f64)> {
     let vfs = "vfs:distro:sys";
-    // Each append hands its buffer over; make them before the clock starts,
-    // as the baseline writes from a buffer it already has.
-    let chunks: Vec<Vec<u8>> = (0..FILE_BYTES / CHUNK).map(|_| chunk.to_vec()).collect();
     let t = Instant::now();
     for chunk in chunks {
         let (r, _) = ask(
@@ -323,25 +377,25 @@ async fn vfs_throughput(node: &Node, chunk: &[u8]) -> Result<(f64, f64)> {
 
 /// The same chunks with plain files in this process: an open, append and
 /// fdatasync per chunk, as a vfs `Append` does (its reply means the bytes
-/// are on disk), then one open and a reused buffer for the reads.
-fn file_baseline(path: &Path, chunk: &[u8]) -> Result<(f64, f64)> {
+/// are on disk), each chunk freed once written as the service frees it;
+/// then one open and `buf` for the reads.
+fn file_baseline(path: &Path, chunks: Vec<Vec<u8>>, buf: &mut [u8]) -> Result<(f64, f64)> {
     use std::io::{Read, Write};
     let t = Instant::now();
-    for _ in 0..FILE_BYTES / CHUNK {
+    for chunk in chunks {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        f.write_all(chunk)?;
+        f.write_all(&chunk)?;
         f.sync_data()?;
     }
     let write = mb_per_s(FILE_BYTES, t.elapsed());
     let t = Instant::now();
     let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; CHUNK];
     let mut total = 0;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f.read(buf)?;
         if n == 0 {
             break;
         }
@@ -350,6 +404,59 @@ fn file_baseline(path: &Path, chunk: &[u8]) -> Result<(f64, f64)> {
     let read = mb_per_s(total, t.elapsed());
     std::fs::remove_file(path)?;
     Ok((write, read))
+}
+
+/// p50 µs of a 4 KiB read at a spread of offsets in a 1 MiB file: through
+/// `vfs:distro:sys` (a request each), and with `std::fs` doing what one
+/// stateless read does (open, seek, read, close), in alternating blocks.
+async fn small_reads(node: &Node, plain: &Path) -> Result<(f64, f64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    const FILE: usize = 1 << 20;
+    let bytes: Vec<u8> = (0..FILE).map(|i| (i % 251) as u8).collect();
+    std::fs::write(plain, &bytes)?;
+    let vfs = "vfs:distro:sys";
+    let (r, _) = ask(
+        node,
+        vfs,
+        json!({"Write": {"drive": null, "path": "small.bin"}}),
+        Some(bytes),
+    )
+    .await?;
+    if r.get("Ok").is_none() {
+        bail!("vfs write failed: {r}");
+    }
+    let offset = |i: usize| (i * 7919 * SMALL_READ) % (FILE - SMALL_READ);
+    let mut buf = vec![1u8; SMALL_READ];
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for block in 0..SMALL_READS / SMALL_BLOCK {
+        for i in block * SMALL_BLOCK..(block + 1) * SMALL_BLOCK {
+            let body = json!({"Read": {"drive": null, "path": "small.bin",
+                "offset": offset(i), "length": SMALL_READ}});
+            let t = Instant::now();
+            let (r, blob) = ask(node, vfs, body, None).await?;
+            ours.push(t.elapsed().as_secs_f64() * 1e6);
+            if blob.map(|b| b.bytes.len()) != Some(SMALL_READ) {
+                bail!("vfs small read failed: {r}");
+            }
+        }
+        for i in block * SMALL_BLOCK..(block + 1) * SMALL_BLOCK {
+            let t = Instant::now();
+            let mut f = std::fs::File::open(plain)?;
+            f.seek(SeekFrom::Start(offset(i) as u64))?;
+            f.read_exact(&mut buf)?;
+            drop(f);
+            base.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    ask(
+        node,
+        vfs,
+        json!({"Remove": {"drive": null, "path": "small.bin"}}),
+        None,
+    )
+    .await?;
+    std::fs::remove_file(plain)?;
+    Ok((median(ours), median(base)))
 }
 
 /// ms for `Node::start` of a home with 100 installed probe processes

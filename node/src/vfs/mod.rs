@@ -24,6 +24,7 @@ use crate::native::{NativeEndpoint, Reply, ReplyFuture, Service};
 use crate::services::Services;
 use crate::types::{Blob, KernelMessage, Message, ProcessId};
 use ops::Op;
+use path::{Drive, Drives};
 
 /// Drives live under `<home>/vfs`.
 pub const VFS_DIR: &str = "vfs";
@@ -51,7 +52,7 @@ pub fn start(
     let max_message = services.kernel.limits().max_message_bytes as u64;
     let service = Arc::new(VfsService {
         services: services.clone(),
-        vfs_dir,
+        drives: Arc::new(Drives::new(vfs_dir)),
         max_read: MAX_READ_CHUNK.min(max_message.saturating_sub(REPLY_HEADROOM).max(1)),
     });
     NativeEndpoint::start(services, process_id(), caps, Some(service))
@@ -59,7 +60,7 @@ pub fn start(
 
 struct VfsService {
     services: Arc<Services>,
-    vfs_dir: PathBuf,
+    drives: Arc<Drives>,
     max_read: u64,
 }
 
@@ -133,27 +134,21 @@ impl VfsService {
             VfsRequest::Remove { drive, path } => (drive, Pending::One(path, Op::Remove)),
             VfsRequest::Rename { drive, from, to } => (drive, Pending::Two(from, to)),
         };
-        let root = self.drive(&caller, drive)?;
-        let op = match op {
-            Pending::One(p, make) => make(path::resolve(&root, &p)?),
-            Pending::Bytes(p, bytes, make) => make(path::resolve(&root, &p)?, bytes),
-            Pending::Read(p, offset, length) => Op::Read {
-                path: path::resolve(&root, &p)?,
-                offset,
-                length,
-            },
-            Pending::Two(from, to) => {
-                Op::Rename(path::resolve(&root, &from)?, path::resolve(&root, &to)?)
-            }
-        };
-        tokio::task::spawn_blocking(move || ops::run(op, &root))
-            .await
-            .map_err(|e| VfsError::Io(format!("file task failed: {e}")))?
+        let owner = self.owner(&caller, drive)?;
+        // Everything that touches the disk, the drive's paths included,
+        // happens in one blocking task, off the async workers.
+        let drives = self.drives.clone();
+        tokio::task::spawn_blocking(move || {
+            let drive = drives.open(&owner)?;
+            ops::run(op.resolve(&drive)?, &drive.root)
+        })
+        .await
+        .map_err(|e| VfsError::Io(format!("file task failed: {e}")))?
     }
 
-    /// The root of the drive of `drive` (default: the caller's package),
-    /// created on first use, if the caller may use it.
-    fn drive(&self, caller: &str, drive: Option<String>) -> Result<PathBuf, VfsError> {
+    /// The owner of the drive `drive` names (default: the caller's
+    /// package), if the caller may use it.
+    fn owner(&self, caller: &str, drive: Option<String>) -> Result<String, VfsError> {
         let owner = drive.unwrap_or_else(|| caller.to_string());
         let valid = owner
             .split_once(':')
@@ -170,9 +165,7 @@ impl VfsService {
         {
             return Err(VfsError::Forbidden(owner));
         }
-        let root = self.vfs_dir.join(&owner);
-        std::fs::create_dir_all(&root).map_err(|e| VfsError::Io(format!("drive {owner}: {e}")))?;
-        Ok(root)
+        Ok(owner)
     }
 }
 
@@ -182,6 +175,22 @@ enum Pending {
     Bytes(String, Vec<u8>, fn(PathBuf, Vec<u8>) -> Op),
     Read(String, u64, u64),
     Two(String, String),
+}
+
+impl Pending {
+    fn resolve(self, drive: &Drive) -> Result<Op, VfsError> {
+        let at = |p: &str| path::resolve_in(drive, p);
+        Ok(match self {
+            Pending::One(p, make) => make(at(&p)?),
+            Pending::Bytes(p, bytes, make) => make(at(&p)?, bytes),
+            Pending::Read(p, offset, length) => Op::Read {
+                path: at(&p)?,
+                offset,
+                length,
+            },
+            Pending::Two(from, to) => Op::Rename(at(&from)?, at(&to)?),
+        })
+    }
 }
 
 fn io(e: crate::state::StateError) -> VfsError {

@@ -1,13 +1,86 @@
 //! Resolving a drive-relative path to a file of that drive, refusing
 //! anything that could leave it.
 
+use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::VfsError;
 
+/// The directory that holds every drive, and its canonical form, found
+/// once (symlinks above it are the operator's, and do not change while the
+/// node runs).
+pub struct Drives {
+    dir: PathBuf,
+    canonical: OnceLock<PathBuf>,
+}
+
+/// One drive: its root, and the root with symlinks resolved, under which
+/// every resolved path must stay.
+pub struct Drive {
+    pub root: PathBuf,
+    canonical: PathBuf,
+}
+
+impl Drives {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            canonical: OnceLock::new(),
+        }
+    }
+
+    fn canonical(&self) -> Result<&Path, VfsError> {
+        if let Some(found) = self.canonical.get() {
+            return Ok(found);
+        }
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| self.dir.canonicalize())
+            .map(|found| self.canonical.get_or_init(|| found).as_path())
+            .map_err(|e| VfsError::Io(format!("vfs directory: {e}")))
+    }
+
+    /// The drive of package `owner` (a checked `package:publisher`, so a
+    /// single plain name), created on first use. A plain directory costs
+    /// one `lstat`; a drive the operator made a symlink is resolved.
+    pub fn open(&self, owner: &str) -> Result<Drive, VfsError> {
+        let io = |e: std::io::Error| VfsError::Io(format!("drive {owner}: {e}"));
+        let root = self.dir.join(owner);
+        let canonical = match root.symlink_metadata() {
+            Ok(m) if m.is_dir() => self.canonical()?.join(owner),
+            Ok(m) if m.file_type().is_symlink() => root.canonicalize().map_err(io)?,
+            Ok(_) => return Err(VfsError::Io(format!("drive {owner} is not a directory"))),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                std::fs::create_dir_all(&root).map_err(io)?;
+                self.canonical()?.join(owner)
+            }
+            Err(e) => return Err(io(e)),
+        };
+        Ok(Drive { root, canonical })
+    }
+}
+
 /// `root/rel` for a relative `rel` made of plain names only, whose deepest
 /// existing ancestor (symlinks resolved) is still inside `root`.
+#[cfg(test)]
 pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, VfsError> {
+    let canonical = root
+        .canonicalize()
+        .map_err(|e| VfsError::Io(format!("drive root: {e}")))?;
+    resolve_in(
+        &Drive {
+            root: root.to_path_buf(),
+            canonical,
+        },
+        rel,
+    )
+}
+
+/// [`resolve`] in an opened drive. The walk `lstat`s each existing
+/// component below the root: while none is a symlink, the path is inside.
+/// At the first symlink, the deepest existing part is resolved and must
+/// stay under the drive's canonical root.
+pub fn resolve_in(drive: &Drive, rel: &str) -> Result<PathBuf, VfsError> {
     if rel.starts_with('/') || rel.starts_with('\\') || Path::new(rel).is_absolute() {
         return Err(VfsError::Absolute(rel.into()));
     }
@@ -19,25 +92,36 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, VfsError> {
     {
         return Err(VfsError::Traversal(rel.into()));
     }
-    let full = root.join(relative);
-    let canonical_root = root
-        .canonicalize()
-        .map_err(|e| VfsError::Io(format!("drive root: {e}")))?;
-    // Symlinks can only exist in the part of the path that exists; resolve
-    // that part and check it stays inside.
+    let full = drive.root.join(relative);
+    let mut at = drive.root.clone();
+    for component in relative.components() {
+        at.push(component);
+        match at.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => return resolved_inside(drive, full, rel),
+            Ok(_) => {}
+            // Nothing deeper exists, so nothing deeper can be a symlink.
+            Err(_) => break,
+        }
+    }
+    Ok(full)
+}
+
+/// `full` if its deepest existing ancestor, symlinks resolved, is under
+/// the drive's canonical root.
+fn resolved_inside(drive: &Drive, full: PathBuf, rel: &str) -> Result<PathBuf, VfsError> {
     let mut existing = full.as_path();
     loop {
         if existing.symlink_metadata().is_ok() {
             let resolved = existing
                 .canonicalize()
                 .map_err(|_| VfsError::Traversal(rel.into()))?;
-            if !resolved.starts_with(&canonical_root) {
+            if !resolved.starts_with(&drive.canonical) {
                 return Err(VfsError::Traversal(rel.into()));
             }
             return Ok(full);
         }
         match existing.parent() {
-            Some(parent) if parent.starts_with(root) => existing = parent,
+            Some(parent) if parent.starts_with(&drive.root) => existing = parent,
             _ => return Ok(full),
         }
     }
