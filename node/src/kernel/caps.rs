@@ -9,9 +9,9 @@
 //! a process answer requests it received. Messages to or from other nodes
 //! need the `network` capability (`request_networking`).
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use super::{FastMap, FastSet};
+use super::FastMap;
 
 use crate::types::ProcessId;
 
@@ -25,8 +25,53 @@ pub struct ProcessCaps {
 
 #[derive(Debug, Default)]
 pub struct CapabilityTable {
-    /// sender -> targets it may message.
-    messaging: RwLock<FastMap<ProcessId, FastSet<ProcessId>>>,
+    /// sender -> what it may message.
+    messaging: RwLock<FastMap<ProcessId, Arc<RwLock<Grants>>>>,
+}
+
+/// What one holder may message: the targets granted to it, each with its
+/// place in grant order, and what it inherited, as snapshots of the
+/// grants of the processes it inherited from.
+///
+/// A child inherits its parent's capabilities as they are at its spawn.
+/// Copying them made spawning N children of one parent O(N²) in time and
+/// memory (each new child copied a set holding every earlier sibling);
+/// a snapshot is a shared reference and a length instead: grants are
+/// only ever appended, and `revoke_all` drops the holder's whole entry
+/// (a snapshot keeps what it points to), so "granted before the
+/// snapshot" is "placed below its length".
+#[derive(Debug, Default)]
+struct Grants {
+    /// target -> its place in grant order.
+    own: FastMap<ProcessId, u32>,
+    /// Flattened: a child takes its parent's snapshots and one of its
+    /// parent's own grants, so a look-up never recurses.
+    inherited: Vec<Snapshot>,
+}
+
+#[derive(Debug, Clone)]
+struct Snapshot {
+    grants: Arc<RwLock<Grants>>,
+    /// Grants placed below this were held when the snapshot was taken.
+    len: u32,
+}
+
+impl Grants {
+    fn grant(&mut self, target: &ProcessId) {
+        let next = u32::try_from(self.own.len()).unwrap_or(u32::MAX);
+        self.own.entry(target.clone()).or_insert(next);
+    }
+
+    fn holds(&self, target: &ProcessId) -> bool {
+        self.own.contains_key(target)
+            || self.inherited.iter().any(|snapshot| {
+                let grants = snapshot.grants.read().unwrap_or_else(|e| e.into_inner());
+                grants
+                    .own
+                    .get(target)
+                    .is_some_and(|place| *place < snapshot.len)
+            })
+    }
 }
 
 /// Why a request is refused.
@@ -38,19 +83,45 @@ pub enum Denied {
 
 impl CapabilityTable {
     pub fn grant_messaging(&self, holder: &ProcessId, target: &ProcessId) {
-        self.messaging
+        let grants = self
+            .messaging
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(holder.clone())
             .or_default()
-            .insert(target.clone());
+            .clone();
+        grants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .grant(target);
     }
 
-    /// Give `child` every messaging capability `parent` holds.
+    /// Give `child` every messaging capability `parent` holds now (a
+    /// snapshot: what `parent` is granted later does not reach `child`).
     pub fn inherit(&self, parent: &ProcessId, child: &ProcessId) {
+        if parent == child {
+            return;
+        }
         let mut map = self.messaging.write().unwrap_or_else(|e| e.into_inner());
-        let inherited = map.get(parent).cloned().unwrap_or_default();
-        map.entry(child.clone()).or_default().extend(inherited);
+        let Some(from) = map.get(parent).cloned() else {
+            return;
+        };
+        let taken: Vec<Snapshot> = {
+            let from_grants = from.read().unwrap_or_else(|e| e.into_inner());
+            let mut taken = from_grants.inherited.clone();
+            if !from_grants.own.is_empty() {
+                taken.push(Snapshot {
+                    len: u32::try_from(from_grants.own.len()).unwrap_or(u32::MAX),
+                    grants: from.clone(),
+                });
+            }
+            taken
+        };
+        let to = map.entry(child.clone()).or_default();
+        to.write()
+            .unwrap_or_else(|e| e.into_inner())
+            .inherited
+            .extend(taken);
     }
 
     pub fn revoke_all(&self, holder: &ProcessId) {
@@ -61,11 +132,18 @@ impl CapabilityTable {
     }
 
     pub fn holds(&self, holder: &ProcessId, target: &ProcessId) -> bool {
+        // Lock order, here and in `inherit`: the table, then one holder's
+        // grants, then the grants its snapshots point to.
         self.messaging
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(holder)
-            .is_some_and(|set| set.contains(target))
+            .is_some_and(|grants| {
+                grants
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .holds(target)
+            })
     }
 
     /// May `source` send a request to the local process `target`?
@@ -139,5 +217,32 @@ mod tests {
         assert!(t.holds(&c, &b));
         t.revoke_all(&a);
         assert!(!t.holds(&a, &b));
+    }
+
+    #[test]
+    fn a_child_inherits_a_snapshot_of_its_parent() {
+        let t = CapabilityTable::default();
+        let (parent, early, late) = (pid("p:p:x"), pid("e:p:x"), pid("l:p:x"));
+        let (child, grandchild) = (pid("c:p:x"), pid("g:p:x"));
+        t.grant_messaging(&parent, &early);
+        t.inherit(&parent, &child);
+        t.grant_messaging(&parent, &late);
+        assert!(t.holds(&child, &early));
+        assert!(!t.holds(&child, &late), "granted after the spawn");
+        t.grant_messaging(&child, &parent);
+        t.inherit(&child, &grandchild);
+        assert!(t.holds(&grandchild, &early));
+        assert!(t.holds(&grandchild, &parent));
+        assert!(!t.holds(&grandchild, &late));
+        // A parent's revocation leaves what its children already hold.
+        t.revoke_all(&parent);
+        assert!(!t.holds(&parent, &early));
+        assert!(t.holds(&child, &early));
+        // A name spawned again starts from nothing.
+        t.revoke_all(&child);
+        assert!(!t.holds(&child, &early));
+        assert!(t.holds(&grandchild, &early));
+        t.inherit(&child, &child);
+        assert!(!t.holds(&child, &early));
     }
 }
