@@ -20,7 +20,7 @@ use crate::kit_dev::{
 
 /// `kit` as the template tests run it: the shared SDK dir on top of
 /// `kit_dev`'s environment.
-fn kit(user_home: &Path) -> Command {
+pub(crate) fn kit(user_home: &Path) -> Command {
     let mut command = kit_command(user_home);
     command.env("HEARTH_SDK_DIR", shared_sdk_dir());
     command

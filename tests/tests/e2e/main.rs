@@ -27,5 +27,6 @@ mod rooms;
 mod rooms_browser;
 mod rooms_hostile;
 mod services;
+mod template_browser;
 mod ui;
 mod web_hostile;

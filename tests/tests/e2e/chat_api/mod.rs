@@ -7,7 +7,8 @@
 //! Calls go through each node's admin injector, as `kit i` sends them;
 //! the browser reaches the same methods over HTTP. `messages.rs`:
 //! replies, edits, deletes, reactions, mentions and files across nodes;
-//! `restart.rs`: nodes killed or stopped mid-conversation.
+//! `restart.rs`: nodes killed or stopped mid-conversation; `generated.rs`:
+//! the committed generated API files match the built component.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
+mod generated;
 mod messages;
 mod restart;
 
