@@ -3,24 +3,26 @@
 //! One shared loop for all of them: each service only implements
 //! [`Service::handle`].
 //!
-//! An endpoint can serve requests and ask other processes. Two tasks keep
-//! those apart: the *dispatcher* reads the mailbox and hands answers to the
-//! callers awaiting them (so an `ask` never waits behind a request being
-//! served), and the *worker* serves requests one at a time, in arrival
-//! order.
+//! An endpoint can serve requests and ask other processes. Answers never
+//! wait behind a request being served: the mailbox's answer hook hands
+//! each response or failure to the caller awaiting it in the sender's own
+//! call, with no task between (an HTTP request's answer goes from the
+//! process's `respond` straight to the axum handler). The *dispatcher*
+//! reads the mailbox and passes requests to the *worker*, which serves
+//! them one at a time, in arrival order.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn, Instrument};
 
 use crate::kernel::caps::ProcessCaps;
-use crate::kernel::mailbox::{mailbox, Envelope};
+use crate::kernel::mailbox::{mailbox, AnswerHook, Envelope};
 use crate::kernel::Endpoint;
 use crate::services::Services;
 use crate::types::{
@@ -61,14 +63,93 @@ pub type ReplyFuture<'a> = Pin<Box<dyn Future<Output = Option<Reply>> + Send + '
 /// A runtime service. `handle` gets each request in arrival order.
 pub trait Service: Send + Sync + 'static {
     fn handle(&self, request: KernelMessage) -> ReplyFuture<'_>;
+
+    /// Serve `request` at once, in its sender's own `route` call, if it
+    /// needs no waiting (no I/O, no await, only short locks that are never
+    /// held while sending to this endpoint); it is then never queued.
+    /// Give it back to have it queued for [`Service::handle`]. A service
+    /// must serve all of one sender's requests here or none, so that each
+    /// sender's requests keep their order.
+    fn handle_now(&self, request: KernelMessage) -> Result<Option<Reply>, KernelMessage> {
+        Err(request)
+    }
 }
 
 type Waiter = oneshot::Sender<Result<KernelMessage, SendError>>;
 
+/// The callers awaiting an answer, by correlation id; shared by the
+/// endpoint and its mailbox's answer hook.
+#[derive(Default)]
+struct Waiters(Mutex<HashMap<u64, Waiter>>);
+
+impl Waiters {
+    fn insert(&self, id: u64, waiter: Waiter) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, waiter);
+    }
+
+    fn take(&self, id: u64) -> Option<Waiter> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
+    }
+
+    /// Hand an answer to its caller; an answer nobody awaits (late, or
+    /// a duplicate) is dropped here. Requests come back untouched.
+    fn answer(&self, envelope: Envelope) -> Option<Envelope> {
+        let (id, result) = match envelope {
+            Envelope::Message(km) if km.is_request() => return Some(Envelope::Message(km)),
+            Envelope::Message(km) => (km.id, Ok(km)),
+            Envelope::Failed { id, error } => (id, Err(error)),
+        };
+        match self.take(id) {
+            Some(waiter) => {
+                let _ = waiter.send(result);
+            }
+            None => debug!(id, "answer nobody awaits (late or duplicate); discarded"),
+        }
+        None
+    }
+}
+
+/// What a native endpoint takes at delivery, in the sender's own call
+/// (the mailbox's answer hook): answers, handed to their callers, and the
+/// requests its service serves at once ([`Service::handle_now`]).
+/// It holds the endpoint weakly: the kernel's table holds the hook.
+struct Inline {
+    waiters: Arc<Waiters>,
+    service: Option<Arc<dyn Service>>,
+    endpoint: Arc<OnceLock<Weak<NativeEndpoint>>>,
+}
+
+impl Inline {
+    fn take(&self, envelope: Envelope) -> Option<Envelope> {
+        let km = match envelope {
+            Envelope::Message(km) if km.is_request() => km,
+            answer => return self.waiters.answer(answer),
+        };
+        let (Some(service), Some(endpoint)) =
+            (&self.service, self.endpoint.get().and_then(Weak::upgrade))
+        else {
+            return Some(Envelope::Message(km));
+        };
+        let (id, rsvp) = (km.id, km.rsvp.clone());
+        match service.handle_now(km) {
+            Ok(reply) => {
+                if let (Some(rsvp), Some(reply)) = (rsvp, reply) {
+                    endpoint.answer(rsvp, id, reply);
+                }
+                None
+            }
+            Err(km) => Some(Envelope::Message(km)),
+        }
+    }
+}
+
 pub struct NativeEndpoint {
     address: Address,
     services: Arc<Services>,
-    waiters: Mutex<HashMap<u64, Waiter>>,
+    waiters: Arc<Waiters>,
     /// Payload bytes of the requests queued for the worker.
     backlog_bytes: AtomicUsize,
 }
@@ -84,15 +165,24 @@ impl NativeEndpoint {
     ) -> Result<Arc<Self>, crate::kernel::AlreadyRunning> {
         let limits = services.kernel.limits();
         let (tx, mut rx) = mailbox(limits.mailbox_requests, limits.mailbox_bytes);
+        let waiters = Arc::new(Waiters::default());
+        let me: Arc<OnceLock<Weak<Self>>> = Arc::default();
+        let hook = Inline {
+            waiters: waiters.clone(),
+            service: service.clone(),
+            endpoint: me.clone(),
+        };
+        let tx = tx.with_answer_hook(AnswerHook(Arc::new(move |e| hook.take(e))));
         services
             .kernel
             .register(id.clone(), Endpoint { mailbox: tx, caps })?;
         let endpoint = Arc::new(Self {
             address: services.kernel.address(&id),
             services: services.clone(),
-            waiters: Mutex::default(),
+            waiters,
             backlog_bytes: AtomicUsize::new(0),
         });
+        let _ = me.set(Arc::downgrade(&endpoint));
         let (work_tx, work_rx) = mpsc::channel(SERVICE_BACKLOG);
         if let Some(service) = service {
             let worker = endpoint.clone();
@@ -118,17 +208,12 @@ impl NativeEndpoint {
         &self.address
     }
 
+    /// Requests go to the worker; answers are taken by the hook before
+    /// they are queued, so one seen here came in some other way and is
+    /// handed over just the same.
     fn dispatch(&self, envelope: Envelope, work_tx: &mpsc::Sender<KernelMessage>) {
-        let (id, result) = match envelope {
-            Envelope::Message(km) if km.is_request() => return self.enqueue(km, work_tx),
-            Envelope::Message(km) => (km.id, Ok(km)),
-            Envelope::Failed { id, error } => (id, Err(error)),
-        };
-        match self.take_waiter(id) {
-            Some(waiter) => {
-                let _ = waiter.send(result);
-            }
-            None => debug!(id, "answer nobody awaits (late or duplicate); discarded"),
+        if let Some(Envelope::Message(km)) = self.waiters.answer(envelope) {
+            self.enqueue(km, work_tx);
         }
     }
 
@@ -195,10 +280,7 @@ impl NativeEndpoint {
     }
 
     fn take_waiter(&self, id: u64) -> Option<Waiter> {
-        self.waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id)
+        self.waiters.take(id)
     }
 
     /// Answer request `id` of `rsvp`; a reply the kernel refuses (larger
@@ -285,10 +367,7 @@ impl NativeEndpoint {
         let kernel = &self.services.kernel;
         let id = kernel.next_id();
         let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
+        self.waiters.insert(id, tx);
         if let Err(e) = kernel.route(self.request(id, target.clone(), body, blob, Some(timeout))) {
             self.take_waiter(id);
             return Err(e);

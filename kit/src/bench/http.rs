@@ -91,15 +91,16 @@ pub async fn run(node: &Node, notebook: Vec<PackageFile>) -> Result<Vec<Row>> {
         )
         .baseline("plain axum handler", percentile(&base.latencies_us, 99.0)),
     ];
-    let (base50, base99) = publish_fan_out(&Feed::Plain {
+    let base = publish_fan_out(&Feed::Plain {
         addr: baseline_addr,
     })
     .await?;
-    let (p50, p99) = publish_fan_out(&Feed::Notebook {
+    let ours = publish_fan_out(&Feed::Notebook {
         addr,
         cookie: cookie.as_str().into(),
     })
     .await?;
+    let (p50, p99, base50, base99) = (ours.last_p50, ours.last_p99, base.last_p50, base.last_p99);
     const BROADCAST: &str = "plain axum + tokio broadcast, same client";
     rows.push(
         Row::new(
@@ -117,6 +118,14 @@ pub async fn run(node: &Node, notebook: Vec<PackageFile>) -> Result<Vec<Row>> {
             p99,
         )
         .baseline(BROADCAST, base99),
+    );
+    rows.push(
+        Row::new(
+            "one publish reaching the first WebSocket subscriber, p50",
+            "ms",
+            ours.first_p50,
+        )
+        .baseline(BROADCAST, base.first_p50),
     );
     Ok(rows)
 }
@@ -256,10 +265,19 @@ impl Feed {
 /// and when it got it.
 type Receipt = (Utf8Bytes, usize, Instant);
 
+/// What the publish rows measured, in ms from the publishing HTTP call.
+struct FanOut {
+    /// Until the last subscriber had the key.
+    last_p50: f64,
+    last_p99: f64,
+    /// Until the first one had it: the path before the fan-out.
+    first_p50: f64,
+}
+
 /// Open `SUBSCRIBERS` WebSockets on `feed`, then time `PUBLISHES`
-/// publishes from the HTTP call until the last subscriber has the key.
-/// Returns p50 and p99 in ms.
-async fn publish_fan_out(feed: &Feed) -> Result<(f64, f64)> {
+/// publishes from the HTTP call until the first and the last subscriber
+/// have the key.
+async fn publish_fan_out(feed: &Feed) -> Result<FanOut> {
     let (receipt_tx, mut receipt_rx) = mpsc::channel::<Receipt>(RECEIPTS);
     let mut connecting = JoinSet::new();
     let mut readers = JoinSet::new();
@@ -305,12 +323,14 @@ async fn publish_fan_out(feed: &Feed) -> Result<(f64, f64)> {
     while receipt_rx.try_recv().is_ok() {}
 
     let mut rounds = Vec::with_capacity(PUBLISHES);
+    let mut firsts = Vec::with_capacity(PUBLISHES);
     for n in 0..PUBLISHES {
         let key = format!("bench-{n}");
         let t0 = Instant::now();
         feed.publish(&key).await?;
         let mut got = 0;
         let mut last = t0;
+        let mut first: Option<Instant> = None;
         while got < SUBSCRIBERS {
             let (seen, _, at) = tokio::time::timeout(Duration::from_secs(10), receipt_rx.recv())
                 .await
@@ -319,14 +339,21 @@ async fn publish_fan_out(feed: &Feed) -> Result<(f64, f64)> {
             if seen.as_str() == key {
                 got += 1;
                 last = last.max(at);
+                first = Some(first.map_or(at, |f| f.min(at)));
             }
         }
         rounds.push(last.duration_since(t0).as_secs_f64() * 1e3);
+        firsts.push(first.unwrap_or(last).duration_since(t0).as_secs_f64() * 1e3);
     }
     readers.abort_all();
     while readers.join_next().await.is_some() {}
     rounds.sort_by(f64::total_cmp);
-    Ok((percentile(&rounds, 50.0), percentile(&rounds, 99.0)))
+    firsts.sort_by(f64::total_cmp);
+    Ok(FanOut {
+        last_p50: percentile(&rounds, 50.0),
+        last_p99: percentile(&rounds, 99.0),
+        first_p50: percentile(&firsts, 50.0),
+    })
 }
 
 type Reader = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
