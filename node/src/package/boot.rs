@@ -51,6 +51,7 @@ pub async fn restore_children(services: &Arc<Services>) -> usize {
         }
     };
     let mut started = 0;
+    let mut packages = Packages::default();
     loop {
         let (ready, rest): (Vec<_>, Vec<_>) = waiting
             .into_iter()
@@ -62,7 +63,7 @@ pub async fn restore_children(services: &Arc<Services>) -> usize {
             return started;
         }
         for child in ready {
-            match restore_child(services, &child) {
+            match restore_child(services, &mut packages, &child) {
                 Ok(()) => started += 1,
                 Err(e) => warn!(child = %child.id, "child not restored: {e}"),
             }
@@ -76,11 +77,19 @@ fn parent_missing(child: &crate::state::table::ChildRecord, services: &Services)
     !services.kernel.is_running(&child.parent)
 }
 
-fn restore_child(
-    services: &Arc<Services>,
-    child: &crate::state::table::ChildRecord,
-) -> Result<(), InstallError> {
-    let dir = services.packages_dir.join(child.id.package_id());
+/// Installed packages read at boot, by package id: every child of one
+/// package shares its `PackageInfo`, read from `metadata.json` once.
+type Packages = std::collections::HashMap<String, Arc<PackageInfo>>;
+
+fn package_of(
+    services: &Services,
+    packages: &mut Packages,
+    package_id_of_child: String,
+) -> Result<Arc<PackageInfo>, InstallError> {
+    if let Some(package) = packages.get(&package_id_of_child) {
+        return Ok(package.clone());
+    }
+    let dir = services.packages_dir.join(&package_id_of_child);
     let path = dir.join("metadata.json");
     let metadata: Metadata = parse_json(
         &std::fs::read(&path).map_err(io_err(&path))?,
@@ -91,6 +100,16 @@ fn restore_child(
         version: metadata.properties.current_version.clone(),
         dir,
     });
+    packages.insert(package_id_of_child, package.clone());
+    Ok(package)
+}
+
+fn restore_child(
+    services: &Arc<Services>,
+    packages: &mut Packages,
+    child: &crate::state::table::ChildRecord,
+) -> Result<(), InstallError> {
+    let package = package_of(services, packages, child.id.package_id())?;
     let spec = ProcessSpec {
         id: child.id.clone(),
         package,
