@@ -35,6 +35,23 @@ pub struct Endpoint {
     pub caps: ProcessCaps,
 }
 
+/// An endpoint as the table keeps it: the sender shared, so a routing call
+/// takes one reference (one atomic add and one subtract) to push outside
+/// the table's lock, where cloning the sender itself took several.
+struct Entry {
+    mailbox: Arc<MailboxTx>,
+    caps: ProcessCaps,
+}
+
+impl From<Endpoint> for Entry {
+    fn from(endpoint: Endpoint) -> Self {
+        Self {
+            mailbox: Arc::new(endpoint.mailbox),
+            caps: endpoint.caps,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("process {0} is already running")]
 pub struct AlreadyRunning(pub ProcessId);
@@ -51,7 +68,7 @@ pub enum RegisterError {
 pub struct Kernel {
     our: Arc<str>,
     limits: Limits,
-    table: RwLock<FastMap<ProcessId, Endpoint>>,
+    table: RwLock<FastMap<ProcessId, Entry>>,
     pub caps: CapabilityTable,
     ids: ids::IdMinter,
     /// Counters rendered at `/metrics`.
@@ -109,7 +126,7 @@ impl Kernel {
         if table.contains_key(&id) {
             return Err(AlreadyRunning(id));
         }
-        table.insert(id, endpoint);
+        table.insert(id, endpoint.into());
         Ok(())
     }
 
@@ -128,7 +145,7 @@ impl Kernel {
         if table.len() >= self.limits.max_processes {
             return Err(RegisterError::NodeFull(table.len()));
         }
-        table.insert(id, endpoint);
+        table.insert(id, endpoint.into());
         Ok(())
     }
 
@@ -174,7 +191,7 @@ impl Kernel {
         self.read_table().get(id).map(|e| e.caps.clone())
     }
 
-    fn read_table(&self) -> std::sync::RwLockReadGuard<'_, FastMap<ProcessId, Endpoint>> {
+    fn read_table(&self) -> std::sync::RwLockReadGuard<'_, FastMap<ProcessId, Entry>> {
         self.table.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -265,7 +282,7 @@ impl Kernel {
                 );
             }
         }
-        let mailbox = target.mailbox.clone();
+        let mailbox = Arc::clone(&target.mailbox);
         drop(table);
         mailbox.deliver(Envelope::Message(km)).map_err(|refused| {
             let target = match &refused.envelope {
@@ -341,7 +358,7 @@ impl Kernel {
         let mailbox = self
             .read_table()
             .get(&rsvp.process)
-            .map(|e| e.mailbox.clone());
+            .map(|e| Arc::clone(&e.mailbox));
         match mailbox {
             Some(mailbox) => {
                 if mailbox.deliver(Envelope::Failed { id, error }).is_err() {
