@@ -86,6 +86,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Suite::Python = args.suite {
         return python::run(args.json); // its own nodes and packages
     }
+    if let Some(n) = args.scale {
+        scale::fits(n)?; // before the other rows, not after
+    }
     // The rooms suite runs native endpoints only: no guest to build.
     let (echo, probe) = match args.suite {
         Suite::Rooms => (Vec::new(), Vec::new()),

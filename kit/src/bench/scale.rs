@@ -21,6 +21,8 @@ const SPAWNS: usize = 500;
 const IDLE: usize = 1_000;
 /// Requests in flight while the scale rows ping every idle process.
 const SCALE_PINGS_IN_FLIGHT: usize = 128;
+/// Processes the scale node runs besides the idle children (the parent).
+const SCALE_HEADROOM: usize = 1;
 
 /// The spawn and idle-memory rows on `node` (where `echo` is installed),
 /// then the scale rows on a node of their own when `scale` is given.
@@ -52,6 +54,28 @@ pub async fn rows(node: &Node, echo: &[PackageFile], scale: Option<usize>) -> Re
     Ok(rows)
 }
 
+/// Whether `--scale n` fits under this machine's process cap: the parent
+/// and the idle children must fit under `Limits::max_processes`, which
+/// `vm.max_map_count` sets; the error says what to raise it to.
+pub fn fits(n: usize) -> Result<()> {
+    let cap = hearth::config::max_processes_for_this_machine();
+    // Mappings count per OS process: the bench's own node still runs the
+    // `IDLE` processes of the memory row.
+    let needed = hearth::config::max_map_count_for(n + SCALE_HEADROOM + IDLE);
+    let have = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    if n + SCALE_HEADROOM > cap || have < needed {
+        return Err(anyhow!(
+            "--scale {n} needs vm.max_map_count >= {needed} (it is {have}: a node here runs at \
+             most {cap} processes, about 8 memory mappings each); as root: \
+             sysctl -w vm.max_map_count={needed}"
+        ));
+    }
+    Ok(())
+}
+
 /// A node of its own for the scale rows, under `home`.
 fn scale_config(home: &std::path::Path) -> NodeConfig {
     let mut config = NodeConfig::new(home, "scale.os");
@@ -66,6 +90,7 @@ fn scale_config(home: &std::path::Path) -> NodeConfig {
 /// `echo` (so they are persisted and restored at boot, like any spawned
 /// process), each pinged once; then the node restarts with all of them.
 async fn scale_rows(echo: &[PackageFile], n: usize) -> Result<Vec<Row>> {
+    fits(n)?;
     let home = std::env::temp_dir().join(format!("hearth-bench-scale-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
     let result = scale_run(echo, n, &home).await;

@@ -96,7 +96,7 @@ const MAPPINGS_PER_INSTANCE: usize = 8;
 /// sled, sockets and the allocator's arenas.
 const RESERVED_MAPPINGS: usize = 8 * 1024;
 /// The cap when the kernel's limit cannot be read, or is large.
-const MAX_PROCESSES_CEILING: usize = 100_000;
+const MAX_PROCESSES_CEILING: usize = 1_000_000;
 
 /// How many processes fit under this machine's `vm.max_map_count`:
 /// `(max_map_count - RESERVED_MAPPINGS) / MAPPINGS_PER_INSTANCE`, at most
@@ -110,6 +110,15 @@ pub fn max_processes_for_this_machine() -> usize {
             .clamp(64, MAX_PROCESSES_CEILING),
         None => MAX_PROCESSES_CEILING,
     }
+}
+
+/// The `vm.max_map_count` under which `processes` processes fit (the
+/// inverse of [`max_processes_for_this_machine`]), for messages that tell
+/// an operator what to raise it to.
+pub fn max_map_count_for(processes: usize) -> usize {
+    processes
+        .saturating_mul(MAPPINGS_PER_INSTANCE)
+        .saturating_add(RESERVED_MAPPINGS)
 }
 
 impl Default for Limits {
