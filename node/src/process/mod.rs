@@ -147,6 +147,7 @@ pub fn start_then(
         pre,
         mailbox: mailbox_rx,
         stop: stop_rx,
+        in_table: true,
     };
     let task = tokio::spawn(runner.run().instrument(span));
     services.add_running(
@@ -238,6 +239,8 @@ struct Runner {
     pre: ProcessPre<HostState>,
     mailbox: MailboxRx,
     stop: watch::Receiver<bool>,
+    /// Still in the kernel's process table (left once, on the way out).
+    in_table: bool,
 }
 
 impl Runner {
@@ -249,6 +252,13 @@ impl Runner {
             let (exit, mut state) = self.incarnation().await;
             let last_words = state.as_ref().and_then(|s| s.stderr.last_words());
             let words = last_words.as_deref();
+            // A process that stays down leaves the table before its askers
+            // hear `process-exited`, so their next ask gets `unknown-process`.
+            let for_good =
+                matches!(exit, Exit::Stopped) || !matches!(self.ctx.spec.on_exit, OnExit::Restart);
+            if for_good {
+                self.leave_table();
+            }
             self.fail_owed(&mut state, &ExitNotice::new(OWED, words));
             let reason = match exit {
                 Exit::Stopped => break,
@@ -445,11 +455,22 @@ impl Runner {
         }
     }
 
+    /// Leave the kernel's process table, once: a later incarnation
+    /// registered under the same id is not ours to remove.
+    fn leave_table(&mut self) {
+        if std::mem::take(&mut self.in_table) {
+            self.ctx
+                .services
+                .kernel
+                .unregister(&self.ctx.address.process);
+        }
+    }
+
     /// Leave the process table; fail whatever is still queued.
     fn retire(mut self) {
+        self.leave_table();
         let services = &self.ctx.services;
         let id = &self.ctx.address.process;
-        services.kernel.unregister(id);
         services.remove_running(id);
         services.stats.retire(id);
         self.mailbox.close();
