@@ -98,6 +98,8 @@ impl Runtime {
         config.epoch_interruption(true);
         config.async_support(true);
         config.wasm_component_model(true);
+        config.memory_reservation(crate::config::MEMORY_RESERVATION);
+        config.memory_guard_size(crate::config::MEMORY_GUARD);
         // Instances use wasmtime's default on-demand allocator with
         // copy-on-write memory images. Measured against it (`kit bench
         // local`, alternating runs): the pooling allocator cut spawn p50

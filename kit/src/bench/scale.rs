@@ -66,6 +66,14 @@ pub fn fits(n: usize) -> Result<()> {
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(usize::MAX);
+    let ceiling = hearth::config::MAX_PROCESSES_CEILING;
+    if n + SCALE_HEADROOM > ceiling {
+        return Err(anyhow!(
+            "--scale {n}: a node runs at most {ceiling} processes, whatever \
+             vm.max_map_count says: each wasm instance reserves 4 GiB of address space \
+             (so its memory needs no bounds checks), and 47 bits hold about 30,000 of them"
+        ));
+    }
     if n + SCALE_HEADROOM > cap || have < needed {
         return Err(anyhow!(
             "--scale {n} needs vm.max_map_count >= {needed} (it is {have}: a node here runs at \

@@ -95,12 +95,24 @@ const MAPPINGS_PER_INSTANCE: usize = 8;
 /// Mappings kept for everything else the node maps: code, thread stacks,
 /// sled, sockets and the allocator's arenas.
 const RESERVED_MAPPINGS: usize = 8 * 1024;
-/// The cap when the kernel's limit cannot be read, or is large.
-const MAX_PROCESSES_CEILING: usize = 1_000_000;
+/// Address space reserved for one instance's linear memory: 4 GiB, so the
+/// compiled guest needs no bounds checks (wasmtime's default, set
+/// explicitly in `runtime.rs`).
+pub const MEMORY_RESERVATION: u64 = 4 << 30;
+/// The guard region after each linear memory (wasmtime's default).
+pub const MEMORY_GUARD: u64 = 32 << 20;
+/// User address space of one OS process on x86-64 Linux (47 bits).
+const USER_ADDRESS_SPACE: u64 = 1 << 47;
+/// Instances whose reservations fit in 15/16 of the address space (the
+/// rest is the node's heap, code and thread stacks): about 30,000. Past
+/// it, mapping a new memory fails whatever the sysctl says.
+pub const MAX_PROCESSES_CEILING: usize =
+    (USER_ADDRESS_SPACE / 16 * 15 / (MEMORY_RESERVATION + MEMORY_GUARD)) as usize;
 
 /// How many processes fit under this machine's `vm.max_map_count`:
-/// `(max_map_count - RESERVED_MAPPINGS) / MAPPINGS_PER_INSTANCE`, at most
-/// `MAX_PROCESSES_CEILING` and at least 64. Raising the sysctl raises it.
+/// `(max_map_count - RESERVED_MAPPINGS) / MAPPINGS_PER_INSTANCE`, at least
+/// 64 and at most `MAX_PROCESSES_CEILING`, which the address space sets.
+/// Raising the sysctl raises it up to that ceiling.
 pub fn max_processes_for_this_machine() -> usize {
     let map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .ok()
