@@ -24,16 +24,9 @@ use std::sync::{Arc, Mutex};
 use libp2p::PeerId;
 use tokio::time::Instant;
 
-use super::outlet::{Outlet, Refused};
+use super::outlet::{Outlet, Refused, CONNECT_QUEUE, LINK_QUEUE_BYTES};
 use super::wire::Frame;
 use crate::types::{Address, SendErrorKind};
-
-/// Frames queued for a peer while its link is being set up, and in its
-/// outlet's queue once up: one mailbox's worth of requests.
-pub const CONNECT_QUEUE: usize = 4096;
-/// Bytes queued for one peer (either queue): four maximum-size messages.
-/// A single frame is always admitted into an empty queue.
-pub const LINK_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A request sent to a peer and not answered yet.
 #[derive(Debug)]

@@ -30,8 +30,14 @@ use futures::{AsyncWrite, AsyncWriteExt};
 use libp2p::Stream;
 use tokio::sync::Notify;
 
-use super::links::{CONNECT_QUEUE, LINK_QUEUE_BYTES};
 use super::wire::{self, Frame};
+
+/// Frames queued for a peer while its link is being set up, and in its
+/// outlet's queue once up: one mailbox's worth of requests.
+pub const CONNECT_QUEUE: usize = 4096;
+/// Bytes queued for one peer (either queue): four maximum-size messages.
+/// A single frame is always admitted into an empty queue.
+pub const LINK_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A reused encode buffer keeps at most this much capacity when idle.
 const IDLE_SCRATCH: usize = 64 * 1024;
