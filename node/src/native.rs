@@ -67,12 +67,22 @@ pub trait Service: Send + Sync + 'static {
     /// Serve `request` at once, in its sender's own `route` call, if it
     /// needs no waiting (no I/O, no await, only short locks that are never
     /// held while sending to this endpoint); it is then never queued.
-    /// Give it back to have it queued for [`Service::handle`]. A service
+    /// Give it back ([`Now::Later`]) to have it queued for [`Service::handle`]. A service
     /// must serve all of one sender's requests here or none, so that each
     /// sender's requests keep their order.
-    fn handle_now(&self, request: KernelMessage) -> Result<Option<Reply>, KernelMessage> {
-        Err(request)
+    fn handle_now(&self, request: KernelMessage) -> Now {
+        Now::Later(request)
     }
+}
+
+/// What [`Service::handle_now`] did with a request.
+// The message goes back by value: boxing it would allocate per request.
+#[allow(clippy::large_enum_variant)]
+pub enum Now {
+    /// Served; the reply, if any, goes back to the sender.
+    Served(Option<Reply>),
+    /// Not served in the sender's call: queued for [`Service::handle`].
+    Later(KernelMessage),
 }
 
 type Waiter = oneshot::Sender<Result<KernelMessage, SendError>>;
@@ -135,13 +145,13 @@ impl Inline {
         };
         let (id, rsvp) = (km.id, km.rsvp.clone());
         match service.handle_now(km) {
-            Ok(reply) => {
+            Now::Served(reply) => {
                 if let (Some(rsvp), Some(reply)) = (rsvp, reply) {
                     endpoint.answer(rsvp, id, reply);
                 }
                 None
             }
-            Err(km) => Some(Envelope::Message(km)),
+            Now::Later(km) => Some(Envelope::Message(km)),
         }
     }
 }

@@ -12,7 +12,7 @@ use tracing::debug;
 use super::rooms::RoomWatches;
 use super::wire::{Access, HttpServerError, HttpServerReply, HttpServerRequest};
 use super::ws::WsHub;
-use crate::native::{Reply, ReplyFuture, Service};
+use crate::native::{Now, Reply, ReplyFuture, Service};
 use crate::types::{KernelMessage, ProcessId};
 
 pub use super::common::server_id as process_id;
@@ -273,13 +273,13 @@ impl Service for HttpServerService {
     /// call: a publish reaches the connections' buffers without waiting
     /// for two task wake-ups. The hub's events keep the queue (they take
     /// the watch table's lock and may ask the hub back).
-    fn handle_now(&self, km: KernelMessage) -> Result<Option<Reply>, KernelMessage> {
+    fn handle_now(&self, km: KernelMessage) -> Now {
         let p = &km.source.process;
         // `crate::rooms::process_id()`, compared without building it.
         if (&*p.process, &*p.package, &*p.publisher) == ("rooms", "distro", "sys") {
-            return Err(km);
+            return Now::Later(km);
         }
-        Ok(Some(self.serve(km)))
+        Now::Served(Some(self.serve(km)))
     }
 }
 
