@@ -323,29 +323,7 @@ impl Script {
         let output = tokio::task::block_in_place(|| child.wait_with_output()).expect("script ends");
         let stderr = String::from_utf8_lossy(&output.stderr);
         let report = report.unwrap_or_default();
-        let report: Value = serde_json::from_str(&report).unwrap_or_else(|e| {
-            panic!("browser script printed no JSON ({e}):\n{report}\n{stderr}")
-        });
-        let checks = report["checks"].as_array().expect("checks");
-        for c in checks {
-            eprintln!(
-                "{} {} {}",
-                if c["ok"] == true { "ok  " } else { "FAIL" },
-                c["name"],
-                c["detail"]
-            );
-        }
-        let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
-        for expected in expected {
-            assert!(
-                names.contains(expected),
-                "check {expected:?} did not run:\n{report}\n{stderr}"
-            );
-        }
-        assert!(
-            output.status.success() && report["ok"] == true,
-            "browser checks failed:\n{report}\n{stderr}"
-        );
+        browser_report(&report, output.status.success(), expected, &stderr);
     }
 }
 

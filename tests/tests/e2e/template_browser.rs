@@ -12,8 +12,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
-
 use crate::common::*;
 use crate::kit_dev::text;
 use crate::kit_templates::kit;
@@ -105,28 +103,11 @@ fn ui_template_page_works_in_headless_chromium() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let log = std::fs::read_to_string(node_home.path().join("home/hearth.log")).unwrap_or_default();
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!("browser script printed no JSON ({e}):\n{stdout}\n{stderr}\n--- node\n{log}")
-    });
-    let checks = report["checks"].as_array().expect("checks");
-    for c in checks {
-        eprintln!(
-            "{} {} {}",
-            if c["ok"] == true { "ok  " } else { "FAIL" },
-            c["name"],
-            c["detail"]
-        );
-    }
-    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
-    for expected in EXPECTED {
-        assert!(
-            names.contains(expected),
-            "check {expected:?} did not run:\n{stdout}\n{stderr}"
-        );
-    }
-    assert!(
-        output.status.success() && report["ok"] == true,
-        "browser checks failed:\n{stdout}\n{stderr}\n--- node\n{log}"
+    browser_report(
+        &stdout,
+        output.status.success(),
+        EXPECTED,
+        &format!("{stderr}\n--- node\n{log}"),
     );
     drop(node);
 }

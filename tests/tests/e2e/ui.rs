@@ -13,8 +13,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::http::{web_node, PASSWORD};
 use crate::common::*;
 
@@ -48,19 +46,7 @@ async fn home_and_login_in_headless_chromium() {
     });
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let report: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("browser script printed no JSON ({e}):\n{stdout}\n{stderr}"));
-    let checks = report["checks"].as_array().expect("checks");
-    for c in checks {
-        eprintln!(
-            "{} {} {}",
-            if c["ok"] == true { "ok  " } else { "FAIL" },
-            c["name"],
-            c["detail"]
-        );
-    }
-    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
-    for expected in [
+    let expected = [
         "unauthenticated home redirects to login",
         "unauthenticated API request refused",
         "login field is labelled",
@@ -73,15 +59,7 @@ async fn home_and_login_in_headless_chromium() {
         "chat opens from its tile and goes live",
         "chat fits a phone",
         "logout ends the session",
-    ] {
-        assert!(
-            names.contains(&expected),
-            "check {expected:?} did not run:\n{stdout}\n{stderr}"
-        );
-    }
-    assert!(
-        output.status.success() && report["ok"] == true,
-        "browser checks failed:\n{stdout}\n{stderr}"
-    );
+    ];
+    browser_report(&stdout, output.status.success(), &expected, &stderr);
     n.stop().await;
 }

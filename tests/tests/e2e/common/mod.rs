@@ -323,3 +323,33 @@ impl Drop for HearthProcess {
         self.kill();
     }
 }
+
+/// The JSON report a browser script (`tests/ui/*.mjs`) printed: each check
+/// is printed, then every `expected` check must have run and all passed
+/// (and the script exited well). `context` (stderr, node logs) is added to
+/// any failure. Returns the report for checks of its own.
+pub fn browser_report(printed: &str, exited_well: bool, expected: &[&str], context: &str) -> Value {
+    let report: Value = serde_json::from_str(printed.trim())
+        .unwrap_or_else(|e| panic!("browser script printed no JSON ({e}):\n{printed}\n{context}"));
+    let checks = report["checks"].as_array().expect("checks");
+    for c in checks {
+        eprintln!(
+            "{} {} {}",
+            if c["ok"] == true { "ok  " } else { "FAIL" },
+            c["name"],
+            c["detail"]
+        );
+    }
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    for expected in expected {
+        assert!(
+            names.contains(expected),
+            "check {expected:?} did not run:\n{printed}\n{context}"
+        );
+    }
+    assert!(
+        exited_well && report["ok"] == true,
+        "browser checks failed:\n{printed}\n{context}"
+    );
+    report
+}
