@@ -310,14 +310,12 @@ impl HostState {
 pub enum SpawnError {
     #[error("bad-name: {0}")]
     BadName(String),
-    #[error("bad-wasm-path: {0}")]
-    BadWasmPath(#[from] crate::package_info::WasmPathError),
+    #[error(transparent)]
+    Wasm(#[from] super::ChildWasmError),
     #[error("already-running: {0} is running; a spawn never takes over a process")]
     AlreadyRunning(ProcessId),
     #[error("node-full: the node already runs {0} processes, its limit")]
     NodeFull(usize),
-    #[error("bad-component: {0}")]
-    Component(#[from] crate::runtime::RuntimeError),
     #[error("start-failed: {0}")]
     Start(#[from] super::StartError),
 }
@@ -361,16 +359,7 @@ impl HostState {
         };
         let package = self.ctx.spec.package.clone();
         let wasm_path = options.wasm_path;
-        let compile = {
-            let wasm_path = wasm_path.clone();
-            move || -> Result<String, SpawnError> {
-                let (file, normal) = package.wasm_within(&wasm_path)?;
-                let key = package.component_key(&normal);
-                let max = services.kernel.limits().max_component_bytes;
-                services.runtime.prepare_within(&key, &file, max)?;
-                Ok(normal)
-            }
-        };
+        let compile = move || super::prepare_child_wasm(&services, &package, &wasm_path);
         let wasm_path = tokio::task::spawn_blocking(compile)
             .await
             .map_err(|e| SpawnError::BadName(format!("compile task failed: {e}")))??;

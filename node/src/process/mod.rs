@@ -104,6 +104,30 @@ impl From<RegisterError> for StartError {
     }
 }
 
+/// Why a child's component could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildWasmError {
+    #[error("bad-wasm-path: {0}")]
+    Path(#[from] crate::package_info::WasmPathError),
+    #[error("bad-component: {0}")]
+    Component(#[from] RuntimeError),
+}
+
+/// Check a child's `wasm_path` inside `package` and compile its component
+/// (read only if a regular file within the size cap). Slow on first use:
+/// call on the blocking pool. Returns the path in its normal form.
+pub fn prepare_child_wasm(
+    services: &Services,
+    package: &PackageInfo,
+    wasm_path: &str,
+) -> Result<String, ChildWasmError> {
+    let (file, normal) = package.wasm_within(wasm_path)?;
+    let key = package.component_key(&normal);
+    let max = services.kernel.limits().max_component_bytes;
+    services.runtime.prepare_within(&key, &file, max)?;
+    Ok(normal)
+}
+
 /// Register `spec` with the kernel and start its task.
 pub fn start(services: &Arc<Services>, spec: ProcessSpec) -> Result<(), StartError> {
     start_then(services, spec, || ())
