@@ -208,15 +208,17 @@ async fn timers_fire_in_order_and_on_time() {
     }
 
     // Thousands pending at once: one heap, no task each; all fire in order.
-    // Three processes set 1,000 each, a little apart (a service admits
-    // bursts of about 1,000 requests; past that senders get mailbox-full).
+    // Three processes set 1,000 each, 200 ms apart (a service admits
+    // bursts of about 1,000 requests; past that senders get mailbox-full,
+    // so a loaded machine needs the room). Each waits 400-800 ms, so the
+    // three sets overlap and thousands are pending at once.
     let setters = ["alpha", "mortal", "phoenix"]
         .into_iter()
         .enumerate()
         .map(|(i, name)| {
             let n = &n;
             async move {
-                tokio::time::sleep(Duration::from_millis(40 * i as u64)).await;
+                tokio::time::sleep(Duration::from_millis(200 * i as u64)).await;
                 let many: Vec<u64> = (0..1000u64).map(|j| 400 + (j * 7919) % 400).collect();
                 let target = format!("{name}:probe:test");
                 n.ask_within(&target, json!({ "timers": many }), Duration::from_secs(10))
