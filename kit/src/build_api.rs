@@ -4,8 +4,8 @@
 //! typed Rust client, to `include!` in another app), `<name>.ts` (a
 //! TypeScript client of the app's `#[http]` methods, for its UI) and
 //! `<name>.js` (the same client as a plain ES module with JSDoc types, for
-//! a page with no build step: `import * as api from "./api.js"` after
-//! copying it into `pkg/ui/`).
+//! a page with no build step). A page that imports it keeps a copy at
+//! `pkg/ui/<name>.js`: once that copy exists, `kit b` keeps it current.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -31,7 +31,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Writes `api/<name>.{json,rs,ts}` for the component at `wasm`; returns
+/// Writes `api/<name>.{json,rs,ts,js}` for the component at `wasm`, and
+/// refreshes the page's copy `pkg/ui/<name>.js` when there is one; returns
 /// the files written (none for a component without `#[app]`).
 pub fn write(package: &Path, wasm: &Path) -> Result<Vec<PathBuf>> {
     let bytes = std::fs::read(wasm).with_context(|| format!("reading {}", wasm.display()))?;
@@ -57,11 +58,17 @@ pub fn write(package: &Path, wasm: &Path) -> Result<Vec<PathBuf>> {
         (format!("{name}.ts"), typescript(&api)),
         (format!("{name}.js"), javascript(&api)),
     ];
+    let page_copy = package.join("pkg/ui").join(format!("{name}.js"));
     let mut written = Vec::new();
     for (file, text) in files {
-        let path = dir.join(file);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        let path = dir.join(&file);
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
         written.push(path);
+        if file.ends_with(".js") && page_copy.is_file() {
+            std::fs::write(&page_copy, &text)
+                .with_context(|| format!("writing {}", page_copy.display()))?;
+            written.push(page_copy.clone());
+        }
     }
     Ok(written)
 }
@@ -446,6 +453,32 @@ mod tests {
         let mut cut = START.to_vec();
         cut.extend_from_slice(b"{");
         assert!(extract(&cut).is_err());
+    }
+
+    /// `kit b` keeps a page's copy of the JS client current, and makes none
+    /// for a package whose page has no copy.
+    #[test]
+    fn a_pages_copy_of_the_js_client_is_kept_current() {
+        let tmp = crate::admin::tests::TempDir::new("page-copy");
+        let description = include_str!("../../apps/notebook/api/notebook.json");
+        let mut wasm = START.to_vec();
+        wasm.extend_from_slice(description.as_bytes());
+        wasm.extend_from_slice(END);
+        let component = tmp.0.join("notebook.wasm");
+        std::fs::write(&component, &wasm).unwrap();
+        let with_page = tmp.0.join("with-page");
+        std::fs::create_dir_all(with_page.join("pkg/ui")).unwrap();
+        std::fs::write(with_page.join("pkg/ui/notebook.js"), "stale").unwrap();
+        let written = write(&with_page, &component).unwrap();
+        let fresh = std::fs::read_to_string(with_page.join("api/notebook.js")).unwrap();
+        let copy = std::fs::read_to_string(with_page.join("pkg/ui/notebook.js")).unwrap();
+        assert_eq!(copy, fresh);
+        assert!(written.contains(&with_page.join("pkg/ui/notebook.js")));
+        let without = tmp.0.join("without-page");
+        std::fs::create_dir_all(without.join("pkg/ui")).unwrap();
+        write(&without, &component).unwrap();
+        assert!(without.join("api/notebook.js").is_file());
+        assert!(!without.join("pkg/ui/notebook.js").exists());
     }
 
     /// The JS client has the TS client's functions, and `node` (when
