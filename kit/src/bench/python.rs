@@ -9,17 +9,17 @@
 //! runs, so an unchanged probe is not built again).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use hearth::api::PackageFile;
-use hearth::process::{self, ProcessContext};
+use hearth::process;
 use hearth::runtime::Runtime;
 use hearth::{Node, NodeConfig};
 use serde_json::{json, Value};
 
 use super::ask::{ask, copy_spec, field};
+use super::scale::{boot_times, pss_kib, rss_kib};
 use super::table::{self, percentile, Row};
 
 /// Sequential calls timed inside each app for the round-trip rows.
@@ -199,24 +199,8 @@ async fn spawn_rows(node: &Node) -> Result<Vec<Row>> {
 }
 
 async fn spawns(node: &Node, package: &str, publisher: &str, wasm: &str) -> Result<(f64, f64)> {
-    let services = node.services();
-    let spec = copy_spec(node, "spawn-bench", package, publisher, wasm);
-    let pre = services.runtime.prepare(
-        &spec.package.component_key(&spec.wasm_path),
-        &spec.package.wasm_file(&spec.wasm_path),
-    )?;
-    let ctx = Arc::new(ProcessContext {
-        address: services.kernel.address(&spec.id),
-        spec,
-        services: services.clone(),
-    });
-    let mut samples = Vec::with_capacity(SPAWNS);
-    for _ in 0..SPAWNS {
-        let t = Instant::now();
-        let booted = process::boot(ctx.clone(), &pre).await;
-        samples.push(t.elapsed().as_secs_f64() * 1e3);
-        booted.map_err(|(reason, _)| anyhow!("boot failed: {reason}"))?;
-    }
+    let mut samples = boot_times(node, package, publisher, wasm, SPAWNS).await?;
+    samples.iter_mut().for_each(|us| *us /= 1e3);
     let first = samples[0];
     samples.sort_by(f64::total_cmp);
     Ok((first, percentile(&samples, 50.0)))
@@ -268,22 +252,6 @@ async fn idle_memory(
         (after.0 - before.0) / IDLE as f64,
         (after.1 - before.1) / IDLE as f64,
     ))
-}
-
-fn status_kib(file: &str, key: &str) -> Result<f64> {
-    let text = std::fs::read_to_string(file)?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .ok_or_else(|| anyhow!("no {key} in {file}"))
-}
-
-fn rss_kib() -> Result<f64> {
-    status_kib("/proc/self/status", "VmRSS:")
-}
-
-fn pss_kib() -> Result<f64> {
-    status_kib("/proc/self/smaps_rollup", "Pss:")
 }
 
 /// Node start until ten installed Python processes all answered: with an

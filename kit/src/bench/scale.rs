@@ -217,8 +217,24 @@ async fn ping_all(node: &Node, n: usize) -> Result<()> {
 /// p50 µs of instantiate + init of the echo component, and how many such
 /// boots run per second back to back.
 async fn spawn(node: &Node) -> Result<(f64, f64)> {
+    let all = Instant::now();
+    let mut samples = boot_times(node, "echo", "sys", "/echo.wasm", SPAWNS).await?;
+    let per_sec = SPAWNS as f64 / all.elapsed().as_secs_f64();
+    samples.sort_by(f64::total_cmp);
+    Ok((percentile(&samples, 50.0), per_sec))
+}
+
+/// µs of each of `count` instantiate + init runs, back to back and in
+/// order, of the installed component `wasm` of `package:publisher`.
+pub(super) async fn boot_times(
+    node: &Node,
+    package: &str,
+    publisher: &str,
+    wasm: &str,
+    count: usize,
+) -> Result<Vec<f64>> {
     let services = node.services();
-    let spec = copy_spec(node, "spawn-bench", "echo", "sys", "/echo.wasm");
+    let spec = copy_spec(node, "spawn-bench", package, publisher, wasm);
     let pre = services.runtime.prepare(
         &spec.package.component_key(&spec.wasm_path),
         &spec.package.wasm_file(&spec.wasm_path),
@@ -228,26 +244,34 @@ async fn spawn(node: &Node) -> Result<(f64, f64)> {
         spec,
         services: services.clone(),
     });
-    let mut samples = Vec::with_capacity(SPAWNS);
-    let all = Instant::now();
-    for _ in 0..SPAWNS {
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
         let t = Instant::now();
         let booted = process::boot(ctx.clone(), &pre).await;
         samples.push(t.elapsed().as_secs_f64() * 1e6);
         booted.map_err(|(reason, _)| anyhow!("boot failed: {reason}"))?;
     }
-    let per_sec = SPAWNS as f64 / all.elapsed().as_secs_f64();
-    samples.sort_by(f64::total_cmp);
-    Ok((percentile(&samples, 50.0), per_sec))
+    Ok(samples)
 }
 
-fn rss_kib() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+/// The KiB figure `key` of a `/proc` status-like `file`.
+fn status_kib(file: &str, key: &str) -> Result<f64> {
+    let text = std::fs::read_to_string(file)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .ok_or_else(|| anyhow!("no VmRSS in /proc/self/status"))
+        .ok_or_else(|| anyhow!("no {key} in {file}"))
+}
+
+/// This process's resident memory, KiB.
+pub(super) fn rss_kib() -> Result<f64> {
+    status_kib("/proc/self/status", "VmRSS:")
+}
+
+/// This process's proportional set size, KiB (a page shared by several
+/// mappings counted once in all).
+pub(super) fn pss_kib() -> Result<f64> {
+    status_kib("/proc/self/smaps_rollup", "Pss:")
 }
 
 /// Resident memory added per idle echo process, with N started and each
