@@ -218,9 +218,9 @@ impl NativeEndpoint {
         &self.address
     }
 
-    /// Requests go to the worker; answers are taken by the hook before
-    /// they are queued, so one seen here came in some other way and is
-    /// handed over just the same.
+    /// Requests go to the worker. Every delivery passes the answer hook,
+    /// which takes answers before they are queued, so none is expected
+    /// here; one that did arrive would still reach its caller.
     fn dispatch(&self, envelope: Envelope, work_tx: &mpsc::Sender<KernelMessage>) {
         if let Some(Envelope::Message(km)) = self.waiters.answer(envelope) {
             self.enqueue(km, work_tx);
@@ -287,10 +287,6 @@ impl NativeEndpoint {
                 self.answer(rsvp, id, reply);
             }
         }
-    }
-
-    fn take_waiter(&self, id: u64) -> Option<Waiter> {
-        self.waiters.take(id)
     }
 
     /// Answer request `id` of `rsvp`; a reply the kernel refuses (larger
@@ -379,7 +375,7 @@ impl NativeEndpoint {
         let (tx, rx) = oneshot::channel();
         self.waiters.insert(id, tx);
         if let Err(e) = kernel.route(self.request(id, target.clone(), body, blob, Some(timeout))) {
-            self.take_waiter(id);
+            self.waiters.take(id);
             return Err(e);
         }
         match tokio::time::timeout(timeout, rx).await {
@@ -390,7 +386,7 @@ impl NativeEndpoint {
                 "the node is shutting down",
             )),
             Err(_) => {
-                self.take_waiter(id);
+                self.waiters.take(id);
                 Err(SendError::new(
                     SendErrorKind::Timeout,
                     &target,

@@ -218,7 +218,7 @@ impl RoomWatches {
         let from_hub = self
             .server()
             .is_some_and(|s| km.source.node == s.address().node)
-            && km.source.process == hub::process_id();
+            && hub::is_hub(&km.source.process);
         let Message::Request(request) = &km.message else {
             return false;
         };

@@ -72,8 +72,16 @@ const LAG_RETRY: Duration = Duration::from_millis(200);
 /// How often waiting tasks look whether the node is stopping.
 const CLOSE_POLL: Duration = Duration::from_millis(100);
 
+/// The hub's name: process, package, publisher.
+const HUB: (&str, &str, &str) = ("rooms", "distro", "sys");
+
 pub fn process_id() -> ProcessId {
-    ProcessId::new("rooms", "distro", "sys")
+    ProcessId::new(HUB.0, HUB.1, HUB.2)
+}
+
+/// Whether `id` is the hub's, compared without building an id.
+pub fn is_hub(id: &ProcessId) -> bool {
+    (&*id.process, &*id.package, &*id.publisher) == HUB
 }
 
 /// Register `rooms:distro:sys` (public; takes requests from other nodes'
