@@ -12,7 +12,6 @@
 //! `.ci/setup` installs both.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,14 +30,6 @@ const PASSWORD: &str = "hearth demo";
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(900);
 /// How long a node may take to boot and answer HTTP on a loaded machine.
 const BOOT_DEADLINE: Duration = Duration::from_secs(60);
-
-/// A free loopback port (bound, read, released: the node takes it next).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// One node as a child process, restartable on the same ports and home.
 struct ChatNode {

@@ -35,14 +35,6 @@ pub(crate) fn text(out: &Output) -> String {
     )
 }
 
-/// A TCP port nobody listens on right now.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Output lines of a child, collected by a thread as they come.
 #[derive(Clone, Default)]
 pub(crate) struct Lines(Arc<Mutex<Vec<String>>>);

@@ -14,9 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::*;
-use crate::kit_dev::{
-    assert_no_checkout_path, free_port, kit_command, next_steps, text, StepShell,
-};
+use crate::kit_dev::{assert_no_checkout_path, kit_command, next_steps, text, StepShell};
 
 /// `kit` as the template tests run it: the shared SDK dir on top of
 /// `kit_dev`'s environment.

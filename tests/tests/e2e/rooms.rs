@@ -422,13 +422,6 @@ async fn a_killed_subscriber_node_resumes_from_its_saved_cursor() {
     a.stop().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_hear_offline_and_online_when_the_owner_node_goes_and_comes_back() {
     let b = node("b.os", &[], 0).await;

@@ -41,13 +41,6 @@ async fn install_far(port: u16, home: &Path) {
     .unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_node_killed_while_the_host_sends_gets_every_message_once_in_order() {
     let alice = chat_node("alice.os", &[]).await;

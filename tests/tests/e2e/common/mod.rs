@@ -353,3 +353,18 @@ pub fn browser_report(printed: &str, exited_well: bool, expected: &[&str], conte
     );
     report
 }
+
+/// A loopback port free right now for TCP and UDP (a node listens on both:
+/// TCP, and QUIC over UDP), found by binding port 0. Another program may
+/// still take it before the node does; checking UDP too avoids the common
+/// clash with other nodes' QUIC sockets.
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP")
+}

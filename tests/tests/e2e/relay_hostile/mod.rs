@@ -23,7 +23,7 @@ use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::common::{HearthProcess, TempDir};
+use crate::common::{free_port, HearthProcess, TempDir};
 use peer::{ask_through_relay, Conn};
 use proto::Status;
 
@@ -221,19 +221,6 @@ impl Node {
     fn log(&self) -> String {
         std::fs::read_to_string(self.home.path().join("hearth.log")).unwrap_or_default()
     }
-}
-
-/// A port free for TCP and UDP (the node listens on both), found by
-/// binding port 0.
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port")
 }
 
 /// Reads a circuit until the relay closes it: bytes read, and when.
