@@ -127,8 +127,11 @@ impl EventLoop {
             .with(ip)
             .with(Protocol::Udp(config.port))
             .with(Protocol::QuicV1);
-        swarm.listen_on(tcp_addr).map_err(|e| transport(&e))?;
-        swarm.listen_on(quic_addr).map_err(|e| transport(&e))?;
+        for addr in [tcp_addr, quic_addr] {
+            // libp2p's listen errors print empty: show what failed, and why.
+            let failed = |e| NetError::Transport(format!("cannot listen on {addr}: {e:?}"));
+            swarm.listen_on(addr.clone()).map_err(failed)?;
+        }
         for addr in &config.bootstrap {
             let parsed: Multiaddr = addr
                 .parse()
