@@ -47,6 +47,8 @@ try {
   const our = await a.evaluate(() => window.our);
   check('our.js tells the page its node and process',
     our && our.node === node && our.process === processId, JSON.stringify(our));
+  const heading = await a.textContent('h1');
+  check('the heading names the package in words', heading === 'My book' && (await a.title()) === 'My book · Hearth', heading);
   const live = await until(a, () => document.getElementById('live').dataset.status === 'joined');
   check('the page watches its room live', live, await a.textContent('#live'));
   check('an empty book says so', await a.isVisible('#empty'), await a.textContent('#empty'));

@@ -8,6 +8,11 @@ const base = '/' + location.pathname.split('/')[1]; // `/<process-id>`
 const $ = (id) => document.getElementById(id);
 const shown = new Map(); // id -> entry
 
+// The package name (`my-book`) as a heading: `My book`.
+const heading = document.querySelector('h1');
+heading.textContent = heading.textContent.replace(/-/g, ' ').replace(/^./, (c) => c.toUpperCase());
+document.title = heading.textContent + ' · Hearth';
+
 async function call(method, path, args) {
   const init = { method, headers: { 'content-type': 'application/json' } };
   if (args) init.body = JSON.stringify(args);
