@@ -1,6 +1,22 @@
-//! The WebAssembly engine: one `Engine` per node, components compiled once
-//! per package version and kept pre-linked, and the epoch ticker that stops
+//! The WebAssembly engine: one `Engine` per OS process, shared by every
+//! node in it, with a pool of instance slots; components compiled once per
+//! package version and kept pre-linked; and the epoch ticker that stops
 //! guests that run too long.
+//!
+//! **Invariant (address space and the pool):** instances come from
+//! wasmtime's pooling allocator, sized once per OS process at
+//! [`config::max_processes_for_this_machine`] + [`POOL_SLACK`] slots. Each
+//! slot reserves [`config::MEMORY_RESERVATION`] (256 MiB, the default
+//! `Limits::max_memory_bytes`) + [`config::MEMORY_GUARD`] of address space,
+//! not 4 GiB, so guest code carries explicit bounds checks, and a linear
+//! memory never grows past the slot. The pool, not the node, is the
+//! address-space owner: several nodes in one process share it, and a spawn
+//! that finds it full gets the typed `node-full`, like one past
+//! `Limits::max_processes`. A freed slot keeps up to
+//! [`MEMORY_KEEP_RESIDENT`] of the pages its instance wrote (reset in
+//! place, found with `PAGEMAP_SCAN`), so the next instance of the same
+//! component starts without page faults; that memory stays with the OS
+//! process until a slot is reused.
 //!
 //! Compiled code is also kept on disk in `<home>/compiled/`, named by the
 //! SHA-256 of the component and this engine's compatibility hash, so a
@@ -10,12 +26,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::config;
 
 use crate::process::host::{self, HostState, ProcessPre};
 
@@ -88,29 +105,89 @@ pub struct Runtime {
     disk_cache: Option<PathBuf>,
     /// Keyed by `package:publisher@version/wasm-path`.
     compiled: Mutex<HashMap<String, ProcessPre<HostState>>>,
-    ticker_stop: Arc<AtomicBool>,
+    /// Instance slots of the shared pool.
+    pool_slots: usize,
+}
+
+/// Instance slots beyond the machine's process cap: a process that left
+/// the kernel's table may hold its slot a moment longer (its store drops
+/// after its askers are failed), and a new process must not find the
+/// pool full then.
+pub const POOL_SLACK: usize = 256;
+/// Core wasm instances one component may hold (a Rust component has 3, a
+/// componentize-py one 14).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// Linear memories one component may hold; every component seen has one.
+const MEMORIES_PER_COMPONENT: u32 = 2;
+/// Tables one component may hold (Rust and Python components have 2).
+const TABLES_PER_COMPONENT: u32 = 8;
+/// Table slots in the pool per process slot (address space only).
+const TABLES_PER_SLOT: usize = 4;
+/// Elements a table may have (componentize-py's starts at 5,678).
+const TABLE_ELEMENTS: usize = 32 * 1024;
+/// Bytes of a freed linear memory reset in place rather than given back to
+/// the OS: the pages an echo process writes (about 80 KiB) fit.
+pub const MEMORY_KEEP_RESIDENT: usize = 128 * 1024;
+/// The same for a freed table.
+const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
+
+/// The engine every node of this OS process shares, made on first use,
+/// and its pool's instance slots.
+static ENGINE: OnceLock<Result<(Engine, usize), String>> = OnceLock::new();
+
+/// The shared engine: a pool of instance slots (the machine's process cap
+/// + [`POOL_SLACK`]), and one
+/// epoch ticker for all nodes (one ticker per node would advance the
+/// epoch once per node each tick and cut every call's time budget).
+fn shared_engine() -> Result<(Engine, usize), RuntimeError> {
+    ENGINE
+        .get_or_init(|| {
+            let slots = config::max_processes_for_this_machine() + POOL_SLACK;
+            let engine = Engine::new(&engine_config(slots)).map_err(|e| format!("{e:#}"))?;
+            spawn_epoch_ticker(engine.clone());
+            Ok((engine, slots))
+        })
+        .clone()
+        .map_err(RuntimeError::Engine)
+}
+
+fn engine_config(slots: usize) -> Config {
+    let slots = u32::try_from(slots).unwrap_or(u32::MAX);
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.async_support(true);
+    config.wasm_component_model(true);
+    config.memory_reservation(config::MEMORY_RESERVATION);
+    config.memory_guard_size(config::MEMORY_GUARD);
+    config.memory_reservation_for_growth(0);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(slots)
+        .total_tables(slots.saturating_mul(TABLES_PER_SLOT as u32))
+        .total_stacks(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_memory_size(config::MEMORY_RESERVATION as usize)
+        .table_elements(TABLE_ELEMENTS)
+        // Reuse a freed slot before touching a cold one: the slots ever
+        // used are at most the most processes run at once.
+        .max_unused_warm_slots(0)
+        .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+        .table_keep_resident(TABLE_KEEP_RESIDENT)
+        // Reset only the pages an instance wrote (Linux 6.7+); without
+        // it the low `keep_resident` bytes are reset, the rest madvised.
+        .pagemap_scan(Enabled::Auto);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
 }
 
 impl Runtime {
     /// An engine caching compiled code in `disk_cache` when given.
     pub fn new(disk_cache: Option<PathBuf>) -> Result<Self, RuntimeError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.async_support(true);
-        config.wasm_component_model(true);
-        config.memory_reservation(crate::config::MEMORY_RESERVATION);
-        config.memory_guard_size(crate::config::MEMORY_GUARD);
-        // Instances use wasmtime's default on-demand allocator with
-        // copy-on-write memory images. Measured against it (`kit bench
-        // local`, alternating runs): the pooling allocator cut spawn p50
-        // from ~37 to ~28 µs but fixes the process count per node at
-        // engine creation and reserves 4 GiB of address space per slot per
-        // engine (several nodes share one test process); COW off changed
-        // neither spawn time nor idle memory beyond the noise.
-        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let (engine, pool_slots) = shared_engine()?;
         let linker = host::linker(&engine).map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
         if let Some(dir) = &disk_cache {
             if let Err(e) = std::fs::create_dir_all(dir) {
                 tracing::warn!(dir = %dir.display(), "no compile cache: {e}");
@@ -121,12 +198,25 @@ impl Runtime {
             linker,
             disk_cache,
             compiled: Mutex::default(),
-            ticker_stop,
+            pool_slots,
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Whether every instance slot of the process-wide pool is taken (by
+    /// this node or another in the same OS process).
+    pub fn pool_full(&self) -> bool {
+        self.engine
+            .pooling_allocator_metrics()
+            .is_some_and(|m| m.component_instances() >= self.pool_slots as u64)
+    }
+
+    /// Instance slots of the process-wide pool.
+    pub fn pool_slots(&self) -> usize {
+        self.pool_slots
     }
 
     /// [`Runtime::prepare_within`] the default `Limits::max_component_bytes`.
@@ -230,12 +320,6 @@ impl Runtime {
     }
 }
 
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Compiled components kept on disk; past it the oldest entries go (a
 /// reinstalled package leaves its old code behind).
 const MAX_CACHED: usize = 64;
@@ -273,14 +357,13 @@ fn trim(dir: &Path) {
     }
 }
 
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+/// The ticker lives as long as the OS process, like the engine.
+fn spawn_epoch_ticker(engine: Engine) {
     let spawned = std::thread::Builder::new()
         .name("hearth-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
         });
     if let Err(e) = spawned {
         tracing::error!("cannot start the epoch ticker, runaway guests will not be stopped: {e}");

@@ -67,7 +67,8 @@ pub struct Limits {
     pub max_remote_timeout: Duration,
     /// Requests a process may have awaiting a response at once.
     pub max_pending_asks: usize,
-    /// Largest linear memory of one process.
+    /// Largest linear memory of one process; at most
+    /// [`MEMORY_RESERVATION`], the size of an instance slot.
     pub max_memory_bytes: usize,
     /// Longest a single `init` or `handle` call may compute before it is
     /// interrupted (epoch interruption) and the process is stopped. Counted
@@ -89,29 +90,45 @@ pub struct Limits {
     pub max_processes: usize,
 }
 
-/// Memory mappings one running wasm instance takes (its linear memory,
-/// guard pages, tables and stack), rounded up from the ~7 measured.
+/// Memory mappings one running wasm instance takes: its fiber stack and
+/// guard page (two, mapped for every pool slot when the engine is made) and
+/// its linear memory split around the copy-on-write image; rounded up
+/// from the 5-6 measured (`/proc/<pid>/maps`, 1,000 idle echo processes).
 const MAPPINGS_PER_INSTANCE: usize = 8;
 /// Mappings kept for everything else the node maps: code, thread stacks,
 /// sled, sockets and the allocator's arenas.
 const RESERVED_MAPPINGS: usize = 8 * 1024;
-/// Address space reserved for one instance's linear memory: 4 GiB, so the
-/// compiled guest needs no bounds checks (wasmtime's default, set
-/// explicitly in `runtime.rs`).
-pub const MEMORY_RESERVATION: u64 = 4 << 30;
-/// The guard region after each linear memory (wasmtime's default).
-pub const MEMORY_GUARD: u64 = 32 << 20;
+/// Address space reserved for one instance's linear memory, which is the
+/// most it can grow to: 256 MiB, the default `Limits::max_memory_bytes`.
+/// Below 4 GiB, so compiled guests carry explicit bounds checks; in
+/// exchange the address space holds about 470,000 of them, not 30,000.
+pub const MEMORY_RESERVATION: u64 = 256 << 20;
+/// The guard region after each linear memory (lets small constant offsets
+/// skip part of a bounds check).
+pub const MEMORY_GUARD: u64 = 2 << 20;
+/// Address space of one instance's fiber stack in the pool (wasmtime's
+/// default 2 MiB async stack and its guard page).
+const STACK_RESERVATION: u64 = (2 << 20) + 4096;
 /// User address space of one OS process on x86-64 Linux (47 bits).
 const USER_ADDRESS_SPACE: u64 = 1 << 47;
 /// Instances whose reservations fit in 15/16 of the address space (the
-/// rest is the node's heap, code and thread stacks): about 30,000. Past
-/// it, mapping a new memory fails whatever the sysctl says.
-pub const MAX_PROCESSES_CEILING: usize =
-    (USER_ADDRESS_SPACE / 16 * 15 / (MEMORY_RESERVATION + MEMORY_GUARD)) as usize;
+/// rest is the node's heap, code and thread stacks): about 470,000.
+const ADDRESS_SPACE_CEILING: u64 =
+    USER_ADDRESS_SPACE / 16 * 15 / (MEMORY_RESERVATION + MEMORY_GUARD + STACK_RESERVATION);
+/// The most processes a node runs, whatever `vm.max_map_count` says (some
+/// distributions set it near 2^31): 131,072, whose instance pool reserves
+/// about a quarter of the address space (33 TiB). Below
+/// `ADDRESS_SPACE_CEILING`, so the pool always fits.
+pub const MAX_PROCESSES_CEILING: usize = if ADDRESS_SPACE_CEILING < (1 << 17) {
+    ADDRESS_SPACE_CEILING as usize
+} else {
+    1 << 17
+};
 
 /// How many processes fit under this machine's `vm.max_map_count`:
 /// `(max_map_count - RESERVED_MAPPINGS) / MAPPINGS_PER_INSTANCE`, at least
-/// 64 and at most `MAX_PROCESSES_CEILING`, which the address space sets.
+/// 64 and at most `MAX_PROCESSES_CEILING`. The instance pool (`runtime.rs`)
+/// has this many slots.
 /// Raising the sysctl raises it up to that ceiling.
 pub fn max_processes_for_this_machine() -> usize {
     let map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
@@ -141,7 +158,7 @@ impl Default for Limits {
             mailbox_bytes: 64 * 1024 * 1024,
             max_remote_timeout: Duration::from_secs(300),
             max_pending_asks: 16 * 1024,
-            max_memory_bytes: 256 * 1024 * 1024,
+            max_memory_bytes: MEMORY_RESERVATION as usize,
             max_call_time: Duration::from_secs(5),
             default_inject_timeout: Duration::from_secs(15),
             // Real apps compile to 1-10 MiB; 64 MiB leaves room for large

@@ -148,6 +148,11 @@ pub fn start_then(
         &spec.package.wasm_file(&spec.wasm_path),
         services.kernel.limits().max_component_bytes,
     )?;
+    // Several nodes in one OS process share the instance pool: when the
+    // others hold every slot, refuse here, typed, rather than fail the boot.
+    if services.runtime.pool_full() {
+        return Err(StartError::NodeFull(services.runtime.pool_slots()));
+    }
     let limits = services.kernel.limits();
     let (mailbox_tx, mailbox_rx) = mailbox(limits.mailbox_requests, limits.mailbox_bytes);
     let caps = spec.caps();
@@ -538,6 +543,15 @@ pub async fn boot(
     store.data_mut().call_ticks = 0;
     let guest = match pre.instantiate_async(&mut store).await {
         Ok(guest) => guest,
+        Err(e)
+            if e.chain()
+                .any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>()) =>
+        {
+            return Err((
+                format!("node-full: no free wasm instance slot: {e:#}"),
+                store,
+            ))
+        }
         Err(e) => return Err((format!("instantiate: {e:#}"), store)),
     };
     if let Err(e) = guest.call_init(&mut store, &our).await {
