@@ -4,8 +4,11 @@
 //! `node@process:package:publisher`. Process and package names are
 //! `[a-z0-9-]`; the publisher and the node name may also hold `.`.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -117,20 +120,46 @@ impl FromStr for ProcessId {
 }
 
 /// `node@process:package:publisher`: where to send a message.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Shared: a clone takes a reference, not a copy of the names, and the
+/// address keeps the WIT form the node takes, so sending to it copies
+/// nothing.
+#[derive(Clone)]
 pub struct Address {
-    node: String,
+    inner: Arc<AddressInner>,
+}
+
+struct AddressInner {
     process: ProcessId,
+    /// The same address as the WIT record `send-request` takes.
+    raw: wit::Address,
 }
 
 impl Address {
     /// Builds an address, checking the node name.
     pub fn new(node: &str, process: ProcessId) -> Result<Self, AddressError> {
         check("node", node, true)?;
-        Ok(Address {
-            node: node.to_string(),
-            process,
-        })
+        Ok(Address::from_parts(node.to_string(), process))
+    }
+
+    fn from_parts(node: String, process: ProcessId) -> Self {
+        let raw = wit::Address {
+            node,
+            process: process.clone().into(),
+        };
+        Address {
+            inner: Arc::new(AddressInner { process, raw }),
+        }
+    }
+
+    /// The WIT form, borrowed, for the kernel's imports.
+    pub(crate) fn raw(&self) -> &wit::Address {
+        &self.inner.raw
+    }
+
+    /// The parts compared, hashed and ordered.
+    fn key(&self) -> (&str, &ProcessId) {
+        (&self.inner.raw.node, &self.inner.process)
     }
 
     /// Parses `node@process:package:publisher`, or a bare
@@ -146,18 +175,53 @@ impl Address {
 
     /// The node name.
     pub fn node(&self) -> &str {
-        &self.node
+        &self.inner.raw.node
     }
 
     /// The process on that node.
     pub fn process(&self) -> &ProcessId {
-        &self.process
+        &self.inner.process
+    }
+}
+
+impl PartialEq for Address {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.key() == other.key()
+    }
+}
+
+impl Eq for Address {}
+
+impl Hash for Address {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialOrd for Address {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Address {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Address")
+            .field("node", &self.node())
+            .field("process", self.process())
+            .finish()
     }
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.node, self.process)
+        write!(f, "{}@{}", self.node(), self.process())
     }
 }
 
@@ -222,18 +286,21 @@ impl From<ProcessId> for wit::ProcessId {
 
 impl From<wit::Address> for Address {
     fn from(address: wit::Address) -> Self {
+        let process = ProcessId::from(address.process.clone());
         Address {
-            node: address.node,
-            process: address.process.into(),
+            inner: Arc::new(AddressInner {
+                process,
+                raw: address,
+            }),
         }
     }
 }
 
 impl From<Address> for wit::Address {
     fn from(address: Address) -> Self {
-        wit::Address {
-            node: address.node,
-            process: address.process.into(),
+        match Arc::try_unwrap(address.inner) {
+            Ok(inner) => inner.raw,
+            Err(shared) => shared.raw.clone(),
         }
     }
 }

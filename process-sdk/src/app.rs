@@ -1,5 +1,6 @@
 //! The app entry point: the [`Process`] trait and the [`crate::process!`]
-//! macro that wires it to the exported `init`, `handle` and `handle-batch`.
+//! macro that wires it to the exported `init`, `handle`, `handle-batch`,
+//! `deliver` and `deliver-batch`.
 //!
 //! Every event goes first to the executor: a response or failure whose
 //! correlation id an [`crate::Ask`] awaits wakes that task. Everything else
@@ -78,24 +79,8 @@ pub fn run_init<P: Process>(app: &'static LocalKey<AppCell<P>>, our: wit::Addres
 #[doc(hidden)]
 pub fn run_handle<P: Process>(app: &'static LocalKey<AppCell<P>>, event: wit::Event) {
     match event {
-        wit::Event::Message(incoming) => {
-            let incoming = Incoming::from(incoming);
-            // Request ids belong to the asker, so only responses can match
-            // an `Ask` of ours.
-            let unclaimed = if incoming.is_request() {
-                Some(incoming)
-            } else {
-                executor::claim_response(incoming)
-            };
-            if let Some(msg) = unclaimed {
-                with_app(app, |process| process.handle(msg));
-            }
-        }
-        wit::Event::Failed(failure) => {
-            if let Some(failure) = executor::claim_failure(Failure::from(failure)) {
-                with_app(app, |process| process.failed(failure));
-            }
-        }
+        wit::Event::Message(incoming) => on_incoming(app, Incoming::from(incoming)),
+        wit::Event::Failed(failure) => on_failure(app, Failure::from(failure)),
     }
     executor::run_ready();
 }
@@ -106,6 +91,52 @@ pub fn run_handle<P: Process>(app: &'static LocalKey<AppCell<P>>, event: wit::Ev
 pub fn run_handle_batch<P: Process>(app: &'static LocalKey<AppCell<P>>, events: Vec<wit::Event>) {
     for event in events {
         run_handle(app, event);
+    }
+}
+
+/// The exported `deliver` (WIT 0.1.2), for [`crate::process!`]: as
+/// `handle`, the source read from the peer table.
+#[doc(hidden)]
+pub fn run_deliver<P: Process>(app: &'static LocalKey<AppCell<P>>, event: wit::PeerEvent) {
+    match event {
+        wit::PeerEvent::Message(incoming) => {
+            if let Some(incoming) = Incoming::from_peer(incoming) {
+                on_incoming(app, incoming);
+            }
+        }
+        wit::PeerEvent::Failed(failure) => on_failure(app, Failure::from(failure)),
+    }
+    executor::run_ready();
+}
+
+/// The exported `deliver-batch`, for [`crate::process!`]: each event in
+/// order, as `deliver` would.
+#[doc(hidden)]
+pub fn run_deliver_batch<P: Process>(
+    app: &'static LocalKey<AppCell<P>>,
+    events: Vec<wit::PeerEvent>,
+) {
+    for event in events {
+        run_deliver(app, event);
+    }
+}
+
+fn on_incoming<P: Process>(app: &'static LocalKey<AppCell<P>>, incoming: Incoming) {
+    // Request ids belong to the asker, so only responses can match an
+    // `Ask` of ours.
+    let unclaimed = if incoming.is_request() {
+        Some(incoming)
+    } else {
+        executor::claim_response(incoming)
+    };
+    if let Some(msg) = unclaimed {
+        with_app(app, |process| process.handle(msg));
+    }
+}
+
+fn on_failure<P: Process>(app: &'static LocalKey<AppCell<P>>, failure: Failure) {
+    if let Some(failure) = executor::claim_failure(failure) {
+        with_app(app, |process| process.failed(failure));
     }
 }
 
@@ -144,6 +175,14 @@ macro_rules! process {
 
                 fn handle_batch(events: ::std::vec::Vec<$crate::bindings::Event>) {
                     $crate::app::run_handle_batch::<$app>(&HEARTH_APP, events);
+                }
+
+                fn deliver(event: $crate::bindings::PeerEvent) {
+                    $crate::app::run_deliver::<$app>(&HEARTH_APP, event);
+                }
+
+                fn deliver_batch(events: ::std::vec::Vec<$crate::bindings::PeerEvent>) {
+                    $crate::app::run_deliver_batch::<$app>(&HEARTH_APP, events);
                 }
             }
 

@@ -44,6 +44,7 @@ pub mod json;
 pub mod kv;
 pub mod log;
 pub mod message;
+mod peers;
 pub mod request;
 pub mod rooms;
 pub mod rpc;
@@ -61,9 +62,10 @@ pub mod vfs;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        // `process` plus `handle-batch` (WIT 0.1.1): the node hands
-        // several waiting events over in one call.
-        world: "process-batch",
+        // `process` plus `handle-batch` (WIT 0.1.1), plus `deliver` and
+        // `deliver-batch` (0.1.2): the node hands several waiting events
+        // over in one call, each naming its source by a peer-table slot.
+        world: "process-peers",
         pub_export_macro: true,
         default_bindings_module: "hearth_sdk::bindings",
         generate_all,

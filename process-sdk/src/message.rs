@@ -127,22 +127,55 @@ impl Incoming {
 
 impl From<wit::Incoming> for Incoming {
     fn from(incoming: wit::Incoming) -> Self {
-        let (is_request, inherit, expects_response, body, metadata) = match incoming.message {
+        let parts = Parts {
+            id: incoming.id,
+            blob: incoming.blob,
+            context: incoming.context,
+        };
+        Incoming::of(incoming.message, parts, incoming.source.into())
+    }
+}
+
+impl Incoming {
+    /// A delivered message whose source is the address `source`.
+    fn of(incoming_message: wit::Message, parts: Parts, source: Address) -> Self {
+        let (is_request, inherit, expects_response, body, metadata) = match incoming_message {
             wit::Message::Request(r) => (true, r.inherit, r.expects_response, r.body, r.metadata),
             wit::Message::Response(r) => (false, false, None, r.body, r.metadata),
         };
         Incoming {
-            id: incoming.id,
-            source: incoming.source.into(),
+            id: parts.id,
+            source,
             is_request,
             inherit,
             expects_response,
             body,
             metadata,
-            blob: incoming.blob.map(Blob::from),
-            context: incoming.context,
+            blob: parts.blob.map(Blob::from),
+            context: parts.context,
         }
     }
+
+    /// A message delivered through `deliver` (WIT 0.1.2), its source read
+    /// from (or first written to) the peer table. `None` when the slot is
+    /// out of range or empty: the node broke the protocol.
+    pub(crate) fn from_peer(incoming: wit::PeerIncoming) -> Option<Self> {
+        let source = crate::peers::source(incoming.source_slot, incoming.source)?;
+        let parts = Parts {
+            id: incoming.id,
+            blob: incoming.blob,
+            context: incoming.context,
+        };
+        Some(Incoming::of(incoming.message, parts, source))
+    }
+}
+
+/// The fields of an `incoming` or `peer-incoming` besides the message and
+/// the source.
+struct Parts {
+    id: u64,
+    blob: Option<wit::Blob>,
+    context: Option<Vec<u8>>,
 }
 
 /// One of our requests that failed after the node accepted it (for example

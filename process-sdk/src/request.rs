@@ -100,9 +100,27 @@ impl Request {
     /// timeout was set, the response (or a failure) arrives later as an
     /// event carrying that id and our context.
     pub fn send(self) -> Result<u64, SendError> {
-        let (target, request, context, blob) = self.into_wit()?;
-        kernel::send_request(&target, &request, context.as_deref(), blob.as_ref())
-            .map_err(SendError::from)
+        let body = match self.body {
+            Ok(body) => body,
+            Err(detail) => {
+                return Err(SendError::new(SendErrorKind::Encoding, self.target, detail))
+            }
+        };
+        let request = wit::Request {
+            inherit: self.inherit,
+            expects_response: self.timeout_ms,
+            body,
+            metadata: self.metadata,
+        };
+        let blob = self.blob.map(wit::Blob::from);
+        // The target's WIT form is borrowed from the shared address.
+        kernel::send_request(
+            self.target.raw(),
+            &request,
+            self.context.as_deref(),
+            blob.as_ref(),
+        )
+        .map_err(SendError::from)
     }
 
     /// Sends the request and returns a future of its response, to `.await`

@@ -11,6 +11,7 @@
 //! Their shapes are checked against the component's types when an instance
 //! is loaded, like the generated ones.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use wasmtime::component::{ComponentType, Lift, Lower, WasmStr};
@@ -148,6 +149,108 @@ impl Event {
             Event::Failed(f) => f.error.detail.len(),
         }
     }
+}
+
+/// Slots of a process's peer table (WIT `peer-incoming`, since 0.1.2):
+/// few, so the table stays small (about 1 KiB, made on the first event),
+/// and a process that hears from more peers at once only sends more full
+/// addresses, never a wrong one.
+pub const PEER_SLOTS: usize = 16;
+
+/// The node's side of one incarnation's peer table: which address each
+/// slot holds in the guest. An address goes to the slot its hash picks
+/// (a direct-mapped cache), replacing what was there; the slot hit last
+/// is tried first, as most events come from the peer of the one before.
+#[derive(Default)]
+pub struct Peers {
+    slots: Vec<Option<Address>>,
+    last: usize,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl Peers {
+    /// The slot for `source`, and whether the guest must be told the
+    /// address (the slot held another, or nothing).
+    fn place(&mut self, source: &Address) -> (usize, bool) {
+        if self.slots.is_empty() {
+            self.slots.resize(PEER_SLOTS, None);
+        }
+        if self.slots.get(self.last).and_then(Option::as_ref) == Some(source) {
+            return (self.last, false);
+        }
+        let slot = (self.hasher.hash_one(source) % PEER_SLOTS as u64) as usize;
+        self.last = slot;
+        match self.slots.get_mut(slot) {
+            Some(held) if held.as_ref() == Some(source) => (slot, false),
+            Some(held) => {
+                *held = Some(source.clone());
+                (slot, true)
+            }
+            None => (slot, true), // unreachable: the table has PEER_SLOTS
+        }
+    }
+
+    /// `event` with its source as a slot of this table; the table learns
+    /// the address when the guest is told it.
+    pub fn peer_event(&mut self, event: Event) -> PeerEvent {
+        match event {
+            Event::Message(m) => {
+                let source = Address::from(m.source);
+                let (slot, tell) = self.place(&source);
+                PeerEvent::Message(PeerIncomingOut {
+                    id: m.id,
+                    // Below PEER_SLOTS, so it fits.
+                    source_slot: slot as u32,
+                    source: tell.then(|| source.into()),
+                    message: m.message,
+                    blob: m.blob,
+                    context: m.context,
+                })
+            }
+            Event::Failed(f) => PeerEvent::Failed(f),
+        }
+    }
+}
+
+impl From<AddressOut> for Address {
+    fn from(a: AddressOut) -> Self {
+        Address {
+            node: a.node,
+            process: ProcessId {
+                process: a.process.process,
+                package: a.process.package,
+                publisher: a.process.publisher,
+            },
+        }
+    }
+}
+
+/// `peer-incoming`.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub struct PeerIncomingOut {
+    #[component(name = "id")]
+    id: u64,
+    #[component(name = "source-slot")]
+    source_slot: u32,
+    #[component(name = "source")]
+    source: Option<AddressOut>,
+    #[component(name = "message")]
+    message: wit::Message,
+    #[component(name = "blob")]
+    blob: Option<wit::Blob>,
+    #[component(name = "context")]
+    context: Option<Vec<u8>>,
+}
+
+/// `peer-event`: what `deliver` and `deliver-batch` take.
+#[derive(ComponentType, Lower)]
+#[component(variant)]
+pub enum PeerEvent {
+    #[component(name = "message")]
+    Message(PeerIncomingOut),
+    #[component(name = "failed")]
+    Failed(FailureOut),
 }
 
 /// `process-id` as it lies in guest memory.

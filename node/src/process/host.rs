@@ -14,7 +14,7 @@ use wasmtime::component::{ComponentExportIndex, InstancePre, Linker, ResourceTab
 use wasmtime::{AsContext, Engine, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::abi::{AddressIn, AddressOut, Event, Target};
+use super::abi::{AddressIn, AddressOut, Event, PeerEvent, Peers, Target};
 use super::asks::{Asks, Pending};
 use super::bindings;
 use super::{ProcessContext, SpawnRequest};
@@ -23,26 +23,31 @@ use crate::types::{self as t, Address, KernelMessage, ProcessId, SendError, Send
 
 pub use super::bindings::wit;
 
-/// The exports of the worlds `process` and `process-batch` (WIT 0.1.1).
+/// The exports of the worlds `process`, `process-batch` (WIT 0.1.1) and
+/// `process-peers` (0.1.2).
 const INIT: &str = "init";
 const HANDLE: &str = "handle";
 const HANDLE_BATCH: &str = "handle-batch";
+const DELIVER: &str = "deliver";
+const DELIVER_BATCH: &str = "deliver-batch";
 
 /// The `kernel` interface the linker provides. Components built against
-/// 0.1.0 import `kernel@0.1.0`, which the linker resolves to this
-/// semver-compatible version.
-const KERNEL: &str = "hearth:process/kernel@0.1.1";
-const TYPES: &str = "hearth:process/types@0.1.1";
+/// 0.1.0 or 0.1.1 import `kernel@0.1.0` or `@0.1.1`, which the linker
+/// resolves to this semver-compatible version.
+const KERNEL: &str = "hearth:process/kernel@0.1.2";
+const TYPES: &str = "hearth:process/types@0.1.2";
 
 /// A component compiled and pre-linked: what every start of its processes
-/// instantiates. Knows whether the component exports `handle-batch`; one
-/// built against the older world `process` exports `handle` only, and gets
-/// every event through it.
+/// instantiates. Knows whether the component exports `handle-batch`, and
+/// `deliver` with `deliver-batch`; one built against the older world
+/// `process` exports `handle` only, and gets every event through it.
 pub struct ProcessPre<T: 'static> {
     instance_pre: InstancePre<T>,
     init: ComponentExportIndex,
     handle: ComponentExportIndex,
     batch: Option<ComponentExportIndex>,
+    /// `deliver` and `deliver-batch`, taken only when both are exported.
+    deliver: Option<(ComponentExportIndex, ComponentExportIndex)>,
 }
 
 impl<T: 'static> Clone for ProcessPre<T> {
@@ -52,6 +57,7 @@ impl<T: 'static> Clone for ProcessPre<T> {
             init: self.init,
             handle: self.handle,
             batch: self.batch,
+            deliver: self.deliver,
         }
     }
 }
@@ -72,13 +78,16 @@ impl<T: Send + 'static> ProcessPre<T> {
             init: export(INIT)?,
             handle: export(HANDLE)?,
             batch: component.get_export_index(None, HANDLE_BATCH),
+            deliver: component
+                .get_export_index(None, DELIVER)
+                .zip(component.get_export_index(None, DELIVER_BATCH)),
             instance_pre,
         })
     }
 
     /// Whether the component takes batches.
     pub fn batches(&self) -> bool {
-        self.batch.is_some()
+        self.batch.is_some() || self.deliver.is_some()
     }
 
     /// A new instance in `store`; an export of the wrong type is an error
@@ -94,20 +103,37 @@ impl<T: Send + 'static> ProcessPre<T> {
             Some(index) => Some(instance.get_typed_func(&mut store, index)?),
             None => None,
         };
+        let deliver = match &self.deliver {
+            Some((one, many)) => Some((
+                instance.get_typed_func(&mut store, one)?,
+                instance.get_typed_func(&mut store, many)?,
+            )),
+            None => None,
+        };
         Ok(Guest {
             init,
             handle,
             batch,
+            deliver,
         })
     }
 }
 
+/// `deliver` and `deliver-batch` of the world `process-peers`.
+type Deliver = (
+    TypedFunc<(PeerEvent,), ()>,
+    TypedFunc<(Vec<PeerEvent>,), ()>,
+);
+
 /// A running instance's exports, typed with the records of [`abi`]: events
-/// are lowered from the node's shared names.
+/// are lowered from the node's shared names. A guest that exports
+/// `deliver` gets every event through it (or `deliver-batch`), its source
+/// as a slot of the incarnation's peer table (`HostState::peers`).
 pub struct Guest {
     init: TypedFunc<(AddressOut,), ()>,
     handle: TypedFunc<(Event,), ()>,
     batch: Option<TypedFunc<(Vec<Event>,), ()>>,
+    deliver: Option<Deliver>,
 }
 
 impl Guest {
@@ -122,27 +148,41 @@ impl Guest {
         self.init.post_return_async(&mut store).await
     }
 
-    pub async fn call_handle<T: Send>(
+    /// Hand `event` to `deliver` (its source placed in the peer table), or
+    /// to `handle`.
+    pub async fn call_handle(
         &self,
-        mut store: impl wasmtime::AsContextMut<Data = T>,
+        mut store: impl wasmtime::AsContextMut<Data = HostState>,
         event: Event,
     ) -> wasmtime::Result<()> {
+        if let Some((deliver, _)) = &self.deliver {
+            let event = store.as_context_mut().data_mut().peers.peer_event(event);
+            deliver.call_async(&mut store, (event,)).await?;
+            return deliver.post_return_async(&mut store).await;
+        }
         self.handle.call_async(&mut store, (event,)).await?;
         self.handle.post_return_async(&mut store).await
     }
 
     /// Whether this instance takes batches.
     pub fn batches(&self) -> bool {
-        self.batch.is_some()
+        self.batch.is_some() || self.deliver.is_some()
     }
 
-    /// Hand `events` to `handle-batch` in one call; one by one through
-    /// `handle` when the component has no `handle-batch`.
-    pub async fn call_handle_batch<T: Send>(
+    /// Hand `events` to `deliver-batch` or `handle-batch` in one call; one
+    /// by one through `handle` when the component has neither.
+    pub async fn call_handle_batch(
         &self,
-        mut store: impl wasmtime::AsContextMut<Data = T>,
+        mut store: impl wasmtime::AsContextMut<Data = HostState>,
         events: Vec<Event>,
     ) -> wasmtime::Result<()> {
+        if let Some((_, deliver)) = &self.deliver {
+            let mut cx = store.as_context_mut();
+            let peers = &mut cx.data_mut().peers;
+            let events: Vec<PeerEvent> = events.into_iter().map(|e| peers.peer_event(e)).collect();
+            deliver.call_async(&mut store, (events,)).await?;
+            return deliver.post_return_async(&mut store).await;
+        }
         match &self.batch {
             Some(func) => {
                 func.call_async(&mut store, (events,)).await?;
@@ -243,6 +283,9 @@ pub struct HostState {
     pub call_ticks: u32,
     /// Our registered capabilities, handed to `Kernel::route_from`.
     caps: ProcessCaps,
+    /// Which address each slot of the guest's peer table holds (for a
+    /// guest that exports `deliver`).
+    pub peers: Peers,
     /// The last target we sent to: a process usually sends many messages
     /// to the same peer, and reusing its (shared) address saves checking
     /// and allocating the four names per send.
@@ -268,6 +311,7 @@ impl HostState {
             current: None,
             limits,
             call_ticks: 0,
+            peers: Peers::default(),
             last_target: None,
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             stderr,

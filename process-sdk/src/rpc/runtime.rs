@@ -130,21 +130,42 @@ pub fn export_handle<A: App>(cell: &'static LocalKey<AppCell<A>>, event: wit::Ev
         return;
     };
     match event {
-        wit::Event::Message(incoming) => {
-            let incoming = Incoming::from(incoming);
-            if incoming.is_request() {
-                on_request(state, incoming);
-            } else if let Some(msg) = executor::claim_response(incoming) {
-                log::debug!("response {} awaited by no one; dropped", msg.id());
-            }
-        }
-        wit::Event::Failed(failure) => {
-            if let Some(failure) = executor::claim_failure(Failure::from(failure)) {
-                log::warn!("request {} failed: {}", failure.id(), failure.error());
-            }
-        }
+        wit::Event::Message(incoming) => on_incoming(state, Incoming::from(incoming)),
+        wit::Event::Failed(failure) => on_failure(Failure::from(failure)),
     }
     executor::run_ready();
+}
+
+/// The exported `deliver` (WIT 0.1.2): as `handle`, the source read from
+/// the peer table.
+pub fn export_deliver<A: App>(cell: &'static LocalKey<AppCell<A>>, event: wit::PeerEvent) {
+    let Some(state) = cell.with(|c| c.borrow().clone()) else {
+        log::error("event delivered before init; dropped");
+        return;
+    };
+    match event {
+        wit::PeerEvent::Message(incoming) => {
+            if let Some(incoming) = Incoming::from_peer(incoming) {
+                on_incoming(state, incoming);
+            }
+        }
+        wit::PeerEvent::Failed(failure) => on_failure(Failure::from(failure)),
+    }
+    executor::run_ready();
+}
+
+fn on_incoming<A: App>(state: State<A>, incoming: Incoming) {
+    if incoming.is_request() {
+        on_request(state, incoming);
+    } else if let Some(msg) = executor::claim_response(incoming) {
+        log::debug!("response {} awaited by no one; dropped", msg.id());
+    }
+}
+
+fn on_failure(failure: Failure) {
+    if let Some(failure) = executor::claim_failure(failure) {
+        log::warn!("request {} failed: {}", failure.id(), failure.error());
+    }
 }
 
 fn load<A: App>() -> State<A> {
@@ -321,13 +342,13 @@ fn on_http_request<A: App>(state: State<A>, id: u64, req: http::HttpRequest) {
         Ok(args) => args,
         Err(error) => return send(answer, Err(error)),
     };
-    for (key, value) in req.params.iter().chain(req.query.iter()) {
-        args.entry(key.clone())
-            .or_insert_with(|| Value::String(value.clone()));
+    let user = req.user;
+    for (key, value) in req.params.into_iter().chain(req.query) {
+        args.entry(key).or_insert(Value::String(value));
     }
     let mut ctx = Ctx::new(id, http::server(), Via::Http);
     ctx.set_method(route.handler);
-    ctx.set_user(req.user.clone());
+    ctx.set_user(user);
     match A::call(&state, ctx, route.handler, Value::Object(args)) {
         Outcome::UnknownMethod => send(answer, Err(AppError::internal("route without handler"))),
         outcome => finish(state, outcome, answer),
