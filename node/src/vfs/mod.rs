@@ -9,22 +9,25 @@
 //! A process may use its own package's drive, and the drive of a package
 //! that granted its package access.
 
+mod now;
 mod ops;
 mod path;
+mod queue;
 mod types;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 pub use ops::tree_bytes;
 pub use types::{DirEntry, FileMetadata, VfsError, VfsRequest, VfsResponse};
 
 use crate::kernel::caps::ProcessCaps;
-use crate::native::{NativeEndpoint, Reply, ReplyFuture, Service};
+use crate::native::{NativeEndpoint, Now, Reply, ReplyFuture, Service};
 use crate::services::Services;
-use crate::types::{Blob, KernelMessage, Message, ProcessId};
+use crate::types::{Address, Blob, KernelMessage, Message, ProcessId, SendError, SendErrorKind};
 use ops::Op;
 use path::{Drive, Drives};
+use queue::{Pushed, Queue};
 
 /// Drives live under `<home>/vfs`.
 pub const VFS_DIR: &str = "vfs";
@@ -40,6 +43,7 @@ pub fn process_id() -> ProcessId {
 }
 
 /// Register `vfs:distro:sys`. Public: access is checked per drive.
+/// Must be called inside the node's tokio runtime.
 pub fn start(
     services: &Arc<Services>,
     vfs_dir: PathBuf,
@@ -50,38 +54,139 @@ pub fn start(
         system: false,
     };
     let max_message = services.kernel.limits().max_message_bytes as u64;
-    let service = Arc::new(VfsService {
+    let vfs = Arc::new(Vfs {
         services: services.clone(),
-        drives: Arc::new(Drives::new(vfs_dir)),
+        drives: Drives::new(vfs_dir),
         max_read: MAX_READ_CHUNK.min(max_message.saturating_sub(REPLY_HEADROOM).max(1)),
+        queue: Queue::new(),
+        endpoint: OnceLock::new(),
+        runtime: tokio::runtime::Handle::current(),
     });
-    NativeEndpoint::start(services, process_id(), caps, Some(service))
+    let endpoint = NativeEndpoint::start(
+        services,
+        process_id(),
+        caps,
+        Some(Arc::new(VfsService(vfs.clone()))),
+    )?;
+    let _ = vfs.endpoint.set(Arc::downgrade(&endpoint));
+    Ok(endpoint)
 }
 
-struct VfsService {
+/// The service as the native endpoint sees it.
+struct VfsService(Arc<Vfs>);
+
+/// Requests are taken in their sender's own call ([`Service::handle_now`])
+/// into the vfs's ordered [`Queue`], and served one at a time by a
+/// blocking task that answers each straight into the asker's mailbox: no
+/// task of the native endpoint sits between the asker and the file.
+struct Vfs {
     services: Arc<Services>,
-    drives: Arc<Drives>,
+    drives: Drives,
     max_read: u64,
+    queue: Queue<Job>,
+    /// Set once the endpoint is registered; the drain answers through it.
+    endpoint: OnceLock<Weak<NativeEndpoint>>,
+    runtime: tokio::runtime::Handle,
 }
 
-type VfsResult = Result<(VfsResponse, Option<Vec<u8>>), VfsError>;
+/// A checked request waiting its turn, and where its answer goes.
+struct Job {
+    work: Work,
+    answer: Answer,
+}
+
+enum Work {
+    Grant {
+        owner: String,
+        to: String,
+    },
+    Revoke {
+        owner: String,
+        to: String,
+    },
+    File {
+        caller: String,
+        owner: String,
+        pending: Pending,
+    },
+}
+
+enum Answer {
+    /// Routed to the asker (none for a fire-and-forget request).
+    Route { rsvp: Option<Address>, id: u64 },
+    /// Handed to the native endpoint's worker, which routes it.
+    Worker(tokio::sync::oneshot::Sender<Reply>),
+}
+
+/// A response, and the bytes of a read.
+type Served = (VfsResponse, Option<Vec<u8>>);
+type VfsResult = Result<Served, VfsError>;
 
 impl Service for VfsService {
+    fn handle_now(&self, km: KernelMessage) -> Now {
+        // Before the endpoint is known the drain could not answer.
+        if self.0.endpoint.get().is_none() {
+            return Now::Later(km);
+        }
+        let (rsvp, id) = (km.rsvp.clone(), km.id);
+        let bytes = km.payload_len();
+        let work = match self.0.check(km) {
+            Ok(work) => work,
+            Err(error) => return Now::Served(Some(reply(Err(error)))),
+        };
+        let answer = Answer::Route {
+            rsvp: rsvp.clone(),
+            id,
+        };
+        let job = match self.0.clone().read_now(Job { work, answer }, bytes) {
+            Ok(Some(read)) => return Now::Served(Some(reply(Ok(read)))),
+            // Queued first by `read_now`, which could not finish it.
+            Ok(None) => return Now::Served(None),
+            Err(job) => job,
+        };
+        if let Err(why) = self.0.clone().take(job, bytes) {
+            self.0.refuse(rsvp, id, why);
+        }
+        Now::Served(None)
+    }
+
+    /// Only requests that arrived before the endpoint was known come
+    /// here; they join the same queue.
     fn handle(&self, km: KernelMessage) -> ReplyFuture<'_> {
         Box::pin(async move {
-            Some(match self.serve(km).await {
-                Ok((response, blob)) => Reply {
-                    body: serde_json::to_vec(&Ok::<_, VfsError>(response)).unwrap_or_default(),
-                    blob: blob.map(|bytes| Blob { mime: None, bytes }),
-                },
-                Err(error) => Reply::json(&Err::<VfsResponse, _>(error)),
-            })
+            let (rsvp, id) = (km.rsvp.clone(), km.id);
+            let bytes = km.payload_len();
+            let work = match self.0.check(km) {
+                Ok(work) => work,
+                Err(error) => return Some(reply(Err(error))),
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let answer = Answer::Worker(tx);
+            if let Err(why) = self.0.clone().take(Job { work, answer }, bytes) {
+                self.0.refuse(rsvp, id, why);
+                return None;
+            }
+            rx.await.ok()
         })
     }
 }
 
-impl VfsService {
-    async fn serve(&self, km: KernelMessage) -> VfsResult {
+/// A reply body `{"Ok": ..}` or `{"Err": ..}`, with the read bytes as
+/// the blob.
+fn reply(result: VfsResult) -> Reply {
+    match result {
+        Ok((response, blob)) => Reply {
+            body: serde_json::to_vec(&Ok::<_, VfsError>(response)).unwrap_or_default(),
+            blob: blob.map(|bytes| Blob { mime: None, bytes }),
+        },
+        Err(error) => Reply::json(&Err::<VfsResponse, _>(error)),
+    }
+}
+
+impl Vfs {
+    /// Parse and check a request (a local sender, a well-formed drive
+    /// name) without touching the disk or the store.
+    fn check(&self, km: KernelMessage) -> Result<Work, VfsError> {
         let Message::Request(request) = &km.message else {
             return Err(VfsError::BadRequest("expected a request".into()));
         };
@@ -94,22 +199,9 @@ impl VfsService {
             .map_err(|e| VfsError::BadRequest(e.to_string()))?;
         let caller = km.source.process.package_id();
         let blob = km.blob.map(|b| b.bytes);
-        let state = &self.services.state;
-        let (drive, op) = match request {
-            VfsRequest::Grant { to } => {
-                state
-                    .grant(GRANT_KIND, &caller, "", &to)
-                    .await
-                    .map_err(io)?;
-                return Ok((VfsResponse::Ok, None));
-            }
-            VfsRequest::Revoke { to } => {
-                state
-                    .revoke(GRANT_KIND, &caller, "", &to)
-                    .await
-                    .map_err(io)?;
-                return Ok((VfsResponse::Ok, None));
-            }
+        let (drive, pending) = match request {
+            VfsRequest::Grant { to } => return Ok(Work::Grant { owner: caller, to }),
+            VfsRequest::Revoke { to } => return Ok(Work::Revoke { owner: caller, to }),
             VfsRequest::Create { drive, path } => (drive, Pending::One(path, Op::Create)),
             VfsRequest::CreateDir { drive, path } => (drive, Pending::One(path, Op::CreateDir)),
             VfsRequest::Write { drive, path } => {
@@ -134,39 +226,158 @@ impl VfsService {
             VfsRequest::Remove { drive, path } => (drive, Pending::One(path, Op::Remove)),
             VfsRequest::Rename { drive, from, to } => (drive, Pending::Two(from, to)),
         };
-        let owner = self.owner(&caller, drive)?;
-        // Everything that touches the disk, the drive's paths included,
-        // happens in one blocking task, off the async workers.
-        let drives = self.drives.clone();
-        tokio::task::spawn_blocking(move || {
-            let drive = drives.open(&owner)?;
-            ops::run(op.resolve(&drive)?, &drive.root)
+        let owner = drive_name(&caller, drive)?;
+        Ok(Work::File {
+            caller,
+            owner,
+            pending,
         })
-        .await
-        .map_err(|e| VfsError::Io(format!("file task failed: {e}")))?
     }
 
-    /// The owner of the drive `drive` names (default: the caller's
-    /// package), if the caller may use it.
-    fn owner(&self, caller: &str, drive: Option<String>) -> Result<String, VfsError> {
-        let owner = drive.unwrap_or_else(|| caller.to_string());
-        let valid = owner
-            .split_once(':')
-            .map(|(pkg, publisher)| ProcessId::new("x", pkg, publisher).is_valid())
-            .unwrap_or(false);
-        if !valid {
-            return Err(VfsError::BadRequest(format!("bad drive name {owner:?}")));
+    /// Serve a small read of the caller's own drive in its own call, if
+    /// nothing is queued or running (so nothing is overtaken) and the
+    /// kernel can do it without waiting ([`now::read`]). `Ok(None)`: the
+    /// read was tried, could not finish, and is queued first. `Err`: not
+    /// tried; the job comes back.
+    #[allow(clippy::result_large_err)]
+    fn read_now(self: Arc<Self>, job: Job, bytes: usize) -> Result<Option<Served>, Job> {
+        let Work::File {
+            caller,
+            owner,
+            pending: Pending::Read(path, offset, length),
+        } = &job.work
+        else {
+            return Err(job);
+        };
+        if caller != owner || *length > now::READ_NOW_MAX {
+            return Err(job);
         }
-        if owner != caller
-            && !self
-                .services
-                .state
-                .is_granted(GRANT_KIND, &owner, "", caller)
-        {
-            return Err(VfsError::Forbidden(owner));
+        let Some(full) = self.drives.now_path(owner, path) else {
+            return Err(job);
+        };
+        if !self.queue.claim_idle() {
+            return Err(job);
         }
-        Ok(owner)
+        match now::read(&full, *offset, *length) {
+            Some((response, bytes)) => {
+                if self.queue.release() {
+                    self.start_drain();
+                }
+                Ok(Some((response, Some(bytes))))
+            }
+            None => {
+                self.queue.push_first(job, bytes);
+                self.start_drain();
+                Ok(None)
+            }
+        }
     }
+
+    /// Queue `job` (starting a drain if none runs); past the queue's
+    /// bounds, the reason it was refused.
+    fn take(self: Arc<Self>, job: Job, bytes: usize) -> Result<(), String> {
+        match self.queue.push(job, bytes) {
+            Pushed::Queued => Ok(()),
+            Pushed::Claimed => {
+                self.start_drain();
+                Ok(())
+            }
+            Pushed::Full(_, why) => Err(why),
+        }
+    }
+
+    /// Serve queued jobs in order, off the async workers, until the queue
+    /// is empty. Only the claim holder calls this.
+    fn start_drain(self: Arc<Self>) {
+        let runtime = self.runtime.clone();
+        runtime.spawn_blocking(move || {
+            while let Some(job) = self.queue.next() {
+                let result = self.serve(job.work);
+                self.answer(job.answer, reply(result));
+            }
+        });
+    }
+
+    /// Do one checked request; blocking.
+    fn serve(&self, work: Work) -> VfsResult {
+        let state = &self.services.state;
+        match work {
+            Work::Grant { owner, to } => {
+                let granted = state.grant(GRANT_KIND, &owner, "", &to);
+                self.runtime.block_on(granted).map_err(io)?;
+                Ok((VfsResponse::Ok, None))
+            }
+            Work::Revoke { owner, to } => {
+                let revoked = state.revoke(GRANT_KIND, &owner, "", &to);
+                self.runtime.block_on(revoked).map_err(io)?;
+                Ok((VfsResponse::Ok, None))
+            }
+            Work::File {
+                caller,
+                owner,
+                pending,
+            } => {
+                self.may_use(&caller, &owner)?;
+                let drive = self.drives.open(&owner)?;
+                ops::run(pending.resolve(&drive)?, &drive.root)
+            }
+        }
+    }
+
+    fn answer(&self, answer: Answer, reply: Reply) {
+        match answer {
+            Answer::Route { rsvp: None, .. } => {}
+            Answer::Route {
+                rsvp: Some(rsvp),
+                id,
+            } => match self.endpoint.get().and_then(Weak::upgrade) {
+                Some(endpoint) => endpoint.answer(rsvp, id, reply),
+                None => tracing::debug!(%rsvp, id, "vfs answer after the endpoint stopped"),
+            },
+            Answer::Worker(tx) => {
+                let _ = tx.send(reply);
+            }
+        }
+    }
+
+    /// Tell the asker its request was not taken; a fire-and-forget one
+    /// has nobody to tell, so it is logged.
+    fn refuse(&self, rsvp: Option<Address>, id: u64, why: String) {
+        let kernel = &self.services.kernel;
+        match rsvp {
+            Some(rsvp) => {
+                let me = kernel.address(&process_id());
+                let error = SendError::new(SendErrorKind::MailboxFull, &me, why);
+                kernel.fail(&rsvp, id, error);
+            }
+            None => tracing::warn!("fire-and-forget vfs request dropped: {why}"),
+        }
+    }
+
+    /// Whether `caller` may use the drive of `owner`: its own, or one
+    /// whose owner granted its package access (a store lookup, so it runs
+    /// in the blocking task).
+    fn may_use(&self, caller: &str, owner: &str) -> Result<(), VfsError> {
+        let state = &self.services.state;
+        if owner != caller && !state.is_granted(GRANT_KIND, owner, "", caller) {
+            return Err(VfsError::Forbidden(owner.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// The owner of the drive `drive` names (default: the caller's package),
+/// if it is a well-formed `package:publisher`.
+fn drive_name(caller: &str, drive: Option<String>) -> Result<String, VfsError> {
+    let owner = drive.unwrap_or_else(|| caller.to_string());
+    let valid = owner
+        .split_once(':')
+        .map(|(pkg, publisher)| ProcessId::new("x", pkg, publisher).is_valid())
+        .unwrap_or(false);
+    if !valid {
+        return Err(VfsError::BadRequest(format!("bad drive name {owner:?}")));
+    }
+    Ok(owner)
 }
 
 /// A request whose paths are not resolved yet.

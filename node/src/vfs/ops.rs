@@ -1,9 +1,11 @@
 //! The file operations of the vfs, blocking, run off the async workers.
 
 use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
+
+use rustix::buffer::spare_capacity;
 
 use super::{DirEntry, FileMetadata, VfsError, VfsResponse};
 
@@ -99,14 +101,24 @@ fn write_synced(path: &Path, bytes: &[u8], append: bool) -> std::io::Result<()> 
 }
 
 fn read(path: &Path, offset: u64, length: u64) -> std::io::Result<(VfsResponse, Option<Vec<u8>>)> {
-    let mut file = fs::File::open(path)?;
+    let file = fs::File::open(path)?;
     let size = file.metadata()?.len();
-    file.seek(SeekFrom::Start(offset.min(size)))?;
     let want = length.min(size.saturating_sub(offset)) as usize;
-    // Read straight into the reply's buffer, without zero-filling it
-    // first; the file may have shrunk since `metadata`, so short is fine.
+    // `pread` straight into the reply's buffer: not zero-filled first, and
+    // one call for the whole chunk (`read_to_end` on a `Take` made ten,
+    // doubling from 8 KiB). The file may have shrunk since `metadata`, so
+    // a short read is fine.
     let mut bytes = Vec::with_capacity(want);
-    (&mut file).take(want as u64).read_to_end(&mut bytes)?;
+    while bytes.len() < want {
+        let at = offset + bytes.len() as u64;
+        match rustix::io::pread(&file, spare_capacity(&mut bytes), at) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bytes.truncate(want);
     let want = bytes.len();
     let eof = offset.saturating_add(want as u64) >= size;
     Ok((

@@ -13,6 +13,9 @@ use super::VfsError;
 pub struct Drives {
     dir: PathBuf,
     canonical: OnceLock<PathBuf>,
+    /// Whether `canonical` is on a local disk file system, where small
+    /// cached reads may be served in the sender's call ([`super::now`]).
+    local: OnceLock<bool>,
 }
 
 /// One drive: its root, and the root with symlinks resolved, under which
@@ -27,6 +30,7 @@ impl Drives {
         Self {
             dir,
             canonical: OnceLock::new(),
+            local: OnceLock::new(),
         }
     }
 
@@ -34,10 +38,24 @@ impl Drives {
         if let Some(found) = self.canonical.get() {
             return Ok(found);
         }
-        std::fs::create_dir_all(&self.dir)
+        let found = std::fs::create_dir_all(&self.dir)
             .and_then(|()| self.dir.canonicalize())
-            .map(|found| self.canonical.get_or_init(|| found).as_path())
-            .map_err(|e| VfsError::Io(format!("vfs directory: {e}")))
+            .map_err(|e| VfsError::Io(format!("vfs directory: {e}")))?;
+        let _ = self.local.set(super::now::local_fs(&found));
+        Ok(self.canonical.get_or_init(|| found))
+    }
+
+    /// Where `rel` is in the drive of `owner` for a read served in the
+    /// sender's call: under the canonical vfs directory, so that the open
+    /// may refuse every symlink. `None` before the directory was resolved
+    /// (the blocking path does it), off a local file system, or for a
+    /// path [`resolve_in`] would refuse.
+    pub fn now_path(&self, owner: &str, rel: &str) -> Option<PathBuf> {
+        let canonical = self.canonical.get()?;
+        if self.local.get() != Some(&true) {
+            return None;
+        }
+        Some(canonical.join(owner).join(plain_relative(rel).ok()?))
     }
 
     /// The drive of package `owner` (a checked `package:publisher`, so a
@@ -81,17 +99,7 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, VfsError> {
 /// At the first symlink, the deepest existing part is resolved and must
 /// stay under the drive's canonical root.
 pub fn resolve_in(drive: &Drive, rel: &str) -> Result<PathBuf, VfsError> {
-    if rel.starts_with('/') || rel.starts_with('\\') || Path::new(rel).is_absolute() {
-        return Err(VfsError::Absolute(rel.into()));
-    }
-    let relative = Path::new(rel);
-    if !relative
-        .components()
-        .all(|c| matches!(c, Component::Normal(_)))
-        || rel.contains('\0')
-    {
-        return Err(VfsError::Traversal(rel.into()));
-    }
+    let relative = plain_relative(rel)?;
     let full = drive.root.join(relative);
     let mut at = drive.root.clone();
     for component in relative.components() {
@@ -104,6 +112,23 @@ pub fn resolve_in(drive: &Drive, rel: &str) -> Result<PathBuf, VfsError> {
         }
     }
     Ok(full)
+}
+
+/// `rel` as a path, if it is relative and made of plain names only (no
+/// `.`, `..`, NUL or root).
+fn plain_relative(rel: &str) -> Result<&Path, VfsError> {
+    if rel.starts_with('/') || rel.starts_with('\\') || Path::new(rel).is_absolute() {
+        return Err(VfsError::Absolute(rel.into()));
+    }
+    let relative = Path::new(rel);
+    if !relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+        || rel.contains('\0')
+    {
+        return Err(VfsError::Traversal(rel.into()));
+    }
+    Ok(relative)
 }
 
 /// `full` if its deepest existing ancestor, symlinks resolved, is under
