@@ -53,12 +53,22 @@ thread_local! {
 
 /// Our own address: remembered from `init`, else asked of the node.
 pub fn our() -> Address {
-    if let Some(our) = OUR.with(|our| our.borrow().clone()) {
-        return our;
-    }
-    let our = Address::from(kernel::our());
-    OUR.with(|cell| *cell.borrow_mut() = Some(our.clone()));
-    our
+    with_our(Address::clone)
+}
+
+/// `f` of our own address, without copying it (the per-request checks of
+/// `http` compare node names this way). `f` must not call [`our`].
+pub(crate) fn with_our<R>(f: impl FnOnce(&Address) -> R) -> R {
+    OUR.with(|cell| {
+        if cell.borrow().is_none() {
+            let our = Address::from(kernel::our());
+            *cell.borrow_mut() = Some(our);
+        }
+        match cell.borrow().as_ref() {
+            Some(our) => f(our),
+            None => f(&Address::from(kernel::our())),
+        }
+    })
 }
 
 /// Where [`crate::process!`] keeps the app between calls.

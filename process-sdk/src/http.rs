@@ -21,6 +21,7 @@
 //! }
 //! ```
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -111,14 +112,25 @@ pub enum HttpEvent {
     },
 }
 
+thread_local! {
+    /// [`server`], built once: every HTTP request's context names it.
+    static SERVER: OnceCell<Address> = const { OnceCell::new() };
+}
+
 /// The node's HTTP server, `http-server:distro:sys` on our node.
 pub fn server() -> Address {
-    let our = crate::our();
-    // The names are valid constants and our node name is valid, so this
-    // cannot fail; `our` is only a type-correct fallback.
-    ProcessId::new("http-server", "distro", "sys")
-        .and_then(|id| Address::new(our.node(), id))
-        .unwrap_or(our)
+    SERVER.with(|server| {
+        server
+            .get_or_init(|| {
+                let our = crate::our();
+                // The names are valid constants and our node name is valid,
+                // so this cannot fail; `our` is only a type-correct fallback.
+                ProcessId::new("http-server", "distro", "sys")
+                    .and_then(|id| Address::new(our.node(), id))
+                    .unwrap_or(our)
+            })
+            .clone()
+    })
 }
 
 /// Whether `msg` comes from our node's HTTP server.
@@ -128,7 +140,7 @@ pub fn is_from_server(msg: &Incoming) -> bool {
     id.process() == "http-server"
         && id.package() == "distro"
         && id.publisher() == "sys"
-        && source.node() == crate::our().node()
+        && crate::app::with_our(|our| source.node() == our.node())
 }
 
 /// Parse a request from the HTTP server; `None` for any other message.
@@ -165,7 +177,17 @@ pub fn event(msg: &Incoming) -> Option<HttpEvent> {
 #[derive(Serialize)]
 struct Answer<'a> {
     status: u16,
-    headers: BTreeMap<&'a str, &'a str>,
+    headers: Headers<'a>,
+}
+
+/// Answer headers as a JSON object, straight from the slice. A repeated
+/// name appears twice; the node keeps the last, as a map built here would.
+struct Headers<'a>(&'a [(&'a str, &'a str)]);
+
+impl Serialize for Headers<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
+    }
 }
 
 /// Answer HTTP request `id` with a status, headers and a body.
@@ -175,7 +197,7 @@ pub fn answer(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<(), SendError> {
-    let headers = headers.iter().copied().collect();
+    let headers = Headers(headers);
     Response::new()
         .json(&Answer { status, headers })
         .blob(Blob::new(None, body))
@@ -348,5 +370,16 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(http, WireEvent::Http(r) if r.params["id"] == "1"));
+        // Headers are written in the order given; the node keeps the last
+        // of a repeated name.
+        let answer = serde_json::to_string(&Answer {
+            status: 200,
+            headers: Headers(&[("content-type", "text/plain"), ("x-a", "1"), ("x-a", "2")]),
+        })
+        .unwrap();
+        assert_eq!(
+            answer,
+            r#"{"status":200,"headers":{"content-type":"text/plain","x-a":"1","x-a":"2"}}"#
+        );
     }
 }

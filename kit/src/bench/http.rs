@@ -58,6 +58,9 @@ pub async fn run(node: &Node, notebook: Vec<PackageFile>) -> Result<Vec<Row>> {
     // cookie), from the same client, over the same number of connections.
     let headers = [("cookie", cookie.as_str())];
 
+    if let Some(solo) = solo_side() {
+        return solo_load(solo, addr, &headers).await;
+    }
     let baseline_addr = plain_axum().await?;
     // Warm both up, then measure each in turn on the same machine.
     let ours_path = format!("{APP}{NOTE}");
@@ -90,6 +93,15 @@ pub async fn run(node: &Node, notebook: Vec<PackageFile>) -> Result<Vec<Row>> {
             percentile(&ours.latencies_us, 99.0),
         )
         .baseline("plain axum handler", percentile(&base.latencies_us, 99.0)),
+        // What the req/s ratio stands for when both sides share the cores:
+        // CPU per request, server and load generator together. Steadier
+        // than req/s while other work runs on the machine.
+        Row::new(
+            "HTTP GET to a process endpoint, CPU per request (node + client)",
+            "us",
+            ours.cpu_us_per_request,
+        )
+        .baseline("plain axum handler", base.cpu_us_per_request),
     ];
     let base = publish_fan_out(&Feed::Plain {
         addr: baseline_addr,
@@ -128,6 +140,44 @@ pub async fn run(node: &Node, notebook: Vec<PackageFile>) -> Result<Vec<Row>> {
         .baseline(BROADCAST, base.first_p50),
     );
     Ok(rows)
+}
+
+/// `KIT_BENCH_HTTP_SOLO=hearth` or `=axum`: load only that side, for
+/// `SOLO_TIME`, saying on stderr when the timed window starts and ends, so
+/// a profiler (`perf record -p`) can cover one side alone.
+fn solo_side() -> Option<String> {
+    std::env::var("KIT_BENCH_HTTP_SOLO").ok()
+}
+
+/// Length of a solo load window.
+const SOLO_TIME: Duration = Duration::from_secs(10);
+
+async fn solo_load(side: String, addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Vec<Row>> {
+    let ours_path = format!("{APP}{NOTE}");
+    let (addr, path) = match side.as_str() {
+        "hearth" => (addr, ours_path.as_str()),
+        "axum" => (plain_axum().await?, "/health"),
+        other => bail!("KIT_BENCH_HTTP_SOLO={other}: expected hearth or axum"),
+    };
+    loadgen::run_with(addr, path, headers, CONNECTIONS, Duration::from_millis(500)).await?;
+    eprintln!(
+        "kit bench http: {side} load starts (pid {})",
+        std::process::id()
+    );
+    let load = loadgen::run_with(addr, path, headers, CONNECTIONS, SOLO_TIME).await?;
+    eprintln!("kit bench http: {side} load ends");
+    Ok(vec![
+        Row::new(
+            format!("HTTP GET, {side} alone, {CONNECTIONS} keep-alive connections"),
+            "req/s",
+            load.requests_per_sec,
+        ),
+        Row::new(
+            format!("HTTP GET, {side} alone, CPU per request (node + client)"),
+            "us",
+            load.cpu_us_per_request,
+        ),
+    ])
 }
 
 /// Until the notebook bound its paths: 401 (authenticated) instead of 404.

@@ -16,6 +16,20 @@ pub struct Load {
     pub requests_per_sec: f64,
     /// Sorted request latencies in µs.
     pub latencies_us: Vec<f64>,
+    /// CPU time of this whole process (server, client and anything else
+    /// it runs) over the run, per request, in µs.
+    pub cpu_us_per_request: f64,
+}
+
+/// CPU time (user + system) this process used so far, in µs.
+pub fn process_cpu_us() -> f64 {
+    // SAFETY: `getrusage` fills the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(usage.ru_utime) + us(usage.ru_stime)
 }
 
 /// `connections` keep-alive connections sending `GET path`, each request
@@ -34,6 +48,7 @@ pub async fn run_with(
     head.push_str("\r\n");
     let request = head.into_bytes();
     let started = Instant::now();
+    let cpu_before = process_cpu_us();
     let deadline = started + duration;
     let mut tasks = JoinSet::new();
     for _ in 0..connections {
@@ -45,9 +60,11 @@ pub async fn run_with(
         latencies_us.extend(done.context("load task")??);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_us = process_cpu_us() - cpu_before;
     latencies_us.sort_by(f64::total_cmp);
     Ok(Load {
         requests_per_sec: latencies_us.len() as f64 / elapsed,
+        cpu_us_per_request: cpu_us / latencies_us.len().max(1) as f64,
         latencies_us,
     })
 }

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::HttpState;
+use super::Http;
 use crate::api::{
     ApiError, InjectRequest, InjectResponse, NodeStatus, PackageUpload, ProcessInfo, TraceLine,
     UninstallRequest, SECRET_HEADER,
@@ -28,7 +28,7 @@ use crate::types::{Address, ProcessId, SendError, SendErrorKind};
 /// their paths and the encoding.
 const MAX_UPLOAD_BYTES: usize = package::upload::MAX_UPLOAD_TOTAL_BYTES + 4 * 1024 * 1024;
 
-pub fn router(state: HttpState) -> axum::Router<HttpState> {
+pub fn router(state: Http) -> axum::Router<Http> {
     Router::new()
         .route(
             "/install",
@@ -91,7 +91,7 @@ fn same_secret(given: &[u8], secret: &[u8]) -> bool {
 }
 
 async fn guard(
-    State(state): State<HttpState>,
+    State(state): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
@@ -136,7 +136,7 @@ async fn guard(
     next.run(request).await
 }
 
-async fn install(State(state): State<HttpState>, body: Bytes) -> Response {
+async fn install(State(state): State<Http>, body: Bytes) -> Response {
     let config = bincode::config::standard().with_limit::<MAX_UPLOAD_BYTES>();
     let upload: PackageUpload = match bincode::serde::decode_from_slice(&body, config) {
         Ok((upload, _)) => upload,
@@ -158,7 +158,7 @@ async fn install(State(state): State<HttpState>, body: Bytes) -> Response {
     }
 }
 
-async fn uninstall(State(state): State<HttpState>, Json(req): Json<UninstallRequest>) -> Response {
+async fn uninstall(State(state): State<Http>, Json(req): Json<UninstallRequest>) -> Response {
     match package::uninstall(&state.services, &req.package).await {
         Ok(removed) => {
             state.web.bindings.forget_package(&removed.package);
@@ -171,7 +171,7 @@ async fn uninstall(State(state): State<HttpState>, Json(req): Json<UninstallRequ
     }
 }
 
-async fn message(State(state): State<HttpState>, Json(req): Json<InjectRequest>) -> Response {
+async fn message(State(state): State<Http>, Json(req): Json<InjectRequest>) -> Response {
     let kernel = &state.services.kernel;
     let target = match Address::parse_with_default(&req.target, kernel.our()) {
         Ok(t) => t,
@@ -210,7 +210,7 @@ async fn message(State(state): State<HttpState>, Json(req): Json<InjectRequest>)
     }
 }
 
-async fn processes(State(state): State<HttpState>) -> Json<Vec<ProcessInfo>> {
+async fn processes(State(state): State<Http>) -> Json<Vec<ProcessInfo>> {
     let list = state
         .services
         .kernel
@@ -225,7 +225,7 @@ async fn processes(State(state): State<HttpState>) -> Json<Vec<ProcessInfo>> {
     Json(list)
 }
 
-async fn ps(State(state): State<HttpState>) -> Json<Vec<crate::api::ProcessStatus>> {
+async fn ps(State(state): State<Http>) -> Json<Vec<crate::api::ProcessStatus>> {
     let services = &state.services;
     let mut stats: std::collections::HashMap<_, _> =
         services.stats.snapshot().into_iter().collect();
@@ -277,7 +277,7 @@ struct TraceQuery {
 /// `GET /admin/trace`: one JSON line per routed message (metadata only),
 /// through a bounded, sampled, rate-capped watch of the kernel's tap.
 async fn trace(
-    State(state): State<HttpState>,
+    State(state): State<Http>,
     axum::extract::Query(query): axum::extract::Query<TraceQuery>,
 ) -> Response {
     use crate::kernel::trace::Filter;
@@ -334,7 +334,7 @@ async fn trace(
         .into_response()
 }
 
-async fn peers(State(state): State<HttpState>) -> Json<Vec<crate::api::PeerInfo>> {
+async fn peers(State(state): State<Http>) -> Json<Vec<crate::api::PeerInfo>> {
     match state.net() {
         Some(net) => Json(net.peers()),
         None => Json(Vec::new()),
@@ -342,7 +342,7 @@ async fn peers(State(state): State<HttpState>) -> Json<Vec<crate::api::PeerInfo>
 }
 
 /// Disk use per package (walks the package and drive directories).
-async fn disk(State(state): State<HttpState>) -> Response {
+async fn disk(State(state): State<Http>) -> Response {
     let services = state.services.clone();
     let usage = tokio::task::spawn_blocking(move || {
         let packages = &services.packages_dir;
@@ -358,7 +358,7 @@ async fn disk(State(state): State<HttpState>) -> Response {
     }
 }
 
-async fn status(State(state): State<HttpState>) -> Json<NodeStatus> {
+async fn status(State(state): State<Http>) -> Json<NodeStatus> {
     let kernel = &state.services.kernel;
     let net = state.net();
     Json(NodeStatus {

@@ -4,7 +4,7 @@
 //! It runs on the shared loop of `crate::native` and only implements
 //! [`Service::handle`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use tracing::debug;
@@ -12,6 +12,7 @@ use tracing::debug;
 use super::rooms::RoomWatches;
 use super::wire::{Access, HttpServerError, HttpServerReply, HttpServerRequest};
 use super::ws::WsHub;
+use crate::kernel::FastMap;
 use crate::native::{Now, Reply, ReplyFuture, Service};
 use crate::types::{KernelMessage, ProcessId};
 
@@ -33,6 +34,8 @@ enum Segment {
 pub struct Binding {
     pub pattern: String,
     segments: Vec<Segment>,
+    /// How many segments are literals: the more, the more specific.
+    literals: usize,
     pub access: Access,
     pub websocket: bool,
 }
@@ -96,11 +99,11 @@ fn match_segments(segments: &[Segment], path: &str) -> Option<BTreeMap<String, S
 /// Paths bound by each process, below `/<process-id>`.
 #[derive(Default)]
 pub struct BindingTable {
-    by_process: RwLock<HashMap<ProcessId, Vec<Binding>>>,
+    by_process: RwLock<FastMap<ProcessId, Vec<Binding>>>,
     /// Whether each package asked for its own origin (`pkg/ui.json`), read
     /// once; forgotten with the package's bindings and when one of its
     /// processes binds (a new version starting).
-    isolated: RwLock<HashMap<String, bool>>,
+    isolated: RwLock<FastMap<String, bool>>,
 }
 
 impl BindingTable {
@@ -124,9 +127,14 @@ impl BindingTable {
                 "at most {MAX_BINDINGS_PER_PROCESS} bindings per process"
             )));
         }
+        let literals = segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count();
         list.push(Binding {
             pattern: pattern.to_string(),
             segments,
+            literals,
             access,
             websocket,
         });
@@ -178,13 +186,12 @@ impl BindingTable {
         let table = self.by_process.read().unwrap_or_else(|e| e.into_inner());
         let mut best: Option<(usize, Matched)> = None;
         for b in table.get(owner)? {
+            if best.as_ref().is_some_and(|(l, _)| b.literals <= *l) {
+                continue;
+            }
             if let Some(params) = match_segments(&b.segments, path) {
-                let literals = b
-                    .segments
-                    .iter()
-                    .filter(|s| matches!(s, Segment::Literal(_)))
-                    .count();
-                if best.as_ref().is_none_or(|(l, _)| literals > *l) {
+                let literals = b.literals;
+                {
                     let m = Matched {
                         pattern: b.pattern.clone(),
                         access: b.access,

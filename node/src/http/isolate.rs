@@ -27,7 +27,7 @@ use serde::Deserialize;
 use super::auth::{token_hash, Auth, AuthError, TokenHash};
 use super::common::{encode_next, escape, is_local_path, login_redirect};
 use super::origin::{package_host, Refused, Site, LOCALHOST};
-use super::HttpState;
+use super::{Http, HttpState};
 use crate::types::ProcessId;
 
 /// Where a package's origin redeems a code.
@@ -198,7 +198,7 @@ pub struct EnterQuery {
 /// as the cross-site navigation it came from, and a `SameSite=Strict`
 /// cookie would not be sent with it).
 pub async fn enter(
-    State(state): State<HttpState>,
+    State(state): State<Http>,
     headers: HeaderMap,
     Query(q): Query<EnterQuery>,
 ) -> Response {

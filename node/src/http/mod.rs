@@ -156,8 +156,12 @@ impl Web {
     }
 }
 
-/// What HTTP handlers share.
-#[derive(Clone)]
+/// What HTTP handlers share, behind one `Arc` ([`Http`]): the router and
+/// its middleware clone the state for every request, and one reference
+/// count is cheaper than six.
+pub type Http = Arc<HttpState>;
+
+/// The fields of [`Http`].
 pub struct HttpState {
     pub services: Arc<Services>,
     pub injector: Arc<NativeEndpoint>,
@@ -185,6 +189,7 @@ impl HttpState {
 }
 
 pub fn router(state: HttpState) -> Router {
+    let state: Http = Arc::new(state);
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_page).post(pages::login))
@@ -201,7 +206,7 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn app(
-    State(state): State<HttpState>,
+    State(state): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
@@ -211,7 +216,7 @@ async fn app(
 /// Every request: refused on a package's origin unless it is that
 /// package's (`isolate::wrong_site`), then counted with its latency. One
 /// middleware, so each request pays for one layer.
-async fn front(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+async fn front(State(state): State<Http>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = match isolate::wrong_site(&state, &request) {
         Some(refused) => refused,

@@ -195,19 +195,25 @@ impl Policy<'_> {
     /// The `Host` is ours and the request does not come from a page of
     /// another origin.
     pub fn same_origin(&self, headers: &HeaderMap) -> Result<Site, Refused> {
-        let site = self.site(headers)?;
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let origin = origin.to_str().map_err(|_| Refused::CrossOrigin)?;
-            let authority = origin_authority(origin).ok_or(Refused::CrossOrigin)?;
-            return match request_host(headers) {
-                Some(host) if host == authority => Ok(site),
-                _ => Err(Refused::CrossOrigin),
-            };
-        }
-        match headers.get(SEC_FETCH_SITE).map(|v| v.as_bytes()) {
-            None | Some(b"same-origin" | b"none") => Ok(site),
-            Some(_) => Err(Refused::CrossOrigin),
-        }
+        same_origin_of(self.site(headers), headers)
+    }
+}
+
+/// [`Policy::same_origin`] for a request whose `site` is known already
+/// (the proxy reads it once per request).
+pub fn same_origin_of(site: Result<Site, Refused>, headers: &HeaderMap) -> Result<Site, Refused> {
+    let site = site?;
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().map_err(|_| Refused::CrossOrigin)?;
+        let authority = origin_authority(origin).ok_or(Refused::CrossOrigin)?;
+        return match request_host(headers) {
+            Some(host) if host == authority => Ok(site),
+            _ => Err(Refused::CrossOrigin),
+        };
+    }
+    match headers.get(SEC_FETCH_SITE).map(|v| v.as_bytes()) {
+        None | Some(b"same-origin" | b"none") => Ok(site),
+        Some(_) => Err(Refused::CrossOrigin),
     }
 }
 

@@ -14,7 +14,7 @@ mod home;
 
 use super::common::{escape, is_local_path, login_redirect};
 use super::throttle::Refusal;
-use super::{ui, HttpState};
+use super::{ui, Http, HttpState};
 use crate::metrics::Gauges;
 
 /// Pause after a wrong password, on top of Argon2's own cost, to slow
@@ -32,7 +32,7 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-pub async fn home(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+pub async fn home(State(state): State<Http>, headers: HeaderMap) -> Response {
     if !state.web.auth.is_logged_in(&headers) {
         return login_redirect("/");
     }
@@ -126,10 +126,7 @@ fn login_form(state: &HttpState, next: &str, error: &str) -> String {
     )
 }
 
-pub async fn login_page(
-    State(state): State<HttpState>,
-    Query(q): Query<NextQuery>,
-) -> Html<String> {
+pub async fn login_page(State(state): State<Http>, Query(q): Query<NextQuery>) -> Html<String> {
     Html(login_form(&state, safe_next(q.next.as_deref()), ""))
 }
 
@@ -140,7 +137,7 @@ pub struct LoginForm {
 }
 
 pub async fn login(
-    State(state): State<HttpState>,
+    State(state): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
@@ -212,7 +209,7 @@ pub async fn login(
     }
 }
 
-pub async fn logout(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+pub async fn logout(State(state): State<Http>, headers: HeaderMap) -> Response {
     if let Err(refused) = state.policy().same_origin(&headers) {
         return refused.into_response();
     }
@@ -222,7 +219,7 @@ pub async fn logout(State(state): State<HttpState>, headers: HeaderMap) -> Respo
 
 /// `/our.js`: `process` is taken from the page that loads it (the
 /// `Referer`'s first path segment) when that names a running process.
-pub async fn our_js(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+pub async fn our_js(State(state): State<Http>, headers: HeaderMap) -> Response {
     let kernel = &state.services.kernel;
     let process = headers
         .get(header::REFERER)
@@ -259,7 +256,7 @@ pub async fn hearth_js() -> Response {
 /// `/metrics`: local clients, or a logged-in browser; asked by its `Host`,
 /// not from a page of another origin.
 pub async fn metrics(
-    State(state): State<HttpState>,
+    State(state): State<Http>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {

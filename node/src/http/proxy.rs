@@ -20,10 +20,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::common::login_redirect;
 use super::isolate;
-use super::origin::{Refused, Site};
-use super::wire::{Access, HttpAnswer, HttpEventRef, IncomingHttpRef};
+use super::origin::{same_origin_of, Refused, Site};
+use super::wire::{Access, HttpAnswerRef, HttpEventRef, IncomingHttpRef};
 use super::ws::{run_connection, Opening, READ_BUFFER_BYTES};
-use super::{ui, HttpState};
+use super::{ui, Http, HttpState};
 use crate::types::{Blob, Message, ProcessId, SendErrorKind};
 
 fn plain(status: StatusCode, text: &str) -> Response {
@@ -74,15 +74,16 @@ fn admit(
     access: Access,
     peer: SocketAddr,
     headers: &HeaderMap,
+    site: &Result<Site, Refused>,
     isolated: bool,
 ) -> Result<Option<String>, Denied> {
     let policy = state.policy();
-    let logged_in = match policy.site(headers) {
+    let logged_in = match site {
         Ok(Site::Package(package)) => {
             state
                 .web
                 .handoff
-                .is_logged_in(&state.web.auth, headers, &package)
+                .is_logged_in(&state.web.auth, headers, package)
         }
         _ => !isolated && state.web.auth.is_logged_in(headers),
     };
@@ -90,7 +91,7 @@ fn admit(
     if access == Access::Public {
         return Ok(user);
     }
-    let site = policy.same_origin(headers).map_err(Denied::Refused)?;
+    let site = same_origin_of(site.clone(), headers).map_err(Denied::Refused)?;
     if isolated && site == Site::Main {
         return Err(Denied::Refused(Refused::WrongOrigin));
     }
@@ -103,7 +104,7 @@ fn admit(
 }
 
 /// The fallback handler: `/<process-id>/...`.
-pub async fn app(state: HttpState, peer: SocketAddr, request: Request) -> Response {
+pub async fn app(state: Http, peer: SocketAddr, request: Request) -> Response {
     let path = request.uri().path().to_string();
     let trimmed = path.trim_start_matches('/');
     let (first, rest) = match trimmed.find('/') {
@@ -126,7 +127,7 @@ pub async fn app(state: HttpState, peer: SocketAddr, request: Request) -> Respon
         return plain(StatusCode::NOT_FOUND, "not found");
     }
     if let Some(m) = state.web.bindings.find(&process, rest) {
-        let user = match admit(&state, m.access, peer, request.headers(), isolated) {
+        let user = match admit(&state, m.access, peer, request.headers(), &site, isolated) {
             Ok(user) => user,
             Err(denied) => return denied.into_response(),
         };
@@ -190,7 +191,7 @@ async fn is_isolated(state: &HttpState, process: &ProcessId) -> bool {
 }
 
 async fn websocket(
-    state: HttpState,
+    state: Http,
     process: ProcessId,
     path: String,
     query: BTreeMap<String, String>,
@@ -279,7 +280,7 @@ impl serde::Serialize for ForwardedHeaders<'_> {
     }
 }
 
-async fn forward(state: HttpState, process: ProcessId, bound: Bound, request: Request) -> Response {
+async fn forward(state: Http, process: ProcessId, bound: Bound, request: Request) -> Response {
     let started = Instant::now();
     let limit = state.web.config.max_body_bytes;
     let (parts, body) = request.into_parts();
@@ -348,7 +349,7 @@ fn answer_response(message: Message, blob: Option<Blob>) -> Response {
     let Message::Response(r) = message else {
         return plain(StatusCode::BAD_GATEWAY, "the process sent no response");
     };
-    let Ok(answer) = serde_json::from_slice::<HttpAnswer>(&r.body) else {
+    let Ok(answer) = serde_json::from_slice::<HttpAnswerRef>(&r.body) else {
         return plain(
             StatusCode::BAD_GATEWAY,
             "the process answered something that is not an HTTP answer",
@@ -364,8 +365,12 @@ fn answer_response(message: Message, blob: Option<Blob>) -> Response {
     let mut response = Response::new(Body::from(blob.map(|b| b.bytes).unwrap_or_default()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    for (name, value) in answer.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+    for (name, value) in answer.headers.0 {
+        let value = match value.as_ref() {
+            "application/json" => Ok(HeaderValue::from_static("application/json")),
+            _ => HeaderValue::from_bytes(value.as_bytes()),
+        };
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), value) {
             if name != header::SET_COOKIE || app_may_set(&value) {
                 headers.append(name, value);
             }

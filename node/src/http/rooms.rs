@@ -45,7 +45,7 @@ mod table;
 
 use super::common::server_id;
 use super::ws::{pump, Slot, WsHub, READ_BUFFER_BYTES};
-use super::HttpState;
+use super::Http;
 use crate::native::NativeEndpoint;
 use crate::rooms::{self as hub, RoomDelivery, RoomsError, RoomsRequest, RoomsResponse};
 use crate::types::{Address, KernelMessage, Message};
@@ -245,7 +245,7 @@ impl RoomWatches {
 }
 
 /// `/hearth/ws`: a logged-in page of this node, under the WebSocket cap.
-pub async fn upgrade(State(state): State<HttpState>, request: Request) -> Response {
+pub async fn upgrade(State(state): State<Http>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
     if let Err(refused) = state.policy().same_origin(&parts.headers) {
         return refused.into_response();
@@ -258,12 +258,12 @@ pub async fn upgrade(State(state): State<HttpState>, request: Request) -> Respon
 
 /// `/admin/watch`: the same watches for `kit watch-room`, behind the admin
 /// API's guard (loopback, no Origin, the admin secret) instead of a login.
-pub async fn admin_upgrade(State(state): State<HttpState>, request: Request) -> Response {
+pub async fn admin_upgrade(State(state): State<Http>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
     accept(state, parts).await
 }
 
-async fn accept(state: HttpState, mut parts: axum::http::request::Parts) -> Response {
+async fn accept(state: Http, mut parts: axum::http::request::Parts) -> Response {
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),

@@ -9,6 +9,7 @@
 //! fire-and-forget. Payloads (HTTP bodies, WebSocket frames) travel as the
 //! message blob.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -139,6 +140,58 @@ pub struct HttpAnswer {
     pub headers: BTreeMap<String, String>,
 }
 
+/// [`HttpAnswer`] borrowing its header text from the body it is decoded
+/// from (the server's side: it copies the text into the response once).
+/// The headers come sorted by name; a repeated name keeps its last value,
+/// as in [`HttpAnswer`]'s map.
+#[derive(Debug, Deserialize)]
+pub struct HttpAnswerRef<'a> {
+    pub status: u16,
+    #[serde(default, borrow)]
+    pub headers: AnswerHeaders<'a>,
+}
+
+/// The headers of an [`HttpAnswerRef`].
+#[derive(Debug, Default)]
+pub struct AnswerHeaders<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+/// Text that is borrowed from the body unless it has escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for AnswerHeaders<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = AnswerHeaders<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of header names to values")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut entries: Vec<(Cow<'de, str>, Cow<'de, str>)> = Vec::new();
+                while let Some((Text(name), Text(value))) = map.next_entry()? {
+                    entries.push((name, value));
+                }
+                // Stable: equal names stay in order, and the last one wins.
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut kept: Vec<(Cow<'de, str>, Cow<'de, str>)> =
+                    Vec::with_capacity(entries.len());
+                for entry in entries {
+                    match kept.last_mut() {
+                        Some(last) if last.0 == entry.0 => *last = entry,
+                        _ => kept.push(entry),
+                    }
+                }
+                Ok(AnswerHeaders(kept))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
 /// Property tests of the decoders of what processes send: random and
 /// mutated bodies never panic and come back as typed errors, and what
 /// decodes is no larger than its input.
@@ -154,7 +207,7 @@ mod tests {
         r#"{"Bind":{"path":"/api/:room/*rest","access":"authenticated"}}"#,
         r#"{"WsPublish":{"topic":"lobby","binary":false}}"#,
         r#"{"WsJoin":{"conn":18446744073709551615,"topic":"t"}}"#,
-        r#"{"status":200,"headers":{"content-type":"text/plain"}}"#,
+        r#"{"status":200,"headers":{"content-type":"text/plain","x-a":"1","x-a":"2","b":"\u0041"}}"#,
         r#"{"Err":{"BadPath":"x"}}"#,
     ];
 
@@ -166,9 +219,25 @@ mod tests {
         {
             assert!(path.len() <= bytes.len());
         }
-        if let Ok(answer) = serde_json::from_slice::<HttpAnswer>(bytes) {
+        let owned = serde_json::from_slice::<HttpAnswer>(bytes);
+        let borrowed = serde_json::from_slice::<HttpAnswerRef>(bytes);
+        assert_eq!(owned.is_ok(), borrowed.is_ok());
+        if let (Ok(answer), Ok(answer_ref)) = (owned, borrowed) {
             let header_bytes: usize = answer.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
             assert!(header_bytes <= bytes.len());
+            assert_eq!(answer.status, answer_ref.status);
+            let same: Vec<(&str, &str)> = answer
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let got: Vec<(&str, &str)> = answer_ref
+                .headers
+                .0
+                .iter()
+                .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                .collect();
+            assert_eq!(same, got);
         }
         let _ = serde_json::from_slice::<HttpServerReply>(bytes);
         let _ = serde_json::from_slice::<HttpServerEvent>(bytes);
