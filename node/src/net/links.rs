@@ -83,10 +83,19 @@ impl Links {
         awaited: Option<(u64, Address, Address, Instant)>,
     ) -> Result<Sent, SendErrorKind> {
         let mut links = self.lock();
-        let link = links.entry(node.to_string()).or_insert_with(|| Link {
-            state: State::Connecting(Vec::new(), 0),
-            awaited: HashMap::new(),
-        });
+        // Looked up by `&str` first: no name allocated per message.
+        if !links.contains_key(node) {
+            links.insert(
+                node.to_string(),
+                Link {
+                    state: State::Connecting(Vec::new(), 0),
+                    awaited: HashMap::new(),
+                },
+            );
+        }
+        let Some(link) = links.get_mut(node) else {
+            return Err(SendErrorKind::Offline);
+        };
         let sent = match &mut link.state {
             State::Connected { outlet, .. } => match outlet.send(&frame) {
                 Ok(()) => Sent::Written,

@@ -29,6 +29,7 @@ mod inbound;
 pub mod links;
 mod outlet;
 mod owed;
+mod pack;
 mod peer;
 mod reach;
 pub mod record;
@@ -97,8 +98,9 @@ struct OpenStream {
     outlet: Arc<outlet::Outlet>,
     /// It runs over a relayed connection.
     relayed: bool,
-    /// Hands the writer a stream on a direct connection to move to.
-    switch: mpsc::Sender<libp2p::Stream>,
+    /// Hands the writer a stream on a direct connection to move to, and
+    /// whether it is packed.
+    switch: mpsc::Sender<(libp2p::Stream, bool)>,
     /// A direct stream is being opened for it.
     moving: bool,
 }

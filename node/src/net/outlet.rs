@@ -30,6 +30,7 @@ use futures::{AsyncWrite, AsyncWriteExt};
 use libp2p::Stream;
 use tokio::sync::Notify;
 
+use super::pack::Packer;
 use super::wire::{self, Frame};
 
 /// Frames queued for a peer while its link is being set up, and in its
@@ -68,6 +69,27 @@ struct Inner {
     /// The writer ended.
     closed: bool,
     scratch: Vec<u8>,
+    /// The stream's address table, on a packed stream (see `pack`).
+    packer: Option<Packer>,
+}
+
+impl Inner {
+    /// Append `frame` to `buf`, packed on a packed stream. False if it
+    /// could not be encoded (a packed stream then breaks).
+    fn encode(&mut self, frame: &Frame, to_queue: bool) -> bool {
+        let buf = if to_queue {
+            &mut self.queue
+        } else {
+            &mut self.scratch
+        };
+        match self.packer.as_mut() {
+            Some(packer) => packer.encode(frame, buf),
+            None => {
+                wire::encode(frame, buf);
+                true
+            }
+        }
+    }
 }
 
 /// See the module doc.
@@ -97,6 +119,20 @@ pub enum Work {
 }
 
 impl Outlet {
+    /// An outlet for a stream that packs `Deliver` frames (see `pack`).
+    pub fn packed() -> Self {
+        let outlet = Self::default();
+        outlet.pack();
+        outlet
+    }
+
+    /// From the next frame on, pack with a fresh address table: the
+    /// writer moved to a new packed stream, whose reader starts empty.
+    /// Frames queued before were encoded plain and read the same anywhere.
+    pub fn pack(&self) {
+        self.lock().packer = Some(Packer::default());
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -110,46 +146,59 @@ impl Outlet {
         if inner.closed || inner.broken {
             return Err(Refused::Closed);
         }
-        if inner.queue.is_empty() {
-            if let Some(stream) = inner.stream.as_mut() {
-                inner.scratch.clear();
-                wire::encode(frame, &mut inner.scratch);
-                let (written, flushed) = match write_now(stream, &inner.scratch) {
-                    Ok(done) => done,
-                    Err(()) => {
-                        // The writer sees it, ends, and fails what awaits.
-                        inner.broken = true;
-                        self.wake.notify_one();
-                        return Ok(());
-                    }
-                };
-                if written < inner.scratch.len() {
-                    inner.queue.extend_from_slice(&inner.scratch[written..]);
-                    inner.weight += weight;
-                    inner.frames += 1;
-                    self.wake.notify_one();
-                } else if !flushed {
-                    inner.flush = true;
-                    self.wake.notify_one();
-                }
-                if inner.scratch.capacity() > IDLE_SCRATCH {
-                    inner.scratch = Vec::new();
-                }
-                return Ok(());
+        if inner.queue.is_empty() && inner.stream.is_some() {
+            inner.scratch.clear();
+            if !inner.encode(frame, false) {
+                return Err(self.broke(inner));
             }
+            let Some(stream) = inner.stream.as_mut() else {
+                return Err(self.broke(inner));
+            };
+            let (written, flushed) = match write_now(stream, &inner.scratch) {
+                Ok(done) => done,
+                Err(()) => {
+                    // The writer sees it, ends, and fails what awaits.
+                    inner.broken = true;
+                    self.wake.notify_one();
+                    return Ok(());
+                }
+            };
+            if written < inner.scratch.len() {
+                inner.queue.extend_from_slice(&inner.scratch[written..]);
+                inner.weight += weight;
+                inner.frames += 1;
+                self.wake.notify_one();
+            } else if !flushed {
+                inner.flush = true;
+                self.wake.notify_one();
+            }
+            if inner.scratch.capacity() > IDLE_SCRATCH {
+                inner.scratch = Vec::new();
+            }
+            return Ok(());
         }
         let over_bytes = inner.weight > 0 && inner.weight + weight > LINK_QUEUE_BYTES;
         if inner.frames >= CONNECT_QUEUE || over_bytes {
             return Err(Refused::Full);
         }
         let first = inner.queue.is_empty();
-        wire::encode(frame, &mut inner.queue);
+        if !inner.encode(frame, true) {
+            return Err(self.broke(inner));
+        }
         inner.weight += weight;
         inner.frames += 1;
         if first {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// A frame could not be encoded onto a packed stream: the reader's
+    /// table may no longer match ours, so the stream ends.
+    fn broke(&self, inner: &mut Inner) -> Refused {
+        inner.broken = true;
+        self.wake.notify_one();
+        Refused::Closed
     }
 
     /// Whether the writer ended.
@@ -211,10 +260,11 @@ impl Outlet {
     pub fn queued(&self) -> Vec<Frame> {
         let inner = self.lock();
         let mut frames = Vec::new();
+        let mut unpacker = super::pack::Unpacker::default();
         let mut at = 0;
         while at + 4 <= inner.queue.len() {
             let len = u32::from_be_bytes(inner.queue[at..at + 4].try_into().unwrap()) as usize;
-            frames.push(wire::decode(&inner.queue[at + 4..at + 4 + len]).unwrap());
+            frames.push(unpacker.decode(&inner.queue[at + 4..at + 4 + len]).unwrap());
             at += 4 + len;
         }
         frames

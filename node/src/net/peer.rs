@@ -31,8 +31,9 @@ use futures::{AsyncRead, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
 use tracing::{debug, info, warn, Instrument};
 
-use super::behaviour::MESSAGES;
+use super::behaviour::{MESSAGES, MESSAGES_PACKED};
 use super::outlet::{self, Outlet, Work};
+use super::pack::Unpacker;
 use super::record::MAX_RECORD_BYTES;
 use super::wire::{self, Frame, FrameError};
 use super::{inbound, Controls, OpenStream, Outbound, Shared};
@@ -140,6 +141,24 @@ impl AsyncRead for Counted<'_> {
     }
 }
 
+/// Open a message stream to `peer`: packed if it speaks that protocol (a
+/// direct connection only: a relayed stream may move, and its queue with
+/// it, so it stays plain), else plain. Whether it is packed comes back.
+async fn open_stream(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    relayed: bool,
+) -> Result<(Stream, bool), libp2p_stream::OpenStreamError> {
+    if !relayed {
+        match control.open_stream(peer, MESSAGES_PACKED).await {
+            Ok(stream) => return Ok((stream, true)),
+            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((control.open_stream(peer, MESSAGES).await?, false))
+}
+
 /// Close a stream we are done with, within [`CLOSE_WAIT`], off the caller.
 fn close_soon(mut stream: Stream) {
     tokio::spawn(async move {
@@ -211,15 +230,21 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
     let (shared, controls) = (shared.clone(), controls.clone());
     tokio::spawn(
         async move {
-            let opened =
-                tokio::time::timeout(shared.dial_timeout, control.open_stream(peer, MESSAGES))
-                    .await;
-            let stream = match opened {
-                Ok(Ok(stream)) => stream,
+            let opened = tokio::time::timeout(
+                shared.dial_timeout,
+                open_stream(&mut control, peer, relayed),
+            )
+            .await;
+            let (stream, packed) = match opened {
+                Ok(Ok(opened)) => opened,
                 Ok(Err(e)) => return give_up(&shared, peer, &e.to_string()),
                 Err(_) => return give_up(&shared, peer, "timed out opening a stream"),
             };
-            let outlet = Arc::new(Outlet::default());
+            let outlet = Arc::new(if packed {
+                Outlet::packed()
+            } else {
+                Outlet::default()
+            });
             let (switch, switch_rx) = tokio::sync::mpsc::channel(1);
             let open = OpenStream {
                 outlet: outlet.clone(),
@@ -291,10 +316,10 @@ pub fn upgrade(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
     tokio::spawn(
         async move {
             let opened =
-                tokio::time::timeout(shared.dial_timeout, control.open_stream(peer, MESSAGES))
+                tokio::time::timeout(shared.dial_timeout, open_stream(&mut control, peer, false))
                     .await;
             let moved = match opened {
-                Ok(Ok(stream)) => switch.send(stream).await.is_ok(),
+                Ok(Ok(opened)) => switch.send(opened).await.is_ok(),
                 Ok(Err(e)) => {
                     debug!(%peer, "no direct stream: {e}");
                     false
@@ -328,7 +353,7 @@ impl Writer {
         self,
         mut stream: Stream,
         outlet: Arc<Outlet>,
-        mut switch: tokio::sync::mpsc::Receiver<Stream>,
+        mut switch: tokio::sync::mpsc::Receiver<(Stream, bool)>,
     ) {
         let Self {
             shared,
@@ -355,7 +380,7 @@ impl Writer {
                 (Work::Idle, _) => {
                     tokio::select! {
                         biased;
-                        Some(direct) = switch.recv() => {
+                        Some((direct, packed)) = switch.recv() => {
                             outlet.hold(&mut held);
                             let Some(old) = held.take() else {
                                 ok = false;
@@ -364,6 +389,10 @@ impl Writer {
                             held = Some(direct);
                             ok = move_stream(&shared, peer, old, &mut held, relayed).await;
                             relayed = false;
+                            if packed {
+                                // Frames queued so far were encoded plain.
+                                outlet.pack();
+                            }
                         }
                         _ = outlet.notified() => {}
                     }
@@ -436,20 +465,33 @@ pub async fn accept_loop(shared: Arc<Shared>, controls: Controls, relayed: bool)
     } else {
         controls.direct.clone()
     };
-    let mut incoming = match control.accept(MESSAGES) {
-        Ok(incoming) => incoming,
-        Err(e) => {
+    let (plain, packed) = match (control.accept(MESSAGES), control.accept(MESSAGES_PACKED)) {
+        (Ok(plain), Ok(packed)) => (plain, packed),
+        (Err(e), _) | (_, Err(e)) => {
             warn!("cannot accept message streams: {e}");
             return;
         }
     };
-    while let Some((peer, stream)) = incoming.next().await {
+    let mut incoming = futures::stream::select(
+        plain.map(|(peer, stream)| (peer, stream, false)),
+        packed.map(|(peer, stream)| (peer, stream, true)),
+    );
+    while let Some((peer, stream, packed)) = incoming.next().await {
         let span = tracing::info_span!("peer", %peer);
-        tokio::spawn(read_loop(shared.clone(), controls.clone(), peer, stream).instrument(span));
+        let read = read_loop(shared.clone(), controls.clone(), peer, stream, packed);
+        tokio::spawn(read.instrument(span));
     }
 }
 
-async fn read_loop(shared: Arc<Shared>, controls: Controls, peer: PeerId, mut stream: Stream) {
+/// Read one inbound message stream; `packed` if it came with the packed
+/// protocol (only then may it carry packed frames).
+async fn read_loop(
+    shared: Arc<Shared>,
+    controls: Controls,
+    peer: PeerId,
+    mut stream: Stream,
+    packed: bool,
+) {
     let Some(_slot) = shared.inbound.take(peer) else {
         refused(&shared);
         return debug!(%peer, "too many inbound streams from this peer; closed");
@@ -497,14 +539,20 @@ async fn read_loop(shared: Arc<Shared>, controls: Controls, peer: PeerId, mut st
         stream: &mut stream,
         progress: &order.progress,
     };
+    let mut unpacker = packed.then(Unpacker::default);
     loop {
+        let decode = |bytes: &[u8]| match unpacker.as_mut() {
+            Some(unpacker) => unpacker.decode(bytes),
+            None => wire::decode(bytes),
+        };
         let read = tokio::select! {
             biased;
-            read = wire::read_frame(
+            read = wire::read_frame_with(
                 &mut counted,
                 shared.max_frame,
                 &mut buf,
                 &shared.inbound_bytes,
+                decode,
             ) => read,
             _ = stop.notified() => {
                 debug!(%peer, %name, "a newer stream replaced this one; closed");

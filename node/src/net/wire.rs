@@ -145,6 +145,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     buf: &mut Vec<u8>,
     budget: &Budget,
 ) -> Result<Frame, FrameError> {
+    read_frame_with(r, max, buf, budget, decode).await
+}
+
+/// [`read_frame`], decoding the body with `decode` (a packed stream's
+/// decoder, which keeps the stream's address table).
+pub async fn read_frame_with<R: AsyncRead + Unpin, T>(
+    r: &mut R,
+    max: usize,
+    buf: &mut Vec<u8>,
+    budget: &Budget,
+    decode: impl FnOnce(&[u8]) -> Result<T, FrameError>,
+) -> Result<T, FrameError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(()) => {}
@@ -205,6 +217,44 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
         1 << 30
     );
     Err(FrameError::TooLarge(bytes.len(), MAX_FRAME_LIMIT))
+}
+
+/// Decode `T` from `bytes`, borrowing strings from them, within the same
+/// limits as [`decode`]: every length inside is checked against at most
+/// four times the body's own size (at least 64 KiB).
+pub fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, FrameError> {
+    macro_rules! tiers {
+        ($($limit:expr),*) => {
+            $(if bytes.len().saturating_mul(4) <= $limit {
+                return borrowed_within::<T, { $limit }>(bytes);
+            })*
+        };
+    }
+    tiers!(
+        1 << 16,
+        1 << 18,
+        1 << 20,
+        1 << 22,
+        1 << 24,
+        1 << 26,
+        1 << 28,
+        1 << 30
+    );
+    Err(FrameError::TooLarge(bytes.len(), MAX_FRAME_LIMIT))
+}
+
+fn borrowed_within<'a, T: Deserialize<'a>, const LIMIT: usize>(
+    bytes: &'a [u8],
+) -> Result<T, FrameError> {
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    match bincode::serde::borrow_decode_from_slice(bytes, config) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        Ok((_, used)) => Err(FrameError::Malformed(format!(
+            "{} bytes after the frame",
+            bytes.len() - used
+        ))),
+        Err(e) => Err(FrameError::Malformed(e.to_string())),
+    }
 }
 
 fn decode_within<const LIMIT: usize>(bytes: &[u8]) -> Result<Frame, FrameError> {
