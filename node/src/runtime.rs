@@ -33,7 +33,6 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config;
-
 use crate::process::host::{self, HostState, ProcessPre};
 
 /// How often the epoch advances. At each tick a running guest yields to
@@ -118,6 +117,8 @@ pub const POOL_SLACK: usize = 256;
 /// componentize-py one 14).
 const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 /// Linear memories one component may hold; every component seen has one.
+/// The pool has one per slot, so processes of a two-memory component
+/// fill it sooner (then spawns get `node-full`).
 const MEMORIES_PER_COMPONENT: u32 = 2;
 /// Tables one component may hold (Rust and Python components have 2).
 const TABLES_PER_COMPONENT: u32 = 8;
@@ -126,7 +127,8 @@ const TABLES_PER_SLOT: usize = 4;
 /// Elements a table may have (componentize-py's starts at 5,678).
 const TABLE_ELEMENTS: usize = 32 * 1024;
 /// Bytes of a freed linear memory reset in place rather than given back to
-/// the OS: the pages an echo process writes (about 80 KiB) fit.
+/// the OS: the pages an echo process writes (about 16 KiB of its memory;
+/// smaps) fit with room to spare.
 pub const MEMORY_KEEP_RESIDENT: usize = 128 * 1024;
 /// The same for a freed table.
 const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
@@ -136,9 +138,9 @@ const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
 static ENGINE: OnceLock<Result<(Engine, usize), String>> = OnceLock::new();
 
 /// The shared engine: a pool of instance slots (the machine's process cap
-/// + [`POOL_SLACK`]), and one
-/// epoch ticker for all nodes (one ticker per node would advance the
-/// epoch once per node each tick and cut every call's time budget).
+/// plus [`POOL_SLACK`]), and one epoch ticker for all nodes (one ticker
+/// per node would advance the epoch once per node each tick and cut every
+/// call's time budget).
 fn shared_engine() -> Result<(Engine, usize), RuntimeError> {
     ENGINE
         .get_or_init(|| {
