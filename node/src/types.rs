@@ -20,11 +20,32 @@ pub struct ProcessId {
     pub publisher: Arc<str>,
 }
 
-/// `node@process:package:publisher`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Address {
+/// `node@process:package:publisher`, behind one shared reference: every
+/// message holds up to three addresses, so a clone or drop is one atomic
+/// operation instead of four, and an address takes 8 bytes in a message
+/// (and in every slot of a mailbox's queue) instead of 64. Its parts are
+/// read through `Deref` (`address.node`, `address.process`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Address(Arc<AddressParts>);
+
+/// What an [`Address`] names.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct AddressParts {
     pub node: Arc<str>,
     pub process: ProcessId,
+}
+
+impl std::ops::Deref for Address {
+    type Target = AddressParts;
+    fn deref(&self) -> &AddressParts {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,10 +116,10 @@ impl FromStr for ProcessId {
 
 impl Address {
     pub fn new(node: impl Into<Arc<str>>, process: ProcessId) -> Self {
-        Self {
+        Self(Arc::new(AddressParts {
             node: node.into(),
             process,
-        }
+        }))
     }
 
     /// Parses `node@process:package:publisher`, or a bare process id, which

@@ -42,14 +42,32 @@ pub struct AddressOut {
     process: ProcessIdOut,
 }
 
+impl AddressOut {
+    /// Whether this names `address`.
+    fn names(&self, address: &Address) -> bool {
+        let p = &self.process;
+        address.is(&self.node, &p.process, &p.package, &p.publisher)
+    }
+
+    fn to_address(&self) -> Address {
+        let p = &self.process;
+        let id = ProcessId {
+            process: p.process.clone(),
+            package: p.package.clone(),
+            publisher: p.publisher.clone(),
+        };
+        Address::new(self.node.clone(), id)
+    }
+}
+
 impl From<Address> for AddressOut {
     fn from(a: Address) -> Self {
         Self {
-            node: a.node,
+            node: a.node.clone(),
             process: ProcessIdOut {
-                process: a.process.process,
-                package: a.process.package,
-                publisher: a.process.publisher,
+                process: a.process.process.clone(),
+                package: a.process.package.clone(),
+                publisher: a.process.publisher.clone(),
             },
         }
     }
@@ -171,19 +189,23 @@ pub struct Peers {
 impl Peers {
     /// The slot for `source`, and whether the guest must be told the
     /// address (the slot held another, or nothing).
-    fn place(&mut self, source: &Address) -> (usize, bool) {
+    /// Compared by its parts, so a known source builds no `Address`.
+    fn place(&mut self, source: &AddressOut) -> (usize, bool) {
         if self.slots.is_empty() {
             self.slots.resize(PEER_SLOTS, None);
         }
-        if self.slots.get(self.last).and_then(Option::as_ref) == Some(source) {
+        let holds = |held: Option<&Address>| held.is_some_and(|held| source.names(held));
+        if holds(self.slots.get(self.last).and_then(Option::as_ref)) {
             return (self.last, false);
         }
-        let slot = (self.hasher.hash_one(source) % PEER_SLOTS as u64) as usize;
+        let p = &source.process;
+        let parts = (&*source.node, &*p.process, &*p.package, &*p.publisher);
+        let slot = (self.hasher.hash_one(parts) % PEER_SLOTS as u64) as usize;
         self.last = slot;
         match self.slots.get_mut(slot) {
-            Some(held) if held.as_ref() == Some(source) => (slot, false),
+            Some(held) if holds(held.as_ref()) => (slot, false),
             Some(held) => {
-                *held = Some(source.clone());
+                *held = Some(source.to_address());
                 (slot, true)
             }
             None => (slot, true), // unreachable: the table has PEER_SLOTS
@@ -195,32 +217,18 @@ impl Peers {
     pub fn peer_event(&mut self, event: Event) -> PeerEvent {
         match event {
             Event::Message(m) => {
-                let source = Address::from(m.source);
-                let (slot, tell) = self.place(&source);
+                let (slot, tell) = self.place(&m.source);
                 PeerEvent::Message(PeerIncomingOut {
                     id: m.id,
                     // Below PEER_SLOTS, so it fits.
                     source_slot: slot as u32,
-                    source: tell.then(|| source.into()),
+                    source: tell.then_some(m.source),
                     message: m.message,
                     blob: m.blob,
                     context: m.context,
                 })
             }
             Event::Failed(f) => PeerEvent::Failed(f),
-        }
-    }
-}
-
-impl From<AddressOut> for Address {
-    fn from(a: AddressOut) -> Self {
-        Address {
-            node: a.node,
-            process: ProcessId {
-                process: a.process.process,
-                package: a.process.package,
-                publisher: a.process.publisher,
-            },
         }
     }
 }

@@ -248,7 +248,7 @@ impl Hub {
                 let hub = self.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
-                    let work = hub.join_remote(source.node, owner, room, subscriber, (from, incarnation));
+                    let work = hub.join_remote(source.node.clone(), owner, room, subscriber, (from, incarnation));
                     if let Some(result) = hub.until_closed(work).await {
                         hub.reply(answer, result);
                     }

@@ -187,7 +187,7 @@ impl Hub {
             Some(to) => match to.parse::<Address>() {
                 Ok(a) if watch.subs.contains_key(&a.process) => {
                     let cursor = watch.resume.get(&a.process).copied();
-                    vec![(a.process, cursor)]
+                    vec![(a.process.clone(), cursor)]
                 }
                 _ => {
                     self.count(|m| &m.rooms_refused);
