@@ -100,27 +100,10 @@ impl Request {
     /// timeout was set, the response (or a failure) arrives later as an
     /// event carrying that id and our context.
     pub fn send(self) -> Result<u64, SendError> {
-        let body = match self.body {
-            Ok(body) => body,
-            Err(detail) => {
-                return Err(SendError::new(SendErrorKind::Encoding, self.target, detail))
-            }
-        };
-        let request = wit::Request {
-            inherit: self.inherit,
-            expects_response: self.timeout_ms,
-            body,
-            metadata: self.metadata,
-        };
-        let blob = self.blob.map(wit::Blob::from);
+        let (target, request, context, blob) = self.into_parts()?;
         // The target's WIT form is borrowed from the shared address.
-        kernel::send_request(
-            self.target.raw(),
-            &request,
-            self.context.as_deref(),
-            blob.as_ref(),
-        )
-        .map_err(SendError::from)
+        kernel::send_request(target.raw(), &request, context.as_deref(), blob.as_ref())
+            .map_err(SendError::from)
     }
 
     /// Sends the request and returns a future of its response, to `.await`
@@ -139,26 +122,20 @@ impl Request {
     /// The WIT `outgoing-request`, for [`crate::OnExit::Requests`]. The
     /// context is dropped: no one is left to receive it.
     pub(crate) fn into_outgoing(self) -> Result<wit::OutgoingRequest, SendError> {
-        let (target, request, _context, blob) = self.into_wit()?;
+        let (target, request, _context, blob) = self.into_parts()?;
         Ok(wit::OutgoingRequest {
-            target,
+            target: target.into(),
             request,
             blob,
         })
     }
 
+    /// The target, the WIT request, the context and the blob; a body that
+    /// failed to encode is the `encoding` error, naming the target.
     #[allow(clippy::type_complexity)]
-    fn into_wit(
+    fn into_parts(
         self,
-    ) -> Result<
-        (
-            wit::Address,
-            wit::Request,
-            Option<Vec<u8>>,
-            Option<wit::Blob>,
-        ),
-        SendError,
-    > {
+    ) -> Result<(Address, wit::Request, Option<Vec<u8>>, Option<wit::Blob>), SendError> {
         let body = match self.body {
             Ok(body) => body,
             Err(detail) => {
@@ -172,7 +149,7 @@ impl Request {
             metadata: self.metadata,
         };
         Ok((
-            self.target.into(),
+            self.target,
             request,
             self.context,
             self.blob.map(wit::Blob::from),

@@ -199,24 +199,7 @@ async fn read_body<R: AsyncRead + Unpin>(
 /// limit of at most four times the body's own size (at least 64 KiB)
 /// before anything is allocated.
 pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
-    macro_rules! tiers {
-        ($($limit:expr),*) => {
-            $(if bytes.len().saturating_mul(4) <= $limit {
-                return decode_within::<{ $limit }>(bytes);
-            })*
-        };
-    }
-    tiers!(
-        1 << 16,
-        1 << 18,
-        1 << 20,
-        1 << 22,
-        1 << 24,
-        1 << 26,
-        1 << 28,
-        1 << 30
-    );
-    Err(FrameError::TooLarge(bytes.len(), MAX_FRAME_LIMIT))
+    decode_borrowed(bytes)
 }
 
 /// Decode `T` from `bytes`, borrowing strings from them, within the same
@@ -249,18 +232,6 @@ fn borrowed_within<'a, T: Deserialize<'a>, const LIMIT: usize>(
     let config = bincode::config::standard().with_limit::<LIMIT>();
     match bincode::serde::borrow_decode_from_slice(bytes, config) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
-        Ok((_, used)) => Err(FrameError::Malformed(format!(
-            "{} bytes after the frame",
-            bytes.len() - used
-        ))),
-        Err(e) => Err(FrameError::Malformed(e.to_string())),
-    }
-}
-
-fn decode_within<const LIMIT: usize>(bytes: &[u8]) -> Result<Frame, FrameError> {
-    let config = bincode::config::standard().with_limit::<LIMIT>();
-    match bincode::serde::decode_from_slice(bytes, config) {
-        Ok((frame, used)) if used == bytes.len() => Ok(frame),
         Ok((_, used)) => Err(FrameError::Malformed(format!(
             "{} bytes after the frame",
             bytes.len() - used
