@@ -8,6 +8,7 @@ mod admin;
 mod app_macro;
 mod chat_api;
 mod chat_browser;
+mod compat;
 mod durability;
 mod hostile_input;
 mod hostile_peer;

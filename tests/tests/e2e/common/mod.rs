@@ -28,7 +28,16 @@ pub fn cargo() -> String {
 }
 
 /// Every guest crate the tests install.
-const GUESTS: [&str; 6] = ["echo", "probe", "chat", "webprobe", "notebook", "ticker"];
+const GUESTS: [&str; 8] = [
+    "echo",
+    "probe",
+    "chat",
+    "webprobe",
+    "notebook",
+    "ticker",
+    "compat-v010",
+    "compat-v011",
+];
 
 /// Build the guest components once per test binary and return the
 /// directory holding their `.wasm` files.
@@ -233,15 +242,23 @@ pub fn probe_package(manifest: Value) -> Vec<PackageFile> {
 /// The package in `dir` (relative to the workspace) with its built
 /// component `wasm`: what `kit s` uploads for a package without a UI.
 pub fn built_package(dir: &str, wasm: &str) -> Vec<PackageFile> {
+    built_package_of(dir, &[wasm])
+}
+
+/// The package in `dir` with each of the built `wasms`.
+pub fn built_package_of(dir: &str, wasms: &[&str]) -> Vec<PackageFile> {
     let root = workspace_root().join(dir);
     let read = |path: std::path::PathBuf| {
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     };
-    vec![
+    let mut files = vec![
         file("metadata.json", read(root.join("metadata.json"))),
         file("pkg/manifest.json", read(root.join("pkg/manifest.json"))),
-        file(&format!("pkg/{wasm}"), read(guests().join(wasm))),
-    ]
+    ];
+    for wasm in wasms {
+        files.push(file(&format!("pkg/{wasm}"), read(guests().join(wasm))));
+    }
+    files
 }
 
 pub fn echo_package() -> Vec<PackageFile> {
