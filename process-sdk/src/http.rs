@@ -21,9 +21,11 @@
 //! }
 //! ```
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::{Address, Blob, Incoming, ProcessId, Request, Response, SendError};
@@ -174,6 +176,83 @@ pub fn event(msg: &Incoming) -> Option<HttpEvent> {
     })
 }
 
+/// An HTTP request read in place from the event's body: what `#[app]`
+/// dispatch needs, with text borrowed from the body (copied only where it
+/// has JSON escapes) and the headers skipped rather than copied into a
+/// map. [`request_view`] makes one; [`event`] gives the owned
+/// [`HttpRequest`] with the headers.
+#[derive(Debug, Deserialize)]
+pub struct HttpRequestView<'a> {
+    #[serde(borrow)]
+    pub method: Cow<'a, str>,
+    /// The bound pattern that matched, such as `/api/rooms/:room`.
+    #[serde(borrow)]
+    pub bound_path: Cow<'a, str>,
+    /// In the order sent; the node sends each name once.
+    #[serde(borrow)]
+    pub params: Pairs<'a>,
+    #[serde(borrow)]
+    pub query: Pairs<'a>,
+    #[serde(borrow)]
+    pub user: Option<Cow<'a, str>>,
+}
+
+/// Name/value pairs of a JSON object of strings, borrowed where they have
+/// no escapes.
+#[derive(Debug, Default)]
+pub struct Pairs<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+/// Text borrowed from the body unless it has escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = Pairs<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of names to text")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::new();
+                while let Some((Text(name), Text(value))) = map.next_entry()? {
+                    pairs.push((name, value));
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+/// The wire event with its HTTP request borrowed; the other events are
+/// skipped (see [`event`] for them).
+#[derive(Deserialize)]
+enum WireView<'a> {
+    #[serde(borrow)]
+    Http(HttpRequestView<'a>),
+    WsOpen(IgnoredAny),
+    WsMessage(IgnoredAny),
+    WsClose(IgnoredAny),
+}
+
+/// The HTTP request in `msg` read in place ([`HttpRequestView`]); `None`
+/// for anything else (WebSocket events, other senders, bodies that do not
+/// decode). Its body is `msg`'s blob.
+pub fn request_view(msg: &Incoming) -> Option<HttpRequestView<'_>> {
+    if !msg.is_request() || !is_from_server(msg) {
+        return None;
+    }
+    match serde_json::from_slice::<WireView>(msg.body()).ok()? {
+        WireView::Http(request) => Some(request),
+        WireView::WsOpen(_) | WireView::WsMessage(_) | WireView::WsClose(_) => None,
+    }
+}
+
 #[derive(Serialize)]
 struct Answer<'a> {
     status: u16,
@@ -197,17 +276,27 @@ pub fn answer(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Result<(), SendError> {
-    let headers = Headers(headers);
-    Response::new()
-        .json(&Answer { status, headers })
-        .blob(Blob::new(None, body))
-        .send(id)
+    let response = if status == 200 && headers == JSON_TYPE {
+        Response::new().body(USUAL_ANSWER)
+    } else {
+        let headers = Headers(headers);
+        Response::new().json(&Answer { status, headers })
+    };
+    response.blob(Blob::new(None, body)).send(id)
 }
+
+/// The headers of a JSON answer.
+const JSON_TYPE: &[(&str, &str)] = &[("content-type", "application/json")];
+
+/// [`Answer`] of a `200` with [`JSON_TYPE`], encoded once. The node
+/// recognises these exact bytes without parsing them, so they must stay
+/// what encoding the answer gives (checked in the tests).
+const USUAL_ANSWER: &[u8] = br#"{"status":200,"headers":{"content-type":"application/json"}}"#;
 
 /// Answer HTTP request `id` with `value` as JSON and status 200.
 pub fn answer_json<T: Serialize + ?Sized>(id: u64, value: &T) -> Result<(), SendError> {
     let body = serde_json::to_vec(value).unwrap_or_default();
-    answer(id, 200, &[("content-type", "application/json")], body)
+    answer(id, 200, JSON_TYPE, body)
 }
 
 /// Why a call to the HTTP server failed.
@@ -370,6 +459,36 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(http, WireEvent::Http(r) if r.params["id"] == "1"));
+        // The view reads the same request in place, skipping the headers;
+        // text with escapes is unescaped into its own copy.
+        let body = br#"{"Http":{"method":"GET","path":"/x/1","bound_path":"/x/:id","params":{"id":"1","b":"a\"b"},"query":{"q":"\u00e9"},"headers":{"cookie":"c=1","x":"y"},"user":null}}"#;
+        let Ok(WireView::Http(view)) = serde_json::from_slice::<WireView>(body) else {
+            panic!("the view does not decode");
+        };
+        assert_eq!(
+            (view.method.as_ref(), view.bound_path.as_ref()),
+            ("GET", "/x/:id")
+        );
+        assert!(matches!(view.params.0[0].1, Cow::Borrowed("1")));
+        assert_eq!(view.params.0[1].1, "a\"b");
+        assert_eq!(
+            view.query.0,
+            vec![(Cow::Borrowed("q"), Cow::Borrowed("\u{e9}"))]
+        );
+        assert_eq!(view.user, None);
+        let ws = br#"{"WsOpen":{"conn":3,"path":"/ws","query":{},"user":null}}"#;
+        assert!(matches!(
+            serde_json::from_slice::<WireView>(ws),
+            Ok(WireView::WsOpen(_))
+        ));
+        for bad in [
+            &br#"{"Http":{"method":1}}"#[..],
+            b"{}",
+            b"[",
+            br#"{"Http":{"params":[]}}"#,
+        ] {
+            assert!(serde_json::from_slice::<WireView>(bad).is_err());
+        }
         // Headers are written in the order given; the node keeps the last
         // of a repeated name.
         let answer = serde_json::to_string(&Answer {
@@ -381,5 +500,11 @@ mod tests {
             answer,
             r#"{"status":200,"headers":{"content-type":"text/plain","x-a":"1","x-a":"2"}}"#
         );
+        let usual = serde_json::to_vec(&Answer {
+            status: 200,
+            headers: Headers(JSON_TYPE),
+        })
+        .unwrap();
+        assert_eq!(usual, USUAL_ANSWER);
     }
 }

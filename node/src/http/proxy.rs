@@ -309,7 +309,13 @@ async fn forward(state: Http, process: ProcessId, bound: Bound, request: Request
         headers,
         user: bound.user.as_deref(),
     });
-    let event = serde_json::to_vec(&event).unwrap_or_default();
+    // Sized for a usual request's event (its headers are most of it), so
+    // encoding it seldom grows the buffer.
+    let mut encoded = Vec::with_capacity(EVENT_CAPACITY);
+    let event = match serde_json::to_writer(&mut encoded, &event) {
+        Ok(()) => encoded,
+        Err(_) => Vec::new(),
+    };
     let blob = (!bytes.is_empty()).then(|| Blob {
         mime,
         bytes: bytes.to_vec(),
@@ -345,10 +351,32 @@ async fn forward(state: Http, process: ProcessId, bound: Bound, request: Request
     response
 }
 
+/// Bytes reserved for an HTTP request's event before it is encoded.
+const EVENT_CAPACITY: usize = 512;
+
+/// The answer every `#[app]` handler's success sends, byte for byte
+/// (`process-sdk`'s `http::answer` with status 200 and a JSON type):
+/// recognised without parsing it. It decodes to the same answer as
+/// parsing would (`the_usual_answer_is_the_parsed_one`).
+const USUAL_ANSWER: &[u8] = br#"{"status":200,"headers":{"content-type":"application/json"}}"#;
+
+/// A `200` whose body is the blob, typed `application/json`.
+fn usual_response(blob: Option<Blob>) -> Response {
+    let mut response = Response::new(Body::from(blob.map(|b| b.bytes).unwrap_or_default()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 fn answer_response(message: Message, blob: Option<Blob>) -> Response {
     let Message::Response(r) = message else {
         return plain(StatusCode::BAD_GATEWAY, "the process sent no response");
     };
+    if r.body == USUAL_ANSWER {
+        return usual_response(blob);
+    }
     let Ok(answer) = serde_json::from_slice::<HttpAnswerRef>(&r.body) else {
         return plain(
             StatusCode::BAD_GATEWAY,
@@ -415,6 +443,29 @@ const NODE_COOKIE_PREFIX: &str = "hearth-";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The answer recognised without parsing gives the response parsing
+    /// gives: same status, same headers, same body.
+    #[test]
+    fn the_usual_answer_is_the_parsed_one() {
+        let answer = |body: &[u8]| {
+            let message = Message::Response(crate::types::Response {
+                body: body.to_vec(),
+                metadata: None,
+            });
+            let blob = Blob {
+                mime: None,
+                bytes: br#"{"ok":1}"#.to_vec(),
+            };
+            answer_response(message, Some(blob))
+        };
+        let fast = answer(USUAL_ANSWER);
+        // The same JSON with a space: not the usual bytes, so parsed.
+        let parsed = answer(br#"{"status":200, "headers":{"content-type":"application/json"}}"#);
+        assert_eq!(fast.status(), parsed.status());
+        assert_eq!(fast.headers(), parsed.headers());
+        assert_eq!(fast.status(), StatusCode::OK);
+    }
 
     #[test]
     fn apps_cannot_set_the_node_cookie() {

@@ -5,6 +5,7 @@
 //!
 //! The macro implements [`App`]; everything else is here, written once.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -16,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{codes, AppError, Ctx, Persist, State, Via};
-use crate::http::{self, Access, HttpEvent};
+use crate::http::{self, Access, HttpEvent, HttpRequestView, Pairs};
 use crate::{executor, log, wit, Failure, Incoming};
 
 /// What a handler produced: the JSON of its `ok` value, or the error.
@@ -220,6 +221,10 @@ async fn timer_loop<A: App>(state: State<A>, index: usize, ms: u64) {
 
 fn on_request<A: App>(state: State<A>, msg: Incoming) {
     if !A::ROUTES.is_empty() && http::is_from_server(&msg) {
+        if let Some(request) = http::request_view(&msg) {
+            let body = msg.blob().map_or(&[][..], |b| b.bytes.as_slice());
+            return on_http_request(state, msg.id(), request, body);
+        }
         if let Some(event) = http::event(&msg) {
             return on_http(state, msg.id(), event);
         }
@@ -280,7 +285,16 @@ fn fallback_or<A: App>(state: State<A>, msg: Incoming, error: AppError) {
 
 fn on_http<A: App>(state: State<A>, id: u64, event: HttpEvent) {
     let event = match event {
-        HttpEvent::Http(req) => return on_http_request(state, id, req),
+        HttpEvent::Http(req) => {
+            let request = HttpRequestView {
+                method: Cow::Borrowed(&req.method),
+                bound_path: Cow::Borrowed(&req.bound_path),
+                params: pairs(&req.params),
+                query: pairs(&req.query),
+                user: req.user.as_deref().map(Cow::Borrowed),
+            };
+            return on_http_request(state, id, request, &req.body);
+        }
         HttpEvent::WsOpen {
             conn,
             path,
@@ -317,7 +331,16 @@ fn on_http<A: App>(state: State<A>, id: u64, event: HttpEvent) {
     on_ws(state, handler, event);
 }
 
-fn on_http_request<A: App>(state: State<A>, id: u64, req: http::HttpRequest) {
+/// The pairs of `map`, borrowed.
+fn pairs(map: &BTreeMap<String, String>) -> Pairs<'_> {
+    Pairs(
+        map.iter()
+            .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+            .collect(),
+    )
+}
+
+fn on_http_request<A: App>(state: State<A>, id: u64, req: HttpRequestView<'_>, body: &[u8]) {
     let answer = Answer::Http { id };
     let same_path = || A::ROUTES.iter().filter(|r| r.path == req.bound_path);
     let route = same_path().find(|r| match r.kind {
@@ -338,17 +361,26 @@ fn on_http_request<A: App>(state: State<A>, id: u64, req: http::HttpRequest) {
         };
         return send(answer, Err(error));
     };
-    let mut args = match http_args(&req.body) {
+    let mut args = match http_args(body) {
         Ok(args) => args,
         Err(error) => return send(answer, Err(error)),
     };
-    let user = req.user;
-    for (key, value) in req.params.into_iter().chain(req.query) {
-        args.entry(key).or_insert(Value::String(value));
+    // Path parameters first, then the query, then the body; a name given
+    // twice in one of them keeps its last value.
+    for (key, value) in req
+        .params
+        .0
+        .into_iter()
+        .rev()
+        .chain(req.query.0.into_iter().rev())
+    {
+        if !args.contains_key(key.as_ref()) {
+            args.insert(key.into_owned(), Value::String(value.into_owned()));
+        }
     }
     let mut ctx = Ctx::new(id, http::server(), Via::Http);
     ctx.set_method(route.handler);
-    ctx.set_user(user);
+    ctx.set_user(req.user.map(Cow::into_owned));
     match A::call(&state, ctx, route.handler, Value::Object(args)) {
         Outcome::UnknownMethod => send(answer, Err(AppError::internal("route without handler"))),
         outcome => finish(state, outcome, answer),
