@@ -109,8 +109,11 @@ impl Node {
         };
         let http_task = tokio::spawn(http::serve(listener, state, shutdown_rx));
 
+        // Every process is registered before any instantiates.
+        let hold = services.runtime.hold_boots();
         let started = package::start_all_installed(&services).await;
         let children = package::restore_children(&services).await;
+        drop(hold);
         // Join the network once every local process is back, so a peer
         // never sees `unknown-process` for one that is still starting.
         let net = crate::net::Net::start(&config.net, &home, &services)?;

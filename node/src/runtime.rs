@@ -106,6 +106,19 @@ pub struct Runtime {
     compiled: Mutex<HashMap<String, ProcessPre<HostState>>>,
     /// Instance slots of the shared pool.
     pool_slots: usize,
+    /// Whether processes may instantiate now: `false` while the node
+    /// restores its processes at boot (see [`Runtime::hold_boots`]).
+    boots: tokio::sync::watch::Sender<bool>,
+}
+
+/// While alive, processes of this node are registered and queue their
+/// messages but do not instantiate; dropped, they all may.
+pub struct BootHold<'a>(&'a Runtime);
+
+impl Drop for BootHold<'_> {
+    fn drop(&mut self) {
+        self.0.boots.send_replace(true);
+    }
 }
 
 /// Instance slots beyond the machine's process cap: a process that left
@@ -201,7 +214,26 @@ impl Runtime {
             disk_cache,
             compiled: Mutex::default(),
             pool_slots,
+            boots: tokio::sync::watch::Sender::new(true),
         })
+    }
+
+    /// Hold every process start of this node at its first instantiation
+    /// until the returned guard drops. At boot the node registers all its
+    /// processes first (so none is `unknown-process` to another), then
+    /// they instantiate: instantiations no longer take the cores from the
+    /// restore loop, and the node answers sooner.
+    pub fn hold_boots(&self) -> BootHold<'_> {
+        self.boots.send_replace(false);
+        BootHold(self)
+    }
+
+    /// Wait until processes may instantiate (at once unless a
+    /// [`BootHold`] is alive).
+    pub async fn boots_open(&self) {
+        let mut open = self.boots.subscribe();
+        // Only an error if the sender dropped, i.e. the runtime is gone.
+        let _ = open.wait_for(|open| *open).await;
     }
 
     pub fn engine(&self) -> &Engine {

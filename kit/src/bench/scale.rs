@@ -39,7 +39,7 @@ pub async fn rows(node: &Node, echo: &[PackageFile], scale: Option<usize>) -> Re
         per_sec,
     ));
 
-    let kib = idle_memory(node).await?;
+    let (kib, heap_kib) = idle_memory(node).await?;
     rows.push(
         Row::new(
             format!("resident memory per idle echo process, N = {IDLE}"),
@@ -48,6 +48,13 @@ pub async fn rows(node: &Node, echo: &[PackageFile], scale: Option<usize>) -> Re
         )
         .target(Better::Lower, 64.0),
     );
+    // Information beside the row above: its RSS reuses heap pages that
+    // earlier rows freed, so most of the host's part hides there.
+    rows.push(Row::new(
+        format!("host heap in use per idle echo process (malloc), N = {IDLE}"),
+        "KiB",
+        heap_kib,
+    ));
     if let Some(n) = scale {
         rows.extend(scale_rows(echo, n).await?);
     }
@@ -285,9 +292,18 @@ pub(super) fn pss_kib() -> Result<f64> {
     status_kib("/proc/self/smaps_rollup", "Pss:")
 }
 
-/// Resident memory added per idle echo process, with N started and each
-/// having answered one request (so it is fully initialised).
-async fn idle_memory(node: &Node) -> Result<f64> {
+/// For finding where idle memory goes: `HEARTH_BENCH_IDLE_DETAIL=1` prints,
+/// on stderr, the resident KiB per idle process that each kind of mapping
+/// added (from `/proc/self/smaps`) during the idle-memory row.
+const IDLE_DETAIL: &str = "HEARTH_BENCH_IDLE_DETAIL";
+
+/// Resident memory and host heap in use (KiB) added per idle echo
+/// process, with N started and each having answered one request (so it is
+/// fully initialised).
+async fn idle_memory(node: &Node) -> Result<(f64, f64)> {
+    let detail = std::env::var_os(IDLE_DETAIL).is_some();
+    let mappings_before = detail.then(mapping_kinds);
+    let heap_before = heap_in_use_kib();
     let before = rss_kib()?;
     for i in 0..IDLE {
         process::start(
@@ -305,5 +321,69 @@ async fn idle_memory(node: &Node) -> Result<f64> {
         .await?;
     }
     let after = rss_kib()?;
-    Ok((after - before) / IDLE as f64)
+    let heap = (heap_in_use_kib() - heap_before) / IDLE as f64;
+    if let Some(before) = mappings_before {
+        print_mapping_growth(&before, &mapping_kinds());
+    }
+    Ok(((after - before) / IDLE as f64, heap))
+}
+
+/// KiB the host allocator has handed out and not taken back (glibc's
+/// count, all arenas). Unlike RSS, it does not depend on how much freed
+/// memory earlier rows left for reuse.
+fn heap_in_use_kib() -> f64 {
+    // SAFETY: mallinfo2 takes no arguments and only reads the allocator's
+    // own statistics.
+    let info = unsafe { libc::mallinfo2() };
+    (info.uordblks + info.hblkhd) as f64 / 1024.0
+}
+
+/// Resident KiB and mapping count of this process by kind of mapping:
+/// permissions, name, and (for anonymous and memfd mappings) a size class.
+fn mapping_kinds() -> std::collections::BTreeMap<String, (u64, i64)> {
+    let mut kinds = std::collections::BTreeMap::new();
+    let text = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut kind = String::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let bytes = u64::from_str_radix(end, 16).unwrap_or(0)
+                - u64::from_str_radix(start, 16).unwrap_or(0);
+            let perms = fields.next().unwrap_or("");
+            let name = fields.nth(3).unwrap_or("[anon]");
+            let class = match bytes / 1024 {
+                _ if name != "[anon]" && !name.starts_with("memfd") => String::new(),
+                kib if kib >= 64 * 1024 => "large".into(),
+                kib if kib >= 1024 => format!("{} MiB", kib / 1024),
+                kib => format!("{kib} KiB"),
+            };
+            kind = format!(
+                "{perms} {} {class}",
+                name.rsplit('/').next().unwrap_or(name)
+            );
+            kinds.entry(kind.clone()).or_insert((0, 0)).1 += 1;
+        } else if first == "Rss:" {
+            let kib: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            kinds.entry(kind.clone()).or_insert((0, 0)).0 += kib;
+        }
+    }
+    kinds
+}
+
+fn print_mapping_growth(
+    before: &std::collections::BTreeMap<String, (u64, i64)>,
+    after: &std::collections::BTreeMap<String, (u64, i64)>,
+) {
+    let kinds: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    eprintln!("resident KiB per idle process by mapping kind (N = {IDLE}):");
+    for kind in kinds {
+        let (rss_after, n_after) = after.get(kind).copied().unwrap_or_default();
+        let (rss_before, n_before) = before.get(kind).copied().unwrap_or_default();
+        let kib = (rss_after as f64 - rss_before as f64) / IDLE as f64;
+        let mappings = n_after - n_before;
+        if kib.abs() >= 0.05 || mappings != 0 {
+            eprintln!("  {kind:45} {kib:7.2} KiB  {mappings:+} mappings");
+        }
+    }
 }
