@@ -351,15 +351,12 @@ impl Runner {
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
         loop {
-            // The timer moves only to an earlier deadline. Each new ask
-            // usually ends later than the one answered before it, and
-            // moving tokio's timer takes its driver's lock (shared by the
-            // workers) on every event; a timer left early fires once,
-            // finds nothing due and is set again to what is then next.
             let next = store.data_mut().asks.next_deadline();
-            if let Some(at) = next.filter(|at| armed.is_none_or(|armed| *at < armed)) {
-                timer.as_mut().reset(at);
-                armed = Some(at);
+            if next != armed {
+                if let Some(at) = next {
+                    timer.as_mut().reset(at);
+                }
+                armed = next;
             }
             let outcome = tokio::select! {
                 biased;
