@@ -21,6 +21,9 @@ pub const MESSAGES: StreamProtocol = StreamProtocol::new("/hearth/messages/0.1.0
 /// The message stream protocol with packed frames (`pack`): tried first;
 /// a peer that does not speak it gets [`MESSAGES`].
 pub const MESSAGES_PACKED: StreamProtocol = StreamProtocol::new("/hearth/messages/0.2.0");
+/// Packed frames, and the stream's second frame offers a lane (`lane`):
+/// tried before [`MESSAGES_PACKED`].
+pub const MESSAGES_LANE: StreamProtocol = StreamProtocol::new("/hearth/messages/0.3.0");
 /// The DHT protocol: Hearth nodes form their own DHT, not the IPFS one.
 pub const KAD: StreamProtocol = StreamProtocol::new("/hearth/kad/1.0.0");
 /// Connections to one peer: TCP and QUIC may both be up, plus one from

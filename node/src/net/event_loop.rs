@@ -73,6 +73,8 @@ pub(super) struct EventLoop {
     relay_candidates: Vec<(PeerId, Multiaddr)>,
     serving_relay: bool,
     bootstrap_at: Instant,
+    /// The lane listener's task (`peer::accept_lanes`).
+    lanes: Option<tokio::task::AbortHandle>,
 }
 
 impl EventLoop {
@@ -81,6 +83,7 @@ impl EventLoop {
         keypair: Keypair,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
+        lanes: Option<std::net::TcpListener>,
     ) -> Result<Self, NetError> {
         let transport = |e: &dyn std::fmt::Display| NetError::Transport(e.to_string());
         let reservations = Reservations::new(&config.relay_via).map_err(NetError::Relay)?;
@@ -157,6 +160,15 @@ impl EventLoop {
         };
         tokio::spawn(peer::accept_loop(shared.clone(), controls.clone(), false));
         tokio::spawn(peer::accept_loop(shared.clone(), controls.clone(), true));
+        let lanes = lanes
+            .and_then(|l| {
+                tokio::net::TcpListener::from_std(l)
+                    .map_err(|e| warn!("no lane listener: {e}"))
+                    .ok()
+            })
+            .map(|l| {
+                tokio::spawn(peer::accept_lanes(shared.clone(), controls.clone(), l)).abort_handle()
+            });
         {
             let mut reach = shared.lock_reach();
             reach.serving_relay = config.relay.is_some();
@@ -176,7 +188,16 @@ impl EventLoop {
             relay_candidates: Vec::new(),
             serving_relay: config.relay.is_some(),
             bootstrap_at: Instant::now() + BOOTSTRAP_EVERY,
+            lanes,
         })
+    }
+
+    /// Stop taking lanes and end every lane open.
+    fn end_lanes(&mut self) {
+        if let Some(lanes) = self.lanes.take() {
+            lanes.abort();
+        }
+        self.shared.end_all_lanes();
     }
 
     pub(super) async fn run(mut self) {
@@ -189,7 +210,8 @@ impl EventLoop {
                         for peer in peers {
                             let _ = self.swarm.disconnect_peer_id(peer);
                         }
-                        // Let the close frames go out before the swarm drops.
+                        self.end_lanes();
+                        // Let the close frames (and lane closes) go out before the swarm drops.
                         let flush = tokio::time::sleep(Duration::from_millis(50));
                         tokio::pin!(flush);
                         loop {
@@ -208,6 +230,7 @@ impl EventLoop {
                 _ = tick.tick() => self.on_tick(),
             }
         }
+        self.end_lanes();
         debug!("network event loop ended");
     }
 

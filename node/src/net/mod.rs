@@ -10,6 +10,8 @@
 //!   frames (`wire`), and a reader per inbound stream; `outlet`: the
 //!   outbound stream shared by the routing call (which writes to it while
 //!   it is free) and the peer's writer task.
+//! - `lane`: our own Noise-authenticated TCP connection per peer, which a
+//!   message stream moves onto when both nodes speak it.
 //! - `links`: the send path by node name, with the requests awaiting an
 //!   answer from each peer.
 //! - `relay`: relay limits and our reservations; `reach`: reachability
@@ -26,6 +28,7 @@ mod event_loop;
 mod filter;
 pub mod identity;
 mod inbound;
+mod lane;
 pub mod links;
 mod outlet;
 mod owed;
@@ -98,11 +101,13 @@ struct OpenStream {
     outlet: Arc<outlet::Outlet>,
     /// It runs over a relayed connection.
     relayed: bool,
-    /// Hands the writer a stream on a direct connection to move to, and
-    /// whether it is packed.
-    switch: mpsc::Sender<(libp2p::Stream, bool)>,
-    /// A direct stream is being opened for it.
+    /// Hands the writer a stream to move to (on a direct connection, or a
+    /// lane), and what it carries.
+    switch: mpsc::Sender<(lane::Pipe, peer::Kind)>,
+    /// A direct stream or a lane is being opened for it.
     moving: bool,
+    /// It was handed a lane.
+    lane: bool,
 }
 
 /// State shared by the event loop, the stream tasks and [`Net`].
@@ -131,6 +136,10 @@ struct Shared {
     /// that replaces another (moved off a relay) is read only once the old
     /// one ended or stalled, so frames keep their order.
     read_order: Mutex<HashMap<PeerId, Arc<peer::ReadOrder>>>,
+    /// Our lane listener's port, offered to peers (none if it could not
+    /// listen: messages then stay on libp2p streams).
+    lane_port: Option<u16>,
+    lane_slots: lane::Slots,
 }
 
 #[derive(Default)]
@@ -139,6 +148,8 @@ struct PeerState {
     rtt: Option<Duration>,
     /// Open connections and their remote addresses.
     conns: HashMap<libp2p::swarm::ConnectionId, libp2p::Multiaddr>,
+    /// The port of the lane the peer offered (`lane`).
+    lane: Option<u16>,
 }
 
 impl PeerState {
@@ -201,12 +212,81 @@ impl Shared {
             .is_some_and(|s| s.conns.values().any(|a| !filter::is_relayed(a)))
     }
 
+    /// The peer's last connection closed: its lanes end with it (our
+    /// writer's, and the reader of its lane).
     fn peer_gone(&self, peer: &PeerId) {
         self.lock_peers().remove(peer);
-        self.read_order
+        self.end_lanes(peer);
+        let order = self
+            .read_order
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(peer);
+        if let Some(order) = order {
+            order.stop_holder();
+        }
+    }
+
+    /// End our lane to `peer`, if our stream runs on one.
+    fn end_lanes(&self, peer: &PeerId) {
+        let outbound = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Outbound::Open(open)) = outbound.get(peer) {
+            if open.lane {
+                open.outlet.end();
+            }
+        }
+    }
+
+    /// Leaving the network: every lane ends, both ways.
+    fn end_all_lanes(&self) {
+        let peers: Vec<PeerId> = {
+            let outbound = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
+            outbound.keys().copied().collect()
+        };
+        for peer in &peers {
+            self.end_lanes(peer);
+        }
+        let orders: Vec<_> = {
+            let orders = self.read_order.lock().unwrap_or_else(|e| e.into_inner());
+            orders.values().cloned().collect()
+        };
+        for order in orders {
+            order.stop_holder();
+        }
+    }
+
+    /// `peer` offered a lane at `port` (or none).
+    fn lane_offered(&self, peer: PeerId, port: Option<u16>) {
+        self.lock_peers().entry(peer).or_default().lane = port;
+    }
+
+    fn lane_failed(&self, peer: &PeerId) {
+        if let Some(state) = self.lock_peers().get_mut(peer) {
+            state.lane = None;
+        }
+    }
+
+    /// Where `peer`'s lane is: the port it offered, at the IP of our
+    /// direct connection to it.
+    fn lane_addr(&self, peer: &PeerId) -> Option<std::net::SocketAddr> {
+        let peers = self.lock_peers();
+        let state = peers.get(peer)?;
+        let port = state.lane?;
+        let ip = state
+            .conns
+            .values()
+            .filter(|a| !filter::is_relayed(a))
+            .find_map(lane::ip_of)?;
+        Some(std::net::SocketAddr::new(ip, port))
+    }
+
+    /// The first frames of a stream of `kind`: our `Hello`, and on a
+    /// lane-offering stream our lane's port.
+    fn hello(&self, kind: peer::Kind, buf: &mut Vec<u8>) {
+        wire::encode(&Frame::Hello(self.our_record()), buf);
+        if kind == peer::Kind::Lanes {
+            lane::offer(self.lane_port, buf);
+        }
     }
 
     fn lock_reach(&self) -> std::sync::MutexGuard<'_, reach::Reach> {
@@ -296,6 +376,14 @@ impl Net {
         let record = NameRecord::sign(&keypair, &our, Vec::new(), now_millis())
             .map_err(|e| NetError::Transport(e.to_string()))?;
         let (commands, commands_rx) = mpsc::channel(COMMANDS);
+        // Without a lane listener messages stay on libp2p streams.
+        let lanes = lane::bind(config.listen_ip)
+            .map_err(|e| warn!(ip = %config.listen_ip, "no lane listener: {e}"))
+            .ok();
+        let lane_port = lanes
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port());
         let shared = Arc::new(Shared {
             our,
             commands: commands.clone(),
@@ -313,9 +401,16 @@ impl Net {
             max_frame: services.kernel.limits().max_message_bytes + wire::FRAME_OVERHEAD,
             dial_timeout: config.dial_timeout,
             keypair: keypair.clone(),
+            lane_port,
+            lane_slots: lane::Slots::default(),
         });
-        let event_loop =
-            event_loop::EventLoop::new(config, keypair.clone(), shared.clone(), commands_rx)?;
+        let event_loop = event_loop::EventLoop::new(
+            config,
+            keypair.clone(),
+            shared.clone(),
+            commands_rx,
+            lanes,
+        )?;
         tokio::spawn(event_loop.run());
         Ok(Arc::new(Self {
             shared,
@@ -339,6 +434,24 @@ impl Net {
             .iter()
             .find(|a| a.contains("/tcp/") && !a.contains("/p2p-circuit"))?;
         Some(format!("{tcp}/p2p/{}", self.peer_id))
+    }
+
+    /// The port of our lane listener (`lane`), if it listens.
+    pub fn lane_port(&self) -> Option<u16> {
+        self.shared.lane_port
+    }
+
+    /// How many of our message streams to peers run on a lane.
+    pub fn lanes(&self) -> usize {
+        let outbound = self
+            .shared
+            .outbound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        outbound
+            .values()
+            .filter(|o| matches!(o, Outbound::Open(open) if open.lane && !open.outlet.is_closed()))
+            .count()
     }
 
     /// Our signed name record (addresses fill in once listening).

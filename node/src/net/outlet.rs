@@ -6,6 +6,9 @@
 //! itself, with no task in between. Otherwise it is encoded onto the
 //! outlet's queue and the writer task takes the whole queue in one write:
 //! frames coalesce under load and go at once when idle, with no waiting.
+//! A frame sent within [`BURST_GAP`] of the routing call's last direct
+//! write counts as load: it is queued, and the writer sends the burst in
+//! one write (on a lane, one Noise frame and one `write` for all of it).
 //!
 //! Why it matters: tokio runs at most three tasks in a row from a worker's
 //! LIFO slot; the fourth wake in a chain goes to the shared queue and wakes
@@ -25,11 +28,12 @@
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use futures::{AsyncWrite, AsyncWriteExt};
-use libp2p::Stream;
 use tokio::sync::Notify;
 
+use super::lane::Pipe;
 use super::pack::Packer;
 use super::wire::{self, Frame};
 
@@ -42,6 +46,9 @@ pub const LINK_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A reused encode buffer keeps at most this much capacity when idle.
 const IDLE_SCRATCH: usize = 64 * 1024;
+/// A frame sent this soon after the last direct write is part of a burst:
+/// it goes to the queue, and the writer sends the burst in one write.
+const BURST_GAP: Duration = Duration::from_micros(5);
 
 /// Why the outlet did not take a frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,7 +63,7 @@ pub enum Refused {
 struct Inner {
     /// The stream, while it is free for the routing call to write to. The
     /// writer holds it otherwise (writing, relayed, or moving).
-    stream: Option<Stream>,
+    stream: Option<Pipe>,
     /// Encoded frames for the writer, in order.
     queue: Vec<u8>,
     /// Weight and number of the frames in `queue` (their bounds).
@@ -69,6 +76,8 @@ struct Inner {
     /// The writer ended.
     closed: bool,
     scratch: Vec<u8>,
+    /// When the routing call last wrote to the stream itself.
+    last_direct: Option<Instant>,
     /// The stream's address table, on a packed stream (see `pack`).
     packer: Option<Packer>,
 }
@@ -146,7 +155,12 @@ impl Outlet {
         if inner.closed || inner.broken {
             return Err(Refused::Closed);
         }
-        if inner.queue.is_empty() && inner.stream.is_some() {
+        let now = Instant::now();
+        let apart = inner
+            .last_direct
+            .is_none_or(|t| now.duration_since(t) >= BURST_GAP);
+        if inner.queue.is_empty() && inner.stream.is_some() && apart {
+            inner.last_direct = Some(now);
             inner.scratch.clear();
             if !inner.encode(frame, false) {
                 return Err(self.broke(inner));
@@ -201,6 +215,14 @@ impl Outlet {
         Refused::Closed
     }
 
+    /// End the stream from outside (its lane's peer is gone): the writer
+    /// sees it broken and ends.
+    pub fn end(&self) {
+        let mut inner = self.lock();
+        inner.broken = true;
+        self.wake.notify_one();
+    }
+
     /// Whether the writer ended.
     pub fn is_closed(&self) -> bool {
         self.lock().closed
@@ -210,7 +232,7 @@ impl Outlet {
     /// it takes the stream back and swaps the queue into `batch`; with
     /// nothing to do it parks the stream here for direct writes, unless
     /// `keep` (a relayed stream, which only the writer writes).
-    pub fn next(&self, held: &mut Option<Stream>, batch: &mut Vec<u8>, keep: bool) -> Work {
+    pub fn next(&self, held: &mut Option<Pipe>, batch: &mut Vec<u8>, keep: bool) -> Work {
         let mut inner = self.lock();
         if inner.broken {
             return Work::Broken;
@@ -235,7 +257,7 @@ impl Outlet {
 
     /// Take the stream back from the outlet if it is parked there (to end
     /// it, or to move): routing calls queue from now on.
-    pub fn hold(&self, held: &mut Option<Stream>) {
+    pub fn hold(&self, held: &mut Option<Pipe>) {
         if held.is_none() {
             *held = self.lock().stream.take();
         }
@@ -247,7 +269,7 @@ impl Outlet {
     }
 
     /// The writer ended: refuse every later frame, drop what is queued.
-    pub fn close(&self) -> Option<Stream> {
+    pub fn close(&self) -> Option<Pipe> {
         let mut inner = self.lock();
         inner.closed = true;
         inner.queue = Vec::new();
@@ -273,7 +295,7 @@ impl Outlet {
 
 /// Write what the stream takes now, without waiting: bytes written, and
 /// whether the flush completed. An error or a zero write is a dead stream.
-fn write_now(stream: &mut Stream, bytes: &[u8]) -> Result<(usize, bool), ()> {
+fn write_now(stream: &mut Pipe, bytes: &[u8]) -> Result<(usize, bool), ()> {
     let mut cx = Context::from_waker(Waker::noop());
     let mut written = 0;
     while written < bytes.len() {
@@ -291,6 +313,6 @@ fn write_now(stream: &mut Stream, bytes: &[u8]) -> Result<(usize, bool), ()> {
 }
 
 /// Write `bytes` and flush, waiting as needed (the writer's path).
-pub async fn write_all(stream: &mut Stream, bytes: &[u8]) -> bool {
+pub async fn write_all(stream: &mut Pipe, bytes: &[u8]) -> bool {
     stream.write_all(bytes).await.is_ok() && stream.flush().await.is_ok()
 }

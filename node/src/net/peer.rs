@@ -28,10 +28,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncWriteExt, StreamExt};
-use libp2p::{PeerId, Stream};
+use libp2p::PeerId;
 use tracing::{debug, info, warn, Instrument};
 
-use super::behaviour::{MESSAGES, MESSAGES_PACKED};
+use super::behaviour::{MESSAGES, MESSAGES_LANE, MESSAGES_PACKED};
+use super::lane::{self, Pipe};
 use super::outlet::{self, Outlet, Work};
 use super::pack::Unpacker;
 use super::record::MAX_RECORD_BYTES;
@@ -114,7 +115,8 @@ impl ReadOrder {
         }
     }
 
-    fn stop_holder(&self) {
+    /// Tell the stream holding the turn to stop reading.
+    pub fn stop_holder(&self) {
         if let Some(stop) = &*self.holder.lock().unwrap_or_else(|e| e.into_inner()) {
             stop.notify_one();
         }
@@ -123,7 +125,7 @@ impl ReadOrder {
 
 /// A stream that counts the bytes read from it into a [`ReadOrder`].
 struct Counted<'a> {
-    stream: &'a mut Stream,
+    stream: &'a mut Pipe,
     progress: &'a AtomicU64,
 }
 
@@ -141,26 +143,49 @@ impl AsyncRead for Counted<'_> {
     }
 }
 
-/// Open a message stream to `peer`: packed if it speaks that protocol (a
-/// direct connection only: a relayed stream may move, and its queue with
-/// it, so it stays plain), else plain. Whether it is packed comes back.
+/// What a message stream carries, by the protocol it was opened with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `0.1.0`: plain frames.
+    Plain,
+    /// `0.2.0`, or a lane: packed frames.
+    Packed,
+    /// `0.3.0`: packed frames, and the second frame offers a lane.
+    Lanes,
+}
+
+impl Kind {
+    fn packed(self) -> bool {
+        self != Kind::Plain
+    }
+}
+
+/// Open a message stream to `peer`: offering a lane, else packed, if it
+/// speaks those protocols (a direct connection only: a relayed stream may
+/// move, and its queue with it, so it stays plain), else plain.
 async fn open_stream(
     control: &mut libp2p_stream::Control,
     peer: PeerId,
     relayed: bool,
-) -> Result<(Stream, bool), libp2p_stream::OpenStreamError> {
+) -> Result<(Pipe, Kind), libp2p_stream::OpenStreamError> {
     if !relayed {
-        match control.open_stream(peer, MESSAGES_PACKED).await {
-            Ok(stream) => return Ok((stream, true)),
-            Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => {}
-            Err(e) => return Err(e),
+        for (protocol, kind) in [
+            (MESSAGES_LANE, Kind::Lanes),
+            (MESSAGES_PACKED, Kind::Packed),
+        ] {
+            match control.open_stream(peer, protocol).await {
+                Ok(stream) => return Ok((Pipe::Stream(stream), kind)),
+                Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
-    Ok((control.open_stream(peer, MESSAGES).await?, false))
+    let stream = control.open_stream(peer, MESSAGES).await?;
+    Ok((Pipe::Stream(stream), Kind::Plain))
 }
 
 /// Close a stream we are done with, within [`CLOSE_WAIT`], off the caller.
-fn close_soon(mut stream: Stream) {
+fn close_soon(mut stream: Pipe) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(CLOSE_WAIT, stream.close()).await;
     });
@@ -235,12 +260,12 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
                 open_stream(&mut control, peer, relayed),
             )
             .await;
-            let (stream, packed) = match opened {
+            let (stream, kind) = match opened {
                 Ok(Ok(opened)) => opened,
                 Ok(Err(e)) => return give_up(&shared, peer, &e.to_string()),
                 Err(_) => return give_up(&shared, peer, "timed out opening a stream"),
             };
-            let outlet = Arc::new(if packed {
+            let outlet = Arc::new(if kind.packed() {
                 Outlet::packed()
             } else {
                 Outlet::default()
@@ -251,6 +276,7 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
                 relayed,
                 switch,
                 moving: false,
+                lane: false,
             };
             shared
                 .outbound
@@ -264,7 +290,7 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
             };
             tokio::spawn(
                 writer
-                    .run(stream, outlet.clone(), switch_rx)
+                    .run(stream, kind, outlet.clone(), switch_rx)
                     .in_current_span(),
             );
             promote(&shared, peer, outlet);
@@ -272,6 +298,8 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
                 // A direct connection came up while this stream opened.
                 upgrade(&shared, &controls, peer);
             }
+            // The peer may have offered its lane before this stream opened.
+            to_lane(&shared, peer);
         }
         .instrument(tracing::debug_span!("peer", %peer)),
     );
@@ -338,6 +366,55 @@ pub fn upgrade(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
     );
 }
 
+/// Move our message stream to `peer` onto the lane it offered, if we have
+/// a direct connection to it and our stream is open, direct and not
+/// moving already. The lane is dialed first; only a lane the peer accepted
+/// is handed to the writer. A failed dial forgets the offer (a new stream
+/// from the peer brings it again).
+pub fn to_lane(shared: &Arc<Shared>, peer: PeerId) {
+    let Some(addr) = shared.lane_addr(&peer) else {
+        return;
+    };
+    let switch = {
+        let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
+        match outbound.get_mut(&peer) {
+            Some(Outbound::Open(open)) if !open.relayed && !open.moving && !open.lane => {
+                open.moving = true;
+                open.switch.clone()
+            }
+            _ => return,
+        }
+    };
+    let shared = shared.clone();
+    tokio::spawn(
+        async move {
+            let dial = lane::dial(&shared.keypair, addr, peer);
+            let moved = match tokio::time::timeout(shared.dial_timeout, dial).await {
+                Ok(Ok(io)) => {
+                    let lane = (Pipe::Lane(Box::new(io)), Kind::Packed);
+                    switch.send(lane).await.is_ok()
+                }
+                Ok(Err(why)) => {
+                    debug!(%peer, "no lane: {why}");
+                    shared.lane_failed(&peer);
+                    false
+                }
+                Err(_) => {
+                    debug!(%peer, %addr, "no lane: timed out");
+                    shared.lane_failed(&peer);
+                    false
+                }
+            };
+            let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(Outbound::Open(open)) = outbound.get_mut(&peer) {
+                open.moving = false;
+                open.lane |= moved;
+            }
+        }
+        .instrument(tracing::debug_span!("peer", %peer)),
+    );
+}
+
 /// The task that writes our frames to one peer when the routing call
 /// cannot (see `outlet`): the `Hello`, queued batches, flushes owed, and
 /// the move off a relay.
@@ -351,9 +428,10 @@ struct Writer {
 impl Writer {
     async fn run(
         self,
-        mut stream: Stream,
+        mut stream: Pipe,
+        kind: Kind,
         outlet: Arc<Outlet>,
-        mut switch: tokio::sync::mpsc::Receiver<(Stream, bool)>,
+        mut switch: tokio::sync::mpsc::Receiver<(Pipe, Kind)>,
     ) {
         let Self {
             shared,
@@ -361,11 +439,13 @@ impl Writer {
             mut relayed,
         } = self;
         let mut batch = Vec::new();
-        wire::encode(&Frame::Hello(shared.our_record()), &mut batch);
+        shared.hello(kind, &mut batch);
         let mut ok = write(&shared, &mut stream, &batch, relayed).await;
         // The stream, while this task holds it; else it is parked in the
         // outlet for routing calls to write to.
         let mut held = Some(stream);
+        // The libp2p stream a lane replaced (see `move_stream`).
+        let mut anchor = None;
         while ok {
             let work = outlet.next(&mut held, &mut batch, relayed);
             match (work, held.as_mut()) {
@@ -380,16 +460,16 @@ impl Writer {
                 (Work::Idle, _) => {
                     tokio::select! {
                         biased;
-                        Some((direct, packed)) = switch.recv() => {
+                        Some((direct, kind)) = switch.recv() => {
                             outlet.hold(&mut held);
                             let Some(old) = held.take() else {
                                 ok = false;
                                 continue;
                             };
                             held = Some(direct);
-                            ok = move_stream(&shared, peer, old, &mut held, relayed).await;
+                            ok = move_stream(&shared, peer, old, &mut held, &mut anchor, relayed, kind).await;
                             relayed = false;
-                            if packed {
+                            if kind.packed() {
                                 // Frames queued so far were encoded plain.
                                 outlet.pack();
                             }
@@ -402,6 +482,7 @@ impl Writer {
         debug!(%peer, "outbound stream closed");
         drop(outlet.close());
         drop(held);
+        drop(anchor);
         {
             let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
             if matches!(outbound.get(&peer), Some(Outbound::Open(open)) if Arc::ptr_eq(&open.outlet, &outlet))
@@ -414,36 +495,50 @@ impl Writer {
     }
 }
 
-/// Move from `old` (relayed) to the direct stream in `held`. Everything
-/// written before went out on the old stream; end it with `Moved` (its
-/// reader stops there, whether or not the close ever reaches it), then say
-/// `Hello` on the direct one, where the queue goes on. A relay that takes
-/// no more bytes holds neither step up.
+/// Move from `old` (relayed, or a libp2p stream) to the stream in `held`
+/// (direct, or a lane). Everything written before went out on the old
+/// stream; end it with `Moved` (its reader stops there, whether or not the
+/// close ever reaches it), then say `Hello` on the new one, where the
+/// queue goes on. A relay that takes no more bytes holds neither step up.
+/// Moving to a lane, the old stream is kept open in `anchor` (unwritten):
+/// it keeps the libp2p connection from closing as idle while the lane
+/// carries the messages.
 async fn move_stream(
     shared: &Shared,
     peer: PeerId,
-    mut old: Stream,
-    held: &mut Option<Stream>,
+    mut old: Pipe,
+    held: &mut Option<Pipe>,
+    anchor: &mut Option<Pipe>,
     relayed: bool,
+    kind: Kind,
 ) -> bool {
     let mut buf = Vec::new();
     wire::encode(&Frame::Moved, &mut buf);
     let ended = write(shared, &mut old, &buf, relayed);
     if !matches!(tokio::time::timeout(CLOSE_WAIT, ended).await, Ok(true)) {
-        debug!(%peer, "could not end the relayed stream; its reader will be cut");
+        debug!(%peer, "could not end the old stream; its reader will be cut");
     }
-    close_soon(old);
     let Some(direct) = held.as_mut() else {
+        close_soon(old);
         return false;
     };
+    if direct.is_lane() && anchor.is_none() {
+        *anchor = Some(old);
+    } else {
+        close_soon(old);
+    }
     buf.clear();
-    wire::encode(&Frame::Hello(shared.our_record()), &mut buf);
+    shared.hello(kind, &mut buf);
     let ok = write(shared, direct, &buf, false).await;
-    info!(%peer, "message stream moved from the relay to a direct connection");
+    if direct.is_lane() {
+        info!(%peer, "message stream moved to a lane");
+    } else {
+        info!(%peer, "message stream moved from the relay to a direct connection");
+    }
     ok
 }
 
-async fn write(shared: &Shared, stream: &mut Stream, buf: &[u8], relayed: bool) -> bool {
+async fn write(shared: &Shared, stream: &mut Pipe, buf: &[u8], relayed: bool) -> bool {
     let ok = outlet::write_all(stream, buf).await;
     if ok && relayed {
         if let Some(services) = shared.services.upgrade() {
@@ -465,32 +560,89 @@ pub async fn accept_loop(shared: Arc<Shared>, controls: Controls, relayed: bool)
     } else {
         controls.direct.clone()
     };
-    let (plain, packed) = match (control.accept(MESSAGES), control.accept(MESSAGES_PACKED)) {
-        (Ok(plain), Ok(packed)) => (plain, packed),
-        (Err(e), _) | (_, Err(e)) => {
+    let accepted = (
+        control.accept(MESSAGES),
+        control.accept(MESSAGES_PACKED),
+        control.accept(MESSAGES_LANE),
+    );
+    let (plain, packed, lanes) = match accepted {
+        (Ok(plain), Ok(packed), Ok(lanes)) => (plain, packed, lanes),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             warn!("cannot accept message streams: {e}");
             return;
         }
     };
     let mut incoming = futures::stream::select(
-        plain.map(|(peer, stream)| (peer, stream, false)),
-        packed.map(|(peer, stream)| (peer, stream, true)),
+        futures::stream::select(
+            plain.map(|(peer, stream)| (peer, stream, Kind::Plain)),
+            packed.map(|(peer, stream)| (peer, stream, Kind::Packed)),
+        ),
+        lanes.map(|(peer, stream)| (peer, stream, Kind::Lanes)),
     );
-    while let Some((peer, stream, packed)) = incoming.next().await {
+    while let Some((peer, stream, kind)) = incoming.next().await {
         let span = tracing::info_span!("peer", %peer);
-        let read = read_loop(shared.clone(), controls.clone(), peer, stream, packed);
+        let read = read_loop(
+            shared.clone(),
+            controls.clone(),
+            peer,
+            Pipe::Stream(stream),
+            kind,
+        );
         tokio::spawn(read.instrument(span));
     }
 }
 
-/// Read one inbound message stream; `packed` if it came with the packed
-/// protocol (only then may it carry packed frames).
+/// Accept lanes (see `lane`) until the listener's task is aborted.
+pub async fn accept_lanes(
+    shared: Arc<Shared>,
+    controls: Controls,
+    listener: tokio::net::TcpListener,
+) {
+    loop {
+        let socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(e) => {
+                // Out of descriptors, most likely: let some close first.
+                debug!("lane accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (shared, controls) = (shared.clone(), controls.clone());
+        tokio::spawn(async move {
+            let admit = |peer: &PeerId| shared.has_direct(peer);
+            let accepted = lane::accept(
+                &shared.lane_slots,
+                &shared.keypair,
+                socket,
+                HELLO_TIMEOUT,
+                admit,
+            )
+            .await;
+            match accepted {
+                Ok(lane::Accepted { peer, io, slot }) => {
+                    let span = tracing::info_span!("peer", %peer);
+                    let read = read_loop(shared, controls, peer, Pipe::Lane(io), Kind::Packed);
+                    read.instrument(span).await;
+                    drop(slot);
+                }
+                Err(why) => {
+                    refused(&shared);
+                    debug!("lane refused: {why}");
+                }
+            }
+        });
+    }
+}
+
+/// Read one inbound message stream of `kind`: only a packed kind may
+/// carry packed frames, and only a lane-offering one starts with an offer.
 async fn read_loop(
     shared: Arc<Shared>,
     controls: Controls,
     peer: PeerId,
-    mut stream: Stream,
-    packed: bool,
+    mut stream: Pipe,
+    kind: Kind,
 ) {
     let Some(_slot) = shared.inbound.take(peer) else {
         refused(&shared);
@@ -524,8 +676,31 @@ async fn read_loop(
             return debug!(%peer, "no hello within {HELLO_TIMEOUT:?}; closed");
         }
     };
+    if kind == Kind::Lanes {
+        let offer = wire::read_frame_with(
+            &mut stream,
+            HELLO_FRAME_BYTES,
+            &mut buf,
+            &shared.inbound_bytes,
+            lane::read_offer,
+        );
+        match tokio::time::timeout(HELLO_TIMEOUT, offer).await {
+            Ok(Ok(port)) => shared.lane_offered(peer, port),
+            Ok(Err(e)) => {
+                refused(&shared);
+                return warn!(%peer, %name, "bad lane offer: {e}");
+            }
+            Err(_) => {
+                refused(&shared);
+                return debug!(%peer, %name, "no lane offer within {HELLO_TIMEOUT:?}; closed");
+            }
+        }
+    }
     info!(%peer, %name, "peer says hello");
     open_link(&shared, &controls, peer);
+    if kind == Kind::Lanes {
+        to_lane(&shared, peer);
+    }
     // Read only once the stream this one replaces (if any) was read to
     // its `Moved` or end, or cut: frames keep their order across a move.
     let order = shared.read_order(peer);
@@ -539,7 +714,7 @@ async fn read_loop(
         stream: &mut stream,
         progress: &order.progress,
     };
-    let mut unpacker = packed.then(Unpacker::default);
+    let mut unpacker = kind.packed().then(Unpacker::default);
     loop {
         let decode = |bytes: &[u8]| match unpacker.as_mut() {
             Some(unpacker) => unpacker.decode(bytes),

@@ -20,6 +20,7 @@ mod kit_templates;
 mod kit_views;
 mod messaging;
 mod nat;
+mod net_lane;
 mod net_move;
 mod p2p;
 mod python;
