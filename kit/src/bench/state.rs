@@ -18,13 +18,12 @@ use serde_json::{json, Value};
 use super::ask::{ask_with_blob, copy_spec};
 use super::table::{human, percentile, Better, Row};
 
-/// Writers for the set-state rows, the writes each does per round, and the
-/// rounds. Hearth and its baseline take turns (baseline first in even
-/// rounds, Hearth first in odd ones), so a load that comes and goes on the
-/// machine falls on both; each side's figure is its median round. One
-/// writer takes 16 short rounds (about 30 ms a side) rather than 4 long
-/// ones: with 4 its ratio moved 0.96-1.52x between runs of one binary.
-const WRITERS: [(usize, u64, usize); 3] = [(1, 250, 16), (16, 150, 4), (256, 20, 4)];
+/// Writers for the set-state rows, and the writes each does per round.
+const WRITERS: [(usize, u64); 3] = [(1, 1000), (16, 150), (256, 20)];
+/// Rounds per row: Hearth and its baseline take turns (baseline first in
+/// even rounds, Hearth first in odd ones), so a load that comes and goes on
+/// the machine falls on both; each side's figure is its median round.
+const ROUNDS: usize = 4;
 /// Sequential kv requests per latency row.
 const KV_OPS: usize = 2000;
 /// The vfs file and the chunk it moves in.
@@ -57,9 +56,9 @@ pub async fn run(node: &Node, probe: Vec<PackageFile>, scratch: &Path) -> Result
         Some("vfs") => &[],
         Some(other) => bail!("{ONLY}={other}: expected set-state or vfs"),
     };
-    for &(writers, each, rounds) in writer_rows {
-        let raw_dir = scratch.join(format!("raw-{writers}"));
-        let (rate, base, per_flush) = set_state_rows(node, writers, each, rounds, &raw_dir).await?;
+    for &(writers, each) in writer_rows {
+        let (rate, base, per_flush) =
+            set_state_rows(node, writers, each, &scratch.join(format!("raw-{writers}"))).await?;
         let mut row = Row::new(
             format!(
                 "durable set-state, {writers} writing processes ({per_flush:.1} writes per flush)"
@@ -165,15 +164,13 @@ fn probe_state(i: u64) -> Vec<u8> {
     format!(r#"{{"boots":0,"value":{i}}}"#).into_bytes()
 }
 
-/// Median writes per second over `rounds` of `writers` processes each doing
-/// `each` durable writes back to back, of raw sled with as many threads
-/// writing the same keys and values, and the writes one flush covered on
-/// average.
+/// Median writes per second of `writers` processes each doing `each`
+/// durable writes back to back, of raw sled with as many threads writing
+/// the same keys and values, and the writes one flush covered on average.
 async fn set_state_rows(
     node: &Node,
     writers: usize,
     each: u64,
-    rounds: usize,
     raw_dir: &Path,
 ) -> Result<(f64, f64, f64)> {
     let services = node.services();
@@ -189,7 +186,7 @@ async fn set_state_rows(
     let raw = std::sync::Arc::new(hearth::state::baseline::RawSled::open(raw_dir)?);
     let (flushes0, writes0) = services.state.commit_stats();
     let (mut ours, mut base) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
+    for round in 0..ROUNDS {
         for hearth_turn in [hearth_first(round), !hearth_first(round)] {
             if hearth_turn {
                 ours.push(state_burst(node, &names, each).await?);
@@ -289,14 +286,11 @@ struct FileRows {
     base_small: f64,
 }
 
-/// Rounds of writing 64 MiB through `vfs:distro:sys` and the same through
-/// `std::fs` at `plain`, one side after the other; then of reading both
-/// files back, taking turns chunk by chunk; then small reads. Both sides
-/// write from buffers made before the clock starts (one per chunk, each
-/// freed once written) and read into memory that is already mapped (the
-/// vfs's reply buffers come from its allocator, which keeps them after the
-/// warm-up round: no page faults in a counted round), and each timed write
-/// phase starts on a committed journal.
+/// Rounds of writing then reading 64 MiB through `vfs:distro:sys`, taking
+/// turns with the same through `std::fs` at `plain`; then small reads.
+/// Both sides write from buffers made before the clock starts (one per
+/// chunk, each freed once written) and read into memory that is already
+/// mapped, and each timed write phase starts on a committed journal.
 async fn vfs_rows(node: &Node, plain: &Path) -> Result<FileRows> {
     let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
     let chunks = || {
@@ -310,7 +304,9 @@ async fn vfs_rows(node: &Node, plain: &Path) -> Result<FileRows> {
         .join(node.injector().address().process.package_id());
     let plain_dir = plain.parent().unwrap_or(plain).to_path_buf();
     // The baseline's read buffer, touched now so that no round pays for
-    // mapping it.
+    // mapping it; the vfs service's buffers come from its allocator, which
+    // keeps them after the uncounted round 0 (getrusage: about 1,024 minor
+    // faults in round 0, none in a counted round).
     let mut buf = vec![1u8; CHUNK];
     let (mut write, mut read, mut base_write, mut base_read) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -320,33 +316,19 @@ async fn vfs_rows(node: &Node, plain: &Path) -> Result<FileRows> {
         for hearth_turn in [hearth_first(round), !hearth_first(round)] {
             let chunks = chunks();
             settle(&[&drive_dir, &plain_dir])?;
-            let w = if hearth_turn {
-                vfs_write(node, chunks).await?
+            let (w, r) = if hearth_turn {
+                vfs_throughput(node, chunks).await?
             } else {
-                file_write(plain, chunks)?
+                file_baseline(plain, chunks, &mut buf)?
             };
-            if round > 0 {
-                let writes = if hearth_turn {
-                    &mut write
-                } else {
-                    &mut base_write
-                };
-                writes.push(w);
-            }
+            let (writes, reads) = match hearth_turn {
+                _ if round == 0 => continue,
+                true => (&mut write, &mut read),
+                false => (&mut base_write, &mut base_read),
+            };
+            writes.push(w);
+            reads.push(r);
         }
-        let (r, base_r) = read_both(node, plain, &mut buf).await?;
-        if round > 0 {
-            read.push(r);
-            base_read.push(base_r);
-        }
-        ask(
-            node,
-            VFS,
-            json!({"Remove": {"drive": null, "path": "big.bin"}}),
-            None,
-        )
-        .await?;
-        std::fs::remove_file(plain)?;
     }
     show_rounds("vfs write, MB/s", &write, &base_write);
     show_rounds("vfs read, MB/s", &read, &base_read);
@@ -378,27 +360,52 @@ fn settle(dirs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
-/// The vfs service that the file rows use.
-const VFS: &str = "vfs:distro:sys";
-
-/// MB/s writing a 64 MiB file through `vfs:distro:sys` in 4 MiB appends.
-async fn vfs_write(node: &Node, chunks: Vec<Vec<u8>>) -> Result<f64> {
+/// MB/s writing then reading a 64 MiB file through `vfs:distro:sys`.
+async fn vfs_throughput(node: &Node, chunks: Vec<Vec<u8>>) -> Result<(f64, f64)> {
+    let vfs = "vfs:distro:sys";
     let t = Instant::now();
     for chunk in chunks {
-        let body = json!({"Append": {"drive": null, "path": "big.bin"}});
-        let (r, _) = ask(node, VFS, body, Some(chunk)).await?;
+        let (r, _) = ask(
+            node,
+            vfs,
+            json!({"Append": {"drive": null, "path": "big.bin"}}),
+            Some(chunk),
+        )
+        .await?;
         if r.get("Ok").is_none() {
             bail!("vfs append failed: {r}");
         }
     }
-    Ok(mb_per_s(FILE_BYTES, t.elapsed()))
+    let write = mb_per_s(FILE_BYTES, t.elapsed());
+    let t = Instant::now();
+    let mut offset = 0usize;
+    while offset < FILE_BYTES {
+        let body =
+            json!({"Read": {"drive": null, "path": "big.bin", "offset": offset, "length": CHUNK}});
+        let (r, blob) = ask(node, vfs, body, None).await?;
+        let got = blob.map(|b| b.bytes.len()).unwrap_or(0);
+        if got == 0 {
+            bail!("vfs read returned nothing at {offset}: {r}");
+        }
+        offset += got;
+    }
+    let read = mb_per_s(FILE_BYTES, t.elapsed());
+    ask(
+        node,
+        vfs,
+        json!({"Remove": {"drive": null, "path": "big.bin"}}),
+        None,
+    )
+    .await?;
+    Ok((write, read))
 }
 
 /// The same chunks with plain files in this process: an open, append and
 /// fdatasync per chunk, as a vfs `Append` does (its reply means the bytes
-/// are on disk), each chunk freed once written as the service frees it.
-fn file_write(path: &Path, chunks: Vec<Vec<u8>>) -> Result<f64> {
-    use std::io::Write;
+/// are on disk), each chunk freed once written as the service frees it;
+/// then one open and `buf` for the reads.
+fn file_baseline(path: &Path, chunks: Vec<Vec<u8>>, buf: &mut [u8]) -> Result<(f64, f64)> {
+    use std::io::{Read, Write};
     let t = Instant::now();
     for chunk in chunks {
         let mut f = std::fs::OpenOptions::new()
@@ -408,43 +415,20 @@ fn file_write(path: &Path, chunks: Vec<Vec<u8>>) -> Result<f64> {
         f.write_all(&chunk)?;
         f.sync_data()?;
     }
-    Ok(mb_per_s(FILE_BYTES, t.elapsed()))
-}
-
-/// MB/s reading the 64 MiB vfs file in 4 MiB requests, and the plain file
-/// at `plain` with one open and `read` calls into `buf`, taking turns
-/// chunk by chunk (the side that goes first changes every chunk): a load
-/// spike on this shared machine lasts longer than a chunk (0.6-1 ms), so
-/// it falls on both sides instead of on one side's whole phase.
-async fn read_both(node: &Node, plain: &Path, buf: &mut [u8]) -> Result<(f64, f64)> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(plain)?;
-    let (mut ours, mut base) = (Duration::ZERO, Duration::ZERO);
-    let (mut offset, mut base_total) = (0usize, 0usize);
-    for turn in 0..FILE_BYTES / CHUNK {
-        for hearth_turn in [hearth_first(turn), !hearth_first(turn)] {
-            let t = Instant::now();
-            if hearth_turn {
-                let body = json!({"Read": {"drive": null, "path": "big.bin",
-                    "offset": offset, "length": CHUNK}});
-                let (r, blob) = ask(node, VFS, body, None).await?;
-                ours += t.elapsed();
-                let got = blob.map(|b| b.bytes.len()).unwrap_or(0);
-                if got != CHUNK {
-                    bail!("vfs read returned {got} bytes at {offset}: {r}");
-                }
-                offset += got;
-            } else {
-                let n = file.read(buf)?;
-                base += t.elapsed();
-                if n == 0 {
-                    bail!("{} ended at {base_total}", plain.display());
-                }
-                base_total += n;
-            }
+    let write = mb_per_s(FILE_BYTES, t.elapsed());
+    let t = Instant::now();
+    let mut f = std::fs::File::open(path)?;
+    let mut total = 0;
+    loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            break;
         }
+        total += n;
     }
-    Ok((mb_per_s(offset, ours), mb_per_s(base_total, base)))
+    let read = mb_per_s(total, t.elapsed());
+    std::fs::remove_file(path)?;
+    Ok((write, read))
 }
 
 /// p50 µs of a 4 KiB read at a spread of offsets in a 1 MiB file: through
@@ -455,7 +439,7 @@ async fn small_reads(node: &Node, plain: &Path) -> Result<(f64, f64)> {
     const FILE: usize = 1 << 20;
     let bytes: Vec<u8> = (0..FILE).map(|i| (i % 251) as u8).collect();
     std::fs::write(plain, &bytes)?;
-    let vfs = VFS;
+    let vfs = "vfs:distro:sys";
     let (r, _) = ask(
         node,
         vfs,
