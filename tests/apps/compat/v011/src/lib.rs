@@ -2,6 +2,9 @@
 //! `handle` and `handle-batch`), with wit-bindgen and no SDK, as an app
 //! built before 0.1.2 was.
 
+// The generated bindings take many arguments in one import.
+#![allow(clippy::too_many_arguments)]
+
 wit_bindgen::generate!({ path: "wit", world: "process-batch" });
 
 include!("../../common.rs");
