@@ -16,28 +16,12 @@ fn manifest() -> Value {
 }
 
 async fn node(name: &str, bootstrap: &[&str]) -> TestNode {
-    let home = TempDir::new(name);
-    let mut config = test_config(home.path(), name);
-    config.net.bootstrap = bootstrap.iter().map(|s| s.to_string()).collect();
-    let n = TestNode::start_with(config, home).await;
-    n.install_probe(manifest()).await;
-    n
+    peer_node(name, bootstrap, manifest()).await
 }
 
-/// Ask through `n`'s net probe, retrying while the peer is not reachable
-/// yet (connections come up asynchronously).
+/// Ask `target` through `n`'s net probe, retrying for 20 s while offline.
 async fn ask_via(n: &TestNode, target: &str, body: Value) -> Value {
-    let t = Instant::now();
-    loop {
-        let reply = n
-            .ask("net:probe:test", json!({"ask": {"target": target, "body": body, "timeout_ms": 10_000, "context": ""}}))
-            .await
-            .expect("probe answers");
-        if reply["err"]["kind"] != "offline" || t.elapsed() > Duration::from_secs(20) {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ask_via_net_probe(n, target, body, 10_000, Duration::from_secs(20)).await
 }
 
 async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {

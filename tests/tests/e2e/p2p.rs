@@ -19,28 +19,12 @@ fn manifest() -> Value {
 }
 
 async fn node(name: &str, bootstrap: &[&str]) -> TestNode {
-    let home = TempDir::new(name);
-    let mut config = test_config(home.path(), name);
-    config.net.bootstrap = bootstrap.iter().map(|s| s.to_string()).collect();
-    let n = TestNode::start_with(config, home).await;
-    n.install_probe(manifest()).await;
-    n
+    peer_node(name, bootstrap, manifest()).await
 }
 
-/// Ask `from`'s net probe to ask `target`, retrying while the peer is not
-/// reachable yet (connections come up asynchronously).
+/// Ask `target` through `n`'s net probe, retrying for 15 s while offline.
 async fn ask_via(n: &TestNode, target: &str, body: Value, timeout_ms: u64) -> Value {
-    let t = Instant::now();
-    loop {
-        let reply = n
-            .ask("net:probe:test", json!({"ask": {"target": target, "body": body, "timeout_ms": timeout_ms, "context": "ctx"}}))
-            .await
-            .expect("probe answers");
-        if reply["err"]["kind"] != "offline" || t.elapsed() > Duration::from_secs(15) {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ask_via_net_probe(n, target, body, timeout_ms, Duration::from_secs(15)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

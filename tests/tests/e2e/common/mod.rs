@@ -198,6 +198,38 @@ impl TestNode {
 }
 
 /// A manifest entry for a probe process.
+/// A node that dials `bootstrap` at start, with the probe package of
+/// `manifest` installed.
+pub async fn peer_node(name: &str, bootstrap: &[&str], manifest: Value) -> TestNode {
+    let home = TempDir::new(name);
+    let mut config = test_config(home.path(), name);
+    config.net.bootstrap = bootstrap.iter().map(|s| s.to_string()).collect();
+    let n = TestNode::start_with(config, home).await;
+    n.install_probe(manifest).await;
+    n
+}
+
+/// Ask `target` through `n`'s net probe (context `"ctx"`), retrying for up
+/// to `retry_for` while the peer is `offline`: connections between nodes
+/// come up asynchronously.
+pub async fn ask_via_net_probe(
+    n: &TestNode,
+    target: &str,
+    body: Value,
+    timeout_ms: u64,
+    retry_for: Duration,
+) -> Value {
+    let t = std::time::Instant::now();
+    loop {
+        let ask = json!({"ask": {"target": target, "body": body, "timeout_ms": timeout_ms, "context": "ctx"}});
+        let reply = n.ask("net:probe:test", ask).await.expect("probe answers");
+        if reply["err"]["kind"] != "offline" || t.elapsed() > retry_for {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn probe(name: &str, public: bool, on_exit: Value, caps: &[&str]) -> Value {
     json!({
         "process_name": name,
