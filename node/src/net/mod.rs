@@ -110,6 +110,15 @@ struct OpenStream {
     lane: bool,
 }
 
+impl OpenStream {
+    /// End the stream if it runs on a lane.
+    fn end_lane(&self) {
+        if self.lane {
+            self.outlet.end();
+        }
+    }
+}
+
 /// State shared by the event loop, the stream tasks and [`Net`].
 struct Shared {
     our: String,
@@ -216,7 +225,7 @@ impl Shared {
     /// writer's, and the reader of its lane).
     fn peer_gone(&self, peer: &PeerId) {
         self.lock_peers().remove(peer);
-        self.end_lanes(peer);
+        self.end_lane(peer);
         let order = self
             .read_order
             .lock()
@@ -228,23 +237,22 @@ impl Shared {
     }
 
     /// End our lane to `peer`, if our stream runs on one.
-    fn end_lanes(&self, peer: &PeerId) {
+    fn end_lane(&self, peer: &PeerId) {
         let outbound = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(Outbound::Open(open)) = outbound.get(peer) {
-            if open.lane {
-                open.outlet.end();
-            }
+            open.end_lane();
         }
     }
 
     /// Leaving the network: every lane ends, both ways.
     fn end_all_lanes(&self) {
-        let peers: Vec<PeerId> = {
+        {
             let outbound = self.outbound.lock().unwrap_or_else(|e| e.into_inner());
-            outbound.keys().copied().collect()
-        };
-        for peer in &peers {
-            self.end_lanes(peer);
+            for out in outbound.values() {
+                if let Outbound::Open(open) = out {
+                    open.end_lane();
+                }
+            }
         }
         let orders: Vec<_> = {
             let orders = self.read_order.lock().unwrap_or_else(|e| e.into_inner());
