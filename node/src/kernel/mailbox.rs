@@ -12,16 +12,16 @@
 //! small and always admitted. One message always fits into an empty
 //! mailbox. Keeping everything in one FIFO keeps pair order.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use tokio::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use crate::types::{KernelMessage, SendError, SendErrorKind};
 
 /// What a mailbox carries.
 // Not boxed: boxing the message would cost an allocation per message on
-// the hot path to save moving ~300 bytes once into the channel.
+// the hot path to save moving ~300 bytes once into the queue.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Envelope {
@@ -50,10 +50,9 @@ impl Envelope {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MailboxTx {
-    tx: mpsc::UnboundedSender<Envelope>,
-    queued: Arc<Queued>,
+    shared: Arc<Shared>,
     capacity: usize,
     byte_capacity: usize,
     answers: Option<AnswerHook>,
@@ -75,8 +74,61 @@ impl std::fmt::Debug for AnswerHook {
 
 #[derive(Debug)]
 pub struct MailboxRx {
-    rx: mpsc::UnboundedReceiver<Envelope>,
-    queued: Arc<Queued>,
+    shared: Arc<Shared>,
+}
+
+/// What both halves share: the accounting word, the count of senders,
+/// and the queue itself.
+///
+/// The queue is a `VecDeque` under a mutex, not tokio's channel: tokio's
+/// unbounded channel allocates its first block of 32 envelopes (4.9 KiB)
+/// when made and keeps at least one block for good, so every process
+/// paid that even when it had only ever had one message. This queue
+/// starts with no buffer, grows as envelopes wait, and gives back a
+/// large buffer once drained (see [`SHRINK_ABOVE`]). Both sides hold the
+/// lock only to push or pop one envelope and to swap the waker.
+#[derive(Debug, Default)]
+struct Shared {
+    queued: Queued,
+    /// Live `MailboxTx` handles; at zero a drained mailbox reads as ended.
+    senders: AtomicUsize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    queue: VecDeque<Envelope>,
+    /// The receiver waiting for the next envelope, if it waits.
+    waker: Option<Waker>,
+    /// The receiver closed or dropped: deliveries are refused.
+    closed: bool,
+}
+
+/// A drained queue whose buffer holds more envelopes than this gives the
+/// rest back, keeping [`KEEP`]: a burst does not pin its peak for the
+/// life of the process, and the common case (a queue of one or two at a
+/// time) never reallocates.
+const SHRINK_ABOVE: usize = 64;
+/// Envelopes of buffer a drained queue keeps after a burst.
+const KEEP: usize = 4;
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves the queue consistent
+        // (each critical section is one push or pop), so poisoning is
+        // ignored.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn pop(&mut self) -> Option<Envelope> {
+        let envelope = self.queue.pop_front();
+        if self.queue.is_empty() && self.queue.capacity() > SHRINK_ABOVE {
+            self.queue.shrink_to(KEEP);
+        }
+        envelope
+    }
 }
 
 /// Queued requests (top 16 bits) and bytes (low 48 bits) in one word:
@@ -111,20 +163,45 @@ impl Queued {
 }
 
 /// A mailbox admitting `capacity` queued requests and `byte_capacity`
-/// queued bytes.
+/// queued bytes. It allocates no queue buffer until the first envelope.
 pub fn mailbox(capacity: usize, byte_capacity: usize) -> (MailboxTx, MailboxRx) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(Queued::default());
+    let shared = Arc::new(Shared {
+        senders: AtomicUsize::new(1),
+        ..Shared::default()
+    });
     (
         MailboxTx {
-            tx,
-            queued: queued.clone(),
+            shared: shared.clone(),
             capacity: capacity.min(MAX_CAPACITY),
             byte_capacity,
             answers: None,
         },
-        MailboxRx { rx, queued },
+        MailboxRx { shared },
     )
+}
+
+impl Clone for MailboxTx {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared: self.shared.clone(),
+            capacity: self.capacity,
+            byte_capacity: self.byte_capacity,
+            answers: self.answers.clone(),
+        }
+    }
+}
+
+impl Drop for MailboxTx {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last sender: a receiver waiting on an empty queue ends.
+            let waker = self.shared.lock().waker.take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
 }
 
 /// Why a mailbox refused an envelope; the envelope comes back.
@@ -143,7 +220,7 @@ impl MailboxTx {
 
     /// Queued requests and bytes right now (for `kit ps`).
     pub fn depth(&self) -> (usize, usize) {
-        let word = self.queued.0.load(Ordering::Relaxed);
+        let word = self.shared.queued.0.load(Ordering::Relaxed);
         (
             (word >> REQUEST_SHIFT) as usize,
             (word & BYTES_MASK) as usize,
@@ -169,14 +246,15 @@ impl MailboxTx {
             })
         };
         let delta = Queued::delta(request, weight);
-        let (requests, bytes) = self.queued.add(delta);
+        let queued = &self.shared.queued;
+        let (requests, bytes) = queued.add(delta);
         if request && requests >= self.capacity {
-            self.queued.sub(delta);
+            queued.sub(delta);
             return full(envelope);
         }
         let failure = matches!(envelope, Envelope::Failed { .. });
         if !failure && bytes > 0 && bytes + weight > self.byte_capacity {
-            self.queued.sub(delta);
+            queued.sub(delta);
             if let Envelope::Message(km) = &envelope {
                 if !request {
                     // The asker still hears, at once and in a few bytes.
@@ -199,38 +277,89 @@ impl MailboxTx {
             }
             return full(envelope);
         }
-        self.tx.send(envelope).map_err(|e| {
-            self.queued.sub(delta);
-            Refused {
+        let mut inner = self.shared.lock();
+        if inner.closed {
+            drop(inner);
+            self.shared.queued.sub(delta);
+            return Err(Refused {
                 kind: SendErrorKind::ProcessExited,
-                envelope: e.0,
-            }
-        })
+                envelope,
+            });
+        }
+        inner.queue.push_back(envelope);
+        let waker = inner.waker.take();
+        drop(inner);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
     }
 }
 
 impl MailboxRx {
+    /// The next envelope, waiting for one; `None` once the mailbox is
+    /// closed (or every sender is gone) and drained. Like tokio's
+    /// receivers, it spends the task's cooperative budget, so a task whose
+    /// mailbox never empties still yields to others.
     pub async fn recv(&mut self) -> Option<Envelope> {
-        let envelope = self.rx.recv().await;
-        self.account(envelope)
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     pub fn try_recv(&mut self) -> Option<Envelope> {
-        let envelope = self.rx.try_recv().ok();
+        // Nothing counted means nothing queued (a sender counts its
+        // envelope before it pushes it): no need to take the lock, which
+        // the next sender's core would then have to win back.
+        if self.shared.queued.0.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let envelope = self.shared.lock().pop();
         self.account(envelope)
     }
 
     /// Refuse all further deliveries; what is queued can still be drained.
     pub fn close(&mut self) {
-        self.rx.close();
+        self.shared.lock().closed = true;
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let mut inner = self.shared.lock();
+        if let Some(envelope) = inner.pop() {
+            drop(inner);
+            coop.made_progress();
+            return Poll::Ready(self.account(Some(envelope)));
+        }
+        if inner.closed || self.shared.senders.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(None);
+        }
+        match &inner.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => inner.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     fn account(&self, envelope: Option<Envelope>) -> Option<Envelope> {
         if let Some(envelope) = &envelope {
-            self.queued
+            self.shared
+                .queued
                 .sub(Queued::delta(envelope.is_request(), envelope.weight()));
         }
         envelope
+    }
+}
+
+impl Drop for MailboxRx {
+    /// Refuse further deliveries and drop what is queued (outside the
+    /// lock: an envelope's drop may be any amount of work).
+    fn drop(&mut self) {
+        let queue = {
+            let mut inner = self.shared.lock();
+            inner.closed = true;
+            inner.waker = None;
+            std::mem::take(&mut inner.queue)
+        };
+        drop(queue);
     }
 }
 
@@ -285,6 +414,73 @@ mod tests {
         assert_eq!(taken.load(Ordering::Relaxed), 1);
         assert!(matches!(rx.try_recv(), Some(Envelope::Message(km)) if km.id == 2));
         assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn the_queue_starts_without_a_buffer_and_gives_a_burst_back_once_drained() {
+        let (tx, mut rx) = mailbox(10_000, usize::MAX);
+        assert_eq!(rx.shared.lock().queue.capacity(), 0);
+        tx.deliver(message(1, true, 0)).unwrap();
+        assert!(rx.try_recv().is_some());
+        let small = rx.shared.lock().queue.capacity();
+        assert!((1..=SHRINK_ABOVE).contains(&small), "{small}");
+        for id in 0..1_000 {
+            tx.deliver(message(id, true, 0)).unwrap();
+        }
+        assert!(rx.shared.lock().queue.capacity() >= 1_000);
+        for id in 0..1_000 {
+            // In order, one at a time.
+            assert!(matches!(rx.try_recv(), Some(Envelope::Message(km)) if km.id == id));
+        }
+        assert!(rx.try_recv().is_none());
+        assert!(rx.shared.lock().queue.capacity() <= SHRINK_ABOVE);
+        assert_eq!(tx.depth(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_wakes_for_a_delivery_and_ends_with_the_last_sender() {
+        let (tx, mut rx) = mailbox(10, 10_000);
+        let second = tx.clone();
+        let waiting = tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while let Some(Envelope::Message(km)) = rx.recv().await {
+                ids.push(km.id);
+            }
+            ids
+        });
+        tokio::task::yield_now().await;
+        tx.deliver(message(1, true, 0)).unwrap();
+        second.deliver(message(2, false, 0)).unwrap();
+        drop(tx);
+        tokio::task::yield_now().await;
+        second.deliver(message(3, true, 0)).unwrap();
+        // Queued envelopes still come out after the last sender went.
+        drop(second);
+        let ids = tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+            .await
+            .expect("the receiver ends once every sender is gone")
+            .unwrap();
+        assert_eq!(ids, vec![1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_closed_or_dropped_receiver_refuses_deliveries_and_drains_what_it_had() {
+        let (tx, mut rx) = mailbox(10, 10_000);
+        tx.deliver(message(1, true, 0)).unwrap();
+        rx.close();
+        let refused = tx.deliver(message(2, true, 0)).unwrap_err();
+        assert_eq!(refused.kind, SendErrorKind::ProcessExited);
+        assert!(matches!(refused.envelope, Envelope::Message(km) if km.id == 2));
+        assert!(matches!(rx.recv().await, Some(Envelope::Message(km)) if km.id == 1));
+        assert!(rx.recv().await.is_none());
+        // Refusals are not counted as queued.
+        assert_eq!(tx.depth(), (0, 0));
+
+        let (tx, rx) = mailbox(10, 10_000);
+        tx.deliver(message(1, true, 0)).unwrap();
+        drop(rx);
+        let refused = tx.deliver(message(2, true, 0)).unwrap_err();
+        assert_eq!(refused.kind, SendErrorKind::ProcessExited);
     }
 
     #[test]
