@@ -1,11 +1,12 @@
 //! The app entry point: the [`Process`] trait and the [`crate::process!`]
-//! macro that wires it to the exported `init`, `handle`, `handle-batch`,
-//! `deliver` and `deliver-batch`.
+//! macro that wires it to the exported `init` and `run` (WIT world
+//! `process-loop`): `run` takes events from the node with
+//! `inbox.next-events` and handles them one by one, never returning.
 //!
 //! Every event goes first to the executor: a response or failure whose
 //! correlation id an [`crate::Ask`] awaits wakes that task. Everything else
 //! (all requests, and replies no one awaits) goes to the app. Woken and
-//! newly spawned tasks run after the app returns.
+//! newly spawned tasks run after the app returns, before the next event.
 
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -85,27 +86,20 @@ pub fn run_init<P: Process>(app: &'static LocalKey<AppCell<P>>, our: wit::Addres
     executor::run_ready();
 }
 
-/// The exported `handle`, for [`crate::process!`].
+/// The exported `run` (WIT 0.1.3): takes the next events from the node
+/// and hands each to `deliver`, in order, for ever. The node ends the
+/// process while it waits in `next-events`.
 #[doc(hidden)]
-pub fn run_handle<P: Process>(app: &'static LocalKey<AppCell<P>>, event: wit::Event) {
-    match event {
-        wit::Event::Message(incoming) => on_incoming(app, Incoming::from(incoming)),
-        wit::Event::Failed(failure) => on_failure(app, Failure::from(failure)),
-    }
-    executor::run_ready();
-}
-
-/// The exported `handle-batch`, for [`crate::process!`]: each event in
-/// order, exactly as if each had come through `handle`.
-#[doc(hidden)]
-pub fn run_handle_batch<P: Process>(app: &'static LocalKey<AppCell<P>>, events: Vec<wit::Event>) {
-    for event in events {
-        run_handle(app, event);
+pub fn run_events(mut deliver: impl FnMut(wit::PeerEvent)) {
+    loop {
+        for event in crate::bindings::hearth::process::inbox::next_events() {
+            deliver(event);
+        }
     }
 }
 
-/// The exported `deliver` (WIT 0.1.2), for [`crate::process!`]: as
-/// `handle`, the source read from the peer table.
+/// One event of `run`, for [`crate::process!`]: its source read from the
+/// peer table; then every task it woke runs.
 #[doc(hidden)]
 pub fn run_deliver<P: Process>(app: &'static LocalKey<AppCell<P>>, event: wit::PeerEvent) {
     match event {
@@ -117,18 +111,6 @@ pub fn run_deliver<P: Process>(app: &'static LocalKey<AppCell<P>>, event: wit::P
         wit::PeerEvent::Failed(failure) => on_failure(app, Failure::from(failure)),
     }
     executor::run_ready();
-}
-
-/// The exported `deliver-batch`, for [`crate::process!`]: each event in
-/// order, as `deliver` would.
-#[doc(hidden)]
-pub fn run_deliver_batch<P: Process>(
-    app: &'static LocalKey<AppCell<P>>,
-    events: Vec<wit::PeerEvent>,
-) {
-    for event in events {
-        run_deliver(app, event);
-    }
 }
 
 fn on_incoming<P: Process>(app: &'static LocalKey<AppCell<P>>, incoming: Incoming) {
@@ -157,7 +139,7 @@ fn with_app<P: Process>(app: &'static LocalKey<AppCell<P>>, f: impl FnOnce(&mut 
     });
 }
 
-/// Exports a [`Process`] type as this component's `init` and `handle`.
+/// Exports a [`Process`] type as this component's `init` and `run`.
 /// Use it once, in the crate root of a `cdylib`:
 ///
 /// ```ignore
@@ -179,20 +161,10 @@ macro_rules! process {
                     $crate::app::run_init::<$app>(&HEARTH_APP, our);
                 }
 
-                fn handle(event: $crate::bindings::Event) {
-                    $crate::app::run_handle::<$app>(&HEARTH_APP, event);
-                }
-
-                fn handle_batch(events: ::std::vec::Vec<$crate::bindings::Event>) {
-                    $crate::app::run_handle_batch::<$app>(&HEARTH_APP, events);
-                }
-
-                fn deliver(event: $crate::bindings::PeerEvent) {
-                    $crate::app::run_deliver::<$app>(&HEARTH_APP, event);
-                }
-
-                fn deliver_batch(events: ::std::vec::Vec<$crate::bindings::PeerEvent>) {
-                    $crate::app::run_deliver_batch::<$app>(&HEARTH_APP, events);
+                fn run() {
+                    $crate::app::run_events(|event| {
+                        $crate::app::run_deliver::<$app>(&HEARTH_APP, event)
+                    });
                 }
             }
 

@@ -9,7 +9,7 @@
 //!
 //! The [`crate::process!`] glue feeds replies in with [`claim_response`] /
 //! [`claim_failure`] and polls woken tasks with [`run_ready`] at the end of
-//! every `init` and `handle` call.
+//! `init` and after every event.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -66,8 +66,8 @@ impl Wake for TaskWaker {
     }
 }
 
-/// Runs `future` as a task of this process. It first runs when the current
-/// `init` or `handle` call returns to the SDK, then each time a reply it
+/// Runs `future` as a task of this process. It first runs when `init` or
+/// the handling of the current event returns to the SDK, then each time a reply it
 /// awaits arrives.
 ///
 /// ```ignore

@@ -1,7 +1,8 @@
 //! The guest library for Hearth processes.
 //!
-//! A process is a WebAssembly component that talks only by messages. The node
-//! calls the process once per delivered event; there is no blocking receive.
+//! A process is a WebAssembly component that talks only by messages. The
+//! node calls its `run` once; the SDK takes events there and calls the app
+//! once per event; the app itself has no blocking receive.
 //! This crate wraps the `hearth:process` WIT world (`wit/process.wit`) in
 //! typed Rust:
 //!
@@ -62,10 +63,10 @@ pub mod vfs;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        // `process` plus `handle-batch` (WIT 0.1.1), plus `deliver` and
-        // `deliver-batch` (0.1.2): the node hands several waiting events
-        // over in one call, each naming its source by a peer-table slot.
-        world: "process-peers",
+        // `init`, then `run` once (WIT 0.1.3): the process stays in
+        // `run` and takes its events with `inbox.next-events`, each
+        // naming its source by a peer-table slot.
+        world: "process-loop",
         pub_export_macro: true,
         default_bindings_module: "hearth_sdk::bindings",
         generate_all,

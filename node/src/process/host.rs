@@ -23,28 +23,35 @@ use crate::types::{self as t, Address, KernelMessage, ProcessId, SendError, Send
 
 pub use super::bindings::wit;
 
-/// The exports of the worlds `process`, `process-batch` (WIT 0.1.1) and
-/// `process-peers` (0.1.2).
+/// The exports of the worlds `process`, `process-batch` (WIT 0.1.1),
+/// `process-peers` (0.1.2) and `process-loop` (0.1.3).
 const INIT: &str = "init";
+const RUN: &str = "run";
 const HANDLE: &str = "handle";
 const HANDLE_BATCH: &str = "handle-batch";
 const DELIVER: &str = "deliver";
 const DELIVER_BATCH: &str = "deliver-batch";
 
 /// The `kernel` interface the linker provides. Components built against
-/// 0.1.0 or 0.1.1 import `kernel@0.1.0` or `@0.1.1`, which the linker
-/// resolves to this semver-compatible version.
-const KERNEL: &str = "hearth:process/kernel@0.1.2";
-const TYPES: &str = "hearth:process/types@0.1.2";
+/// 0.1.0, 0.1.1 or 0.1.2 import `kernel@0.1.0`, `@0.1.1` or `@0.1.2`,
+/// which the linker resolves to this semver-compatible version.
+const KERNEL: &str = "hearth:process/kernel@0.1.3";
+const TYPES: &str = "hearth:process/types@0.1.3";
+/// The interface a `process-loop` component takes its events from.
+const INBOX: &str = "hearth:process/inbox@0.1.3";
 
 /// A component compiled and pre-linked: what every start of its processes
-/// instantiates. Knows whether the component exports `handle-batch`, and
-/// `deliver` with `deliver-batch`; one built against the older world
+/// instantiates. Knows whether the component exports `run` (the world
+/// `process-loop`: it takes its events itself), or else `handle-batch`,
+/// and `deliver` with `deliver-batch`; one built against the older world
 /// `process` exports `handle` only, and gets every event through it.
 pub struct ProcessPre<T: 'static> {
     instance_pre: InstancePre<T>,
     init: ComponentExportIndex,
-    handle: ComponentExportIndex,
+    /// `run`, for a component that takes its events itself.
+    run: Option<ComponentExportIndex>,
+    /// `handle`: exported by every world but `process-loop`.
+    handle: Option<ComponentExportIndex>,
     batch: Option<ComponentExportIndex>,
     /// `deliver` and `deliver-batch`, taken only when both are exported.
     deliver: Option<(ComponentExportIndex, ComponentExportIndex)>,
@@ -55,6 +62,7 @@ impl<T: 'static> Clone for ProcessPre<T> {
         Self {
             instance_pre: self.instance_pre.clone(),
             init: self.init,
+            run: self.run,
             handle: self.handle,
             batch: self.batch,
             deliver: self.deliver,
@@ -64,11 +72,16 @@ impl<T: 'static> Clone for ProcessPre<T> {
 
 impl<T: Send + 'static> ProcessPre<T> {
     /// Checks that the component exports the world `process` (`init` and
-    /// `handle` of the right types), and looks for `handle-batch`.
+    /// `handle` of the right types) or `process-loop` (`init` and `run`),
+    /// and looks for `handle-batch`. The types of `run` and the other
+    /// optional exports are checked when an instance is made.
     pub fn new(instance_pre: InstancePre<T>) -> wasmtime::Result<Self> {
-        // The generated check of the world's exports and their types.
-        bindings::ProcessIndices::new(&instance_pre)?;
         let component = instance_pre.component();
+        let run = component.get_export_index(None, RUN);
+        if run.is_none() {
+            // The generated check of the world's exports and their types.
+            bindings::ProcessIndices::new(&instance_pre)?;
+        }
         let export = |name| {
             component
                 .get_export_index(None, name)
@@ -76,7 +89,8 @@ impl<T: Send + 'static> ProcessPre<T> {
         };
         Ok(Self {
             init: export(INIT)?,
-            handle: export(HANDLE)?,
+            run,
+            handle: component.get_export_index(None, HANDLE),
             batch: component.get_export_index(None, HANDLE_BATCH),
             deliver: component
                 .get_export_index(None, DELIVER)
@@ -98,7 +112,14 @@ impl<T: Send + 'static> ProcessPre<T> {
     ) -> wasmtime::Result<Guest> {
         let instance = self.instance_pre.instantiate_async(&mut store).await?;
         let init = instance.get_typed_func(&mut store, self.init)?;
-        let handle = instance.get_typed_func(&mut store, self.handle)?;
+        let run = match &self.run {
+            Some(index) => Some(instance.get_typed_func(&mut store, index)?),
+            None => None,
+        };
+        let handle = match &self.handle {
+            Some(index) => Some(instance.get_typed_func(&mut store, index)?),
+            None => None,
+        };
         let batch = match &self.batch {
             Some(index) => Some(instance.get_typed_func(&mut store, index)?),
             None => None,
@@ -112,6 +133,7 @@ impl<T: Send + 'static> ProcessPre<T> {
         };
         Ok(Guest {
             init,
+            run,
             handle,
             batch,
             deliver,
@@ -131,7 +153,9 @@ type Deliver = (
 /// as a slot of the incarnation's peer table (`HostState::peers`).
 pub struct Guest {
     init: TypedFunc<(AddressOut,), ()>,
-    handle: TypedFunc<(Event,), ()>,
+    /// `run` of the world `process-loop`: called once, takes its events.
+    run: Option<TypedFunc<(), ()>>,
+    handle: Option<TypedFunc<(Event,), ()>>,
     batch: Option<TypedFunc<(Vec<Event>,), ()>>,
     deliver: Option<Deliver>,
 }
@@ -148,6 +172,24 @@ impl Guest {
         self.init.post_return_async(&mut store).await
     }
 
+    /// Whether this instance takes its events itself (`run`).
+    pub fn loops(&self) -> bool {
+        self.run.is_some()
+    }
+
+    /// Call `run`; it returns only when the guest gives up (or traps, or
+    /// `next-events` ends it).
+    pub async fn call_run(
+        &self,
+        mut store: impl wasmtime::AsContextMut<Data = HostState>,
+    ) -> wasmtime::Result<()> {
+        let Some(run) = &self.run else {
+            anyhow::bail!("the component exports no `run`");
+        };
+        run.call_async(&mut store, ()).await?;
+        run.post_return_async(&mut store).await
+    }
+
     /// Hand `event` to `deliver` (its source placed in the peer table), or
     /// to `handle`.
     pub async fn call_handle(
@@ -160,8 +202,11 @@ impl Guest {
             deliver.call_async(&mut store, (event,)).await?;
             return deliver.post_return_async(&mut store).await;
         }
-        self.handle.call_async(&mut store, (event,)).await?;
-        self.handle.post_return_async(&mut store).await
+        let Some(handle) = &self.handle else {
+            anyhow::bail!("the component exports no `handle`");
+        };
+        handle.call_async(&mut store, (event,)).await?;
+        handle.post_return_async(&mut store).await
     }
 
     /// Whether this instance takes batches.
@@ -261,6 +306,11 @@ fn add_kernel(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
+    // Async: a guest with nothing to do waits here, its fiber suspended.
+    let mut inbox = linker.instance(INBOX)?;
+    inbox.func_wrap_async("next-events", |mut cx: Cx<'_>, (): ()| {
+        Box::new(async move { Ok((super::inbox::next_events(&mut cx).await?,)) })
+    })?;
     Ok(())
 }
 
@@ -284,8 +334,11 @@ pub struct HostState {
     /// Our registered capabilities, handed to `Kernel::route_from`.
     caps: ProcessCaps,
     /// Which address each slot of the guest's peer table holds (for a
-    /// guest that exports `deliver`).
+    /// guest that exports `deliver`, or `run`).
     pub peers: Peers,
+    /// The mailbox and timers of a guest in `run` (world `process-loop`),
+    /// while it runs.
+    pub inbox: Option<super::inbox::Inbox>,
     /// The last target we sent to: a process usually sends many messages
     /// to the same peer, and reusing its (shared) address saves checking
     /// and allocating the four names per send.
@@ -312,6 +365,7 @@ impl HostState {
             limits,
             call_ticks: 0,
             peers: Peers::default(),
+            inbox: None,
             last_target: None,
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             stderr,

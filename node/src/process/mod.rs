@@ -1,6 +1,8 @@
 //! Running processes: one tokio task per process owns its wasm store and
 //! its mailbox, hands each delivered envelope to the guest's `handle`, and
-//! applies the process's `on_exit` policy when the guest traps.
+//! applies the process's `on_exit` policy when the guest traps. A guest of
+//! the world `process-loop` (WIT 0.1.3) is called once, in `run`, and
+//! takes its envelopes itself through `inbox.next-events` ([`inbox`]).
 //!
 //! **Invariant:** a guest never takes the node down. A trap, a call that
 //! runs past `Limits::max_call_time` (epoch interruption) or a memory grow
@@ -11,6 +13,7 @@ mod abi;
 pub mod asks;
 mod bindings;
 pub mod host;
+mod inbox;
 pub mod stats;
 mod stderr;
 
@@ -23,7 +26,7 @@ use tracing::{debug, info, warn, Instrument};
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::kernel::caps::ProcessCaps;
-use crate::kernel::mailbox::{mailbox, Envelope, MailboxRx};
+use crate::kernel::mailbox::{mailbox, Envelope};
 use crate::kernel::{AlreadyRunning, Endpoint, RegisterError};
 use crate::package_info::PackageInfo;
 use crate::runtime::RuntimeError;
@@ -33,6 +36,7 @@ use crate::types::{
 };
 use abi::Event;
 use host::{Guest, HostState, ProcessPre};
+use inbox::{Inbox, Queue};
 
 /// Envelopes handled per wake-up before the task checks its timers and
 /// yields; keeps one busy process from starving its own deadlines.
@@ -174,7 +178,7 @@ pub fn start_then(
     let runner = Runner {
         ctx,
         pre,
-        mailbox: mailbox_rx,
+        queue: Some(Queue::new(mailbox_rx)),
         stop: stop_rx,
         in_table: true,
     };
@@ -266,7 +270,8 @@ impl ExitNotice {
 struct Runner {
     ctx: Arc<ProcessContext>,
     pre: ProcessPre<HostState>,
-    mailbox: MailboxRx,
+    /// The mailbox; lent to each incarnation while it runs.
+    queue: Option<Queue>,
     stop: watch::Receiver<bool>,
     /// Still in the kernel's process table (left once, on the way out).
     in_table: bool,
@@ -341,12 +346,74 @@ impl Runner {
 
     /// Run one instance of the guest until it crashes or is stopped.
     async fn incarnation(&mut self) -> (Exit, Option<HostState>) {
-        let (mut store, guest) = match boot(self.ctx.clone(), &self.pre).await {
+        let Some(queue) = self.queue.take() else {
+            return (Exit::Stopped, None); // lent and never given back: cannot happen
+        };
+        let (exit, state, queue) = self.incarnation_with(queue).await;
+        self.queue = queue;
+        (exit, state)
+    }
+
+    /// [`Self::incarnation`] with the mailbox lent to it; gives it back.
+    async fn incarnation_with(
+        &mut self,
+        mut queue: Queue,
+    ) -> (Exit, Option<HostState>, Option<Queue>) {
+        let (store, guest) = match boot(self.ctx.clone(), &self.pre).await {
             Ok(booted) => booted,
-            Err((reason, store)) => return (Exit::InitFailed(reason), Some(store.into_data())),
+            Err((reason, store)) => {
+                return (
+                    Exit::InitFailed(reason),
+                    Some(store.into_data()),
+                    Some(queue),
+                )
+            }
         };
         debug!("process started");
         store.data().limits.stats().running();
+        if guest.loops() {
+            return self.run_loop(store, &guest, queue).await;
+        }
+        let (exit, state) = self.serve_calls(store, &guest, &mut queue).await;
+        (exit, state, Some(queue))
+    }
+
+    /// A guest of the world `process-loop`: one call of `run`, in which
+    /// the guest takes its events through `next-events` ([`inbox`]).
+    async fn run_loop(
+        &mut self,
+        mut store: Store<HostState>,
+        guest: &Guest,
+        queue: Queue,
+    ) -> (Exit, Option<HostState>, Option<Queue>) {
+        store.data_mut().inbox = Some(Inbox::new(queue, self.stop.clone()));
+        store.data_mut().call_ticks = 0;
+        store.set_epoch_deadline(1);
+        // Boxed: wasmtime's call future is large (see `call`).
+        let result = Box::pin(guest.call_run(&mut store)).await;
+        let (queue, ended) = match store.data_mut().inbox.take() {
+            Some(inbox) => {
+                let (queue, ended) = inbox.into_queue();
+                (Some(queue), ended)
+            }
+            None => (None, true),
+        };
+        let exit = match result {
+            _ if ended => Exit::Stopped,
+            Ok(()) => Exit::Crashed("`run` returned".into()),
+            Err(e) => Exit::Crashed(format!("{e:#}")),
+        };
+        (exit, Some(store.into_data()), queue)
+    }
+
+    /// A guest called once per event (or batch): `handle`, `handle-batch`,
+    /// `deliver`, `deliver-batch`.
+    async fn serve_calls(
+        &mut self,
+        mut store: Store<HostState>,
+        guest: &Guest,
+        queue: &mut Queue,
+    ) -> (Exit, Option<HostState>) {
         let timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
@@ -361,13 +428,13 @@ impl Runner {
             let outcome = tokio::select! {
                 biased;
                 _ = self.stop.changed() => return (Exit::Stopped, Some(store.into_data())),
-                envelope = self.mailbox.recv() => match envelope {
-                    Some(envelope) => self.deliver_batch(&mut store, &guest, envelope).await,
+                envelope = queue.recv() => match envelope {
+                    Some(envelope) => deliver_batch(queue, &mut store, guest, envelope).await,
                     None => return (Exit::Stopped, Some(store.into_data())),
                 },
                 _ = &mut timer, if armed.is_some() => {
                     armed = None;
-                    expire(&mut store, &guest).await
+                    expire(&mut store, guest).await
                 }
             };
             if let Err(reason) = outcome {
@@ -375,56 +442,58 @@ impl Runner {
             }
         }
     }
+}
 
-    /// Handle `first` and what else waits, up to [`BATCH`] envelopes, in
-    /// mailbox order. Runs of envelopes that need no request context go
-    /// to `handle-batch` together (when the guest exports it and its last
-    /// call was quick); any other envelope is handed alone.
-    async fn deliver_batch(
-        &mut self,
-        store: &mut Store<HostState>,
-        guest: &Guest,
-        first: Envelope,
-    ) -> Result<(), String> {
-        if !guest.batches() {
-            deliver(store, guest, first).await?;
-            for _ in 1..BATCH {
-                match self.mailbox.try_recv() {
-                    Some(envelope) => deliver(store, guest, envelope).await?,
-                    None => break,
-                }
+/// Handle `first` and what else waits, up to [`BATCH`] envelopes, in
+/// mailbox order. Runs of envelopes that need no request context go
+/// to `handle-batch` together (when the guest exports it and its last
+/// call was quick); any other envelope is handed alone.
+async fn deliver_batch(
+    queue: &mut Queue,
+    store: &mut Store<HostState>,
+    guest: &Guest,
+    first: Envelope,
+) -> Result<(), String> {
+    if !guest.batches() {
+        deliver(store, guest, first).await?;
+        for _ in 1..BATCH {
+            match queue.try_recv() {
+                Some(envelope) => deliver(store, guest, envelope).await?,
+                None => break,
             }
-            return Ok(());
         }
-        let mut batch = Batch::default();
-        let mut next = Some(first);
-        let mut taken = 1;
-        while let Some(envelope) = next.take() {
-            // A guest whose calls run through epoch ticks gets events one
-            // by one: a batch of slow events would strain its call budget.
-            let quick = store.data().call_ticks == 0;
-            if quick && batchable(&envelope) && batch.fits(&envelope) {
-                if let Some(event) = event_of(store, envelope) {
+        return Ok(());
+    }
+    let mut batch = Batch::default();
+    let mut next = Some(first);
+    let mut taken = 1;
+    while let Some(envelope) = next.take() {
+        // A guest whose calls run through epoch ticks gets events one
+        // by one: a batch of slow events would strain its call budget.
+        let quick = store.data().call_ticks == 0;
+        if quick && batchable(&envelope) && batch.fits(&envelope) {
+            if let Some(event) = event_of(store.data_mut(), envelope) {
+                batch.push(event);
+            }
+        } else {
+            batch.flush(store, guest).await?;
+            if quick && batchable(&envelope) {
+                if let Some(event) = event_of(store.data_mut(), envelope) {
                     batch.push(event);
                 }
             } else {
-                batch.flush(store, guest).await?;
-                if quick && batchable(&envelope) {
-                    if let Some(event) = event_of(store, envelope) {
-                        batch.push(event);
-                    }
-                } else {
-                    deliver(store, guest, envelope).await?;
-                }
-            }
-            if taken < BATCH {
-                next = self.mailbox.try_recv();
-                taken += 1;
+                deliver(store, guest, envelope).await?;
             }
         }
-        batch.flush(store, guest).await
+        if taken < BATCH {
+            next = queue.try_recv();
+            taken += 1;
+        }
     }
+    batch.flush(store, guest).await
+}
 
+impl Runner {
     /// Every request the dead incarnation owed an answer to fails at once.
     fn fail_owed(&self, state: &mut Option<HostState>, notice: &ExitNotice) {
         let Some(state) = state else { return };
@@ -439,7 +508,8 @@ impl Runner {
     /// Every request still queued fails at once.
     fn fail_queued(&mut self, notice: &ExitNotice) {
         let kernel = &self.ctx.services.kernel;
-        while let Some(envelope) = self.mailbox.try_recv() {
+        let Some(queue) = &mut self.queue else { return };
+        while let Some(envelope) = queue.try_recv() {
             if let Envelope::Message(km) = envelope {
                 if let (Some(rsvp), true) = (&km.rsvp, km.is_request()) {
                     let message = notice.for_asker(rsvp, &self.ctx.address);
@@ -503,7 +573,9 @@ impl Runner {
         let id = &self.ctx.address.process;
         services.remove_running(id);
         services.stats.retire(id);
-        self.mailbox.close();
+        if let Some(queue) = &mut self.queue {
+            queue.close();
+        }
         self.fail_queued(&ExitNotice::new(UNHANDLED, None));
         info!("process stopped");
     }
@@ -622,7 +694,7 @@ async fn deliver(
     guest: &Guest,
     envelope: Envelope,
 ) -> Result<(), String> {
-    match event_of(store, envelope) {
+    match event_of(store.data_mut(), envelope) {
         Some(event) => call(store, guest, event).await,
         None => Ok(()),
     }
@@ -632,11 +704,10 @@ async fn deliver(
 /// becomes owed (when it expects an answer) and the current request; a
 /// response or failure takes its pending ask. `None` for a response or
 /// failure that no pending ask awaits (late or duplicate): discarded.
-fn event_of(store: &mut Store<HostState>, envelope: Envelope) -> Option<Event> {
+fn event_of(state: &mut HostState, envelope: Envelope) -> Option<Event> {
     match envelope {
         Envelope::Message(km) => match &km.message {
             Message::Request(req) => {
-                let state = store.data_mut();
                 if let (Some(rsvp), Some(ms)) = (&km.rsvp, req.expects_response) {
                     let deadline = Instant::now() + Duration::from_millis(ms);
                     state.asks.add_owed(km.id, rsvp.clone(), deadline);
@@ -648,7 +719,7 @@ fn event_of(store: &mut Store<HostState>, envelope: Envelope) -> Option<Event> {
                 });
                 Some(Event::incoming(km, None))
             }
-            Message::Response(_) => match store.data_mut().asks.take_pending(km.id) {
+            Message::Response(_) => match state.asks.take_pending(km.id) {
                 Some(pending) => Some(Event::incoming(km, pending.context)),
                 None => {
                     debug!(id = km.id, source = %km.source, "response to no pending request (late or duplicate); discarded");
@@ -656,7 +727,7 @@ fn event_of(store: &mut Store<HostState>, envelope: Envelope) -> Option<Event> {
                 }
             },
         },
-        Envelope::Failed { id, error } => match store.data_mut().asks.take_pending(id) {
+        Envelope::Failed { id, error } => match state.asks.take_pending(id) {
             Some(pending) => Some(Event::failed(id, error, pending.context)),
             None => {
                 debug!(id, %error, "failure for no pending request; discarded");

@@ -37,17 +37,16 @@ pub use state::{Persist, State};
 #[doc(hidden)]
 pub mod __private {
     pub use super::runtime::{
-        export_deliver, export_handle, export_init, ok_json, parse_args, persisted_decode,
-        persisted_encode, publish_resource, AppCell, Reply,
+        export_deliver, export_init, ok_json, parse_args, persisted_decode, persisted_encode,
+        publish_resource, AppCell, Reply,
     };
     pub use serde;
     pub use serde_json;
 }
 
-/// Exports an [`App`] as this component's `init`, `handle` and
-/// `handle-batch` (each event in order, as `handle` would), and `deliver`
-/// and `deliver-batch` (the same, sources from the peer table); emitted by
-/// [`macro@crate::app`].
+/// Exports an [`App`] as this component's `init` and `run` (which takes
+/// the events from the node and handles each in order, sources from the
+/// peer table); emitted by [`macro@crate::app`].
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_app {
@@ -65,24 +64,10 @@ macro_rules! __export_app {
                     $crate::rpc::__private::export_init::<$app>(&HEARTH_APP, our);
                 }
 
-                fn handle(event: $crate::bindings::Event) {
-                    $crate::rpc::__private::export_handle::<$app>(&HEARTH_APP, event);
-                }
-
-                fn handle_batch(events: ::std::vec::Vec<$crate::bindings::Event>) {
-                    for event in events {
-                        $crate::rpc::__private::export_handle::<$app>(&HEARTH_APP, event);
-                    }
-                }
-
-                fn deliver(event: $crate::bindings::PeerEvent) {
-                    $crate::rpc::__private::export_deliver::<$app>(&HEARTH_APP, event);
-                }
-
-                fn deliver_batch(events: ::std::vec::Vec<$crate::bindings::PeerEvent>) {
-                    for event in events {
-                        $crate::rpc::__private::export_deliver::<$app>(&HEARTH_APP, event);
-                    }
+                fn run() {
+                    $crate::app::run_events(|event| {
+                        $crate::rpc::__private::export_deliver::<$app>(&HEARTH_APP, event)
+                    });
                 }
             }
 

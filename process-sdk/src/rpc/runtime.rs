@@ -124,21 +124,8 @@ pub fn export_init<A: App>(cell: &'static LocalKey<AppCell<A>>, _our: wit::Addre
     executor::run_ready();
 }
 
-/// The exported `handle`.
-pub fn export_handle<A: App>(cell: &'static LocalKey<AppCell<A>>, event: wit::Event) {
-    let Some(state) = cell.with(|c| c.borrow().clone()) else {
-        log::error("event delivered before init; dropped");
-        return;
-    };
-    match event {
-        wit::Event::Message(incoming) => on_incoming(state, Incoming::from(incoming)),
-        wit::Event::Failed(failure) => on_failure(Failure::from(failure)),
-    }
-    executor::run_ready();
-}
-
-/// The exported `deliver` (WIT 0.1.2): as `handle`, the source read from
-/// the peer table.
+/// One event of the exported `run`: the source read from the peer table;
+/// then every task it woke runs.
 pub fn export_deliver<A: App>(cell: &'static LocalKey<AppCell<A>>, event: wit::PeerEvent) {
     let Some(state) = cell.with(|c| c.borrow().clone()) else {
         log::error("event delivered before init; dropped");
