@@ -28,7 +28,7 @@ pub fn cargo() -> String {
 }
 
 /// Every guest crate the tests install.
-const GUESTS: [&str; 8] = [
+const GUESTS: [&str; 9] = [
     "echo",
     "probe",
     "chat",
@@ -37,6 +37,7 @@ const GUESTS: [&str; 8] = [
     "ticker",
     "compat-v010",
     "compat-v011",
+    "compat-v012",
 ];
 
 /// Build the guest components once per test binary and return the
