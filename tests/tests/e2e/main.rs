@@ -18,6 +18,7 @@ mod kit_cli;
 mod kit_dev;
 mod kit_templates;
 mod kit_views;
+mod long_call;
 mod messaging;
 mod nat;
 mod net_lane;
