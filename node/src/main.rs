@@ -56,6 +56,10 @@ struct NetArgs {
     /// Address to accept peers on.
     #[arg(long, default_value = "0.0.0.0")]
     p2p_bind: IpAddr,
+    /// TCP port for lanes, the direct connections messages move onto
+    /// (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    lane_port: u16,
     /// A peer to join at boot, as /ip4/.../tcp/.../p2p/<peer id> (repeatable).
     #[arg(long = "bootstrap", value_name = "MULTIADDR")]
     bootstrap: Vec<String>,
@@ -124,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
     config.http.origins = args.origins.clone();
     config.net.port = args.net.p2p_port;
     config.net.listen_ip = args.net.p2p_bind;
+    config.net.lane_port = args.net.lane_port;
     config.net.bootstrap = args.net.bootstrap.clone();
     config.net.mdns = !args.net.no_mdns;
     config.net.dial_timeout = std::time::Duration::from_millis(args.net.dial_timeout_ms);

@@ -10,6 +10,10 @@ pub struct NetConfig {
     pub port: u16,
     /// Address to listen on.
     pub listen_ip: std::net::IpAddr,
+    /// TCP port for lanes (our own connection per peer, `net/lane.rs`) on
+    /// `listen_ip`; 0 picks a free one. A port set here that cannot be
+    /// bound stops the node from starting.
+    pub lane_port: u16,
     /// Peers to join at boot (multiaddrs ending in `/p2p/<peer id>`).
     pub bootstrap: Vec<String>,
     pub mdns: bool,
@@ -37,6 +41,7 @@ impl Default for NetConfig {
         Self {
             port: 0,
             listen_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            lane_port: 0,
             bootstrap: Vec::new(),
             mdns: true,
             dial_timeout: Duration::from_secs(5),

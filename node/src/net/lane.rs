@@ -125,9 +125,9 @@ impl Default for Slots {
     }
 }
 
-/// Bind the lane listener on `ip` (an ephemeral port).
-pub fn bind(ip: IpAddr) -> io::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(SocketAddr::new(ip, 0))?;
+/// Bind the lane listener on `ip` at `port` (0: a free one).
+pub fn bind(ip: IpAddr, port: u16) -> io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(SocketAddr::new(ip, port))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use super::outlet::{Outlet, Refused, CONNECT_QUEUE, LINK_QUEUE_BYTES};
 use super::wire::Frame;
+use crate::kernel::FastMap;
 use crate::types::{Address, SendErrorKind};
 
 /// A request sent to a peer and not answered yet.
@@ -50,6 +51,15 @@ struct Link {
     awaited: HashMap<u64, Awaited>,
 }
 
+impl Default for Link {
+    fn default() -> Self {
+        Self {
+            state: State::Connecting(Vec::new(), 0),
+            awaited: HashMap::new(),
+        }
+    }
+}
+
 /// What `send` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Sent {
@@ -63,87 +73,135 @@ pub enum Sent {
 
 #[derive(Default)]
 pub struct Links {
-    inner: Mutex<HashMap<String, Link>>,
+    inner: Mutex<FastMap<String, Link>>,
 }
 
 /// Requests that can no longer be answered, to fail with `offline`.
 pub type Orphans = Vec<(u64, Awaited)>;
 
 impl Links {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<String, Link>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Send `frame` to `node`. `awaited` tracks a request expecting an
     /// answer. A full queue or writer is `mailbox-full`, at once.
+    ///
+    /// The table's lock is not held while the outlet writes (a socket
+    /// write, for a free stream): the peer's reader takes it for every
+    /// answer. The request is awaited before its frame leaves, so an
+    /// answer can never come back before its entry.
     pub fn send(
         &self,
         node: &str,
         frame: Frame,
         awaited: Option<(u64, Address, Address, Instant)>,
     ) -> Result<Sent, SendErrorKind> {
-        let mut links = self.lock();
-        // Looked up by `&str` first: no name allocated per message.
-        if !links.contains_key(node) {
-            links.insert(
-                node.to_string(),
-                Link {
-                    state: State::Connecting(Vec::new(), 0),
-                    awaited: HashMap::new(),
-                },
-            );
-        }
-        let Some(link) = links.get_mut(node) else {
-            return Err(SendErrorKind::Offline);
-        };
-        let sent = match &mut link.state {
-            State::Connected { outlet, .. } => match outlet.send(&frame) {
-                Ok(()) => Sent::Written,
-                Err(Refused::Full) => return Err(SendErrorKind::MailboxFull),
-                Err(Refused::Closed) => {
-                    // The writer died; its disconnect is being handled.
-                    // Start over with a fresh connection.
-                    let weight = frame.weight();
-                    link.state = State::Connecting(vec![frame], weight);
-                    Sent::Connect
-                }
-            },
-            State::Connecting(queue, bytes) => {
-                let weight = frame.weight();
-                let over_bytes = !queue.is_empty() && *bytes + weight > LINK_QUEUE_BYTES;
-                if queue.len() >= CONNECT_QUEUE || over_bytes {
-                    return Err(SendErrorKind::MailboxFull);
-                }
-                let first = queue.is_empty();
-                *bytes += weight;
-                queue.push(frame);
-                if first {
-                    Sent::Connect
-                } else {
-                    Sent::Queued
-                }
-            }
-        };
-        if let Some((id, rsvp, target, deadline)) = awaited {
-            link.awaited.insert(
-                id,
-                Awaited {
+        let id = awaited.as_ref().map(|a| a.0);
+        let outlet = {
+            let mut links = self.lock();
+            let link = Self::link(&mut links, node);
+            if let Some((id, rsvp, target, deadline)) = awaited {
+                let entry = Awaited {
                     rsvp,
                     target,
                     deadline,
-                },
-            );
+                };
+                link.awaited.insert(id, entry);
+            }
+            match &mut link.state {
+                State::Connected { outlet, .. } => outlet.clone(),
+                State::Connecting(..) => return Self::queue(link, frame, id),
+            }
+        };
+        match outlet.send(&frame) {
+            Ok(()) => Ok(Sent::Written),
+            Err(Refused::Full) => {
+                if let Some(id) = id {
+                    if let Some(link) = self.lock().get_mut(node) {
+                        link.awaited.remove(&id);
+                    }
+                }
+                Err(SendErrorKind::MailboxFull)
+            }
+            Err(Refused::Closed) => self.after_close(node, frame, id, &outlet),
         }
-        Ok(sent)
+    }
+
+    /// The link to `node`, made (connecting) if there is none. Looked up
+    /// by `&str` first: no name allocated per message.
+    fn link<'a>(links: &'a mut FastMap<String, Link>, node: &str) -> &'a mut Link {
+        if !links.contains_key(node) {
+            links.insert(node.to_string(), Link::default());
+        }
+        links.get_mut(node).expect("inserted above")
+    }
+
+    /// Queue `frame` on a connecting link; a full queue forgets the
+    /// request awaited with it.
+    fn queue(link: &mut Link, frame: Frame, id: Option<u64>) -> Result<Sent, SendErrorKind> {
+        let State::Connecting(queue, bytes) = &mut link.state else {
+            return Err(SendErrorKind::Offline);
+        };
+        let weight = frame.weight();
+        let over_bytes = !queue.is_empty() && *bytes + weight > LINK_QUEUE_BYTES;
+        if queue.len() >= CONNECT_QUEUE || over_bytes {
+            if let Some(id) = id {
+                link.awaited.remove(&id);
+            }
+            return Err(SendErrorKind::MailboxFull);
+        }
+        let first = queue.is_empty();
+        *bytes += weight;
+        queue.push(frame);
+        Ok(if first { Sent::Connect } else { Sent::Queued })
+    }
+
+    /// `outlet`'s writer ended under our send: start over with a fresh
+    /// connection (or join the one already starting, or the new stream).
+    /// If the request was already failed as an orphan of that stream, its
+    /// asker has its answer (`offline`) and the frame is dropped.
+    fn after_close(
+        &self,
+        node: &str,
+        frame: Frame,
+        id: Option<u64>,
+        closed: &Arc<Outlet>,
+    ) -> Result<Sent, SendErrorKind> {
+        let mut links = self.lock();
+        let link = Self::link(&mut links, node);
+        if id.is_some_and(|id| !link.awaited.contains_key(&id)) {
+            return Ok(Sent::Written);
+        }
+        match &link.state {
+            State::Connected { outlet, .. } if Arc::ptr_eq(outlet, closed) => {
+                let weight = frame.weight();
+                link.state = State::Connecting(vec![frame], weight);
+                Ok(Sent::Connect)
+            }
+            State::Connected { outlet, .. } => {
+                // A new stream is up already; the lock keeps its order.
+                match outlet.send(&frame) {
+                    Ok(()) => Ok(Sent::Written),
+                    Err(why) => {
+                        if let Some(id) = id {
+                            link.awaited.remove(&id);
+                        }
+                        Err(match why {
+                            Refused::Full => SendErrorKind::MailboxFull,
+                            Refused::Closed => SendErrorKind::Offline,
+                        })
+                    }
+                }
+            }
+            State::Connecting(..) => Self::queue(link, frame, id),
+        }
     }
 
     /// The link to `node` is up: drain its queue into `outlet`, in order.
     pub fn connected(&self, node: &str, peer: PeerId, outlet: Arc<Outlet>) {
         let mut links = self.lock();
-        let link = links.entry(node.to_string()).or_insert_with(|| Link {
-            state: State::Connecting(Vec::new(), 0),
-            awaited: HashMap::new(),
-        });
+        let link = links.entry(node.to_string()).or_default();
         if let State::Connecting(queue, _) = &mut link.state {
             for frame in queue.drain(..) {
                 // The outlet's queue is as large as the connect queue, in
@@ -187,6 +245,61 @@ impl Links {
             .filter_map(|n| links.remove(n))
             .flat_map(|l| l.awaited.into_iter())
             .collect()
+    }
+
+    /// Every request awaiting an answer from `node`, taken (the link
+    /// stays): their answers may have been lost.
+    pub fn take_awaited(&self, node: &str) -> Orphans {
+        match self.lock().get_mut(node) {
+            Some(link) => link.awaited.drain().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The writer of `outlet` (our stream to `peer`, named `name`) ended:
+    /// the links it carried are gone (a link already on a newer stream
+    /// stays). A link to `name` that is connecting again keeps only the
+    /// requests whose frames it still holds: the others went through the
+    /// ended stream, where they or their answers may be lost.
+    pub fn writer_ended(&self, peer: &PeerId, outlet: &Arc<Outlet>, name: Option<&str>) -> Orphans {
+        let mut links = self.lock();
+        let mut orphans = Vec::new();
+        if let Some(link) = name.and_then(|n| links.get_mut(n)) {
+            if let State::Connecting(queue, _) = &link.state {
+                let held: std::collections::HashSet<u64> = queue
+                    .iter()
+                    .filter_map(|f| match f {
+                        Frame::Deliver(km) => Some(km.id),
+                        _ => None,
+                    })
+                    .collect();
+                let lost: Vec<u64> = link
+                    .awaited
+                    .keys()
+                    .filter(|id| !held.contains(id))
+                    .copied()
+                    .collect();
+                for id in lost {
+                    if let Some(awaited) = link.awaited.remove(&id) {
+                        orphans.push((id, awaited));
+                    }
+                }
+            }
+        }
+        let nodes: Vec<String> = links
+            .iter()
+            .filter(|(_, l)| {
+                matches!(&l.state, State::Connected { peer: p, outlet: o } if p == peer && Arc::ptr_eq(o, outlet))
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        orphans.extend(
+            nodes
+                .iter()
+                .filter_map(|n| links.remove(n))
+                .flat_map(|l| l.awaited.into_iter()),
+        );
+        orphans
     }
 
     /// `node` answered request `id` of `rsvp`: the request it answers, if

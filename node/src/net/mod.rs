@@ -384,10 +384,21 @@ impl Net {
         let record = NameRecord::sign(&keypair, &our, Vec::new(), now_millis())
             .map_err(|e| NetError::Transport(e.to_string()))?;
         let (commands, commands_rx) = mpsc::channel(COMMANDS);
-        // Without a lane listener messages stay on libp2p streams.
-        let lanes = lane::bind(config.listen_ip)
-            .map_err(|e| warn!(ip = %config.listen_ip, "no lane listener: {e}"))
-            .ok();
+        // Without a lane listener messages stay on libp2p streams; a port
+        // asked for by the operator must be had.
+        let lanes = match lane::bind(config.listen_ip, config.lane_port) {
+            Ok(listener) => Some(listener),
+            Err(e) if config.lane_port != 0 => {
+                let at = std::net::SocketAddr::new(config.listen_ip, config.lane_port);
+                return Err(NetError::Transport(format!(
+                    "cannot listen for lanes at {at}: {e}"
+                )));
+            }
+            Err(e) => {
+                warn!(ip = %config.listen_ip, "no lane listener: {e}");
+                None
+            }
+        };
         let lane_port = lanes
             .as_ref()
             .and_then(|l| l.local_addr().ok())

@@ -234,7 +234,7 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
     {
         let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
         match outbound.get(&peer) {
-            Some(Outbound::Open(open)) if !open.outlet.is_closed() => {
+            Some(Outbound::Open(open)) if !open.outlet.is_ended() => {
                 let outlet = open.outlet.clone();
                 drop(outbound);
                 promote(shared, peer, outlet);
@@ -490,7 +490,8 @@ impl Writer {
                 outbound.remove(&peer);
             }
         }
-        let orphans = shared.links.disconnected(&peer);
+        let name = shared.book.name_of(&peer);
+        let orphans = shared.links.writer_ended(&peer, &outlet, name.as_deref());
         shared.fail_orphans(orphans, "the connection to the peer closed");
     }
 }
@@ -710,6 +711,7 @@ async fn read_loop(
     }
     let stop = Arc::new(tokio::sync::Notify::new());
     order.hold(stop.clone());
+    let on_lane = stream.is_lane();
     let mut counted = Counted {
         stream: &mut stream,
         progress: &order.progress,
@@ -742,7 +744,19 @@ async fn read_loop(
                     break;
                 }
             }
-            Err(FrameError::Closed) => break,
+            Err(FrameError::Closed) if !on_lane => break,
+            Err(e @ (FrameError::Closed | FrameError::Io(_))) if on_lane => {
+                // The lane broke under the peer's frames: answers it had
+                // sent us may be lost with it, so requests awaiting one
+                // fail now (typed), not at their timeouts.
+                debug!(%peer, %name, "the lane from this peer ended without `Moved`: {e}");
+                let orphans = shared.links.take_awaited(&name);
+                shared.fail_orphans(
+                    orphans,
+                    "the lane from the peer broke; its answer may be lost",
+                );
+                break;
+            }
             Err(e) => {
                 refused(&shared);
                 warn!(%peer, %name, "closing the stream from this peer: {e}");
