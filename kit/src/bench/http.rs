@@ -103,14 +103,22 @@ pub async fn run(node: &Node, notebook: Vec<PackageFile>) -> Result<Vec<Row>> {
         )
         .baseline("plain axum handler", base.cpu_us_per_request),
     ];
-    let base = publish_fan_out(&Feed::Plain {
-        addr: baseline_addr,
-    })
+    let base = publish_fan_out(
+        &Feed::Plain {
+            addr: baseline_addr,
+        },
+        PUBLISHES,
+        || (),
+    )
     .await?;
-    let ours = publish_fan_out(&Feed::Notebook {
-        addr,
-        cookie: cookie.as_str().into(),
-    })
+    let ours = publish_fan_out(
+        &Feed::Notebook {
+            addr,
+            cookie: cookie.as_str().into(),
+        },
+        PUBLISHES,
+        || (),
+    )
     .await?;
     let (p50, p99, base50, base99) = (ours.last_p50, ours.last_p99, base.last_p50, base.last_p99);
     const BROADCAST: &str = "plain axum + tokio broadcast, same client";
@@ -139,6 +147,16 @@ pub async fn run(node: &Node, notebook: Vec<PackageFile>) -> Result<Vec<Row>> {
         )
         .baseline(BROADCAST, base.first_p50),
     );
+    // As CPU per request above: steadier than the latency while other
+    // work shares the cores.
+    rows.push(
+        Row::new(
+            "one publish to all WebSocket subscribers, CPU (node + client)",
+            "ms",
+            ours.cpu_ms_per_publish,
+        )
+        .baseline(BROADCAST, base.cpu_ms_per_publish),
+    );
     Ok(rows)
 }
 
@@ -154,6 +172,9 @@ const SOLO_TIME: Duration = Duration::from_secs(10);
 
 async fn solo_load(side: String, addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Vec<Row>> {
     let ours_path = format!("{APP}{NOTE}");
+    if let Some(feed) = side.strip_suffix("-ws") {
+        return solo_publish(feed, addr).await;
+    }
     let (addr, path) = match side.as_str() {
         "hearth" => (addr, ours_path.as_str()),
         "axum" => (plain_axum().await?, "/health"),
@@ -176,6 +197,52 @@ async fn solo_load(side: String, addr: SocketAddr, headers: &[(&str, &str)]) -> 
             format!("HTTP GET, {side} alone, CPU per request (node + client)"),
             "us",
             load.cpu_us_per_request,
+        ),
+    ])
+}
+
+/// Publishes of a solo publish window (`hearth-ws`, `axum-ws`).
+const SOLO_PUBLISHES: usize = 300;
+
+/// `KIT_BENCH_HTTP_SOLO=hearth-ws` or `=axum-ws`: only the publish rows,
+/// for [`SOLO_PUBLISHES`] publishes, the window marked on stderr.
+async fn solo_publish(side: &str, addr: SocketAddr) -> Result<Vec<Row>> {
+    let feed = match side {
+        "hearth" => {
+            let cookie = login(addr).await?;
+            Feed::Notebook {
+                addr,
+                cookie: cookie.as_str().into(),
+            }
+        }
+        "axum" => Feed::Plain {
+            addr: plain_axum().await?,
+        },
+        other => bail!("KIT_BENCH_HTTP_SOLO={other}-ws: expected hearth-ws or axum-ws"),
+    };
+    let fan = publish_fan_out(&feed, SOLO_PUBLISHES, || {
+        eprintln!(
+            "kit bench http: {side} publishes start (pid {})",
+            std::process::id()
+        )
+    })
+    .await?;
+    eprintln!("kit bench http: {side} publishes end");
+    Ok(vec![
+        Row::new(
+            format!("one publish reaching all of {SUBSCRIBERS} WebSocket subscribers, {side} alone, p50"),
+            "ms",
+            fan.last_p50,
+        ),
+        Row::new(
+            format!("one publish reaching the first WebSocket subscriber, {side} alone, p50"),
+            "ms",
+            fan.first_p50,
+        ),
+        Row::new(
+            format!("CPU per publish, {side} alone (node + client)"),
+            "ms",
+            fan.cpu_ms_per_publish,
         ),
     ])
 }
@@ -322,12 +389,18 @@ struct FanOut {
     last_p99: f64,
     /// Until the first one had it: the path before the fan-out.
     first_p50: f64,
+    /// CPU time of this whole process per timed publish, in ms.
+    cpu_ms_per_publish: f64,
 }
 
-/// Open `SUBSCRIBERS` WebSockets on `feed`, then time `PUBLISHES`
+/// Open `SUBSCRIBERS` WebSockets on `feed`, then time `publishes`
 /// publishes from the HTTP call until the first and the last subscriber
-/// have the key.
-async fn publish_fan_out(feed: &Feed) -> Result<FanOut> {
+/// have the key (`timed_start` is called before the first).
+async fn publish_fan_out(
+    feed: &Feed,
+    publishes: usize,
+    timed_start: impl FnOnce(),
+) -> Result<FanOut> {
     let (receipt_tx, mut receipt_rx) = mpsc::channel::<Receipt>(RECEIPTS);
     let mut connecting = JoinSet::new();
     let mut readers = JoinSet::new();
@@ -372,9 +445,11 @@ async fn publish_fan_out(feed: &Feed) -> Result<FanOut> {
     }
     while receipt_rx.try_recv().is_ok() {}
 
-    let mut rounds = Vec::with_capacity(PUBLISHES);
-    let mut firsts = Vec::with_capacity(PUBLISHES);
-    for n in 0..PUBLISHES {
+    let mut rounds = Vec::with_capacity(publishes);
+    let mut firsts = Vec::with_capacity(publishes);
+    timed_start();
+    let cpu_before = loadgen::process_cpu_us();
+    for n in 0..publishes {
         let key = format!("bench-{n}");
         let t0 = Instant::now();
         feed.publish(&key).await?;
@@ -395,6 +470,7 @@ async fn publish_fan_out(feed: &Feed) -> Result<FanOut> {
         rounds.push(last.duration_since(t0).as_secs_f64() * 1e3);
         firsts.push(first.unwrap_or(last).duration_since(t0).as_secs_f64() * 1e3);
     }
+    let cpu_ms_per_publish = (loadgen::process_cpu_us() - cpu_before) / 1e3 / publishes as f64;
     readers.abort_all();
     while readers.join_next().await.is_some() {}
     rounds.sort_by(f64::total_cmp);
@@ -403,6 +479,7 @@ async fn publish_fan_out(feed: &Feed) -> Result<FanOut> {
         last_p50: percentile(&rounds, 50.0),
         last_p99: percentile(&rounds, 99.0),
         first_p50: percentile(&firsts, 50.0),
+        cpu_ms_per_publish,
     })
 }
 

@@ -283,13 +283,13 @@ async fn accept(state: Http, mut parts: axum::http::request::Parts) -> Response 
         .on_upgrade(move |socket| run(watches, socket, slot))
 }
 
-async fn run(watches: Arc<RoomWatches>, mut socket: WebSocket, slot: Slot) {
+async fn run(watches: Arc<RoomWatches>, socket: WebSocket, slot: Slot) {
     let _slot = slot;
     let hub = watches.hub.clone();
     let mut reg = hub.register(server_id());
     let conn = reg.conn;
     let mut budget = FrameBudget::new(Instant::now());
-    pump(&hub, &mut socket, &mut reg, |binary, bytes| {
+    pump(&hub, socket, &mut reg, |binary, bytes| {
         if bytes.len() > MAX_REQUEST_BYTES {
             return Err(CloseFrame {
                 code: CLOSE_TOO_BIG,

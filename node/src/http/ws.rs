@@ -15,13 +15,17 @@
 //! registration, buffers and [`pump`], owned by `http-server:distro:sys`,
 //! so no process can push to them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use futures::{Sink, StreamExt};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info};
 
 use super::wire::{HttpServerError, HttpServerEvent, HttpServerReply};
@@ -53,12 +57,217 @@ pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 struct Conn {
     owner: ProcessId,
-    out_tx: mpsc::Sender<Message>,
-    /// Payload bytes queued in `out_tx`, added by `offer`, taken off by
-    /// the connection's task.
-    queued: Arc<AtomicUsize>,
+    outbox: Arc<Outbox>,
     kill_tx: Option<oneshot::Sender<()>>,
     topics: HashSet<String>,
+}
+
+/// A connection's outgoing side, shared by whoever offers it frames and
+/// by its own task: an offer writes the frame to the socket at once when
+/// nothing is waiting before it; otherwise the frame waits in `queue` and
+/// the task writes it.
+pub(super) struct Outbox {
+    state: Mutex<Out>,
+}
+
+#[derive(Default)]
+struct Out {
+    /// The socket, from the moment [`pump`] runs until the connection
+    /// ends.
+    socket: Option<WebSocket>,
+    /// Frames waiting for the socket, in order.
+    queue: VecDeque<Message>,
+    /// Payload bytes in `queue`.
+    queued_bytes: usize,
+    /// The connection task's: woken to write `queue`, and by the socket
+    /// when it can take what it held back.
+    waker: Option<Waker>,
+    /// Since when the socket has held back written bytes.
+    stalled_since: Option<Instant>,
+    /// A close frame is queued or the connection ended: nothing more is
+    /// taken.
+    closing: bool,
+}
+
+/// What an offered frame met.
+enum Offered {
+    Taken,
+    /// The connection is closing or gone: not counted as sent.
+    Gone,
+    /// The buffer is full: the connection is too slow.
+    Full(&'static str),
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Out> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take `msg` for the client: written now if the socket is free and
+    /// nothing waits before it, else queued within `max_frames` and
+    /// `max_bytes` (one frame is always taken into an empty queue).
+    fn offer(&self, msg: Message, max_frames: usize, max_bytes: usize) -> Offered {
+        let mut out = self.lock();
+        let out = &mut *out;
+        if out.closing {
+            return Offered::Gone;
+        }
+        let msg = if out.queue.is_empty() && out.stalled_since.is_none() {
+            match (out.socket.as_mut(), out.waker.as_ref()) {
+                (Some(socket), Some(waker)) => {
+                    let mut cx = Context::from_waker(waker);
+                    match write_now(socket, msg, &mut cx) {
+                        Written::Flushed => return Offered::Taken,
+                        Written::HeldBack => {
+                            out.stalled_since = Some(Instant::now());
+                            // To arm the write deadline.
+                            waker.wake_by_ref();
+                            return Offered::Taken;
+                        }
+                        Written::Failed => {
+                            out.closing = true;
+                            waker.wake_by_ref();
+                            return Offered::Gone;
+                        }
+                        Written::NotReady(msg) => msg,
+                    }
+                }
+                _ => msg,
+            }
+        } else {
+            msg
+        };
+        let len = frame_len(&msg);
+        if !out.queue.is_empty() && out.queued_bytes.saturating_add(len) > max_bytes {
+            return Offered::Full("buffer full (bytes)");
+        }
+        if out.queue.len() >= max_frames {
+            return Offered::Full("buffer full (frames)");
+        }
+        out.queue.push_back(msg);
+        out.queued_bytes += len;
+        if let Some(waker) = &out.waker {
+            waker.wake_by_ref();
+        }
+        Offered::Taken
+    }
+
+    /// Queue a close frame past every bound; nothing is taken after it.
+    fn queue_close(&self) {
+        let mut out = self.lock();
+        if out.closing {
+            return;
+        }
+        out.closing = true;
+        out.queue.push_back(Message::Close(None));
+        if let Some(waker) = &out.waker {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// The connection ends: nothing more is taken; returns the socket.
+    fn close(&self) -> Option<WebSocket> {
+        let mut out = self.lock();
+        out.closing = true;
+        out.queue.clear();
+        out.waker = None;
+        out.socket.take()
+    }
+}
+
+impl Out {
+    /// Write what waits in `queue`, one frame at a time, each flushed
+    /// before the next is taken from the queue (so the queue's bounds
+    /// hold: no more than one frame sits in the codec's buffer). `Ok(true)`
+    /// once a queued close frame went out; `Pending` while the socket
+    /// holds bytes back (its writability wakes `cx`).
+    fn write_queued(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ()>> {
+        let Some(socket) = self.socket.as_mut() else {
+            return Poll::Ready(Err(()));
+        };
+        let mut wrote = false;
+        let mut closed = false;
+        loop {
+            if wrote || self.stalled_since.is_some() {
+                match Pin::new(&mut *socket).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.stalled_since = None,
+                    Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                    Poll::Pending => {
+                        self.stalled_since.get_or_insert_with(Instant::now);
+                        return Poll::Pending;
+                    }
+                }
+            }
+            if closed {
+                return Poll::Ready(Ok(true));
+            }
+            if self.queue.is_empty() {
+                return Poll::Ready(Ok(false));
+            }
+            match Pin::new(&mut *socket).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(())),
+                Poll::Pending => {
+                    self.stalled_since.get_or_insert_with(Instant::now);
+                    return Poll::Pending;
+                }
+            }
+            let Some(msg) = self.queue.pop_front() else {
+                return Poll::Ready(Ok(false));
+            };
+            self.queued_bytes = self.queued_bytes.saturating_sub(frame_len(&msg));
+            closed = matches!(msg, Message::Close(_));
+            if Pin::new(&mut *socket).start_send(msg).is_err() {
+                return Poll::Ready(Err(()));
+            }
+            wrote = true;
+        }
+    }
+}
+
+/// How writing one frame straight to the socket went.
+enum Written {
+    /// On the wire.
+    Flushed,
+    /// Taken, but the socket holds some bytes back for now.
+    HeldBack,
+    Failed,
+    /// The socket cannot take it now: queue it.
+    NotReady(Message),
+}
+
+/// Write `msg` to `socket` now, with `cx` (the connection task's) woken
+/// when a socket that held bytes back can take them. Outside tokio's
+/// per-task budget: the caller is not the connection's task, and one
+/// publish writes to every member's socket in one go, where the budget
+/// would turn every write past its 128th into a wake-up of that
+/// connection's task.
+fn write_now(socket: &mut WebSocket, msg: Message, cx: &mut Context<'_>) -> Written {
+    let mut msg = Some(msg);
+    let write = std::future::poll_fn(|cx| match msg.take() {
+        Some(msg) => Poll::Ready(write_unbudgeted(socket, msg, cx)),
+        None => Poll::Ready(Written::Failed),
+    });
+    match std::pin::pin!(tokio::task::unconstrained(write)).poll(cx) {
+        Poll::Ready(written) => written,
+        Poll::Pending => Written::Failed,
+    }
+}
+
+fn write_unbudgeted(socket: &mut WebSocket, msg: Message, cx: &mut Context<'_>) -> Written {
+    match Pin::new(&mut *socket).poll_ready(cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(_)) => return Written::Failed,
+        Poll::Pending => return Written::NotReady(msg),
+    }
+    if Pin::new(&mut *socket).start_send(msg).is_err() {
+        return Written::Failed;
+    }
+    match Pin::new(&mut *socket).poll_flush(cx) {
+        Poll::Ready(Ok(())) => Written::Flushed,
+        Poll::Ready(Err(_)) => Written::Failed,
+        Poll::Pending => Written::HeldBack,
+    }
 }
 
 #[derive(Default)]
@@ -147,22 +356,17 @@ impl WsHub {
         Some(c)
     }
 
-    /// Queue `msg` for `conn`; a buffer full in frames or bytes drops the
-    /// connection.
+    /// Give `msg` to `conn` (written at once when its socket is free); a
+    /// buffer full in frames or bytes drops the connection.
     fn offer(&self, state: &mut HubState, conn: u64, msg: Message) -> bool {
         let Some(c) = state.conns.get(&conn) else {
             return false;
         };
-        let len = frame_len(&msg);
-        let queued = c.queued.load(Ordering::Acquire);
-        if queued > 0 && queued.saturating_add(len) > self.client_buffer_bytes {
-            self.drop_slow(state, conn, "buffer full (bytes)");
-            return false;
-        }
-        let queued = c.queued.clone();
-        match c.out_tx.try_send(msg) {
-            Ok(()) => {
-                queued.fetch_add(len, Ordering::AcqRel);
+        match c
+            .outbox
+            .offer(msg, self.client_buffer, self.client_buffer_bytes)
+        {
+            Offered::Taken => {
                 self.services
                     .kernel
                     .metrics
@@ -170,8 +374,9 @@ impl WsHub {
                     .fetch_add(1, Ordering::Relaxed);
                 true
             }
-            Err(_) => {
-                self.drop_slow(state, conn, "buffer full (frames)");
+            Offered::Gone => false,
+            Offered::Full(why) => {
+                self.drop_slow(state, conn, why);
                 false
             }
         }
@@ -202,28 +407,50 @@ impl WsHub {
         }
     }
 
-    /// Queue one frame for every member of `topic`; returns how many took it.
+    /// Give one frame to every member of `topic` (one encoded text shared
+    /// by all); returns how many took it. The sockets are written outside
+    /// the hub's lock.
     pub fn publish(&self, owner: &ProcessId, topic: &str, binary: bool, payload: Vec<u8>) -> u64 {
         let started = Instant::now();
         let Ok(msg) = Self::frame(binary, payload) else {
             return 0;
         };
-        let mut state = self.lock();
-        let members: Vec<u64> = match state.topics.get(&(owner.clone(), topic.to_string())) {
-            Some(m) => m.iter().copied().collect(),
-            None => return 0,
+        let members: Vec<(u64, Arc<Outbox>)> = {
+            let state = self.lock();
+            let Some(members) = state.topics.get(&(owner.clone(), topic.to_string())) else {
+                return 0;
+            };
+            members
+                .iter()
+                .filter_map(|conn| Some((*conn, state.conns.get(conn)?.outbox.clone())))
+                .collect()
         };
-        let delivered = members
-            .into_iter()
-            .filter(|c| self.offer(&mut state, *c, msg.clone()))
-            .count();
-        drop(state);
+        let mut delivered = 0;
+        let mut full = Vec::new();
+        for (conn, outbox) in &members {
+            match outbox.offer(msg.clone(), self.client_buffer, self.client_buffer_bytes) {
+                Offered::Taken => delivered += 1,
+                Offered::Gone => {}
+                Offered::Full(why) => full.push((*conn, why)),
+            }
+        }
+        self.services
+            .kernel
+            .metrics
+            .ws_messages_out
+            .fetch_add(delivered, Ordering::Relaxed);
+        if !full.is_empty() {
+            let mut state = self.lock();
+            for (conn, why) in full {
+                self.drop_slow(&mut state, conn, why);
+            }
+        }
         self.services
             .kernel
             .metrics
             .ws_publish_latency
             .observe(started.elapsed());
-        delivered as u64
+        delivered
     }
 
     pub fn join(&self, owner: &ProcessId, conn: u64, topic: String) -> HttpServerReply {
@@ -262,7 +489,7 @@ impl WsHub {
         let state = self.lock();
         match state.conns.get(&conn) {
             Some(c) if c.owner == *owner => {
-                let _ = c.out_tx.try_send(Message::Close(None));
+                c.outbox.queue_close();
                 Ok(0)
             }
             _ => Err(HttpServerError::NoSuchConnection(conn)),
@@ -287,43 +514,26 @@ fn frame_len(msg: &Message) -> usize {
     }
 }
 
-/// How sending one frame ended.
-enum Sent {
-    Ok,
-    Failed,
-    /// The client did not take it within [`WRITE_DEADLINE`].
-    TooSlow,
-}
-
-async fn send(socket: &mut WebSocket, msg: Message) -> Sent {
-    match tokio::time::timeout(WRITE_DEADLINE, socket.send(msg)).await {
-        Ok(Ok(())) => Sent::Ok,
-        Ok(Err(_)) => Sent::Failed,
-        Err(_) => Sent::TooSlow,
-    }
-}
-
 /// A connection registered with the hub: its id and what its task reads.
 pub(super) struct Registered {
     pub conn: u64,
-    out_rx: mpsc::Receiver<Message>,
+    outbox: Arc<Outbox>,
     kill_rx: oneshot::Receiver<()>,
-    queued: Arc<AtomicUsize>,
 }
 
 impl WsHub {
     /// Register a new connection of `owner` (counted as opened).
     pub(super) fn register(&self, owner: ProcessId) -> Registered {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (out_tx, out_rx) = mpsc::channel(self.client_buffer);
         let (kill_tx, kill_rx) = oneshot::channel();
-        let queued = Arc::new(AtomicUsize::new(0));
+        let outbox = Arc::new(Outbox {
+            state: Mutex::default(),
+        });
         self.lock().conns.insert(
             conn,
             Conn {
                 owner,
-                out_tx,
-                queued: queued.clone(),
+                outbox: outbox.clone(),
                 kill_tx: Some(kill_tx),
                 topics: HashSet::new(),
             },
@@ -335,9 +545,8 @@ impl WsHub {
             .fetch_add(1, Ordering::Relaxed);
         Registered {
             conn,
-            out_rx,
+            outbox,
             kill_rx,
-            queued,
         }
     }
 
@@ -345,7 +554,7 @@ impl WsHub {
         Self::remove(&mut self.lock(), conn);
     }
 
-    /// Queue a text frame for `conn` (the node's own connections); a full
+    /// Give a text frame to `conn` (the node's own connections); a full
     /// buffer drops the connection. False if it is gone.
     pub(super) fn send_text(&self, conn: u64, text: Utf8Bytes) -> bool {
         let mut state = self.lock();
@@ -362,51 +571,113 @@ impl WsHub {
     }
 }
 
+/// What [`pump`]'s poll found.
+enum Step {
+    /// A frame from the client: binary?, bytes.
+    Frame(bool, Vec<u8>),
+    /// The connection ends (either side, or a failed write).
+    End,
+    /// A queued close frame went out: the connection ends.
+    Closed,
+    /// A written frame did not reach the socket within [`WRITE_DEADLINE`].
+    TooSlow,
+}
+
 /// Move frames between `socket` and the hub until either side ends the
-/// connection: queued frames go out (within [`WRITE_DEADLINE`] each), and
-/// each frame from the client goes to `on_frame` (binary?, bytes), which
-/// may end the connection with a close frame.
+/// connection. Frames for the client are written to the socket by whoever
+/// offers them ([`Outbox::offer`]) when it is free; this task writes only
+/// what the socket could not take at once, so a publish to a thousand
+/// idle connections wakes none of their tasks. A socket that holds a
+/// written frame back longer than [`WRITE_DEADLINE`] ends the connection
+/// as too slow. Each frame from the client goes to `on_frame` (binary?,
+/// bytes), which may end the connection with a close frame.
 pub(super) async fn pump(
     hub: &WsHub,
-    socket: &mut WebSocket,
+    socket: WebSocket,
     reg: &mut Registered,
     mut on_frame: impl FnMut(bool, Vec<u8>) -> Result<(), CloseFrame>,
 ) {
     let conn = reg.conn;
+    let outbox = reg.outbox.clone();
+    outbox.lock().socket = Some(socket);
+    let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
-        tokio::select! {
-            biased;
-            _ = &mut reg.kill_rx => break,
-            out = reg.out_rx.recv() => match out {
-                Some(Message::Close(frame)) => {
-                    let _ = send(socket, Message::Close(frame)).await;
-                    break;
-                }
-                Some(msg) => {
-                    reg.queued.fetch_sub(frame_len(&msg), Ordering::AcqRel);
-                    match send(socket, msg).await {
-                        Sent::Ok => {}
-                        Sent::Failed => break,
-                        Sent::TooSlow => {
-                            hub.drop_slow(&mut hub.lock(), conn, "write deadline passed");
-                            break;
-                        }
+        let step = std::future::poll_fn(|cx| {
+            if Pin::new(&mut reg.kill_rx).poll(cx).is_ready() {
+                return Poll::Ready(Step::End);
+            }
+            let mut out = outbox.lock();
+            if !out.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                out.waker = Some(cx.waker().clone());
+            }
+            match out.write_queued(cx) {
+                Poll::Ready(Ok(true)) => return Poll::Ready(Step::Closed),
+                Poll::Ready(Ok(false)) => {}
+                Poll::Ready(Err(())) => return Poll::Ready(Step::End),
+                Poll::Pending => {}
+            }
+            match out.stalled_since {
+                Some(since) => {
+                    let at = tokio::time::Instant::from_std(since + WRITE_DEADLINE);
+                    let sleep =
+                        deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    if sleep.deadline() != at {
+                        sleep.as_mut().reset(at);
+                    }
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Step::TooSlow);
                     }
                 }
-                None => break,
-            },
-            incoming = socket.recv() => {
-                let (binary, bytes) = match incoming {
-                    Some(Ok(Message::Text(t))) => (false, t.as_str().as_bytes().to_vec()),
-                    Some(Ok(Message::Binary(b))) => (true, b.to_vec()),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                None => deadline = None,
+            }
+            let Some(socket) = out.socket.as_mut() else {
+                return Poll::Ready(Step::End);
+            };
+            loop {
+                return match socket.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(Message::Text(t)))) => {
+                        Poll::Ready(Step::Frame(false, t.as_str().as_bytes().to_vec()))
+                    }
+                    Poll::Ready(Some(Ok(Message::Binary(b)))) => {
+                        Poll::Ready(Step::Frame(true, b.to_vec()))
+                    }
+                    // Pings are answered by the codec itself.
+                    Poll::Ready(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                    Poll::Ready(Some(Ok(Message::Close(_)) | Err(_)) | None) => {
+                        Poll::Ready(Step::End)
+                    }
+                    Poll::Pending => Poll::Pending,
                 };
-                hub.services.kernel.metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .await;
+        match step {
+            Step::Frame(binary, bytes) => {
+                hub.services
+                    .kernel
+                    .metrics
+                    .ws_messages_in
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Err(frame) = on_frame(binary, bytes) {
-                    let _ = send(socket, Message::Close(Some(frame))).await;
-                    break;
+                    let socket = outbox.close();
+                    if let Some(mut socket) = socket {
+                        let _ = tokio::time::timeout(
+                            WRITE_DEADLINE,
+                            socket.send(Message::Close(Some(frame))),
+                        )
+                        .await;
+                    }
+                    return;
                 }
+            }
+            Step::TooSlow => {
+                outbox.close();
+                hub.drop_slow(&mut hub.lock(), conn, "write deadline passed");
+                return;
+            }
+            Step::End | Step::Closed => {
+                outbox.close();
+                return;
             }
         }
     }
@@ -417,7 +688,7 @@ pub(super) async fn pump(
 pub async fn run_connection(
     hub: Arc<WsHub>,
     server: Arc<NativeEndpoint>,
-    mut socket: WebSocket,
+    socket: WebSocket,
     opening: Opening,
     slot: Slot,
 ) {
@@ -437,7 +708,7 @@ pub async fn run_connection(
         user: opening.user,
     };
     if tell(&open, None).is_ok() {
-        pump(&hub, &mut socket, &mut reg, |binary, bytes| {
+        pump(&hub, socket, &mut reg, |binary, bytes| {
             let event = HttpServerEvent::WsMessage { conn, binary };
             tell(&event, Some(Blob { mime: None, bytes }))
                 .map(|_| ())
