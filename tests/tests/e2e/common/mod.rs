@@ -46,13 +46,12 @@ pub fn guests() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = workspace_root();
-        let status = Command::new(cargo())
+        let mut build = Command::new(cargo());
+        build
             .current_dir(&root)
             .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args(GUESTS.iter().flat_map(|g| ["-p", g]))
-            .status()
-            .expect("run cargo to build the guests");
-        assert!(status.success(), "building the guest components failed");
+            .args(GUESTS.iter().flat_map(|g| ["-p", g]));
+        run_build(build, "the guest components");
         root.join("target/wasm32-wasip2/release")
     })
 }
@@ -62,14 +61,33 @@ pub fn binaries() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = workspace_root();
-        let status = Command::new(cargo())
+        let mut build = Command::new(cargo());
+        build
             .current_dir(&root)
-            .args(["build", "--release", "-p", "hearth", "-p", "kit"])
-            .status()
-            .expect("run cargo to build the binaries");
-        assert!(status.success(), "building hearth and kit failed");
+            .args(["build", "--release", "-p", "hearth", "-p", "kit"]);
+        run_build(build, "hearth and kit");
         root.join("target/release")
     })
+}
+
+/// Run a build the tests need. Its output is kept, not streamed: a build
+/// running beside the tests would otherwise print into whichever test's
+/// output is on screen (a compiler crash then reads like that test's).
+/// On failure the panic carries the end of the build's output.
+fn run_build(mut build: Command, what: &str) {
+    const TAIL: usize = 6000;
+    let out = build
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo to build {what}: {e}"));
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let start = stderr.floor_char_boundary(stderr.len().saturating_sub(TAIL));
+        panic!(
+            "building {what} failed ({}):\n{}",
+            out.status,
+            &stderr[start..]
+        );
+    }
 }
 
 /// A directory removed when dropped.
