@@ -30,8 +30,9 @@ enum Kind {
 pub struct Asks {
     /// id -> request we sent and await.
     pending: FastMap<u64, Pending>,
-    /// id -> asker of a request we received and have not answered.
-    owed: FastMap<u64, Address>,
+    /// id -> asker of a request we received and have not answered, and
+    /// when that asker stops waiting.
+    owed: FastMap<u64, (Address, Instant)>,
     deadlines: BinaryHeap<Reverse<(Instant, u64, Kind)>>,
 }
 
@@ -50,17 +51,25 @@ impl Asks {
     }
 
     pub fn add_owed(&mut self, id: u64, rsvp: Address, deadline: Instant) {
-        self.owed.insert(id, rsvp);
+        self.owed.insert(id, (rsvp, deadline));
         self.push(deadline, id, Kind::Owed);
     }
 
     pub fn take_owed(&mut self, id: u64) -> Option<Address> {
-        self.owed.remove(&id)
+        self.owed.remove(&id).map(|(rsvp, _)| rsvp)
+    }
+
+    /// When the asker of an answer still owed stops waiting.
+    pub fn owed_deadline(&self, id: u64) -> Option<Instant> {
+        self.owed.get(&id).map(|(_, deadline)| *deadline)
     }
 
     /// Every answer still owed, for failing them when the process exits.
     pub fn drain_owed(&mut self) -> Vec<(u64, Address)> {
-        self.owed.drain().collect()
+        self.owed
+            .drain()
+            .map(|(id, (rsvp, _))| (id, rsvp))
+            .collect()
     }
 
     /// Forget every pending ask (their answers go to a dead incarnation).

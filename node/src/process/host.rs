@@ -524,12 +524,21 @@ impl HostState {
             ));
         }
         let timeout = request.expects_response;
+        let mut message: t::Request = request.into();
+        if let Some((id, _)) = &forward {
+            // The target owes the answer now, for as long as the asker
+            // still waits (at least a millisecond).
+            message.expects_response = self.asks.owed_deadline(*id).map(|at| {
+                let left = at.saturating_duration_since(Instant::now());
+                u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1)
+            });
+        }
         let km = KernelMessage {
             id,
             source: self.address().clone(),
             target: target.clone(),
             rsvp,
-            message: t::Message::Request(request.into()),
+            message: t::Message::Request(message),
             blob,
         };
         kernel

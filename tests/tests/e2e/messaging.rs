@@ -32,6 +32,27 @@ async fn request_response_between_processes() {
     n.stop().await;
 }
 
+/// A request handed on with `inherit` and no timeout of its own is
+/// answered by its new owner, straight to the original asker, and may be
+/// handed on again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_request_is_answered_by_whoever_holds_it() {
+    let n = TestNode::start("forward").await;
+    n.install_probe(standard_manifest()).await;
+    let once = json!({"forward": {"target": "beta:probe:test", "body": {"echo": "from beta"}}});
+    assert_eq!(
+        n.ask("alpha:probe:test", once).await.unwrap(),
+        json!("from beta")
+    );
+    let twice = json!({"forward": {"target": "beta:probe:test", "body":
+        {"forward": {"target": "alpha:probe:test", "body": {"echo": [1, 2]}}}}});
+    assert_eq!(
+        n.ask("alpha:probe:test", twice).await.unwrap(),
+        json!([1, 2])
+    );
+    n.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_process_is_a_typed_error_at_once() {
     let n = TestNode::start("missing").await;

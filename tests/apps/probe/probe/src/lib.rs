@@ -31,6 +31,7 @@ enum Command {
     Ask(relay::AskArgs),
     AskAsync(relay::AskArgs),
     Tell(relay::TellArgs),
+    Forward(relay::TellArgs),
     Blast(relay::BlastArgs),
     Seq(u64),
     Received(IgnoredAny),
@@ -168,6 +169,7 @@ impl Probe {
             Command::Ask(args) => self.ask(&msg, args),
             Command::AskAsync(args) => relay::ask_async(&self.our, msg.id(), args),
             Command::Tell(args) => reply_if_asked(&msg, &relay::tell(&self.our, args)),
+            Command::Forward(args) => relay::forward(&self.our, msg.id(), args),
             Command::Blast(args) => reply_if_asked(&msg, &relay::blast(&self.our, args)),
             Command::Seq(n) => {
                 self.seqs.record(n);

@@ -1,5 +1,6 @@
 //! Commands that message other processes: `ask` (raw API), `ask_async`
-//! (the SDK's `ask().await`), `tell` and `blast` (fire-and-forget).
+//! (the SDK's `ask().await`), `tell` and `blast` (fire-and-forget), and
+//! `forward` (the duty to answer handed on with `inherit`).
 
 use hearth_sdk::json::{json, to_value_lossy, Value};
 use hearth_sdk::{Address, Failure, Incoming, Request, SendError, SendErrorKind};
@@ -106,6 +107,17 @@ pub(crate) fn tell(our: &Address, args: TellArgs) -> Value {
     match sent {
         Ok(_) => json!({"sent": true}),
         Err(error) => send_err_value(&error, None),
+    }
+}
+
+/// `forward`: hand `body` on to `target` with `inherit` and no timeout of
+/// our own, so `target` answers our asker in our place. Only a send
+/// refused at once is answered here.
+pub(crate) fn forward(our: &Address, asker: u64, args: TellArgs) {
+    let sent = resolve(our, &args.target)
+        .and_then(|t| Request::to(t).json(&args.body).inherit(true).send());
+    if let Err(error) = sent {
+        reply(asker, &send_err_value(&error, None));
     }
 }
 
