@@ -9,9 +9,6 @@
 //! A frame sent within [`BURST_GAP`] of the routing call's last direct
 //! write counts as load: it is queued, and the writer sends the burst in
 //! one write (on a lane, one Noise frame and one `write` for all of it).
-//! A burst that reaches [`FLUSH_AT`] bytes while the stream is parked here
-//! is written by the routing call itself: the writer it woke waits behind
-//! the sender on this worker, while the peer's reader can start at once.
 //!
 //! Why it matters: tokio runs at most three tasks in a row from a worker's
 //! LIFO slot; the fourth wake in a chain goes to the shared queue and wakes
@@ -21,9 +18,9 @@
 //! from the routing call, a round trip stays on one worker.
 //!
 //! **Invariant:** bytes reach the stream in the order frames were sent:
-//! the routing call writes only while the writer holds nothing, either
-//! its frame (the queue empty) or the whole queue with its frame last, and
-//! whatever a write leaves unwritten stays at the front of the queue. **Invariant:** the queue is bounded in frames and bytes
+//! the routing call writes only while the writer holds nothing and the
+//! queue is empty, and whatever a write leaves unwritten goes to the front
+//! of the queue. **Invariant:** the queue is bounded in frames and bytes
 //! ([`CONNECT_QUEUE`], [`LINK_QUEUE_BYTES`]); one frame always fits into an
 //! empty queue. A relayed stream never takes direct writes: the writer
 //! writes (and counts) every byte that crosses a relay.
@@ -52,9 +49,6 @@ const IDLE_SCRATCH: usize = 64 * 1024;
 /// A frame sent this soon after the last direct write is part of a burst:
 /// it goes to the queue, and the writer sends the burst in one write.
 const BURST_GAP: Duration = Duration::from_micros(5);
-/// A burst this many bytes long is written by the routing call itself,
-/// while the stream is free (see [`Outlet::flush_queue`]).
-const FLUSH_AT: usize = 16 * 1024;
 
 /// Why the outlet did not take a frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -215,40 +209,7 @@ impl Outlet {
         if first {
             self.wake.notify_one();
         }
-        if inner.queue.len() >= FLUSH_AT && inner.stream.is_some() {
-            self.flush_queue(inner, now);
-        }
         Ok(())
-    }
-
-    /// The routing call writes the queued burst itself, as far as the
-    /// stream takes it now: the writer it woke may wait behind the sender
-    /// on this worker, while the peer's reader can start on another. What
-    /// the stream does not take stays at the front of the queue.
-    fn flush_queue(&self, inner: &mut Inner, now: Instant) {
-        let Some(stream) = inner.stream.as_mut() else {
-            return;
-        };
-        match write_now(stream, &inner.queue) {
-            Ok((written, flushed)) => {
-                inner.last_direct = Some(now);
-                if written == inner.queue.len() {
-                    inner.queue.clear();
-                    (inner.weight, inner.frames) = (0, 0);
-                } else {
-                    // The counts stay as they were: an upper bound.
-                    inner.queue.drain(..written);
-                }
-                if !flushed {
-                    inner.flush = true;
-                    self.wake.notify_one();
-                }
-            }
-            Err(()) => {
-                inner.broken = true;
-                self.wake.notify_one();
-            }
-        }
     }
 
     /// A frame could not be encoded onto a packed stream: the reader's
