@@ -33,7 +33,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config;
-use crate::process::host::{self, HostState, ProcessPre};
+use crate::process::host::{HostState, ProcessPre};
+use crate::process::inbox;
 
 /// How often the epoch advances. At each tick a running guest yields to
 /// the scheduler, and one past `Limits::max_call_time` is interrupted.
@@ -202,7 +203,7 @@ impl Runtime {
     /// An engine caching compiled code in `disk_cache` when given.
     pub fn new(disk_cache: Option<PathBuf>) -> Result<Self, RuntimeError> {
         let (engine, pool_slots) = shared_engine()?;
-        let linker = host::linker(&engine).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let linker = inbox::linker(&engine).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         if let Some(dir) = &disk_cache {
             if let Err(e) = std::fs::create_dir_all(dir) {
                 tracing::warn!(dir = %dir.display(), "no compile cache: {e}");

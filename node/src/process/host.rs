@@ -37,8 +37,6 @@ const DELIVER_BATCH: &str = "deliver-batch";
 /// which the linker resolves to this semver-compatible version.
 const KERNEL: &str = "hearth:process/kernel@0.1.3";
 const TYPES: &str = "hearth:process/types@0.1.3";
-/// The interface a `process-loop` component takes its events from.
-const INBOX: &str = "hearth:process/inbox@0.1.3";
 
 /// A component compiled and pre-linked: what every start of its processes
 /// instantiates. Knows whether the component exports `run` (the world
@@ -243,7 +241,8 @@ impl Guest {
     }
 }
 
-/// The linker every process is instantiated with: WASI p2 plus `kernel`.
+/// WASI p2 plus `kernel`: the part of the linker this module provides
+/// ([`super::inbox::linker`] adds `inbox`).
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -306,11 +305,6 @@ fn add_kernel(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
-    // Async: a guest with nothing to do waits here, its fiber suspended.
-    let mut inbox = linker.instance(INBOX)?;
-    inbox.func_wrap_async("next-events", |mut cx: Cx<'_>, (): ()| {
-        Box::new(async move { Ok((super::inbox::next_events(&mut cx).await?,)) })
-    })?;
     Ok(())
 }
 
@@ -338,7 +332,7 @@ pub struct HostState {
     pub peers: Peers,
     /// The mailbox and timers of a guest in `run` (world `process-loop`),
     /// while it runs.
-    pub inbox: Option<super::inbox::Inbox>,
+    pub inbox: Option<super::queue::Inbox>,
     /// The last target we sent to: a process usually sends many messages
     /// to the same peer, and reusing its (shared) address saves checking
     /// and allocating the four names per send.

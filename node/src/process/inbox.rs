@@ -19,75 +19,31 @@
 //!   next call (the runner's epoch callback counts the ticks; they are
 //!   reset here).
 
-use std::collections::VecDeque;
-use std::pin::Pin;
-
-use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
-use wasmtime::StoreContextMut;
+use tokio::time::Instant;
+use wasmtime::component::Linker;
+use wasmtime::{Engine, StoreContextMut};
 
 use super::abi::{Event, PeerEvent};
 use super::host::HostState;
+use super::queue::{Inbox, Woke};
 use super::{batchable, event_of, payload_bytes, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
-use crate::kernel::mailbox::{Envelope, MailboxRx};
+use crate::kernel::mailbox::Envelope;
 use crate::types::{SendError, SendErrorKind};
 
-/// A process's mailbox, plus the one envelope taken out of it but not yet
-/// handed over (it could not join the events before it). Outlives the
-/// incarnations: what one leaves goes to the next.
-pub struct Queue {
-    mailbox: MailboxRx,
-    /// Boxed: rare, and a process's idle size stays small.
-    held: Option<Box<Envelope>>,
-}
+/// The interface a `process-loop` component takes its events from.
+const INBOX: &str = "hearth:process/inbox@0.1.3";
 
-impl Queue {
-    pub fn new(mailbox: MailboxRx) -> Self {
-        Self {
-            mailbox,
-            held: None,
-        }
-    }
-
-    /// The next envelope, waiting for one; `None` once the mailbox is
-    /// closed and empty.
-    pub async fn recv(&mut self) -> Option<Envelope> {
-        match self.held.take() {
-            Some(held) => Some(*held),
-            None => self.mailbox.recv().await,
-        }
-    }
-
-    /// The next envelope, if one waits.
-    pub fn try_recv(&mut self) -> Option<Envelope> {
-        match self.held.take() {
-            Some(held) => Some(*held),
-            None => self.mailbox.try_recv(),
-        }
-    }
-
-    /// Keep `envelope` to be the next one taken.
-    fn hold(&mut self, envelope: Envelope) {
-        debug_assert!(self.held.is_none());
-        self.held = Some(Box::new(envelope));
-    }
-
-    pub fn close(&mut self) {
-        self.mailbox.close();
-    }
-}
-
-/// The loop's side of one incarnation, kept in its store while `run` runs.
-pub struct Inbox {
-    queue: Queue,
-    stop: watch::Receiver<bool>,
-    /// Timeouts found but not yet handed over (more than one batch).
-    expired: VecDeque<Event>,
-    /// Wakes a waiting guest at its next ask deadline; made on first use.
-    timer: Option<Pin<Box<Sleep>>>,
-    armed: Option<Instant>,
-    /// The process was stopped, or its mailbox closed.
-    ended: bool,
+/// The linker every process is instantiated with: WASI p2 and `kernel`
+/// ([`super::host::linker`]), plus `inbox.next-events`. Async: a guest
+/// with nothing to do waits in it, its fiber suspended.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    type Cx<'a> = StoreContextMut<'a, HostState>;
+    let mut linker = super::host::linker(engine)?;
+    let mut inbox = linker.instance(INBOX)?;
+    inbox.func_wrap_async("next-events", |mut cx: Cx<'_>, (): ()| {
+        Box::new(async move { Ok((next_events(&mut cx).await?,)) })
+    })?;
+    Ok(linker)
 }
 
 /// What one look at the inbox found.
@@ -97,36 +53,7 @@ enum Step {
     Ended,
 }
 
-/// What ended a wait.
-enum Woke {
-    Envelope(Envelope),
-    Timer,
-    Ended,
-}
-
 impl Inbox {
-    pub fn new(queue: Queue, stop: watch::Receiver<bool>) -> Self {
-        Self {
-            queue,
-            stop,
-            expired: VecDeque::new(),
-            timer: None,
-            armed: None,
-            ended: false,
-        }
-    }
-
-    /// The queue back, and whether the process was stopped (or its
-    /// mailbox closed) while it waited.
-    pub fn into_queue(self) -> (Queue, bool) {
-        (self.queue, self.ended)
-    }
-
-    fn stop_requested(&self) -> bool {
-        // A dropped sender is a stop too, as for the per-event runner.
-        self.stop.has_changed().unwrap_or(true)
-    }
-
     /// Look for events without waiting. `first` is an envelope a wait
     /// just took out of the mailbox.
     fn step(&mut self, state: &mut HostState, first: Option<Envelope>) -> Step {
@@ -224,45 +151,6 @@ impl Inbox {
             self.expired
                 .push_back(Event::failed(id, error, pending.context));
         }
-    }
-
-    /// Wait for an envelope, the next ask deadline, or a stop.
-    async fn wait(&mut self, deadline: Option<Instant>) -> Woke {
-        // The timer moves only to an earlier deadline: one that fires
-        // early finds nothing due and is set again, which is rarer than
-        // a new ask (and a timer reset) per round trip.
-        if let Some(at) = deadline {
-            if self.armed.is_none_or(|armed| at < armed) {
-                match &mut self.timer {
-                    Some(timer) => timer.as_mut().reset(at),
-                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
-                }
-                self.armed = Some(at);
-            }
-        }
-        let armed = self.armed.is_some();
-        let timer = &mut self.timer;
-        let timer = async move {
-            match timer.as_mut() {
-                Some(timer) => timer.as_mut().await,
-                None => std::future::pending().await,
-            }
-        };
-        let woke = tokio::select! {
-            biased;
-            _ = self.stop.changed() => Woke::Ended,
-            envelope = self.queue.recv() => match envelope {
-                Some(envelope) => Woke::Envelope(envelope),
-                None => Woke::Ended,
-            },
-            _ = timer, if armed => Woke::Timer,
-        };
-        match woke {
-            Woke::Ended => self.ended = true,
-            Woke::Timer => self.armed = None,
-            Woke::Envelope(_) => {}
-        }
-        woke
     }
 }
 

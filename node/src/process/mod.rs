@@ -13,7 +13,8 @@ mod abi;
 pub mod asks;
 mod bindings;
 pub mod host;
-mod inbox;
+pub mod inbox;
+mod queue;
 pub mod stats;
 mod stderr;
 
@@ -36,7 +37,7 @@ use crate::types::{
 };
 use abi::Event;
 use host::{Guest, HostState, ProcessPre};
-use inbox::{Inbox, Queue};
+use queue::{Inbox, Queue};
 
 /// Envelopes handled per wake-up before the task checks its timers and
 /// yields; keeps one busy process from starving its own deadlines.
