@@ -119,22 +119,13 @@ async fn on_exit_requests_are_sent_when_the_process_dies_and_it_stays_down() {
     ]))
     .await;
     let _ = n.ask("herald:probe:test", json!({"trap": null})).await;
-    let t = Instant::now();
-    loop {
-        let got = n
-            .ask("alpha:probe:test", json!({"received": null}))
-            .await
-            .unwrap();
-        if got["count"] == 2 {
-            assert_eq!(got["out_of_order"], 0);
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "on_exit requests never arrived: {got}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let got = n
+        .received_until("alpha:probe:test", Duration::from_secs(5), |got| {
+            got["count"] == 2
+        })
+        .await;
+    assert_eq!(got["count"], 2, "on_exit requests never arrived: {got}");
+    assert_eq!(got["out_of_order"], 0);
     let gone = n.ask("herald:probe:test", json!({"echo": 1})).await;
     assert!(gone.is_err(), "a Requests process stays down");
     n.stop().await;

@@ -7,9 +7,9 @@
 //! are covered by `messaging::`, `isolation::` and `durability::`, whose
 //! probe processes run this way too.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::*;
 
@@ -35,19 +35,9 @@ async fn an_ask_queued_behind_a_batch_comes_alone_after_everything_before_it() {
         assert_eq!(got["count"], sent, "round {round}: {got}");
         assert_eq!(got["out_of_order"], 0, "round {round}: {got}");
     }
-    let got = received_until(&n, ALPHA, sent).await;
+    let got = n
+        .received_until(ALPHA, Duration::from_secs(20), |got| got["count"] == sent)
+        .await;
     assert_eq!(got["count"], sent, "{got}");
     n.stop().await;
-}
-
-/// Alpha's count of `{"seq"}` arrivals once it reached `sent` (or 20 s).
-async fn received_until(n: &TestNode, target: &str, sent: u64) -> Value {
-    let t = Instant::now();
-    loop {
-        let got = n.ask(target, json!({"received": null})).await.unwrap();
-        if got["count"].as_u64() == Some(sent) || t.elapsed() > Duration::from_secs(20) {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -49,17 +49,11 @@ async fn blast(from: &TestNode, to: &TestNode, count: u64, total: u64, restarts:
         .await
         .unwrap();
     assert_eq!(sent, json!({"sent": count, "errors": 0}));
-    let t = Instant::now();
-    let got = loop {
-        let got = to
-            .ask("sink:probe:test", json!({"received": null}))
-            .await
-            .unwrap();
-        if got["count"] == total || t.elapsed() > Duration::from_secs(20) {
-            break got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let got = to
+        .received_until("sink:probe:test", Duration::from_secs(20), |got| {
+            got["count"] == total
+        })
+        .await;
     assert_eq!(got["count"], total, "{got}");
     assert_eq!(got["out_of_order"], restarts, "{got}");
 }
@@ -263,17 +257,11 @@ async fn a_lane_cut_mid_blast_keeps_order_and_a_peer_leaving_fails_asks_typed() 
     // one gap (the frames on the wire when the lane broke) plus one per
     // refused send at most, no duplicate (then more would have arrived than
     // were sent), nothing reordered, and the tail came over the new stream.
-    let t = Instant::now();
-    let got = loop {
-        let got = b
-            .ask("sink:probe:test", json!({"received": null}))
-            .await
-            .unwrap();
-        if got["last"] == N - 1 || t.elapsed() > Duration::from_secs(20) {
-            break got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let got = b
+        .received_until("sink:probe:test", Duration::from_secs(20), |got| {
+            got["last"] == N - 1
+        })
+        .await;
     assert_eq!(got["last"], N - 1, "{got}");
     assert!(got["count"].as_u64().unwrap() <= N, "{got}");
     // A send the link refused (typed, counted in `errors`) was never

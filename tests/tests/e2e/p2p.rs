@@ -50,17 +50,11 @@ async fn cross_node_requests_fire_and_forget_order_and_errors() {
         .await
         .unwrap();
     assert_eq!(sent, json!({"sent": 1000, "errors": 0}));
-    let t = Instant::now();
-    let got = loop {
-        let got = b
-            .ask("sink:probe:test", json!({"received": null}))
-            .await
-            .unwrap();
-        if got["count"] == 1000 || t.elapsed() > Duration::from_secs(10) {
-            break got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let got = b
+        .received_until("sink:probe:test", Duration::from_secs(10), |got| {
+            got["count"] == 1000
+        })
+        .await;
     assert_eq!(got["count"], 1000, "{got}");
     assert_eq!(got["out_of_order"], 0, "{got}");
 

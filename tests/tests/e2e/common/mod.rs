@@ -170,6 +170,27 @@ impl TestNode {
         self.ask_within(target, body, Duration::from_secs(10)).await
     }
 
+    /// A probe's `received` report, asked again every 20 ms until `done`
+    /// holds for it or `within` has passed; the last report either way.
+    pub async fn received_until(
+        &self,
+        probe: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let got = self
+                .ask(probe, json!({"received": null}))
+                .await
+                .expect("the probe reports what it received");
+            if done(&got) || std::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn ask_within(
         &self,
         target: &str,
