@@ -259,10 +259,11 @@ impl Hub {
                 }
                 Err(_) => {
                     watch.subs.remove(&pid);
+                    let Some(our) = self.our() else { continue };
                     let leave = RoomsRequest::Leave {
                         owner: owner.process.to_string(),
                         room: room.to_string(),
-                        subscriber: Address::new(owner.node.clone(), pid).to_string(),
+                        subscriber: Address::new(our, pid).to_string(),
                     };
                     let _ = self.tell_hub(&owner.node, &leave);
                 }
