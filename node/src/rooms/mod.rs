@@ -10,6 +10,14 @@
 //! the request fails with `offline` at once, subscribers hear `offline`,
 //! and the hub rejoins by itself with every subscriber's cursor.
 //!
+//! The hub serves every request in its sender's own `route` call
+//! ([`Service::handle_now`]): a publish is numbered and fanned out by the
+//! publisher's call, a relay by the reader of the owner node's stream.
+//! What waits (joins, subscribes, holds) goes on in tasks of its own. The
+//! hub's lock is held while it delivers, so a native endpoint that
+//! subscribes must not send to the hub from its own `handle_now` (the
+//! HTTP server queues the hub's events).
+//!
 //! **Invariant:** every subscriber sees a room's events in sequence order,
 //! each once; a resume past the tail gets an explicit `gap`; a subscriber
 //! whose mailbox is full gets `lagged` and is replayed from the tail,
@@ -31,7 +39,7 @@ use tracing::debug;
 
 use crate::kernel::caps::{CapabilityTable, ProcessCaps};
 use crate::metrics::Metrics;
-use crate::native::{NativeEndpoint, Reply, ReplyFuture, Service};
+use crate::native::{NativeEndpoint, Now, Reply, ReplyFuture, Service};
 use crate::services::Services;
 use crate::types::{Address, KernelMessage, Message, ProcessId, SendErrorKind};
 use room::{Room, Watch, MAX_SUBSCRIBERS};
@@ -102,6 +110,7 @@ pub fn start(
         services: Arc::downgrade(services),
         state: Mutex::new(state),
         tails_tx,
+        runtime: tokio::runtime::Handle::current(),
     });
     let endpoint = NativeEndpoint::start(
         services,
@@ -116,21 +125,36 @@ pub fn start(
 
 struct HubService(Arc<Hub>);
 
+impl HubService {
+    /// Serve one request; its answer, if it has one now.
+    fn answer(&self, km: KernelMessage) -> Option<Reply> {
+        let hub = &self.0;
+        let from_peer = hub.our().is_some_and(|our| km.source.node != our);
+        let outcome = hub.serve(km);
+        if from_peer && outcome.is_err() {
+            hub.count(|m| &m.rooms_refused);
+        }
+        match outcome {
+            Ok(Some(response)) => Some(Reply::json(&Ok::<_, RoomsError>(response))),
+            Ok(None) => None,
+            Err(error) => Some(Reply::json(&Err::<RoomsResponse, _>(error))),
+        }
+    }
+}
+
 impl Service for HubService {
     fn handle(&self, km: KernelMessage) -> ReplyFuture<'_> {
-        let hub = self.0.clone();
-        Box::pin(async move {
-            let from_peer = hub.our().is_some_and(|our| km.source.node != our);
-            let outcome = hub.serve(km);
-            if from_peer && outcome.is_err() {
-                hub.count(|m| &m.rooms_refused);
-            }
-            match outcome {
-                Ok(Some(response)) => Some(Reply::json(&Ok::<_, RoomsError>(response))),
-                Ok(None) => None,
-                Err(error) => Some(Reply::json(&Err::<RoomsResponse, _>(error))),
-            }
-        })
+        Box::pin(async move { self.answer(km) })
+    }
+
+    /// Every request is served in its sender's own call: a publish is
+    /// numbered and fanned out in the publisher's `route` call, a relay
+    /// from another node's hub in the reader of that node's stream. No
+    /// request waits in `serve` (joins, subscribes and holds go on in
+    /// tasks of their own), and the hub's lock is never held while
+    /// sending to the hub.
+    fn handle_now(&self, km: KernelMessage) -> Now {
+        Now::Served(self.answer(km))
     }
 }
 
@@ -142,6 +166,9 @@ pub struct Hub {
     state: Mutex<HubState>,
     /// Events of durable rooms, to the writer (`tails.rs`).
     tails_tx: tokio::sync::mpsc::Sender<tails::TailWrite>,
+    /// Where the hub's waiting work runs: requests are served in their
+    /// senders' calls, which need not be on a runtime thread.
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Default)]
@@ -189,6 +216,10 @@ impl Hub {
         }
     }
 
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.runtime.spawn(work);
+    }
+
     fn our(&self) -> Option<Arc<str>> {
         Some(self.endpoint()?.address().node.clone())
     }
@@ -219,7 +250,7 @@ impl Hub {
             RoomsRequest::Subscribe { owner, room, from } if local => {
                 let owner: Address = owner.parse().map_err(|e| RoomsError::BadRequest(format!("owner: {e}")))?;
                 let hub = self.clone();
-                tokio::spawn(async move {
+                self.spawn(async move {
                     let work = hub.subscribe(source, owner, room, from);
                     if let Some(result) = hub.until_closed(work).await {
                         hub.reply(answer, result);
@@ -246,7 +277,7 @@ impl Hub {
                 }
                 let slot = self.take_slot(&source.node, remote::Pending::Join)?;
                 let hub = self.clone();
-                tokio::spawn(async move {
+                self.spawn(async move {
                     let _slot = slot;
                     let work = hub.join_remote(source.node.clone(), owner, room, subscriber, (from, incarnation));
                     if let Some(result) = hub.until_closed(work).await {
@@ -289,7 +320,7 @@ impl Hub {
                 }
                 let slot = self.take_slot(&source.node, remote::Pending::Hold)?;
                 let hub = self.clone();
-                tokio::spawn(async move {
+                self.spawn(async move {
                     let _slot = slot;
                     if hub.until_closed(tokio::time::sleep(HOLD_FOR)).await.is_some() {
                         hub.reply(answer, Ok(RoomsResponse::Held));
@@ -322,17 +353,17 @@ impl Hub {
         to: &ProcessId,
         owner: &Address,
         room: &str,
-        event: RoomEvent,
+        event: &RoomEvent,
     ) -> Result<(), SendErrorKind> {
+        self.deliver_body(to, delivery_body(owner, room, event))
+    }
+
+    /// Hand a subscriber the body [`delivery_body`] made: one event's body
+    /// is made once and copied to each of its subscribers.
+    fn deliver_body(&self, to: &ProcessId, body: Vec<u8>) -> Result<(), SendErrorKind> {
         let Some(endpoint) = self.endpoint() else {
             return Err(SendErrorKind::Offline);
         };
-        let delivery = RoomDelivery {
-            owner: owner.to_string(),
-            room: room.to_string(),
-            event,
-        };
-        let body = serde_json::to_vec(&json!({ "room_event": delivery })).unwrap_or_default();
         let target = Address::new(endpoint.address().node.clone(), to.clone());
         endpoint
             .tell(target, body, None)
@@ -341,10 +372,15 @@ impl Hub {
     }
 
     fn tell_hub(&self, node: &str, request: &RoomsRequest) -> Result<(), SendErrorKind> {
+        self.tell_hub_body(node, serde_json::to_vec(request).unwrap_or_default())
+    }
+
+    /// Tell `node`'s hub an encoded request: a relay to several nodes is
+    /// encoded once.
+    fn tell_hub_body(&self, node: &str, body: Vec<u8>) -> Result<(), SendErrorKind> {
         let Some(endpoint) = self.endpoint() else {
             return Err(SendErrorKind::Offline);
         };
-        let body = serde_json::to_vec(request).unwrap_or_default();
         endpoint
             .tell(Self::hub_at(node), body, None)
             .map(|_| ())
@@ -458,16 +494,20 @@ impl Hub {
             payload: payload.clone(),
         };
         // Local subscribers; a lagging one gets `lagged` and its replay.
+        // The event's body is made once, for the first live one.
+        let mut body: Option<Vec<u8>> = None;
         let subs: Vec<(ProcessId, Option<u64>)> =
             room.locals.iter().map(|(p, l)| (p.clone(), *l)).collect();
         for (pid, lagged) in subs {
             let outcome = match lagged {
-                None => self
-                    .deliver(&pid, owner, room_name, event.clone())
-                    .map_err(|k| (k, seq)),
+                None => {
+                    let body = body.get_or_insert_with(|| delivery_body(owner, room_name, &event));
+                    self.deliver_body(&pid, body.clone()).map_err(|k| (k, seq))
+                }
                 Some(from) => self.catch_up(&pid, owner, room_name, room, from),
             };
             match outcome {
+                Ok(()) if lagged.is_none() => {}
                 Ok(()) => {
                     room.locals.insert(pid, None);
                 }
@@ -481,8 +521,10 @@ impl Hub {
                 }
             }
         }
-        // One copy per subscribing node.
-        let nodes: Vec<Arc<str>> = room.nodes.keys().cloned().collect();
+        // One copy per subscribing node, encoded once.
+        if room.nodes.is_empty() {
+            return;
+        }
         let relay = RoomsRequest::Relay {
             owner: owner.to_string(),
             room: room_name.to_string(),
@@ -491,16 +533,19 @@ impl Hub {
             next: seq + 1,
             incarnation: room.incarnation,
         };
-        for node in nodes {
-            match self.tell_hub(&node, &relay) {
-                Ok(()) => self.count(|m| &m.rooms_relays),
-                Err(SendErrorKind::MailboxFull) => {}
+        let body = serde_json::to_vec(&relay).unwrap_or_default();
+        room.nodes
+            .retain(|node, _| match self.tell_hub_body(node, body.clone()) {
+                Ok(()) => {
+                    self.count(|m| &m.rooms_relays);
+                    true
+                }
+                Err(SendErrorKind::MailboxFull) => true,
                 Err(kind) => {
                     debug!(%node, kind = kind.as_str(), "subscribing node gone; its hub rejoins");
-                    room.nodes.remove(&node);
+                    false
                 }
-            }
-        }
+            });
     }
 
     /// Tell a lagging subscriber, then replay the tail after `from - 1`.
@@ -512,14 +557,14 @@ impl Hub {
         room: &Room,
         from: u64,
     ) -> Result<(), (SendErrorKind, u64)> {
-        self.deliver(pid, owner, room_name, RoomEvent::Lagged { from })
+        self.deliver(pid, owner, room_name, &RoomEvent::Lagged { from })
             .map_err(|k| (k, from))?;
         for event in room.replay(from.saturating_sub(1)) {
             let at = match &event {
                 RoomEvent::Event { seq, .. } => *seq,
                 _ => from,
             };
-            self.deliver(pid, owner, room_name, event)
+            self.deliver(pid, owner, room_name, &event)
                 .map_err(|k| (k, at))?;
         }
         Ok(())
@@ -545,7 +590,7 @@ impl Hub {
                         RoomEvent::Event { seq, .. } => *seq,
                         _ => from.map_or(next, |f| f + 1),
                     };
-                    if self.deliver(&subscriber.process, &owner, &room, event)
+                    if self.deliver(&subscriber.process, &owner, &room, &event)
                         == Err(SendErrorKind::MailboxFull)
                     {
                         room_state
@@ -649,4 +694,29 @@ impl Hub {
             }
         }
     }
+}
+
+/// What a subscriber process receives for one entry of a room's stream:
+/// `{"room_event": RoomDelivery}`, written from borrowed parts (the same
+/// bytes as serializing a [`RoomDelivery`]).
+fn delivery_body(owner: &Address, room: &str, event: &RoomEvent) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Delivery<'a> {
+        #[serde(serialize_with = "as_text")]
+        owner: &'a Address,
+        room: &'a str,
+        event: &'a RoomEvent,
+    }
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        room_event: Delivery<'a>,
+    }
+    let body = Body {
+        room_event: Delivery { owner, room, event },
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+fn as_text<S: serde::Serializer>(address: &&Address, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(address)
 }

@@ -202,19 +202,22 @@ impl Hub {
                 .collect(),
         };
         let mut rejoin = Vec::new();
+        // Each event's body, made once for all the targets.
+        let mut bodies: Vec<Option<Vec<u8>>> = vec![None; events.len()];
         for (pid, cursor) in targets {
             let mut last = cursor;
             let mut outcome = Ok(());
             if to.is_some() && watch.rejoining.remove(&pid) {
-                outcome = self.deliver(&pid, owner, room, RoomEvent::Online);
+                outcome = self.deliver(&pid, owner, room, &RoomEvent::Online);
             }
             if let (Some(_), Some(&from), Ok(())) = (&to, watch.lagging.get(&pid), &outcome) {
-                outcome = self.deliver(&pid, owner, room, RoomEvent::Lagged { from });
+                outcome = self.deliver(&pid, owner, room, &RoomEvent::Lagged { from });
                 if outcome.is_ok() {
                     watch.lagging.remove(&pid);
                 }
             }
-            for event in events.iter().filter(|_| outcome.is_ok()) {
+            let sent = events.iter().zip(bodies.iter_mut());
+            for (event, body) in sent.filter(|_| outcome.is_ok()) {
                 if let RoomEvent::Event { seq, .. } = event {
                     match last {
                         Some(c) if *seq <= c => continue,
@@ -225,7 +228,8 @@ impl Hub {
                         _ => {}
                     }
                 }
-                if let Err(kind) = self.deliver(&pid, owner, room, event.clone()) {
+                let body = body.get_or_insert_with(|| super::delivery_body(owner, room, event));
+                if let Err(kind) = self.deliver_body(&pid, body.clone()) {
                     outcome = Err(kind);
                     break;
                 }
@@ -248,7 +252,7 @@ impl Hub {
                     let from = last.unwrap_or(0);
                     let told = watch.lagging.contains_key(&pid)
                         || self
-                            .deliver(&pid, owner, room, RoomEvent::Lagged { from: from + 1 })
+                            .deliver(&pid, owner, room, &RoomEvent::Lagged { from: from + 1 })
                             .is_ok();
                     if !told {
                         watch.lagging.insert(pid.clone(), from + 1);
@@ -272,7 +276,7 @@ impl Hub {
         drop(state);
         for (pid, from) in rejoin {
             let (hub, owner, room) = (self.clone(), owner.clone(), room.to_string());
-            tokio::spawn(async move {
+            self.spawn(async move {
                 let Some(our) = hub.our() else { return };
                 let subscriber = Address::new(our, pid);
                 if hub
@@ -330,7 +334,7 @@ impl Hub {
                 .filter(|((o, _), _)| o.node == node)
             {
                 for (pid, cursor) in watch.subs.iter_mut() {
-                    let _ = self.deliver(pid, owner, room, RoomEvent::Offline);
+                    let _ = self.deliver(pid, owner, room, &RoomEvent::Offline);
                     cursors.push((owner.clone(), room.clone(), pid.clone(), *cursor));
                     watch.rejoining.insert(pid.clone());
                     *cursor = None;
@@ -359,7 +363,7 @@ impl Hub {
                     Err(RoomsError::Unreachable(_)) => left.push((owner, room, pid, cursor)),
                     Err(e) => {
                         debug!(%owner, room, %e, "rejoin refused; subscription ended");
-                        let _ = self.deliver(&pid, &owner, &room, RoomEvent::Ended);
+                        let _ = self.deliver(&pid, &owner, &room, &RoomEvent::Ended);
                     }
                 }
             }

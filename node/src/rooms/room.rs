@@ -110,7 +110,7 @@ impl Room {
     pub fn push(&mut self, payload: Value) -> (u64, Arc<Value>) {
         let seq = self.next();
         self.next = seq + 1;
-        let bytes = payload.to_string().len();
+        let bytes = encoded_len(&payload);
         let payload = Arc::new(payload);
         self.tail.push_back((seq, payload.clone(), bytes));
         self.tail_bytes += bytes;
@@ -150,6 +150,23 @@ impl Room {
         );
         out
     }
+}
+
+/// Bytes of `payload` encoded as JSON, counted without keeping them.
+fn encoded_len(payload: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, payload);
+    count.0
 }
 
 /// A room on another node watched for local subscribers.
