@@ -145,6 +145,7 @@ fn build_crate(crate_dir: &Path, pkg: &Path) -> Result<PathBuf> {
     eprintln!("kit: building {} for {WASM_TARGET}", crate_dir.display());
     let status = Command::new(cargo())
         .args(["build", "--release", "--target", WASM_TARGET])
+        .args(kit::build_profile::cargo_args())
         .current_dir(crate_dir)
         .status()
         .context("running cargo (is it on PATH?)")?;

@@ -146,8 +146,10 @@ pub fn expand(app: &App) -> TokenStream {
             }
 
             /// The API description, found by `kit b` in the built component.
+            /// Not `#[used]`: on wasm, rustc writes a `link_section` static
+            /// into its custom section whether it is used or not, and a used
+            /// one stays in the data too, in every process's memory image.
             #[cfg(target_arch = "wasm32")]
-            #[used]
             #[unsafe(link_section = "hearth-api")]
             static HEARTH_API: [u8; #api_len] = *#api_lit;
         };

@@ -50,6 +50,7 @@ pub fn guests() -> &'static Path {
         build
             .current_dir(&root)
             .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args(kit::build_profile::cargo_args())
             .args(GUESTS.iter().flat_map(|g| ["-p", g]));
         run_build(build, "the guest components");
         root.join("target/wasm32-wasip2/release")
