@@ -11,7 +11,6 @@
 //! reads the mailbox and passes requests to the *worker*, which serves
 //! them one at a time, in arrival order.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +22,7 @@ use tracing::{debug, warn, Instrument};
 
 use crate::kernel::caps::ProcessCaps;
 use crate::kernel::mailbox::{mailbox, AnswerHook, Envelope};
-use crate::kernel::Endpoint;
+use crate::kernel::{Endpoint, FastMap};
 use crate::services::Services;
 use crate::types::{
     Address, Blob, KernelMessage, Message, ProcessId, Request, Response, SendError, SendErrorKind,
@@ -90,7 +89,7 @@ type Waiter = oneshot::Sender<Result<KernelMessage, SendError>>;
 /// The callers awaiting an answer, by correlation id; shared by the
 /// endpoint and its mailbox's answer hook.
 #[derive(Default)]
-struct Waiters(Mutex<HashMap<u64, Waiter>>);
+struct Waiters(Mutex<FastMap<u64, Waiter>>);
 
 impl Waiters {
     fn insert(&self, id: u64, waiter: Waiter) {

@@ -239,15 +239,30 @@ impl Auth {
     /// The `Cookie` header without our session cookie, for forwarding to
     /// processes (which must never see the token).
     pub fn strip_cookie(&self, value: &str) -> String {
-        value
-            .split(';')
-            .map(str::trim)
-            .filter(|pair| {
-                pair.split_once('=')
-                    .is_none_or(|(n, _)| n != self.cookie_name)
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
+        let mut out = String::with_capacity(value.len());
+        // Writing to a `String` cannot fail.
+        let _ = self.write_stripped_cookie(value, &mut out);
+        out
+    }
+
+    /// [`Auth::strip_cookie`] written to `out` piece by piece, so the
+    /// HTTP proxy encodes it into a request's event without a copy.
+    pub fn write_stripped_cookie(
+        &self,
+        value: &str,
+        out: &mut impl std::fmt::Write,
+    ) -> std::fmt::Result {
+        let kept = value.split(';').map(str::trim).filter(|pair| {
+            pair.split_once('=')
+                .is_none_or(|(n, _)| n != self.cookie_name)
+        });
+        for (i, pair) in kept.enumerate() {
+            if i > 0 {
+                out.write_str("; ")?;
+            }
+            out.write_str(pair)?;
+        }
+        Ok(())
     }
 }
 

@@ -4,13 +4,13 @@
 //! It runs on the shared loop of `crate::native` and only implements
 //! [`Service::handle`].
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
 use tracing::debug;
 
 use super::rooms::RoomWatches;
-use super::wire::{Access, HttpServerError, HttpServerReply, HttpServerRequest};
+use super::wire::{Access, HttpServerError, HttpServerReply, HttpServerRequest, Params};
 use super::ws::WsHub;
 use crate::kernel::FastMap;
 use crate::native::{Now, Reply, ReplyFuture, Service};
@@ -26,13 +26,15 @@ const MAX_BINDINGS_PER_PROCESS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Param(String),
-    Rest(String),
+    /// Shared with each match's [`Params`], which names it per request.
+    Param(Arc<str>),
+    Rest(Arc<str>),
 }
 
 #[derive(Debug, Clone)]
 pub struct Binding {
-    pub pattern: String,
+    /// Shared with each [`Matched`] (one reference count per request).
+    pub pattern: Arc<str>,
     segments: Vec<Segment>,
     /// How many segments are literals: the more, the more specific.
     literals: usize,
@@ -40,13 +42,14 @@ pub struct Binding {
     pub websocket: bool,
 }
 
-/// A binding that matched a request path, with its captured parameters.
+/// A binding that matched a request path `'p`, with its captured
+/// parameters.
 #[derive(Debug, Clone)]
-pub struct Matched {
-    pub pattern: String,
+pub struct Matched<'p> {
+    pub pattern: Arc<str>,
     pub access: Access,
     pub websocket: bool,
-    pub params: BTreeMap<String, String>,
+    pub params: Params<'p>,
 }
 
 fn parse_pattern(path: &str) -> Result<Vec<Segment>, HttpServerError> {
@@ -58,12 +61,12 @@ fn parse_pattern(path: &str) -> Result<Vec<Segment>, HttpServerError> {
     let mut segments = Vec::with_capacity(parts.len());
     for (i, part) in parts.iter().enumerate() {
         let seg = if let Some(name) = part.strip_prefix(':') {
-            Segment::Param(name.to_string())
+            Segment::Param(name.into())
         } else if let Some(name) = part.strip_prefix('*') {
             if i + 1 != parts.len() {
                 return Err(bad("'*name' must be the last segment"));
             }
-            Segment::Rest(name.to_string())
+            Segment::Rest(name.into())
         } else {
             if part
                 .bytes()
@@ -79,17 +82,16 @@ fn parse_pattern(path: &str) -> Result<Vec<Segment>, HttpServerError> {
     Ok(segments)
 }
 
-fn match_segments(segments: &[Segment], path: &str) -> Option<BTreeMap<String, String>> {
+fn match_segments<'p>(segments: &[Segment], path: &'p str) -> Option<Params<'p>> {
     let mut parts = path.split('/').filter(|s| !s.is_empty()).peekable();
-    let mut params = BTreeMap::new();
+    let mut params = Params::default();
     for seg in segments {
         match seg {
             Segment::Literal(lit) => (parts.next()? == lit).then_some(())?,
-            Segment::Param(name) => {
-                params.insert(name.clone(), parts.next()?.to_string());
-            }
+            Segment::Param(name) => params.set(name, Cow::Borrowed(parts.next()?)),
             Segment::Rest(name) => {
-                params.insert(name.clone(), parts.by_ref().collect::<Vec<_>>().join("/"));
+                let rest = parts.by_ref().collect::<Vec<_>>().join("/");
+                params.set(name, Cow::Owned(rest));
             }
         }
     }
@@ -102,8 +104,17 @@ pub struct BindingTable {
     by_process: RwLock<FastMap<ProcessId, Vec<Binding>>>,
     /// Whether each package asked for its own origin (`pkg/ui.json`), read
     /// once; forgotten with the package's bindings and when one of its
-    /// processes binds (a new version starting).
-    isolated: RwLock<FastMap<String, bool>>,
+    /// processes binds (a new version starting). Keyed by the package's
+    /// and publisher's names as a process id shares them, so a request
+    /// looks its package up without building `package:publisher`.
+    isolated: RwLock<FastMap<PackageKey, bool>>,
+}
+
+/// (package, publisher) of a process id.
+type PackageKey = (Arc<str>, Arc<str>);
+
+fn package_key(process: &ProcessId) -> PackageKey {
+    (process.package.clone(), process.publisher.clone())
 }
 
 impl BindingTable {
@@ -118,7 +129,7 @@ impl BindingTable {
         self.isolated
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&owner.package_id());
+            .remove(&package_key(owner));
         let mut table = self.by_process.write().unwrap_or_else(|e| e.into_inner());
         let list = table.entry(owner.clone()).or_default();
         list.retain(|b| b.segments != segments);
@@ -132,7 +143,7 @@ impl BindingTable {
             .filter(|s| matches!(s, Segment::Literal(_)))
             .count();
         list.push(Binding {
-            pattern: pattern.to_string(),
+            pattern: pattern.into(),
             segments,
             literals,
             access,
@@ -157,32 +168,35 @@ impl BindingTable {
         self.isolated
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(package_id);
+            .retain(|(package, publisher), _| {
+                package_id.split_once(':') != Some((&**package, &**publisher))
+            });
         self.by_process
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|owner, _| owner.package_id() != package_id);
     }
 
-    /// Whether `package_id` is isolated, if known.
-    pub fn isolated(&self, package_id: &str) -> Option<bool> {
+    /// Whether the package of `process` is isolated, if known.
+    pub fn isolated(&self, process: &ProcessId) -> Option<bool> {
         self.isolated
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(package_id)
+            .get(&package_key(process))
             .copied()
     }
 
-    pub fn set_isolated(&self, package_id: &str, isolated: bool) {
+    /// Note whether the package of `process` is isolated.
+    pub fn set_isolated(&self, process: &ProcessId, isolated: bool) {
         self.isolated
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(package_id.to_string(), isolated);
+            .insert(package_key(process), isolated);
     }
 
     /// The first binding of `owner` matching `path` (literal segments
     /// before parameters: bindings are tried most specific first).
-    pub fn find(&self, owner: &ProcessId, path: &str) -> Option<Matched> {
+    pub fn find<'p>(&self, owner: &ProcessId, path: &'p str) -> Option<Matched<'p>> {
         let table = self.by_process.read().unwrap_or_else(|e| e.into_inner());
         let mut best: Option<(usize, Matched)> = None;
         for b in table.get(owner)? {
@@ -302,19 +316,37 @@ mod tests {
             .unwrap();
         t.bind(&p, "/files/*rest", Access::Public, false).unwrap();
         let m = t.find(&p, "/api/rooms/kitchen").unwrap();
-        assert_eq!(m.params["room"], "kitchen");
+        assert_eq!(m.params.get("room"), Some("kitchen"));
         assert_eq!(
             t.find(&p, "/api/rooms/lobby").unwrap().access,
             Access::Public
         );
         assert_eq!(
-            t.find(&p, "/files/a/b.txt").unwrap().params["rest"],
-            "a/b.txt"
+            t.find(&p, "/files/a/b.txt").unwrap().params.get("rest"),
+            Some("a/b.txt")
         );
         assert!(t.find(&p, "/api/rooms").is_none());
         assert!(t.find(&p, "/api/rooms/a/b").is_none());
         assert!(t.bind(&p, "no-slash", Access::Public, false).is_err());
         assert!(t.bind(&p, "/a/*x/b", Access::Public, false).is_err());
         assert_eq!(t.unbind(&p, "/files/*rest"), Ok(1));
+    }
+
+    /// Parameters encode as a JSON object, each name once: a name the
+    /// pattern repeats keeps its last value.
+    #[test]
+    fn params_are_an_object_with_each_name_once() {
+        let t = BindingTable::default();
+        let p: ProcessId = "chat:chat:demo.os".parse().unwrap();
+        t.bind(&p, "/a/:x/:x", Access::Public, false).unwrap();
+        t.bind(&p, "/f/:id/*rest", Access::Public, false).unwrap();
+        let m = t.find(&p, "/a/1/2").unwrap();
+        assert_eq!(m.params.get("x"), Some("2"));
+        assert_eq!(serde_json::to_string(&m.params).unwrap(), r#"{"x":"2"}"#);
+        let m = t.find(&p, "/f/7/a%22/b").unwrap();
+        assert_eq!(
+            serde_json::to_string(&m.params).unwrap(),
+            r#"{"id":"7","rest":"a%22/b"}"#
+        );
     }
 }

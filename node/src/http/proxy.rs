@@ -15,13 +15,14 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::common::login_redirect;
 use super::isolate;
 use super::origin::{same_origin_of, Refused, Site};
-use super::wire::{Access, HttpAnswerRef, HttpEventRef, IncomingHttpRef};
+use super::wire::{Access, HttpAnswerRef, HttpEventRef, IncomingHttpRef, Params};
 use super::ws::{run_connection, Opening, READ_BUFFER_BYTES};
 use super::{ui, Http, HttpState};
 use crate::types::{Blob, Message, ProcessId, SendErrorKind};
@@ -69,14 +70,14 @@ impl IntoResponse for Denied {
 /// rebinding); local-only ones by a client on this machine.
 /// A binding of an isolated package answers non-public requests on the
 /// package's own origin only, with that package's session.
-fn admit(
-    state: &HttpState,
+fn admit<'s>(
+    state: &'s HttpState,
     access: Access,
     peer: SocketAddr,
     headers: &HeaderMap,
     site: &Result<Site, Refused>,
     isolated: bool,
-) -> Result<Option<String>, Denied> {
+) -> Result<Option<&'s str>, Denied> {
     let policy = state.policy();
     let logged_in = match site {
         Ok(Site::Package(package)) => {
@@ -87,7 +88,7 @@ fn admit(
         }
         _ => !isolated && state.web.auth.is_logged_in(headers),
     };
-    let user = logged_in.then(|| state.services.kernel.our().to_string());
+    let user = logged_in.then(|| state.services.kernel.our());
     if access == Access::Public {
         return Ok(user);
     }
@@ -105,7 +106,10 @@ fn admit(
 
 /// The fallback handler: `/<process-id>/...`.
 pub async fn app(state: Http, peer: SocketAddr, request: Request) -> Response {
-    let path = request.uri().path().to_string();
+    // The parts and the body apart: the path is read borrowed from the
+    // parts' `Uri` for the whole request, never copied.
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
     let trimmed = path.trim_start_matches('/');
     let (first, rest) = match trimmed.find('/') {
         Some(i) => (&trimmed[..i], &trimmed[i..]),
@@ -121,28 +125,29 @@ pub async fn app(state: Http, peer: SocketAddr, request: Request) -> Response {
         return Redirect::permanent(&format!("/{process}/")).into_response();
     }
     let isolated = is_isolated(&state, &process).await;
-    let site = state.policy().site(request.headers());
+    let site = state.policy().site(&parts.headers);
     if matches!(site, Ok(Site::Package(_))) && !isolated {
         // Only isolated packages are served from their own origin.
         return plain(StatusCode::NOT_FOUND, "not found");
     }
     if let Some(m) = state.web.bindings.find(&process, rest) {
-        let user = match admit(&state, m.access, peer, request.headers(), &site, isolated) {
+        let user = match admit(&state, m.access, peer, &parts.headers, &site, isolated) {
             Ok(user) => user,
             Err(denied) => return denied.into_response(),
         };
-        let query = parse_query(request.uri().query());
+        let query = parse_query(parts.uri.query());
         if m.websocket {
-            return websocket(state, process, rest.to_string(), query, user, request).await;
+            let (path, user) = (rest.to_string(), user.map(str::to_string));
+            return websocket(state, process, path, query, user, parts).await;
         }
         let bound = Bound {
-            path: rest.to_string(),
-            pattern: m.pattern,
-            params: m.params,
-            query,
+            path: rest,
+            pattern: &m.pattern,
+            params: &m.params,
+            query: &query,
             user,
         };
-        return forward(state, process, bound, request).await;
+        return forward(&state, process, bound, &parts, body).await;
     }
     if rest == "/our.js" {
         return ui::our_js(state.services.kernel.our(), Some(&process));
@@ -151,11 +156,8 @@ pub async fn app(state: Http, peer: SocketAddr, request: Request) -> Response {
     if !tokio::fs::metadata(&ui_dir).await.is_ok_and(|m| m.is_dir()) {
         return plain(StatusCode::NOT_FOUND, "not found");
     }
-    let pq = request
-        .uri()
-        .path_and_query()
-        .map_or(path.as_str(), |p| p.as_str());
-    let headers = request.headers();
+    let pq = parts.uri.path_and_query().map_or(path, |p| p.as_str());
+    let headers = &parts.headers;
     match site {
         Ok(Site::Package(package))
             if !state
@@ -170,23 +172,17 @@ pub async fn app(state: Http, peer: SocketAddr, request: Request) -> Response {
         _ if !state.web.auth.is_logged_in(headers) => return login_redirect(pq),
         _ => {}
     }
-    ui::serve(
-        &state.services.packages_dir,
-        &process,
-        rest,
-        request.headers(),
-    )
-    .await
+    ui::serve(&state.services.packages_dir, &process, rest, headers).await
 }
 
 /// Whether `process`'s package is served from its own origin (cached).
 async fn is_isolated(state: &HttpState, process: &ProcessId) -> bool {
-    let package = process.package_id();
-    if let Some(known) = state.web.bindings.isolated(&package) {
+    if let Some(known) = state.web.bindings.isolated(process) {
         return known;
     }
+    let package = process.package_id();
     let isolated = ui::is_isolated(&state.services.packages_dir, &package).await;
-    state.web.bindings.set_isolated(&package, isolated);
+    state.web.bindings.set_isolated(process, isolated);
     isolated
 }
 
@@ -196,9 +192,8 @@ async fn websocket(
     path: String,
     query: BTreeMap<String, String>,
     user: Option<String>,
-    request: Request,
+    mut parts: Parts,
 ) -> Response {
-    let (mut parts, _body) = request.into_parts();
     // A browser's handshake carries `Origin`: only pages of this node, asked
     // by one of its own `Host`s, may open one (no cross-site WebSocket
     // hijacking, no DNS rebinding). Clients that are not browsers pass.
@@ -228,15 +223,16 @@ async fn websocket(
         .on_upgrade(move |socket| run_connection(hub, server, socket, opening, slot))
 }
 
-/// What a request for a binding carries besides its own parts.
-struct Bound {
+/// What a request for a binding carries besides its own parts, borrowed
+/// from the request and its match.
+struct Bound<'a> {
     /// Path below the process prefix.
-    path: String,
+    path: &'a str,
     /// The pattern that matched.
-    pattern: String,
-    params: BTreeMap<String, String>,
-    query: BTreeMap<String, String>,
-    user: Option<String>,
+    pattern: &'a str,
+    params: &'a Params<'a>,
+    query: &'a BTreeMap<String, String>,
+    user: Option<&'a str>,
 }
 
 /// A request's headers as the JSON map processes get: lower-case names,
@@ -272,7 +268,13 @@ impl serde::Serialize for ForwardedHeaders<'_> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(None)?;
         for name in self.headers.keys() {
-            if let Some(value) = self.value(name) {
+            if *name == header::COOKIE {
+                // Written stripped straight into the encoding, uncopied.
+                let cookies = StrippedCookies(self);
+                if cookies.any() {
+                    map.serialize_entry(name.as_str(), &cookies)?;
+                }
+            } else if let Some(value) = self.value(name) {
                 map.serialize_entry(name.as_str(), &value)?;
             }
         }
@@ -280,10 +282,52 @@ impl serde::Serialize for ForwardedHeaders<'_> {
     }
 }
 
-async fn forward(state: Http, process: ProcessId, bound: Bound, request: Request) -> Response {
+/// The request's `Cookie` values as [`ForwardedHeaders::value`] gives
+/// them (our session cookie removed, values joined with `, `), encoded
+/// as one JSON string without building it first.
+struct StrippedCookies<'h>(&'h ForwardedHeaders<'h>);
+
+impl StrippedCookies<'_> {
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+    }
+
+    fn any(&self) -> bool {
+        self.texts().next().is_some()
+    }
+}
+
+impl std::fmt::Display for StrippedCookies<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, value) in self.texts().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            self.0.auth.write_stripped_cookie(value, f)?;
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for StrippedCookies<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+async fn forward(
+    state: &HttpState,
+    process: ProcessId,
+    bound: Bound<'_>,
+    parts: &Parts,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let limit = state.web.config.max_body_bytes;
-    let (parts, body) = request.into_parts();
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -292,22 +336,30 @@ async fn forward(state: Http, process: ProcessId, bound: Bound, request: Request
     if declared.is_some_and(|n| n > limit) {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     }
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    // A body known to be empty (a GET) is not collected.
+    let bytes = if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
+        axum::body::Bytes::new()
+    } else {
+        match axum::body::to_bytes(body, limit).await {
+            Ok(bytes) => bytes,
+            Err(_) => return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        }
     };
     let headers = ForwardedHeaders {
         headers: &parts.headers,
         auth: &state.web.auth,
     };
-    let mime = headers.value(&header::CONTENT_TYPE).map(Cow::into_owned);
+    let mime = (!bytes.is_empty())
+        .then(|| headers.value(&header::CONTENT_TYPE).map(Cow::into_owned))
+        .flatten();
     let event = HttpEventRef::Http(IncomingHttpRef {
         method: parts.method.as_str(),
-        path: &bound.path,
-        bound_path: &bound.pattern,
-        params: &bound.params,
-        query: &bound.query,
+        path: bound.path,
+        bound_path: bound.pattern,
+        params: bound.params,
+        query: bound.query,
         headers,
-        user: bound.user.as_deref(),
+        user: bound.user,
     });
     // Sized for a usual request's event (its headers are most of it), so
     // encoding it seldom grows the buffer.
@@ -465,6 +517,39 @@ mod tests {
         assert_eq!(fast.status(), parsed.status());
         assert_eq!(fast.headers(), parsed.headers());
         assert_eq!(fast.status(), StatusCode::OK);
+    }
+
+    /// The session cookie never reaches a process; the cookie written
+    /// straight into the event is the one `value` gives.
+    #[test]
+    fn forwarded_headers_drop_our_cookie_and_join_repeats() {
+        let dir = std::env::temp_dir().join(format!("hearth-fwd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ttl = std::time::Duration::from_secs(60);
+        let auth = super::super::auth::Auth::open(&dir, "a.os", Some("bench-password"), ttl, false)
+            .unwrap();
+        let ours = auth.cookie("secret", 1);
+        let ours = ours.split(';').next().unwrap();
+        let mut headers = HeaderMap::new();
+        for value in [format!("a=1; {ours}; b=2"), ours.to_string(), "c=3".into()] {
+            headers.append(header::COOKIE, value.parse().unwrap());
+        }
+        headers.append("x-two", "1".parse().unwrap());
+        headers.append("x-two", "2".parse().unwrap());
+        let forwarded = ForwardedHeaders {
+            headers: &headers,
+            auth: &auth,
+        };
+        let text = serde_json::to_string(&forwarded).unwrap();
+        assert!(!text.contains("secret"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["cookie"], "a=1; b=2, , c=3");
+        assert_eq!(
+            json["cookie"],
+            forwarded.value(&header::COOKIE).unwrap().as_ref()
+        );
+        assert_eq!(json["x-two"], "1, 2");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -108,10 +109,41 @@ pub struct IncomingHttpRef<'a, H: Serialize> {
     pub method: &'a str,
     pub path: &'a str,
     pub bound_path: &'a str,
-    pub params: &'a BTreeMap<String, String>,
+    pub params: &'a Params<'a>,
     pub query: &'a BTreeMap<String, String>,
     pub headers: H,
     pub user: Option<&'a str>,
+}
+
+/// The parameters a match captured, in pattern order, each name once (a
+/// name the pattern repeats keeps its last value). A `:name` value is
+/// borrowed from the request path, a `*name` one is the rest joined.
+/// Encoded as a JSON object of strings.
+#[derive(Debug, Clone, Default)]
+pub struct Params<'p>(Vec<(Arc<str>, Cow<'p, str>)>);
+
+impl<'p> Params<'p> {
+    /// Capture `value` for `name`, replacing an earlier one.
+    pub fn set(&mut self, name: &Arc<str>, value: Cow<'p, str>) {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.clone(), value)),
+        }
+    }
+
+    /// The value captured for `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+impl serde::Serialize for Params<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(n, v)| (&**n, v.as_ref())))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,11 +302,13 @@ mod tests {
             headers: headers.clone(),
             user: Some("a.os".into()),
         });
+        let mut matched = Params::default();
+        matched.set(&Arc::from("key"), Cow::Borrowed("a"));
         let borrowed = HttpEventRef::Http(IncomingHttpRef {
             method: "GET",
             path: "/api/notes/a",
             bound_path: "/api/notes/:key",
-            params: &params,
+            params: &matched,
             query: &query,
             headers: &headers,
             user: Some("a.os"),
