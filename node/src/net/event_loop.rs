@@ -525,8 +525,13 @@ impl EventLoop {
                 debug!(%peer_id, ?cause, "disconnected");
                 self.relay_candidates.retain(|(p, _)| *p != peer_id);
                 self.shared.peer_gone(&peer_id);
-                let orphans = self.shared.links.disconnected(&peer_id);
+                let (orphans, again) = self.shared.links.disconnected(&peer_id);
                 self.shared.fail_orphans(orphans, "the peer disconnected");
+                // Frames queued behind the closed streams: dial again (they
+                // fail typed with the name if the peer is gone).
+                for name in again {
+                    self.connect(name);
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),

@@ -189,12 +189,18 @@ pub async fn accept(
 }
 
 /// Dial `peer`'s lane at `addr` and wait for its acceptance (the caller
-/// bounds the time). The handshake proves the peer's key.
-pub async fn dial(keypair: &Keypair, addr: SocketAddr, peer: PeerId) -> Result<LaneIo, String> {
+/// bounds the time). The handshake proves the peer's key. Also returns a
+/// second handle on the socket, for [`ended`].
+pub async fn dial(
+    keypair: &Keypair,
+    addr: SocketAddr,
+    peer: PeerId,
+) -> Result<(LaneIo, tokio::net::TcpStream), String> {
     let socket = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("lane connect to {addr}: {e}"))?;
     let _ = socket.set_nodelay(true);
+    let (socket, watch) = twin(socket).map_err(|e| format!("lane socket at {addr}: {e}"))?;
     let socket = libp2p::tcp::tokio::TcpStream(socket);
     let config = noise_config(keypair).map_err(|e| e.to_string())?;
     let (got, mut io) = config
@@ -212,7 +218,32 @@ pub async fn dial(keypair: &Keypair, addr: SocketAddr, peer: PeerId) -> Result<L
         return Err(format!("lane at {addr} answered {:#x}", byte[0]));
     }
     debug!(%peer, %addr, "lane up");
-    Ok(io)
+    Ok((io, watch))
+}
+
+/// Two handles on one socket (the second a duplicate descriptor).
+fn twin(
+    socket: tokio::net::TcpStream,
+) -> io::Result<(tokio::net::TcpStream, tokio::net::TcpStream)> {
+    let socket = socket.into_std()?;
+    let other = socket.try_clone()?;
+    Ok((
+        tokio::net::TcpStream::from_std(socket)?,
+        tokio::net::TcpStream::from_std(other)?,
+    ))
+}
+
+/// Resolves once the lane behind `watch` (a handle from [`dial`]) can be
+/// read from: the peer closed or reset it (it never writes to a lane it
+/// accepted after its acceptance byte, so anything read ends it too).
+/// Without a lane, never.
+pub async fn ended(watch: Option<&tokio::net::TcpStream>) {
+    match watch {
+        Some(watch) => {
+            let _ = watch.peek(&mut [0u8; 1]).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The IP of a direct connection's remote address.
@@ -303,12 +334,18 @@ mod tests {
                 results
             })
         };
-        let mut io = dial(&theirs, addr, our_id).await.unwrap();
+        let (mut io, watch) = dial(&theirs, addr, our_id).await.unwrap();
+        // An open, quiet lane has not ended.
+        let quiet = tokio::time::timeout(Duration::from_millis(50), ended(Some(&watch)));
+        assert!(quiet.await.is_err(), "a live lane looked ended");
         io.write_all(b"hello").await.unwrap();
         io.flush().await.unwrap();
         let mut b = [0u8; 5];
         io.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"hello");
+        // The peer's side closes once it answered: the watch sees it.
+        let gone = tokio::time::timeout(Duration::from_secs(5), ended(Some(&watch)));
+        assert!(gone.await.is_ok(), "a closed lane was not seen ending");
         assert!(dial(&theirs, addr, our_id).await.is_err(), "refused peer");
         // Expecting another peer id: our side gives up after the handshake.
         assert!(dial(&theirs, addr, their_id).await.is_err());

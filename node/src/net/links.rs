@@ -5,11 +5,18 @@
 //! to the stream's `Outlet`: written by the routing call while the stream
 //! is free, else queued for its writer task). The switch happens under the
 //! lock after the queue is drained into the outlet, so a sender's frames
-//! keep their order across it.
+//! keep their order across it. When a stream ends (it broke, its lane was
+//! reset, the peer disconnected), the link goes back to `Connecting` with
+//! the frames queued behind that stream (never written) at the head of its
+//! queue, and connects again: they, and everything sent after, go on the
+//! next stream, in order.
 //!
 //! **Invariant:** every request sent to a peer that awaits a response is
-//! tracked here until answered or past its deadline. When the peer goes
-//! away, or cannot be reached, each one fails with `offline` at once. An
+//! tracked here until answered or past its deadline, with the outlet its
+//! frame went to. When that outlet's stream ends, each request it took
+//! fails with `offline` at once (its frame or its answer may be lost);
+//! one still queued waits for the next stream. When the peer cannot be
+//! reached, each one fails with `offline` at once. An
 //! answer from a peer is accepted only if it takes one of these entries:
 //! the id must be awaited from that very peer, for the process that asked.
 //!
@@ -35,6 +42,9 @@ pub struct Awaited {
     pub rsvp: Address,
     pub target: Address,
     deadline: Instant,
+    /// The serial of the outlet its frame went to (0 while it waits in a
+    /// connecting link's queue): it fails when that outlet's stream ends.
+    via: u64,
 }
 
 enum State {
@@ -57,6 +67,53 @@ impl Default for Link {
             state: State::Connecting(Vec::new(), 0),
             awaited: HashMap::new(),
         }
+    }
+}
+
+impl Link {
+    /// The requests among `frames` now go by outlet `via` (0: queued).
+    fn retag(&mut self, frames: &[Frame], via: u64) {
+        if self.awaited.is_empty() {
+            return;
+        }
+        for frame in frames {
+            if let Frame::Deliver(km) = frame {
+                if !km.is_request() {
+                    continue;
+                }
+                if let Some(awaited) = self.awaited.get_mut(&km.id) {
+                    awaited.via = via;
+                }
+            }
+        }
+    }
+
+    /// Take the requests whose frames went to outlet `via`.
+    fn orphans_of(&mut self, via: u64, orphans: &mut Orphans) {
+        let gone: Vec<u64> = self
+            .awaited
+            .iter()
+            .filter(|(_, a)| a.via == via)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(awaited) = self.awaited.remove(&id) {
+                orphans.push((id, awaited));
+            }
+        }
+    }
+
+    /// Leave the broken outlet `old`: the frames queued behind its stream
+    /// (never written) and then `more` wait for the next stream, in order.
+    /// Empty, the link is done with (false).
+    fn carry(&mut self, old: &Outlet, more: Option<Frame>) -> bool {
+        let mut queue = old.carry();
+        queue.extend(more);
+        self.retag(&queue, 0);
+        let bytes = queue.iter().map(Frame::weight).sum();
+        let any = !queue.is_empty();
+        self.state = State::Connecting(queue, bytes);
+        any
     }
 }
 
@@ -101,11 +158,16 @@ impl Links {
         let outlet = {
             let mut links = self.lock();
             let link = Self::link(&mut links, node);
+            let via = match &link.state {
+                State::Connected { outlet, .. } => outlet.serial(),
+                State::Connecting(..) => 0,
+            };
             if let Some((id, rsvp, target, deadline)) = awaited {
                 let entry = Awaited {
                     rsvp,
                     target,
                     deadline,
+                    via,
                 };
                 link.awaited.insert(id, entry);
             }
@@ -114,9 +176,9 @@ impl Links {
                 State::Connecting(..) => return Self::queue(link, frame, id),
             }
         };
-        match outlet.send(&frame) {
+        match outlet.send(frame) {
             Ok(()) => Ok(Sent::Written),
-            Err(Refused::Full) => {
+            Err((Refused::Full, _)) => {
                 if let Some(id) = id {
                     if let Some(link) = self.lock().get_mut(node) {
                         link.awaited.remove(&id);
@@ -124,7 +186,7 @@ impl Links {
                 }
                 Err(SendErrorKind::MailboxFull)
             }
-            Err(Refused::Closed) => self.after_close(node, frame, id, &outlet),
+            Err((Refused::Closed, frame)) => self.after_close(node, frame, id, &outlet),
         }
     }
 
@@ -157,10 +219,12 @@ impl Links {
         Ok(if first { Sent::Connect } else { Sent::Queued })
     }
 
-    /// `outlet`'s writer ended under our send: start over with a fresh
-    /// connection (or join the one already starting, or the new stream).
-    /// If the request was already failed as an orphan of that stream, its
-    /// asker has its answer (`offline`) and the frame is dropped.
+    /// `outlet`'s stream ended under our send: start over with a fresh
+    /// connection, carrying what was queued behind the dead stream and
+    /// then this frame (or join the connection already starting, or the
+    /// new stream). If the request was already failed as an orphan of that
+    /// stream, its asker has its answer (`offline`) and the frame is
+    /// dropped.
     fn after_close(
         &self,
         node: &str,
@@ -175,15 +239,18 @@ impl Links {
         }
         match &link.state {
             State::Connected { outlet, .. } if Arc::ptr_eq(outlet, closed) => {
-                let weight = frame.weight();
-                link.state = State::Connecting(vec![frame], weight);
+                link.carry(closed, Some(frame));
                 Ok(Sent::Connect)
             }
             State::Connected { outlet, .. } => {
                 // A new stream is up already; the lock keeps its order.
-                match outlet.send(&frame) {
+                let outlet = outlet.clone();
+                if let Some(awaited) = id.and_then(|id| link.awaited.get_mut(&id)) {
+                    awaited.via = outlet.serial();
+                }
+                match outlet.send(frame) {
                     Ok(()) => Ok(Sent::Written),
-                    Err(why) => {
+                    Err((why, _)) => {
                         if let Some(id) = id {
                             link.awaited.remove(&id);
                         }
@@ -194,22 +261,45 @@ impl Links {
                     }
                 }
             }
-            State::Connecting(..) => Self::queue(link, frame, id),
+            State::Connecting(..) => {
+                if let Some(awaited) = id.and_then(|id| link.awaited.get_mut(&id)) {
+                    awaited.via = 0;
+                }
+                Self::queue(link, frame, id)
+            }
         }
     }
 
-    /// The link to `node` is up: drain its queue into `outlet`, in order.
-    pub fn connected(&self, node: &str, peer: PeerId, outlet: Arc<Outlet>) {
+    /// The link to `node` is up on `outlet`: hand it the link's queue (or
+    /// what was queued behind the link's previous, ended stream), in order
+    /// and ahead of every later frame. False if `outlet`'s writer already
+    /// ended: the link stays connecting, and must be connected again.
+    pub fn connected(&self, node: &str, peer: PeerId, outlet: Arc<Outlet>) -> bool {
         let mut links = self.lock();
         let link = links.entry(node.to_string()).or_default();
-        if let State::Connecting(queue, _) = &mut link.state {
-            for frame in queue.drain(..) {
-                // The outlet's queue is as large as the connect queue, in
-                // frames and in bytes.
-                let _ = outlet.send(&frame);
+        if let State::Connected { outlet: o, .. } = &link.state {
+            if Arc::ptr_eq(o, &outlet) {
+                return true;
             }
         }
-        link.state = State::Connected { peer, outlet };
+        // Checked under the table's lock: a writer that ends after this
+        // finds the link on its outlet and carries the queue on.
+        if outlet.is_closed() {
+            return false;
+        }
+        let new = State::Connected {
+            peer,
+            outlet: outlet.clone(),
+        };
+        let queue = match std::mem::replace(&mut link.state, new) {
+            State::Connecting(queue, _) => queue,
+            // A link moves to a new stream only once the old one ended;
+            // what it still queued goes first.
+            State::Connected { outlet: old, .. } => old.carry(),
+        };
+        link.retag(&queue, outlet.serial());
+        outlet.enqueue(queue);
+        true
     }
 
     pub fn is_connected(&self, node: &str) -> bool {
@@ -232,19 +322,36 @@ impl Links {
         (link.awaited.into_iter().collect(), lost)
     }
 
-    /// Every link over `peer` is gone.
-    pub fn disconnected(&self, peer: &PeerId) -> Orphans {
+    /// Every connection to `peer` is gone: the streams of links over it
+    /// end. Requests sent on them fail; frames queued behind them wait for
+    /// a new connection (the names returned: connect them again).
+    pub fn disconnected(&self, peer: &PeerId) -> (Orphans, Vec<String>) {
         let mut links = self.lock();
-        let nodes: Vec<String> = links
-            .iter()
-            .filter(|(_, l)| matches!(&l.state, State::Connected { peer: p, .. } if p == peer))
-            .map(|(n, _)| n.clone())
-            .collect();
-        nodes
-            .iter()
-            .filter_map(|n| links.remove(n))
-            .flat_map(|l| l.awaited.into_iter())
-            .collect()
+        let mut orphans = Vec::new();
+        let mut again = Vec::new();
+        let mut done = Vec::new();
+        for (name, link) in links.iter_mut() {
+            let State::Connected { peer: p, outlet } = &link.state else {
+                continue;
+            };
+            if p != peer {
+                continue;
+            }
+            let outlet = outlet.clone();
+            let any = link.carry(&outlet, None);
+            link.orphans_of(outlet.serial(), &mut orphans);
+            if any {
+                again.push(name.clone());
+            } else {
+                done.push(name.clone());
+            }
+        }
+        for name in done {
+            if let Some(link) = links.remove(&name) {
+                orphans.extend(link.awaited);
+            }
+        }
+        (orphans, again)
     }
 
     /// Every request awaiting an answer from `node`, taken (the link
@@ -256,50 +363,34 @@ impl Links {
         }
     }
 
-    /// The writer of `outlet` (our stream to `peer`, named `name`) ended:
-    /// the links it carried are gone (a link already on a newer stream
-    /// stays). A link to `name` that is connecting again keeps only the
-    /// requests whose frames it still holds: the others went through the
-    /// ended stream, where they or their answers may be lost.
-    pub fn writer_ended(&self, peer: &PeerId, outlet: &Arc<Outlet>, name: Option<&str>) -> Orphans {
+    /// The writer of `outlet` ended: requests sent on its stream fail
+    /// (they or their answers may be lost), wherever their link is now. A
+    /// link still on it carries what was queued behind it to a new
+    /// stream (true: connect `name` again), or is gone if nothing was.
+    pub fn writer_ended(&self, outlet: &Arc<Outlet>, name: Option<&str>) -> (Orphans, bool) {
         let mut links = self.lock();
-        let mut orphans = Vec::new();
-        if let Some(link) = name.and_then(|n| links.get_mut(n)) {
-            if let State::Connecting(queue, _) = &link.state {
-                let held: std::collections::HashSet<u64> = queue
-                    .iter()
-                    .filter_map(|f| match f {
-                        Frame::Deliver(km) => Some(km.id),
-                        _ => None,
-                    })
-                    .collect();
-                let lost: Vec<u64> = link
-                    .awaited
-                    .keys()
-                    .filter(|id| !held.contains(id))
-                    .copied()
-                    .collect();
-                for id in lost {
-                    if let Some(awaited) = link.awaited.remove(&id) {
-                        orphans.push((id, awaited));
-                    }
-                }
+        // First what never left (its requests stay awaited), then the
+        // rest of what went to the stream fails.
+        let mut carried = None;
+        if let Some((name, link)) = name.and_then(|n| links.get_mut(n).map(|l| (n, l))) {
+            if matches!(&link.state, State::Connected { outlet: o, .. } if Arc::ptr_eq(o, outlet)) {
+                carried = Some((name, link.carry(outlet, None)));
             }
         }
-        let nodes: Vec<String> = links
-            .iter()
-            .filter(|(_, l)| {
-                matches!(&l.state, State::Connected { peer: p, outlet: o } if p == peer && Arc::ptr_eq(o, outlet))
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        orphans.extend(
-            nodes
-                .iter()
-                .filter_map(|n| links.remove(n))
-                .flat_map(|l| l.awaited.into_iter()),
-        );
-        orphans
+        let mut orphans = Vec::new();
+        for link in links.values_mut() {
+            link.orphans_of(outlet.serial(), &mut orphans);
+        }
+        match carried {
+            Some((_, true)) => (orphans, true),
+            Some((name, false)) => {
+                if let Some(link) = links.remove(name) {
+                    orphans.extend(link.awaited);
+                }
+                (orphans, false)
+            }
+            None => (orphans, false),
+        }
     }
 
     /// `node` answered request `id` of `rsvp`: the request it answers, if
@@ -327,8 +418,9 @@ impl Links {
 mod tests {
     use super::*;
     use crate::net::outlet::Work;
-    use crate::types::{KernelMessage, Message, Response};
+    use crate::types::{KernelMessage, Message, Request, Response};
 
+    /// A request (the message kind does not matter to links).
     fn frame(id: u64) -> Frame {
         let a: Address = "a.os@x:y:z".parse().unwrap();
         Frame::Deliver(KernelMessage {
@@ -336,7 +428,9 @@ mod tests {
             source: a.clone(),
             target: a,
             rsvp: None,
-            message: Message::Response(Response {
+            message: Message::Request(Request {
+                inherit: false,
+                expects_response: None,
                 body: vec![],
                 metadata: None,
             }),
@@ -345,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn queue_then_drain_in_order_and_orphans_on_disconnect() {
+    fn queues_drain_in_order_and_a_broken_stream_carries_what_it_never_wrote() {
         let links = Links::default();
         let rsvp: Address = "me.os@p:q:r".parse().unwrap();
         let far = Instant::now() + std::time::Duration::from_secs(60);
@@ -357,7 +451,7 @@ mod tests {
         // No stream parked in the outlet (its writer holds it): queued.
         let outlet = Arc::new(Outlet::default());
         let peer = PeerId::random();
-        links.connected("b.os", peer, outlet.clone());
+        assert!(links.connected("b.os", peer, outlet.clone()));
         assert_eq!(links.send("b.os", frame(3), None), Ok(Sent::Written));
         let queued = outlet.queued();
         assert_eq!(queued.len(), 3);
@@ -372,10 +466,59 @@ mod tests {
         assert!(links.answered("b.os", 2, &rsvp).is_none());
         let other: Address = "me.os@p:q:other".parse().unwrap();
         assert!(links.answered("b.os", 1, &other).is_none());
-        let orphans = links.disconnected(&peer);
-        assert_eq!(orphans.len(), 1);
-        assert_eq!(orphans[0].0, 1);
+        // The writer takes those three (they are on the wire now); request
+        // 4 and message 5 queue behind them.
+        let (mut held, mut spent, mut batch) = (None, Vec::new(), Vec::new());
+        assert!(matches!(
+            outlet.next(&mut held, &mut batch, &mut spent, false, true),
+            Work::Write
+        ));
+        let ask = |id| Some((id, rsvp.clone(), rsvp.clone(), far));
+        assert_eq!(links.send("b.os", frame(4), ask(4)), Ok(Sent::Written));
+        assert_eq!(links.send("b.os", frame(5), None), Ok(Sent::Written));
+        // The peer disconnects: the request on the wire fails; the frames
+        // queued behind it wait for the next connection, ahead of later
+        // ones, and the dead stream takes nothing more.
+        let (orphans, again) = links.disconnected(&peer);
+        assert_eq!(orphans.iter().map(|o| o.0).collect::<Vec<_>>(), [1]);
+        assert_eq!(again, ["b.os"]);
         assert!(!links.is_connected("b.os"));
+        assert_eq!(outlet.send(frame(9)).map_err(|e| e.0), Err(Refused::Closed));
+        assert_eq!(links.send("b.os", frame(6), None), Ok(Sent::Queued));
+        let next = Arc::new(Outlet::default());
+        assert!(links.connected("b.os", peer, next.clone()));
+        assert_eq!(ids(&next.queued()), [4, 5, 6]);
+        // That writer ends before writing: request 4 is carried again, not
+        // failed (it never left).
+        drop(next.close());
+        let (orphans, again) = links.writer_ended(&next, Some("b.os"));
+        assert!(orphans.is_empty() && again);
+        // A stream whose writer already ended does not take the link.
+        assert!(!links.connected("b.os", peer, next.clone()));
+        let third = Arc::new(Outlet::default());
+        assert!(links.connected("b.os", peer, third.clone()));
+        assert_eq!(ids(&third.queued()), [4, 5, 6]);
+        // This one writes them, then ends: request 4 fails now, and the
+        // link, with nothing left to carry, is gone.
+        assert!(matches!(
+            third.next(&mut held, &mut batch, &mut spent, false, true),
+            Work::Write
+        ));
+        drop(third.close());
+        let (orphans, again) = links.writer_ended(&third, Some("b.os"));
+        assert_eq!(orphans.iter().map(|o| o.0).collect::<Vec<_>>(), [4]);
+        assert!(!again);
+        assert_eq!(links.send("b.os", frame(7), None), Ok(Sent::Connect));
+    }
+
+    fn ids(frames: &[Frame]) -> Vec<u64> {
+        frames
+            .iter()
+            .map(|f| match f {
+                Frame::Deliver(km) => km.id,
+                other => panic!("{other:?}"),
+            })
+            .collect()
     }
 
     #[test]
@@ -401,16 +544,19 @@ mod tests {
             Err(SendErrorKind::MailboxFull)
         );
         let outlet = Outlet::default();
-        outlet.send(&big(3)).unwrap();
-        assert_eq!(outlet.send(&big(4)), Err(Refused::Full));
+        let refused = |sent: Result<(), (Refused, Frame)>| sent.map_err(|e| e.0);
+        outlet.send(big(3)).unwrap();
+        assert_eq!(refused(outlet.send(big(4))), Err(Refused::Full));
         // The writer takes the queue whole; then one more fits again.
-        let (mut held, mut batch) = (None, Vec::new());
+        let (mut held, mut spent, mut batch) = (None, Vec::new(), Vec::new());
         assert!(matches!(
-            outlet.next(&mut held, &mut batch, true),
+            outlet.next(&mut held, &mut batch, &mut spent, false, true),
             Work::Write
         ));
-        outlet.send(&big(5)).unwrap();
+        assert_eq!(spent.len() + outlet.carry().len(), 1);
+        let outlet = Outlet::default();
+        outlet.send(big(5)).unwrap();
         outlet.close();
-        assert_eq!(outlet.send(&big(6)), Err(Refused::Closed));
+        assert_eq!(refused(outlet.send(big(6))), Err(Refused::Closed));
     }
 }

@@ -103,7 +103,7 @@ struct OpenStream {
     relayed: bool,
     /// Hands the writer a stream to move to (on a direct connection, or a
     /// lane), and what it carries.
-    switch: mpsc::Sender<(lane::Pipe, peer::Kind)>,
+    switch: mpsc::Sender<peer::Switch>,
     /// A direct stream or a lane is being opened for it.
     moving: bool,
     /// It was handed a lane.
@@ -329,6 +329,18 @@ impl Shared {
         for (id, awaited) in orphans {
             let error = SendError::new(SendErrorKind::Offline, &awaited.target, why);
             services.kernel.fail(&awaited.rsvp, id, error);
+        }
+    }
+
+    /// Ask the event loop to connect `node` (frames wait in its link);
+    /// if it cannot take the command, fail everything waiting for `node`.
+    fn connect(&self, node: &str) {
+        if self
+            .commands
+            .try_send(Command::Connect(node.to_string()))
+            .is_err()
+        {
+            self.unreachable(node, "the network is overloaded");
         }
     }
 

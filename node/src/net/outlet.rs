@@ -20,12 +20,19 @@
 //! **Invariant:** bytes reach the stream in the order frames were sent:
 //! the routing call writes only while the writer holds nothing and the
 //! queue is empty, and whatever a write leaves unwritten goes to the front
-//! of the queue. **Invariant:** the queue is bounded in frames and bytes
+//! of the queue. **Invariant:** nothing queued is lost with a stream that
+//! breaks: the queue keeps each frame beside its encoding until the writer
+//! takes it, and answers handed to the stream until a flush completes; once
+//! broken the outlet takes no more, and the link carries both (`carry`),
+//! in order, ahead of everything sent later, onto the next stream. An
+//! answer may so arrive twice; the second finds no awaited request and is
+//! dropped. **Invariant:** the queue is bounded in frames and bytes
 //! ([`CONNECT_QUEUE`], [`LINK_QUEUE_BYTES`]); one frame always fits into an
 //! empty queue. A relayed stream never takes direct writes: the writer
 //! writes (and counts) every byte that crosses a relay.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -50,6 +57,10 @@ const IDLE_SCRATCH: usize = 64 * 1024;
 /// it goes to the queue, and the writer sends the burst in one write.
 const BURST_GAP: Duration = Duration::from_micros(5);
 
+/// Serials of outlets: a request awaited from a peer names the outlet its
+/// frame went to, so it fails when that outlet's stream ends.
+static SERIALS: AtomicU64 = AtomicU64::new(1);
+
 /// Why the outlet did not take a frame.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -59,19 +70,36 @@ pub enum Refused {
     Closed,
 }
 
+/// Whether `frame` answers a request (a response or a failure): sent twice,
+/// the second copy finds no awaited request at the asker and is dropped.
+fn is_answer(frame: &Frame) -> bool {
+    match frame {
+        Frame::Deliver(km) => !km.is_request(),
+        Frame::Failed { .. } => true,
+        Frame::Hello(_) | Frame::Moved => false,
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     /// The stream, while it is free for the routing call to write to. The
     /// writer holds it otherwise (writing, relayed, or moving).
     stream: Option<Pipe>,
-    /// Encoded frames for the writer, in order.
+    /// Encoded bytes for the writer, in order: first what a direct write
+    /// left unwritten, then the frames of `frames`.
     queue: Vec<u8>,
-    /// Weight and number of the frames in `queue` (their bounds).
+    /// The frames encoded in `queue` (never written): if the stream breaks
+    /// they go again on the next one (`carry`).
+    frames: Vec<Frame>,
+    /// Weight of `frames` (their byte bound).
     weight: usize,
-    frames: usize,
+    /// Answers handed to the stream and not known flushed (a direct write
+    /// whose flush did not complete, the batch the writer writes): carried
+    /// with the queue if the stream breaks.
+    unsettled: Vec<Frame>,
     /// A routing call's flush did not complete; the writer finishes it.
     flush: bool,
-    /// A routing call's write failed: the stream is dead.
+    /// A routing call's write failed, or the stream was ended: it is dead.
     broken: bool,
     /// The writer ended.
     closed: bool,
@@ -102,16 +130,28 @@ impl Inner {
 }
 
 /// See the module doc.
-#[derive(Default)]
 pub struct Outlet {
     inner: Mutex<Inner>,
     /// Wakes the writer: frames queued, a flush owed, or the stream broke.
     wake: Notify,
+    serial: u64,
+}
+
+impl Default for Outlet {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            wake: Notify::new(),
+            serial: SERIALS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 impl std::fmt::Debug for Outlet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outlet").finish_non_exhaustive()
+        f.debug_struct("Outlet")
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,7 +163,7 @@ pub enum Work {
     Flush,
     /// Nothing to do: the stream is parked in the outlet (or kept).
     Idle,
-    /// The stream broke under a routing call's write.
+    /// The stream broke under a routing call's write, or was ended.
     Broken,
 }
 
@@ -135,10 +175,14 @@ impl Outlet {
         outlet
     }
 
-    /// From the next frame on, pack with a fresh address table: the
-    /// writer moved to a new packed stream, whose reader starts empty.
-    /// Frames queued before were encoded plain and read the same anywhere.
-    pub fn pack(&self) {
+    /// This outlet's serial, unique in the process (never 0).
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// From the next frame on, pack with a fresh address table (a new
+    /// packed stream, whose reader starts empty).
+    fn pack(&self) {
         self.lock().packer = Some(Packer::default());
     }
 
@@ -147,13 +191,14 @@ impl Outlet {
     }
 
     /// Send `frame`: written now if the stream is free, else queued for the
-    /// writer. A full queue is refused at once.
-    pub fn send(&self, frame: &Frame) -> Result<(), Refused> {
-        let weight = frame.weight();
+    /// writer. A full queue is refused at once; a refused frame comes back
+    /// (moved back, not boxed: refusals are rare, sends are the hot path).
+    #[allow(clippy::result_large_err)]
+    pub fn send(&self, frame: Frame) -> Result<(), (Refused, Frame)> {
         let mut inner = self.lock();
         let inner = &mut *inner;
         if inner.closed || inner.broken {
-            return Err(Refused::Closed);
+            return Err((Refused::Closed, frame));
         }
         let now = Instant::now();
         let apart = inner
@@ -162,11 +207,11 @@ impl Outlet {
         if inner.queue.is_empty() && inner.stream.is_some() && apart {
             inner.last_direct = Some(now);
             inner.scratch.clear();
-            if !inner.encode(frame, false) {
-                return Err(self.broke(inner));
+            if !inner.encode(&frame, false) {
+                return Err((self.broke(inner), frame));
             }
             let Some(stream) = inner.stream.as_mut() else {
-                return Err(self.broke(inner));
+                return Err((self.broke(inner), frame));
             };
             let lane = stream.is_lane();
             let (written, flushed) = match write_now(stream, &inner.scratch) {
@@ -179,37 +224,68 @@ impl Outlet {
                     // whole, so the peer cannot have read it: the caller
                     // sends it again on a new stream. (A libp2p stream may
                     // have taken its bytes: it is not sent twice.)
-                    return if lane { Err(Refused::Closed) } else { Ok(()) };
+                    return if lane {
+                        Err((Refused::Closed, frame))
+                    } else {
+                        Ok(())
+                    };
                 }
             };
             if written < inner.scratch.len() {
                 inner.queue.extend_from_slice(&inner.scratch[written..]);
-                inner.weight += weight;
-                inner.frames += 1;
                 self.wake.notify_one();
             } else if !flushed {
                 inner.flush = true;
                 self.wake.notify_one();
+            }
+            if written < inner.scratch.len() || !flushed {
+                if is_answer(&frame) {
+                    inner.unsettled.push(frame);
+                }
+            } else if !inner.unsettled.is_empty() {
+                // Flushed: what was written before is out too.
+                inner.unsettled.clear();
             }
             if inner.scratch.capacity() > IDLE_SCRATCH {
                 inner.scratch = Vec::new();
             }
             return Ok(());
         }
+        let weight = frame.weight();
         let over_bytes = inner.weight > 0 && inner.weight + weight > LINK_QUEUE_BYTES;
-        if inner.frames >= CONNECT_QUEUE || over_bytes {
-            return Err(Refused::Full);
+        if inner.frames.len() >= CONNECT_QUEUE || over_bytes {
+            return Err((Refused::Full, frame));
         }
         let first = inner.queue.is_empty();
-        if !inner.encode(frame, true) {
-            return Err(self.broke(inner));
+        if !inner.encode(&frame, true) {
+            return Err((self.broke(inner), frame));
         }
+        inner.frames.push(frame);
         inner.weight += weight;
-        inner.frames += 1;
         if first {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Queue `frames` behind what is queued, past the bounds (they were
+    /// admitted by a link's queue, bounded the same): a link that comes up
+    /// hands its queue over this way, in order. On an ended outlet they
+    /// stay queued, to be carried on.
+    pub fn enqueue(&self, frames: Vec<Frame>) {
+        if frames.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        for frame in frames {
+            if !inner.encode(&frame, true) {
+                inner.broken = true;
+            }
+            inner.weight += frame.weight();
+            inner.frames.push(frame);
+        }
+        self.wake.notify_one();
     }
 
     /// A frame could not be encoded onto a packed stream: the reader's
@@ -221,11 +297,26 @@ impl Outlet {
     }
 
     /// End the stream from outside (its lane's peer is gone): the writer
-    /// sees it broken and ends.
+    /// sees it broken and ends. The queue stays, to be carried.
     pub fn end(&self) {
         let mut inner = self.lock();
         inner.broken = true;
         self.wake.notify_one();
+    }
+
+    /// End the stream and take what must go again on the next one, in
+    /// order: the answers handed to it but not known flushed (sent twice
+    /// at worst, and a second answer is dropped), then the frames queued
+    /// behind it (never written). The outlet takes no more frames.
+    pub fn carry(&self) -> Vec<Frame> {
+        let mut inner = self.lock();
+        inner.broken = true;
+        self.wake.notify_one();
+        inner.queue = Vec::new();
+        inner.weight = 0;
+        let mut out = std::mem::take(&mut inner.unsettled);
+        out.append(&mut inner.frames);
+        out
     }
 
     /// Whether the writer ended.
@@ -239,14 +330,29 @@ impl Outlet {
         inner.closed || inner.broken
     }
 
-    /// The writer's next step. It holds `held` (or not): given queued bytes
-    /// it takes the stream back and swaps the queue into `batch`; with
-    /// nothing to do it parks the stream here for direct writes, unless
-    /// `keep` (a relayed stream, which only the writer writes).
-    pub fn next(&self, held: &mut Option<Pipe>, batch: &mut Vec<u8>, keep: bool) -> Work {
+    /// The writer's next step. It holds `held` (or not); `settled` says
+    /// it held the stream since its last call and that call's write or
+    /// flush completed, so everything handed to the stream is flushed. Given queued bytes it takes
+    /// the stream back and swaps the queue into `batch` (the answers among
+    /// its frames stay as unsettled, the rest go to `spent`, for the
+    /// writer to drop); with nothing to do it parks the stream here for
+    /// direct writes, unless `keep` (a relayed stream, which only the
+    /// writer writes).
+    pub fn next(
+        &self,
+        held: &mut Option<Pipe>,
+        batch: &mut Vec<u8>,
+        spent: &mut Vec<Frame>,
+        settled: bool,
+        keep: bool,
+    ) -> Work {
         let mut inner = self.lock();
+        let inner = &mut *inner;
         if inner.broken {
             return Work::Broken;
+        }
+        if settled {
+            inner.unsettled.clear();
         }
         if held.is_none() {
             *held = inner.stream.take();
@@ -254,7 +360,14 @@ impl Outlet {
         if !inner.queue.is_empty() {
             batch.clear();
             std::mem::swap(batch, &mut inner.queue);
-            (inner.weight, inner.frames, inner.flush) = (0, 0, false);
+            for frame in inner.frames.drain(..) {
+                if is_answer(&frame) {
+                    inner.unsettled.push(frame);
+                } else {
+                    spent.push(frame);
+                }
+            }
+            (inner.weight, inner.flush) = (0, false);
             return Work::Write;
         }
         if std::mem::take(&mut inner.flush) {
@@ -266,12 +379,34 @@ impl Outlet {
         Work::Idle
     }
 
-    /// Take the stream back from the outlet if it is parked there (to end
-    /// it, or to move): routing calls queue from now on.
-    pub fn hold(&self, held: &mut Option<Pipe>) {
+    /// Take the stream back to move to a new one that is `packed` (or
+    /// not): routing calls queue from now on, encoded for the new stream
+    /// (a fresh address table), and what was queued for the old stream is
+    /// swapped into `batch` (its frames into `spent`, answers kept as
+    /// unsettled), for the writer to write there before `Moved`.
+    pub fn hold_to_move(
+        &self,
+        held: &mut Option<Pipe>,
+        batch: &mut Vec<u8>,
+        spent: &mut Vec<Frame>,
+        packed: bool,
+    ) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
         if held.is_none() {
-            *held = self.lock().stream.take();
+            *held = inner.stream.take();
         }
+        batch.clear();
+        std::mem::swap(batch, &mut inner.queue);
+        for frame in inner.frames.drain(..) {
+            if is_answer(&frame) {
+                inner.unsettled.push(frame);
+            } else {
+                spent.push(frame);
+            }
+        }
+        (inner.weight, inner.flush) = (0, false);
+        inner.packer = packed.then(Packer::default);
     }
 
     /// Wait for work (a permit left by a send counts).
@@ -279,28 +414,18 @@ impl Outlet {
         self.wake.notified().await
     }
 
-    /// The writer ended: refuse every later frame, drop what is queued.
+    /// The writer ended: refuse every later frame. What is queued stays
+    /// for the link to carry to the next stream.
     pub fn close(&self) -> Option<Pipe> {
         let mut inner = self.lock();
         inner.closed = true;
-        inner.queue = Vec::new();
-        (inner.weight, inner.frames) = (0, 0);
         inner.stream.take()
     }
 
-    /// Decode the queued frames (tests).
+    /// The queued frames (tests).
     #[cfg(test)]
     pub fn queued(&self) -> Vec<Frame> {
-        let inner = self.lock();
-        let mut frames = Vec::new();
-        let mut unpacker = super::pack::Unpacker::default();
-        let mut at = 0;
-        while at + 4 <= inner.queue.len() {
-            let len = u32::from_be_bytes(inner.queue[at..at + 4].try_into().unwrap()) as usize;
-            frames.push(unpacker.decode(&inner.queue[at + 4..at + 4 + len]).unwrap());
-            at += 4 + len;
-        }
-        frames
+        self.lock().frames.clone()
     }
 }
 

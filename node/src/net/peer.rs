@@ -20,7 +20,7 @@
 //! peer has at most [`MAX_INBOUND_STREAMS_PER_PEER`] inbound streams
 //! open. What a verified stream carries is handled in `inbound`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,30 +64,76 @@ const STALL_CHECK: Duration = Duration::from_millis(500);
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The order in which one peer's inbound streams are read: one at a time,
-/// oldest first. A waiting stream watches the reading one's progress.
+/// in the order they were sent. A libp2p stream takes its [`Ticket`] when
+/// accepted, before its `Hello`. A lane replaces the direct libp2p stream
+/// that ended with `Moved`, but may reach us first (its handshake can beat
+/// that stream's delivery): the n-th lane takes its ticket only once the
+/// n-th such `Moved` was read. A waiting stream watches the reading one's
+/// progress, and cuts it if it stalls.
 #[derive(Default)]
 pub struct ReadOrder {
-    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Tickets of the streams not done yet; the lowest holds the turn.
+    live: Mutex<BTreeSet<u64>>,
+    next: AtomicU64,
+    /// Wakes waiting streams when a ticket is done or a stream moved.
+    done: tokio::sync::Notify,
+    /// Direct libp2p streams read to their `Moved` (each moved to a lane),
+    /// and lanes that said hello: the n-th lane reads after the n-th move.
+    moves: AtomicU64,
+    lanes: AtomicU64,
     /// Bytes read by the stream holding the turn, plus one per hand-over.
     progress: AtomicU64,
     /// Wakes the stream holding the turn to give it up.
     holder: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
+/// A stream's place in its peer's [`ReadOrder`]; dropped, the turn passes
+/// on.
+pub struct Ticket {
+    order: Arc<ReadOrder>,
+    number: u64,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.order.lock_live().remove(&self.number);
+        self.order.done.notify_waiters();
+    }
+}
+
 impl ReadOrder {
-    /// Wait for our turn to read. An older stream that stalls for
-    /// [`REPLACE_STALL`], or still reads after [`REPLACE_WAIT`], is told to
-    /// stop; it gives the turn up at once.
-    async fn wait_turn(&self) -> (tokio::sync::OwnedMutexGuard<()>, bool) {
-        let turn = self.turn.clone().lock_owned();
-        tokio::pin!(turn);
+    /// A place behind every stream of this peer accepted so far.
+    pub fn ticket(self: &Arc<Self>) -> Ticket {
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock_live().insert(number);
+        Ticket {
+            order: self.clone(),
+            number,
+        }
+    }
+
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wait for `ticket`'s turn to read; true if an older stream was cut.
+    /// An older stream that stalls for [`REPLACE_STALL`], or still reads
+    /// after [`REPLACE_WAIT`], is told to stop; it gives the turn up at
+    /// once.
+    async fn wait_turn(&self, ticket: &Ticket) -> bool {
         let started = tokio::time::Instant::now();
         let mut seen = self.progress.load(Ordering::Relaxed);
         let mut quiet_since = started;
         let mut cut = false;
         loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.lock_live().first() == Some(&ticket.number) {
+                return cut;
+            }
             tokio::select! {
-                turn = &mut turn => return (turn, cut),
+                _ = &mut done => {}
                 _ = tokio::time::sleep(STALL_CHECK) => {
                     let now = self.progress.load(Ordering::Relaxed);
                     if now != seen {
@@ -96,6 +142,44 @@ impl ReadOrder {
                     if quiet_since.elapsed() >= REPLACE_STALL || started.elapsed() >= REPLACE_WAIT {
                         cut = true;
                         self.stop_holder();
+                    }
+                }
+            }
+        }
+    }
+
+    /// A direct libp2p stream read its `Moved`: the lane it moved to reads.
+    fn moved(&self) {
+        self.moves.fetch_add(1, Ordering::Relaxed);
+        self.done.notify_waiters();
+    }
+
+    /// A lane said hello: wait for the `Moved` of the stream it replaces
+    /// before it takes its place. A stream holding the turn that stalls
+    /// for [`REPLACE_STALL`] meanwhile is cut, and the lane goes on.
+    async fn wait_move(&self) -> bool {
+        let index = self.lanes.fetch_add(1, Ordering::Relaxed) + 1;
+        let started = tokio::time::Instant::now();
+        let mut seen = self.progress.load(Ordering::Relaxed);
+        let mut quiet_since = started;
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.moves.load(Ordering::Relaxed) >= index {
+                return false;
+            }
+            tokio::select! {
+                _ = &mut done => {}
+                _ = tokio::time::sleep(STALL_CHECK) => {
+                    let now = self.progress.load(Ordering::Relaxed);
+                    if now != seen {
+                        (seen, quiet_since) = (now, tokio::time::Instant::now());
+                    }
+                    if quiet_since.elapsed() >= REPLACE_STALL || started.elapsed() >= REPLACE_WAIT {
+                        self.stop_holder();
+                        self.moves.fetch_max(index, Ordering::Relaxed);
+                        return true;
                     }
                 }
             }
@@ -159,6 +243,10 @@ impl Kind {
         self != Kind::Plain
     }
 }
+
+/// What a writer is handed to move to: a stream, what it carries, and on
+/// a lane a second handle on its socket that sees the lane end.
+pub type Switch = (Pipe, Kind, Option<tokio::net::TcpStream>);
 
 /// Open a message stream to `peer`: offering a lane, else packed, if it
 /// speaks those protocols (a direct connection only: a relayed stream may
@@ -306,9 +394,12 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
 }
 
 /// The stream to `peer` is open; if we know its name, its link is live.
+/// If its writer ended meanwhile, the link connects again.
 fn promote(shared: &Shared, peer: PeerId, outlet: Arc<Outlet>) {
     if let Some(name) = shared.book.name_of(&peer) {
-        shared.links.connected(&name, peer, outlet);
+        if !shared.links.connected(&name, peer, outlet) {
+            shared.connect(&name);
+        }
     }
 }
 
@@ -347,7 +438,7 @@ pub fn upgrade(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
                 tokio::time::timeout(shared.dial_timeout, open_stream(&mut control, peer, false))
                     .await;
             let moved = match opened {
-                Ok(Ok(opened)) => switch.send(opened).await.is_ok(),
+                Ok(Ok((stream, kind))) => switch.send((stream, kind, None)).await.is_ok(),
                 Ok(Err(e)) => {
                     debug!(%peer, "no direct stream: {e}");
                     false
@@ -390,8 +481,8 @@ pub fn to_lane(shared: &Arc<Shared>, peer: PeerId) {
         async move {
             let dial = lane::dial(&shared.keypair, addr, peer);
             let moved = match tokio::time::timeout(shared.dial_timeout, dial).await {
-                Ok(Ok(io)) => {
-                    let lane = (Pipe::Lane(Box::new(io)), Kind::Packed);
+                Ok(Ok((io, watch))) => {
+                    let lane = (Pipe::Lane(Box::new(io)), Kind::Packed, Some(watch));
                     switch.send(lane).await.is_ok()
                 }
                 Ok(Err(why)) => {
@@ -431,7 +522,7 @@ impl Writer {
         mut stream: Pipe,
         kind: Kind,
         outlet: Arc<Outlet>,
-        mut switch: tokio::sync::mpsc::Receiver<(Pipe, Kind)>,
+        mut switch: tokio::sync::mpsc::Receiver<Switch>,
     ) {
         let Self {
             shared,
@@ -444,37 +535,65 @@ impl Writer {
         // The stream, while this task holds it; else it is parked in the
         // outlet for routing calls to write to.
         let mut held = Some(stream);
+        // Frames of the batch taken, dropped outside the outlet's lock.
+        let mut spent = Vec::new();
+        // The last write or flush completed (the stream held since).
+        let mut settled = false;
         // The libp2p stream a lane replaced (see `move_stream`).
         let mut anchor = None;
+        // On a lane, a second handle on its socket: the peer never writes
+        // to our lane, so a read that ends means the lane is gone, even
+        // while we have nothing to write.
+        let mut watch: Option<tokio::net::TcpStream> = None;
         while ok {
-            let work = outlet.next(&mut held, &mut batch, relayed);
+            let work = outlet.next(&mut held, &mut batch, &mut spent, settled, relayed);
+            spent.clear();
+            settled = false;
             match (work, held.as_mut()) {
                 (Work::Broken, _) | (Work::Write | Work::Flush, None) => ok = false,
                 (Work::Write, Some(stream)) => {
                     ok = write(&shared, stream, &batch, relayed).await;
+                    settled = ok;
                     if batch.capacity() > IDLE_BATCH {
                         batch = Vec::new();
                     }
+                    if spent.capacity() > outlet::CONNECT_QUEUE {
+                        spent = Vec::new();
+                    }
                 }
-                (Work::Flush, Some(stream)) => ok = stream.flush().await.is_ok(),
+                (Work::Flush, Some(stream)) => {
+                    ok = stream.flush().await.is_ok();
+                    settled = ok;
+                }
                 (Work::Idle, _) => {
                     tokio::select! {
                         biased;
-                        Some((direct, kind)) = switch.recv() => {
-                            outlet.hold(&mut held);
-                            let Some(old) = held.take() else {
+                        Some((direct, kind, lane)) = switch.recv() => {
+                            // What was queued for the old stream ends it;
+                            // from now on frames are encoded for the new one.
+                            outlet.hold_to_move(&mut held, &mut batch, &mut spent, kind.packed());
+                            spent.clear();
+                            let Some(mut old) = held.take() else {
                                 ok = false;
                                 continue;
                             };
+                            if !batch.is_empty() && !write(&shared, &mut old, &batch, relayed).await {
+                                ok = false;
+                                continue;
+                            }
                             held = Some(direct);
                             ok = move_stream(&shared, peer, old, &mut held, &mut anchor, relayed, kind).await;
                             relayed = false;
-                            if kind.packed() {
-                                // Frames queued so far were encoded plain.
-                                outlet.pack();
+                            if lane.is_some() {
+                                watch = lane;
                             }
                         }
                         _ = outlet.notified() => {}
+                        _ = lane::ended(watch.as_ref()) => {
+                            debug!(%peer, "our lane to this peer was closed or reset");
+                            watch = None;
+                            outlet.end();
+                        }
                     }
                 }
             }
@@ -482,6 +601,7 @@ impl Writer {
         debug!(%peer, "outbound stream closed");
         drop(outlet.close());
         drop(held);
+        drop(watch);
         drop(anchor);
         {
             let mut outbound = shared.outbound.lock().unwrap_or_else(|e| e.into_inner());
@@ -491,8 +611,12 @@ impl Writer {
             }
         }
         let name = shared.book.name_of(&peer);
-        let orphans = shared.links.writer_ended(&peer, &outlet, name.as_deref());
+        let (orphans, again) = shared.links.writer_ended(&outlet, name.as_deref());
         shared.fail_orphans(orphans, "the connection to the peer closed");
+        if let (true, Some(name)) = (again, name) {
+            // Frames queued behind the ended stream go on a new one.
+            shared.connect(&name);
+        }
     }
 }
 
@@ -582,12 +706,16 @@ pub async fn accept_loop(shared: Arc<Shared>, controls: Controls, relayed: bool)
     );
     while let Some((peer, stream, kind)) = incoming.next().await {
         let span = tracing::info_span!("peer", %peer);
+        // Its place in the peer's read order is taken now, in arrival order.
+        let ticket = shared.read_order(peer).ticket();
         let read = read_loop(
             shared.clone(),
             controls.clone(),
             peer,
             Pipe::Stream(stream),
             kind,
+            relayed,
+            Some(ticket),
         );
         tokio::spawn(read.instrument(span));
     }
@@ -623,7 +751,8 @@ pub async fn accept_lanes(
             match accepted {
                 Ok(lane::Accepted { peer, io, slot }) => {
                     let span = tracing::info_span!("peer", %peer);
-                    let read = read_loop(shared, controls, peer, Pipe::Lane(io), Kind::Packed);
+                    let lane = Pipe::Lane(io);
+                    let read = read_loop(shared, controls, peer, lane, Kind::Packed, false, None);
                     read.instrument(span).await;
                     drop(slot);
                 }
@@ -636,14 +765,19 @@ pub async fn accept_lanes(
     }
 }
 
-/// Read one inbound message stream of `kind`: only a packed kind may
-/// carry packed frames, and only a lane-offering one starts with an offer.
+/// Read one inbound message stream of `kind` (over a relay if `relayed`):
+/// only a packed kind may carry packed frames, and only a lane-offering one
+/// starts with an offer. A libp2p stream comes with its place in the read
+/// order (`ticket`); a lane takes one after the move to it (see
+/// [`ReadOrder`]).
 async fn read_loop(
     shared: Arc<Shared>,
     controls: Controls,
     peer: PeerId,
     mut stream: Pipe,
     kind: Kind,
+    relayed: bool,
+    ticket: Option<Ticket>,
 ) {
     let Some(_slot) = shared.inbound.take(peer) else {
         refused(&shared);
@@ -704,8 +838,16 @@ async fn read_loop(
     }
     // Read only once the stream this one replaces (if any) was read to
     // its `Moved` or end, or cut: frames keep their order across a move.
-    let order = shared.read_order(peer);
-    let (turn, cut) = order.wait_turn().await;
+    let (ticket, mut cut) = match ticket {
+        Some(ticket) => (ticket, false),
+        None => {
+            let order = shared.read_order(peer);
+            let cut = order.wait_move().await;
+            (order.ticket(), cut)
+        }
+    };
+    let order = ticket.order.clone();
+    cut |= order.wait_turn(&ticket).await;
     if cut {
         warn!(%peer, %name, "an older stream from this peer stalled; it was cut");
     }
@@ -737,7 +879,13 @@ async fn read_loop(
             }
         };
         match read {
-            Ok(Frame::Moved) => break,
+            Ok(Frame::Moved) => {
+                if !on_lane && !relayed {
+                    // Moved off a direct stream: onto a lane.
+                    order.moved();
+                }
+                break;
+            }
             Ok(frame) => {
                 if !inbound::on_frame(&shared, &name, frame) {
                     refused(&shared);
@@ -768,7 +916,7 @@ async fn read_loop(
         }
     }
     order.release(&stop);
-    drop(turn);
+    drop(ticket);
     close_soon(stream);
 }
 

@@ -62,8 +62,9 @@ pub(crate) fn ping(our: &Address, asker: u64, args: PingArgs) {
 /// `bench_blast`: `count` fire-and-forget `{"seq": i}` in windows of
 /// `window`, each window closed by an `{"echo": null}` request whose
 /// response lets the next window go (so the target's mailbox never
-/// overflows). Answers `{"count", "total_ns", "errors"}`, where `errors`
-/// counts refused sends and failed barriers.
+/// overflows). Answers `{"count", "total_ns", "errors", "refused"}`, where
+/// `errors` counts refused sends and failed barriers, `refused` the sends
+/// alone (a refused message never arrives; any other missing one was lost).
 pub(crate) fn blast(our: &Address, asker: u64, args: BlastArgs) {
     let target = match resolve(our, &args.target) {
         Ok(target) => target,
@@ -74,13 +75,14 @@ pub(crate) fn blast(our: &Address, asker: u64, args: BlastArgs) {
     let barrier = json!({"echo": null}).to_string().into_bytes();
     hearth_sdk::spawn_task(async move {
         let start = Instant::now();
-        let mut errors = 0u64;
+        let (mut errors, mut refused) = (0u64, 0u64);
         let mut next = 0;
         while next < args.count {
             let end = args.count.min(next + window);
             for i in next..end {
                 if Request::to(&target).body(seq_body(i)).send().is_err() {
                     errors += 1;
+                    refused += 1;
                 }
             }
             next = end;
@@ -95,7 +97,7 @@ pub(crate) fn blast(our: &Address, asker: u64, args: BlastArgs) {
         let total_ns = nanos(start);
         reply(
             asker,
-            &json!({"count": args.count, "total_ns": total_ns, "errors": errors}),
+            &json!({"count": args.count, "total_ns": total_ns, "errors": errors, "refused": refused}),
         );
     });
 }
