@@ -14,7 +14,7 @@ use super::wire::{Access, HttpServerError, HttpServerReply, HttpServerRequest, P
 use super::ws::WsHub;
 use crate::kernel::FastMap;
 use crate::native::{Now, Reply, ReplyFuture, Service};
-use crate::types::{KernelMessage, ProcessId};
+use crate::types::{Address, KernelMessage, ProcessId};
 
 pub use super::common::server_id as process_id;
 
@@ -101,13 +101,22 @@ fn match_segments<'p>(segments: &[Segment], path: &'p str) -> Option<Params<'p>>
 /// Paths bound by each process, below `/<process-id>`.
 #[derive(Default)]
 pub struct BindingTable {
-    by_process: RwLock<FastMap<ProcessId, Vec<Binding>>>,
+    /// Keyed by the text of the process id, as a request's path names it:
+    /// a request finds its process, with the address to ask, without
+    /// parsing an id or building an address.
+    by_process: RwLock<FastMap<Box<str>, Owner>>,
     /// Whether each package asked for its own origin (`pkg/ui.json`), read
     /// once; forgotten with the package's bindings and when one of its
     /// processes binds (a new version starting). Keyed by the package's
     /// and publisher's names as a process id shares them, so a request
     /// looks its package up without building `package:publisher`.
     isolated: RwLock<FastMap<PackageKey, bool>>,
+}
+
+/// A process that bound paths: its address and its bindings.
+struct Owner {
+    address: Address,
+    bindings: Vec<Binding>,
 }
 
 /// (package, publisher) of a process id.
@@ -118,9 +127,10 @@ fn package_key(process: &ProcessId) -> PackageKey {
 }
 
 impl BindingTable {
+    /// Bind `pattern` for the local process at `owner`.
     pub fn bind(
         &self,
-        owner: &ProcessId,
+        owner: &Address,
         pattern: &str,
         access: Access,
         websocket: bool,
@@ -129,9 +139,15 @@ impl BindingTable {
         self.isolated
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&package_key(owner));
+            .remove(&package_key(&owner.process));
         let mut table = self.by_process.write().unwrap_or_else(|e| e.into_inner());
-        let list = table.entry(owner.clone()).or_default();
+        let list = &mut table
+            .entry(owner.process.to_string().into())
+            .or_insert_with(|| Owner {
+                address: owner.clone(),
+                bindings: Vec::new(),
+            })
+            .bindings;
         list.retain(|b| b.segments != segments);
         if list.len() >= MAX_BINDINGS_PER_PROCESS {
             return Err(HttpServerError::BadRequest(format!(
@@ -149,17 +165,19 @@ impl BindingTable {
             access,
             websocket,
         });
-        debug!(%owner, pattern, ?access, websocket, "bound");
+        debug!(owner = %owner.process, pattern, ?access, websocket, "bound");
         Ok(0)
     }
 
     pub fn unbind(&self, owner: &ProcessId, pattern: &str) -> HttpServerReply {
         let segments = parse_pattern(pattern)?;
         let mut table = self.by_process.write().unwrap_or_else(|e| e.into_inner());
-        let list = table.entry(owner.clone()).or_default();
-        let before = list.len();
-        list.retain(|b| b.segments != segments);
-        Ok((before - list.len()) as u64)
+        let Some(owner) = table.get_mut(owner.to_string().as_str()) else {
+            return Ok(0);
+        };
+        let before = owner.bindings.len();
+        owner.bindings.retain(|b| b.segments != segments);
+        Ok((before - owner.bindings.len()) as u64)
     }
 
     /// Drop every binding of the processes of `package_id`
@@ -174,7 +192,7 @@ impl BindingTable {
         self.by_process
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|owner, _| owner.package_id() != package_id);
+            .retain(|_, owner| owner.address.process.package_id() != package_id);
     }
 
     /// Whether the package of `process` is isolated, if known.
@@ -194,29 +212,34 @@ impl BindingTable {
             .insert(package_key(process), isolated);
     }
 
-    /// The first binding of `owner` matching `path` (literal segments
+    /// The process whose id's text is `owner`, if it bound paths: its
+    /// address, and its first binding matching `path` (literal segments
     /// before parameters: bindings are tried most specific first).
-    pub fn find<'p>(&self, owner: &ProcessId, path: &'p str) -> Option<Matched<'p>> {
+    pub fn lookup<'p>(&self, owner: &str, path: &'p str) -> Option<(Address, Option<Matched<'p>>)> {
         let table = self.by_process.read().unwrap_or_else(|e| e.into_inner());
+        let owner = table.get(owner)?;
         let mut best: Option<(usize, Matched)> = None;
-        for b in table.get(owner)? {
+        for b in &owner.bindings {
             if best.as_ref().is_some_and(|(l, _)| b.literals <= *l) {
                 continue;
             }
             if let Some(params) = match_segments(&b.segments, path) {
-                let literals = b.literals;
-                {
-                    let m = Matched {
-                        pattern: b.pattern.clone(),
-                        access: b.access,
-                        websocket: b.websocket,
-                        params,
-                    };
-                    best = Some((literals, m));
-                }
+                let m = Matched {
+                    pattern: b.pattern.clone(),
+                    access: b.access,
+                    websocket: b.websocket,
+                    params,
+                };
+                best = Some((b.literals, m));
             }
         }
-        best.map(|(_, m)| m)
+        Some((owner.address.clone(), best.map(|(_, m)| m)))
+    }
+
+    /// The first binding of `owner` matching `path`
+    /// ([`BindingTable::lookup`] by process id).
+    pub fn find<'p>(&self, owner: &ProcessId, path: &'p str) -> Option<Matched<'p>> {
+        self.lookup(&owner.to_string(), path)?.1
     }
 }
 
@@ -231,16 +254,17 @@ pub struct HttpServerService {
 impl HttpServerService {
     fn apply(
         &self,
-        owner: &ProcessId,
+        source: &Address,
         request: HttpServerRequest,
         payload: Vec<u8>,
     ) -> HttpServerReply {
+        let owner = &source.process;
         match request {
             HttpServerRequest::Bind { path, access } => {
-                self.bindings.bind(owner, &path, access, false)
+                self.bindings.bind(source, &path, access, false)
             }
             HttpServerRequest::BindWs { path, access } => {
-                self.bindings.bind(owner, &path, access, true)
+                self.bindings.bind(source, &path, access, true)
             }
             HttpServerRequest::Unbind { path } => self.bindings.unbind(owner, &path),
             HttpServerRequest::WsPush { conn, binary } => {
@@ -271,7 +295,7 @@ impl HttpServerService {
             match serde_json::from_slice::<HttpServerRequest>(body) {
                 Ok(request) => {
                     let payload = km.blob.map(|b| b.bytes).unwrap_or_default();
-                    self.apply(&km.source.process, request, payload)
+                    self.apply(&km.source, request, payload)
                 }
                 Err(e) => Err(HttpServerError::BadRequest(e.to_string())),
             }
@@ -310,11 +334,12 @@ mod tests {
     fn patterns_capture_params_and_rest() {
         let t = BindingTable::default();
         let p: ProcessId = "chat:chat:demo.os".parse().unwrap();
-        t.bind(&p, "/api/rooms/:room", Access::Authenticated, false)
+        let a = Address::new("a.os", p.clone());
+        t.bind(&a, "/api/rooms/:room", Access::Authenticated, false)
             .unwrap();
-        t.bind(&p, "/api/rooms/lobby", Access::Public, false)
+        t.bind(&a, "/api/rooms/lobby", Access::Public, false)
             .unwrap();
-        t.bind(&p, "/files/*rest", Access::Public, false).unwrap();
+        t.bind(&a, "/files/*rest", Access::Public, false).unwrap();
         let m = t.find(&p, "/api/rooms/kitchen").unwrap();
         assert_eq!(m.params.get("room"), Some("kitchen"));
         assert_eq!(
@@ -327,9 +352,19 @@ mod tests {
         );
         assert!(t.find(&p, "/api/rooms").is_none());
         assert!(t.find(&p, "/api/rooms/a/b").is_none());
-        assert!(t.bind(&p, "no-slash", Access::Public, false).is_err());
-        assert!(t.bind(&p, "/a/*x/b", Access::Public, false).is_err());
+        assert!(t.bind(&a, "no-slash", Access::Public, false).is_err());
+        assert!(t.bind(&a, "/a/*x/b", Access::Public, false).is_err());
         assert_eq!(t.unbind(&p, "/files/*rest"), Ok(1));
+        // By the id's text, as a request names it: the owner's address
+        // and the match; another process, or another spelling, finds none.
+        let (owner, m) = t.lookup("chat:chat:demo.os", "/api/rooms/lobby").unwrap();
+        assert_eq!((owner, m.unwrap().access), (a, Access::Public));
+        assert!(t
+            .lookup("chat:chat:demo.os", "/nothing")
+            .unwrap()
+            .1
+            .is_none());
+        assert!(t.lookup("Chat:chat:demo.os", "/api/rooms/lobby").is_none());
     }
 
     /// Parameters encode as a JSON object, each name once: a name the
@@ -338,8 +373,9 @@ mod tests {
     fn params_are_an_object_with_each_name_once() {
         let t = BindingTable::default();
         let p: ProcessId = "chat:chat:demo.os".parse().unwrap();
-        t.bind(&p, "/a/:x/:x", Access::Public, false).unwrap();
-        t.bind(&p, "/f/:id/*rest", Access::Public, false).unwrap();
+        let a = Address::new("a.os", p.clone());
+        t.bind(&a, "/a/:x/:x", Access::Public, false).unwrap();
+        t.bind(&a, "/f/:id/*rest", Access::Public, false).unwrap();
         let m = t.find(&p, "/a/1/2").unwrap();
         assert_eq!(m.params.get("x"), Some("2"));
         assert_eq!(serde_json::to_string(&m.params).unwrap(), r#"{"x":"2"}"#);

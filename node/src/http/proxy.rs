@@ -25,7 +25,7 @@ use super::origin::{same_origin_of, Refused, Site};
 use super::wire::{Access, HttpAnswerRef, HttpEventRef, IncomingHttpRef, Params};
 use super::ws::{run_connection, Opening, READ_BUFFER_BYTES};
 use super::{ui, Http, HttpState};
-use crate::types::{Blob, Message, ProcessId, SendErrorKind};
+use crate::types::{Address, Blob, Message, ProcessId, SendErrorKind};
 
 fn plain(status: StatusCode, text: &str) -> Response {
     (
@@ -115,8 +115,18 @@ pub async fn app(state: Http, peer: SocketAddr, request: Request) -> Response {
         Some(i) => (&trimmed[..i], &trimmed[i..]),
         None => (trimmed, ""),
     };
-    let Ok(process) = first.parse::<ProcessId>() else {
-        return plain(StatusCode::NOT_FOUND, "not found");
+    // A process that bound paths is found by the text of its id, with
+    // its address and the match; any other is parsed.
+    let (owner, matched) = match state.web.bindings.lookup(first, rest) {
+        Some((address, matched)) => (Some(address), matched),
+        None => (None, None),
+    };
+    let process = match &owner {
+        Some(address) => address.process.clone(),
+        None => match first.parse::<ProcessId>() {
+            Ok(process) => process,
+            Err(_) => return plain(StatusCode::NOT_FOUND, "not found"),
+        },
     };
     if !state.services.kernel.is_running(&process) {
         return plain(StatusCode::NOT_FOUND, "no such app");
@@ -130,7 +140,7 @@ pub async fn app(state: Http, peer: SocketAddr, request: Request) -> Response {
         // Only isolated packages are served from their own origin.
         return plain(StatusCode::NOT_FOUND, "not found");
     }
-    if let Some(m) = state.web.bindings.find(&process, rest) {
+    if let (Some(m), Some(owner)) = (matched, owner) {
         let user = match admit(&state, m.access, peer, &parts.headers, &site, isolated) {
             Ok(user) => user,
             Err(denied) => return denied.into_response(),
@@ -147,7 +157,7 @@ pub async fn app(state: Http, peer: SocketAddr, request: Request) -> Response {
             query: &query,
             user,
         };
-        return forward(&state, process, bound, &parts, body).await;
+        return forward(&state, owner, bound, &parts, body).await;
     }
     if rest == "/our.js" {
         return ui::our_js(state.services.kernel.our(), Some(&process));
@@ -321,7 +331,7 @@ impl serde::Serialize for StrippedCookies<'_> {
 
 async fn forward(
     state: &HttpState,
-    process: ProcessId,
+    target: Address,
     bound: Bound<'_>,
     parts: &Parts,
     body: Body,
@@ -372,7 +382,6 @@ async fn forward(
         mime,
         bytes: bytes.to_vec(),
     });
-    let target = state.services.kernel.address(&process);
     let answer = state
         .web
         .server
