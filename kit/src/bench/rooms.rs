@@ -364,6 +364,14 @@ async fn measure(a: &Node, base: &std::path::Path, nodes: &mut Vec<Node>) -> Res
 
     let streamer = recorder(b, "stream", 4, &seen_tx)?;
     let next = subscribe(&streamer, &hub(b), &owner_addr, "stream", None).await?;
+    if let Ok(side) = std::env::var("KIT_BENCH_ROOMS_SOLO") {
+        let (to, body): (Address, Box<dyn Fn(u64) -> Vec<u8>>) = match side.as_str() {
+            "hub" => (hub(a), Box::new(body("stream"))),
+            "tell" => (to, Box::new(delivery("stream"))),
+            other => bail!("KIT_BENCH_ROOMS_SOLO={other}: expected hub or tell"),
+        };
+        return solo_stream(&side, &owner, &to, body, &mut rx, next).await;
+    }
     let rate = stream(&owner, &hub(a), body("stream"), &mut rx, next).await?;
     let base_rate = stream(&owner, &to, delivery("stream"), &mut rx, 1).await?;
 
@@ -425,6 +433,41 @@ async fn measure(a: &Node, base: &std::path::Path, nodes: &mut Vec<Node>) -> Res
         )
         .target(Better::Lower, 50.0),
     ])
+}
+
+/// Rounds of a solo stream window.
+const SOLO_ROUNDS: u64 = 10;
+
+/// `KIT_BENCH_ROOMS_SOLO=hub` or `=tell`: only the sustained two-node
+/// stream, through the hubs or as plain tells, for [`SOLO_ROUNDS`] rounds
+/// of [`STREAM`] events, the window marked on stderr, so a profiler
+/// (`perf record -p`) can cover one path alone.
+async fn solo_stream(
+    side: &str,
+    from: &NativeEndpoint,
+    to: &Address,
+    body: impl Fn(u64) -> Vec<u8>,
+    rx: &mut mpsc::Receiver<Seen>,
+    next: u64,
+) -> Result<Vec<Row>> {
+    // The baseline's events count from 1, the room's from its next seq.
+    let first = if side == "tell" { 1 } else { next };
+    stream(from, to, &body, rx, first).await?;
+    eprintln!(
+        "kit bench rooms: {side} stream starts (pid {})",
+        std::process::id()
+    );
+    let mut rates = Vec::new();
+    for round in 1..=SOLO_ROUNDS {
+        rates.push(stream(from, to, &body, rx, first + round * STREAM).await?);
+    }
+    eprintln!("kit bench rooms: {side} stream ends");
+    rates.sort_by(f64::total_cmp);
+    Ok(vec![Row::new(
+        format!("events per second, {side} alone, median of {SOLO_ROUNDS} rounds"),
+        "event/s",
+        percentile(&rates, 50.0),
+    )])
 }
 
 /// Median ms, over [`RESUMES`] rounds, from subscribing again after
