@@ -90,10 +90,15 @@ impl Link {
 
     /// Take the requests whose frames went to outlet `via`.
     fn orphans_of(&mut self, via: u64, orphans: &mut Orphans) {
+        self.take_where(|a| a.via == via, orphans);
+    }
+
+    /// Take the awaited requests `pick` chooses.
+    fn take_where(&mut self, pick: impl Fn(&Awaited) -> bool, orphans: &mut Orphans) {
         let gone: Vec<u64> = self
             .awaited
             .iter()
-            .filter(|(_, a)| a.via == via)
+            .filter(|(_, a)| pick(a))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -354,13 +359,16 @@ impl Links {
         (orphans, again)
     }
 
-    /// Every request awaiting an answer from `node`, taken (the link
-    /// stays): their answers may have been lost.
+    /// Every request sent to `node` and awaiting its answer, taken (the
+    /// link stays): their answers may have been lost. Requests still
+    /// queued (never written) stay: they go on the next stream, and the
+    /// peer has not run them.
     pub fn take_awaited(&self, node: &str) -> Orphans {
-        match self.lock().get_mut(node) {
-            Some(link) => link.awaited.drain().collect(),
-            None => Vec::new(),
+        let mut orphans = Vec::new();
+        if let Some(link) = self.lock().get_mut(node) {
+            link.take_where(|a| a.via != 0, &mut orphans);
         }
+        orphans
     }
 
     /// The writer of `outlet` ended: requests sent on its stream fail
@@ -485,6 +493,9 @@ mod tests {
         assert!(!links.is_connected("b.os"));
         assert_eq!(outlet.send(frame(9)).map_err(|e| e.0), Err(Refused::Closed));
         assert_eq!(links.send("b.os", frame(6), None), Ok(Sent::Queued));
+        // The lane from b.os breaks now: request 4, queued and never
+        // written, is not failed (b.os has not run it).
+        assert!(links.take_awaited("b.os").is_empty());
         let next = Arc::new(Outlet::default());
         assert!(links.connected("b.os", peer, next.clone()));
         assert_eq!(ids(&next.queued()), [4, 5, 6]);

@@ -222,13 +222,17 @@ impl Outlet {
                     self.wake.notify_one();
                     // On a lane this frame's Noise frame did not leave
                     // whole, so the peer cannot have read it: the caller
-                    // sends it again on a new stream. (A libp2p stream may
-                    // have taken its bytes: it is not sent twice.)
-                    return if lane {
-                        Err((Refused::Closed, frame))
-                    } else {
-                        Ok(())
-                    };
+                    // sends it again on a new stream. A libp2p stream may
+                    // have taken its bytes, so a message is not sent twice
+                    // there; an answer is kept to be carried, like every
+                    // answer not known flushed (a second copy is dropped).
+                    if lane {
+                        return Err((Refused::Closed, frame));
+                    }
+                    if is_answer(&frame) {
+                        inner.unsettled.push(frame);
+                    }
+                    return Ok(());
                 }
             };
             if written < inner.scratch.len() {
