@@ -151,18 +151,6 @@ impl Probe {
         if let Some(join) = hearth_sdk::rooms::join_request(&msg) {
             return rooms::answer_join(&msg, &join);
         }
-        if let Some(value) = plain_echo(msg.body()) {
-            if msg.expects_response().is_some() {
-                if let Err(error) = hearth_sdk::respond(msg.id(), value.to_vec()) {
-                    log::warn!("could not answer request {}: {error}", msg.id());
-                }
-            }
-            return;
-        }
-        if let Some(n) = plain_seq(msg.body()) {
-            self.seqs.record(n);
-            return reply_if_asked(&msg, &json!({"count": self.seqs.count}));
-        }
         let command = match msg.json::<Command>() {
             Ok(command) => command,
             Err(error) => {
@@ -231,35 +219,6 @@ impl Probe {
     }
 }
 
-/// The value of an `{"echo": V}` body, read in place, when its answer is
-/// that value's bytes unchanged: compact spelling, and `V` is `null` or a
-/// string with nothing to escape (what the benches send). Parsing it into
-/// a `Value` and writing it back would give the same bytes; any other
-/// body takes that general path.
-fn plain_echo(body: &[u8]) -> Option<&[u8]> {
-    let value = body.strip_prefix(br#"{"echo":"#)?.strip_suffix(b"}")?;
-    if value == b"null" {
-        return Some(value);
-    }
-    let text = value.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\';
-    (text.iter().all(plain) && std::str::from_utf8(text).is_ok()).then_some(value)
-}
-
-/// The number of a compact `{"seq": n}` body, read in place (the
-/// fire-and-forget benches send thousands of them); any other spelling,
-/// or a number JSON or `u64` would refuse, takes the general path.
-fn plain_seq(body: &[u8]) -> Option<u64> {
-    let digits = body.strip_prefix(br#"{"seq":"#)?.strip_suffix(b"}")?;
-    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        let d = u64::from(d.checked_sub(b'0').filter(|d| *d <= 9)?);
-        n.checked_mul(10)?.checked_add(d)
-    })
-}
-
 /// Allocates and touches `mb` MiB. Past the node's memory limit the
 /// allocation aborts, which traps the process: that is the point.
 fn alloc_mb(mb: u64) -> Value {
@@ -323,58 +282,6 @@ mod tests {
         let mut late = SeqCounter::default();
         late.record(3);
         assert_eq!(late.out_of_order, 1);
-    }
-
-    #[test]
-    fn a_plain_echo_is_read_in_place_with_the_bytes_a_parse_would_give() {
-        for body in [
-            r#"{"echo":null}"#,
-            r#"{"echo":"xxxx"}"#,
-            r#"{"echo":"é ü"}"#,
-            r#"{"echo":""}"#,
-        ] {
-            let value = plain_echo(body.as_bytes()).expect(body);
-            let parsed = hearth_sdk::json::from_bytes::<Command>(body.as_bytes());
-            let Ok(Command::Echo(parsed)) = parsed else {
-                panic!("{body} is no echo");
-            };
-            assert_eq!(value, hearth_sdk::json::to_bytes(&parsed).unwrap());
-        }
-        for body in [
-            r#"{"echo": null}"#,
-            r#"{"echo":"a\"b"}"#,
-            r#"{"echo":"a\\n"}"#,
-            r#"{"echo":{"a": 1}}"#,
-            r#"{"echo":1.0}"#,
-            r#"{"echo":"x"} "#,
-            r#"{"echo":"x""#,
-            "{\"echo\":\"\u{1}\"}",
-        ] {
-            assert_eq!(plain_echo(body.as_bytes()), None, "{body}");
-        }
-        assert_eq!(plain_echo(b"{\"echo\":\"\xff\"}"), None);
-    }
-
-    #[test]
-    fn a_plain_seq_is_read_in_place_as_a_parse_would_read_it() {
-        for n in [0, 7, 10, 12_345, u64::MAX] {
-            let body = crate::relay::seq_body(n);
-            assert_eq!(body, format!("{{\"seq\":{n}}}").into_bytes());
-            assert_eq!(plain_seq(&body), Some(n));
-            let parsed = hearth_sdk::json::from_bytes::<Command>(&body);
-            assert!(matches!(parsed, Ok(Command::Seq(m)) if m == n));
-        }
-        for body in [
-            r#"{"seq": 1}"#,
-            r#"{"seq":01}"#,
-            r#"{"seq":}"#,
-            r#"{"seq":-1}"#,
-            r#"{"seq":1.5}"#,
-            r#"{"seq":18446744073709551616}"#,
-            r#"{"seq":1} "#,
-        ] {
-            assert_eq!(plain_seq(body.as_bytes()), None, "{body}");
-        }
     }
 
     #[test]
