@@ -530,7 +530,7 @@ impl EventLoop {
                 // Frames queued behind the closed streams: dial again (they
                 // fail typed with the name if the peer is gone).
                 for name in again {
-                    self.connect(name);
+                    self.shared.redial(&name);
                 }
             }
             SwarmEvent::OutgoingConnectionError {

@@ -59,6 +59,9 @@ enum State {
 struct Link {
     state: State,
     awaited: HashMap<u64, Awaited>,
+    /// Streams in a row that ended with frames queued and none delivered
+    /// (see [`Links::redials`]).
+    redials: u32,
 }
 
 impl Default for Link {
@@ -66,6 +69,7 @@ impl Default for Link {
         Self {
             state: State::Connecting(Vec::new(), 0),
             awaited: HashMap::new(),
+            redials: 0,
         }
     }
 }
@@ -111,7 +115,14 @@ impl Link {
     /// Leave the broken outlet `old`: the frames queued behind its stream
     /// (never written) and then `more` wait for the next stream, in order.
     /// Empty, the link is done with (false).
+    /// A stream that delivered nothing counts toward the redial back-off;
+    /// one that did starts it over.
     fn carry(&mut self, old: &Outlet, more: Option<Frame>) -> bool {
+        self.redials = if old.delivered() {
+            0
+        } else {
+            self.redials.saturating_add(1)
+        };
         let mut queue = old.carry();
         queue.extend(more);
         self.retag(&queue, 0);
@@ -290,6 +301,7 @@ impl Links {
         // Checked under the table's lock: a writer that ends after this
         // finds the link on its outlet and carries the queue on.
         if outlet.is_closed() {
+            link.redials = link.redials.saturating_add(1);
             return false;
         }
         let new = State::Connected {
@@ -305,6 +317,14 @@ impl Links {
         link.retag(&queue, outlet.serial());
         outlet.enqueue(queue);
         true
+    }
+
+    /// Streams to `node` in a row that ended with frames still queued for
+    /// it and no write delivered: the caller waits longer before each
+    /// redial (a peer that resets our stream before reading would
+    /// otherwise make us reopen one every round trip).
+    pub fn redials(&self, node: &str) -> u32 {
+        self.lock().get(node).map_or(0, |l| l.redials)
     }
 
     pub fn is_connected(&self, node: &str) -> bool {
@@ -520,6 +540,44 @@ mod tests {
         assert_eq!(orphans.iter().map(|o| o.0).collect::<Vec<_>>(), [4]);
         assert!(!again);
         assert_eq!(links.send("b.os", frame(7), None), Ok(Sent::Connect));
+    }
+
+    #[test]
+    fn streams_that_end_undelivered_count_toward_the_redial_back_off() {
+        let links = Links::default();
+        let peer = PeerId::random();
+        assert_eq!(links.send("b.os", frame(1), None), Ok(Sent::Connect));
+        // Each stream ends before writing the queue: it counts.
+        for want in 1..=3 {
+            let outlet = Arc::new(Outlet::default());
+            assert!(links.connected("b.os", peer, outlet.clone()));
+            drop(outlet.close());
+            let (_, again) = links.writer_ended(&outlet, Some("b.os"));
+            assert!(again);
+            assert_eq!(links.redials("b.os"), want);
+        }
+        // A stream whose writer ended before the link took it counts too.
+        let early = Arc::new(Outlet::default());
+        drop(early.close());
+        assert!(!links.connected("b.os", peer, early));
+        assert_eq!(links.redials("b.os"), 4);
+        // One that wrote a batch (and flushed) starts the count over.
+        let good = Arc::new(Outlet::default());
+        assert!(links.connected("b.os", peer, good.clone()));
+        let (mut held, mut spent, mut batch) = (None, Vec::new(), Vec::new());
+        assert!(matches!(
+            good.next(&mut held, &mut batch, &mut spent, false, true),
+            Work::Write
+        ));
+        assert!(matches!(
+            good.next(&mut held, &mut batch, &mut spent, true, true),
+            Work::Idle
+        ));
+        assert_eq!(links.send("b.os", frame(2), None), Ok(Sent::Written));
+        drop(good.close());
+        let (_, again) = links.writer_ended(&good, Some("b.os"));
+        assert!(again);
+        assert_eq!(links.redials("b.os"), 0);
     }
 
     fn ids(frames: &[Frame]) -> Vec<u64> {

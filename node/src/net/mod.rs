@@ -68,6 +68,29 @@ const INBOUND_FRAME_BYTES: usize = 256 * 1024 * 1024;
 /// go through it; messages to connected peers do not.
 const COMMANDS: usize = 1024;
 
+/// The first redial after a stream that ended with frames queued and none
+/// delivered waits this long, each further one twice as long: long enough
+/// that a peer resetting our streams cannot make us reopen one (and look
+/// its name up) every round trip, short enough that a lane cut mid-burst
+/// costs nothing felt.
+const REDIAL_FIRST: Duration = Duration::from_millis(5);
+/// The redial back-off stops growing here.
+const REDIAL_MAX: Duration = Duration::from_secs(1);
+/// After this many such streams in a row (about 3.5 s of back-off), the
+/// node is given up: its queued frames are dropped (logged) and its
+/// requests fail `offline`.
+const MAX_REDIALS: u32 = 10;
+
+/// How long to wait before the `n`-th redial in a row (0: at once).
+fn redial_delay(n: u32) -> Duration {
+    match n {
+        0 => Duration::ZERO,
+        n => REDIAL_FIRST
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(REDIAL_MAX),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("node identity at {path}: {reason}")]
@@ -344,6 +367,31 @@ impl Shared {
         }
     }
 
+    /// A stream to `node` ended with frames still queued for it: connect
+    /// again, after the back-off its streams that delivered nothing earned
+    /// ([`redial_delay`]), or give `node` up past [`MAX_REDIALS`].
+    fn redial(self: &Arc<Self>, node: &str) {
+        let n = self.links.redials(node);
+        if n > MAX_REDIALS {
+            warn!(
+                node,
+                redials = n,
+                "the peer keeps ending our streams unread"
+            );
+            return self.unreachable(node, "the peer keeps closing our stream");
+        }
+        let delay = redial_delay(n);
+        if delay.is_zero() {
+            return self.connect(node);
+        }
+        debug!(node, redials = n, ?delay, "redialing after a back-off");
+        let (shared, node) = (self.clone(), node.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            shared.connect(&node);
+        });
+    }
+
     /// Send a frame to `node`, asking the event loop to connect if needed.
     fn send_frame(
         &self,
@@ -582,4 +630,18 @@ fn now_millis() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redials_back_off_doubling_up_to_a_cap() {
+        assert_eq!(redial_delay(0), Duration::ZERO);
+        assert_eq!(redial_delay(1), REDIAL_FIRST);
+        assert_eq!(redial_delay(2), REDIAL_FIRST * 2);
+        assert_eq!(redial_delay(MAX_REDIALS), REDIAL_MAX);
+        assert_eq!(redial_delay(u32::MAX), REDIAL_MAX);
+    }
 }

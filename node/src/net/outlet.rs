@@ -28,7 +28,12 @@
 //! answer may so arrive twice; the second finds no awaited request and is
 //! dropped. **Invariant:** the queue is bounded in frames and bytes
 //! ([`CONNECT_QUEUE`], [`LINK_QUEUE_BYTES`]); one frame always fits into an
-//! empty queue. A relayed stream never takes direct writes: the writer
+//! empty queue. The byte count is what the outlet holds: a queued frame
+//! twice (decoded and encoded), an unsettled answer once. Beside it the
+//! writer holds the batch it writes (at most half the bound), and frames a
+//! link hands over (`enqueue`: a carried queue) are taken past the bound,
+//! refusing new frames until they drain: about 2 x [`LINK_QUEUE_BYTES`]
+//! per peer at most, for a moment after a stream breaks. A relayed stream never takes direct writes: the writer
 //! writes (and counts) every byte that crosses a relay.
 
 use std::pin::Pin;
@@ -47,8 +52,9 @@ use super::wire::{self, Frame};
 /// Frames queued for a peer while its link is being set up, and in its
 /// outlet's queue once up: one mailbox's worth of requests.
 pub const CONNECT_QUEUE: usize = 4096;
-/// Bytes queued for one peer (either queue): four maximum-size messages.
-/// A single frame is always admitted into an empty queue.
+/// Bytes queued for one peer (either queue): four maximum-size messages
+/// in a link's queue, two in an outlet's (it holds each twice; see the
+/// module doc). A single frame is always admitted into an empty queue.
 pub const LINK_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A reused encode buffer keeps at most this much capacity when idle.
@@ -91,18 +97,25 @@ struct Inner {
     /// The frames encoded in `queue` (never written): if the stream breaks
     /// they go again on the next one (`carry`).
     frames: Vec<Frame>,
-    /// Weight of `frames` (their byte bound).
+    /// The bytes this outlet holds, by the frames' weight: each frame of
+    /// `frames` twice (it is also encoded in `queue`), and each answer of
+    /// `unsettled` once. Checked against [`LINK_QUEUE_BYTES`].
     weight: usize,
     /// Answers handed to the stream and not known flushed (a direct write
     /// whose flush did not complete, the batch the writer writes): carried
     /// with the queue if the stream breaks.
     unsettled: Vec<Frame>,
+    /// The part of `weight` that `unsettled` holds.
+    unsettled_weight: usize,
     /// A routing call's flush did not complete; the writer finishes it.
     flush: bool,
     /// A routing call's write failed, or the stream was ended: it is dead.
     broken: bool,
     /// The writer ended.
     closed: bool,
+    /// A write of frames completed and flushed on this stream: it carried
+    /// traffic (a link's redial back-off starts over, see `links`).
+    delivered: bool,
     scratch: Vec<u8>,
     /// When the routing call last wrote to the stream itself.
     last_direct: Option<Instant>,
@@ -111,6 +124,40 @@ struct Inner {
 }
 
 impl Inner {
+    /// Keep `answer` until a flush completes.
+    fn unsettle(&mut self, answer: Frame) {
+        let weight = answer.weight();
+        self.weight += weight;
+        self.unsettled_weight += weight;
+        self.unsettled.push(answer);
+    }
+
+    /// Everything handed to the stream is flushed: drop the answers kept.
+    fn settle(&mut self) {
+        self.unsettled.clear();
+        self.weight -= self.unsettled_weight;
+        self.unsettled_weight = 0;
+    }
+
+    /// Swap the queue into `batch` for the writer: its answers stay as
+    /// unsettled, the rest go to `spent` (dropped by the writer).
+    fn take_queue(&mut self, batch: &mut Vec<u8>, spent: &mut Vec<Frame>) {
+        batch.clear();
+        std::mem::swap(batch, &mut self.queue);
+        self.weight = self.unsettled_weight;
+        self.flush = false;
+        let mut frames = std::mem::take(&mut self.frames);
+        for frame in frames.drain(..) {
+            if is_answer(&frame) {
+                self.unsettle(frame);
+            } else {
+                spent.push(frame);
+            }
+        }
+        // The emptied vector keeps its capacity for the next batch.
+        self.frames = frames;
+    }
+
     /// Append `frame` to `buf`, packed on a packed stream. False if it
     /// could not be encoded (a packed stream then breaks).
     fn encode(&mut self, frame: &Frame, to_queue: bool) -> bool {
@@ -230,7 +277,7 @@ impl Outlet {
                         return Err((Refused::Closed, frame));
                     }
                     if is_answer(&frame) {
-                        inner.unsettled.push(frame);
+                        inner.unsettle(frame);
                     }
                     return Ok(());
                 }
@@ -244,18 +291,20 @@ impl Outlet {
             }
             if written < inner.scratch.len() || !flushed {
                 if is_answer(&frame) {
-                    inner.unsettled.push(frame);
+                    inner.unsettle(frame);
                 }
-            } else if !inner.unsettled.is_empty() {
+            } else {
                 // Flushed: what was written before is out too.
-                inner.unsettled.clear();
+                inner.settle();
+                inner.delivered = true;
             }
             if inner.scratch.capacity() > IDLE_SCRATCH {
                 inner.scratch = Vec::new();
             }
             return Ok(());
         }
-        let weight = frame.weight();
+        // Held twice while queued: decoded (to carry) and encoded.
+        let weight = 2 * frame.weight();
         let over_bytes = inner.weight > 0 && inner.weight + weight > LINK_QUEUE_BYTES;
         if inner.frames.len() >= CONNECT_QUEUE || over_bytes {
             return Err((Refused::Full, frame));
@@ -286,7 +335,7 @@ impl Outlet {
             if !inner.encode(&frame, true) {
                 inner.broken = true;
             }
-            inner.weight += frame.weight();
+            inner.weight += 2 * frame.weight();
             inner.frames.push(frame);
         }
         self.wake.notify_one();
@@ -317,10 +366,15 @@ impl Outlet {
         inner.broken = true;
         self.wake.notify_one();
         inner.queue = Vec::new();
-        inner.weight = 0;
+        (inner.weight, inner.unsettled_weight) = (0, 0);
         let mut out = std::mem::take(&mut inner.unsettled);
         out.append(&mut inner.frames);
         out
+    }
+
+    /// Whether a write of frames completed and flushed on this stream.
+    pub fn delivered(&self) -> bool {
+        self.lock().delivered
     }
 
     /// Whether the writer ended.
@@ -352,26 +406,18 @@ impl Outlet {
     ) -> Work {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        if settled {
+            inner.settle();
+            inner.delivered = true;
+        }
         if inner.broken {
             return Work::Broken;
-        }
-        if settled {
-            inner.unsettled.clear();
         }
         if held.is_none() {
             *held = inner.stream.take();
         }
         if !inner.queue.is_empty() {
-            batch.clear();
-            std::mem::swap(batch, &mut inner.queue);
-            for frame in inner.frames.drain(..) {
-                if is_answer(&frame) {
-                    inner.unsettled.push(frame);
-                } else {
-                    spent.push(frame);
-                }
-            }
-            (inner.weight, inner.flush) = (0, false);
+            inner.take_queue(batch, spent);
             return Work::Write;
         }
         if std::mem::take(&mut inner.flush) {
@@ -400,16 +446,7 @@ impl Outlet {
         if held.is_none() {
             *held = inner.stream.take();
         }
-        batch.clear();
-        std::mem::swap(batch, &mut inner.queue);
-        for frame in inner.frames.drain(..) {
-            if is_answer(&frame) {
-                inner.unsettled.push(frame);
-            } else {
-                spent.push(frame);
-            }
-        }
-        (inner.weight, inner.flush) = (0, false);
+        inner.take_queue(batch, spent);
         inner.packer = packed.then(Packer::default);
     }
 
@@ -455,4 +492,58 @@ fn write_now(stream: &mut Pipe, bytes: &[u8]) -> Result<(usize, bool), ()> {
 /// Write `bytes` and flush, waiting as needed (the writer's path).
 pub async fn write_all(stream: &mut Pipe, bytes: &[u8]) -> bool {
     stream.write_all(bytes).await.is_ok() && stream.flush().await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Address, KernelMessage, Message, Response};
+
+    /// An answer whose weight is about a quarter of the byte bound.
+    fn answer(id: u64) -> Frame {
+        let a: Address = "a.os@x:y:z".parse().unwrap();
+        Frame::Deliver(KernelMessage {
+            id,
+            source: a.clone(),
+            target: a,
+            rsvp: None,
+            message: Message::Response(Response {
+                body: vec![0; LINK_QUEUE_BYTES / 4],
+                metadata: None,
+            }),
+            blob: None,
+        })
+    }
+
+    #[test]
+    fn queued_frames_count_twice_and_unsettled_answers_once() {
+        let outlet = Outlet::default();
+        let full = |id| outlet.send(answer(id)).map_err(|e| e.0) == Err(Refused::Full);
+        // Queued, a frame is held decoded and encoded: two quarters fill
+        // the bound, not four.
+        assert!(!full(1));
+        assert!(full(2));
+        // The writer takes the batch; the answer in it stays unsettled
+        // (one quarter) until the write is flushed: one frame fits, not two.
+        let (mut held, mut batch, mut spent) = (None, Vec::new(), Vec::new());
+        assert!(matches!(
+            outlet.next(&mut held, &mut batch, &mut spent, false, true),
+            Work::Write
+        ));
+        assert!(!full(3));
+        assert!(full(4));
+        assert!(outlet.lock().weight <= LINK_QUEUE_BYTES);
+        // Flushed: the unsettled answer is let go, and the carry holds only
+        // the queued one.
+        assert!(matches!(
+            outlet.next(&mut held, &mut batch, &mut spent, true, true),
+            Work::Write
+        ));
+        assert!(matches!(
+            outlet.next(&mut held, &mut batch, &mut spent, true, true),
+            Work::Idle
+        ));
+        assert_eq!(outlet.lock().weight, 0);
+        assert!(outlet.carry().is_empty());
+    }
 }

@@ -395,10 +395,10 @@ pub fn open_link(shared: &Arc<Shared>, controls: &Controls, peer: PeerId) {
 
 /// The stream to `peer` is open; if we know its name, its link is live.
 /// If its writer ended meanwhile, the link connects again.
-fn promote(shared: &Shared, peer: PeerId, outlet: Arc<Outlet>) {
+fn promote(shared: &Arc<Shared>, peer: PeerId, outlet: Arc<Outlet>) {
     if let Some(name) = shared.book.name_of(&peer) {
         if !shared.links.connected(&name, peer, outlet) {
-            shared.connect(&name);
+            shared.redial(&name);
         }
     }
 }
@@ -615,7 +615,7 @@ impl Writer {
         shared.fail_orphans(orphans, "the connection to the peer closed");
         if let (true, Some(name)) = (again, name) {
             // Frames queued behind the ended stream go on a new one.
-            shared.connect(&name);
+            shared.redial(&name);
         }
     }
 }
