@@ -445,25 +445,21 @@ impl Links {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::outlet::tests::{answer, deliver, step};
     use crate::net::outlet::Work;
-    use crate::types::{KernelMessage, Message, Request, Response};
+    use crate::types::{Message, Request};
 
     /// A request (the message kind does not matter to links).
     fn frame(id: u64) -> Frame {
-        let a: Address = "a.os@x:y:z".parse().unwrap();
-        Frame::Deliver(KernelMessage {
+        deliver(
             id,
-            source: a.clone(),
-            target: a,
-            rsvp: None,
-            message: Message::Request(Request {
+            Message::Request(Request {
                 inherit: false,
                 expects_response: None,
                 body: vec![],
                 metadata: None,
             }),
-            blob: None,
-        })
+        )
     }
 
     #[test]
@@ -496,11 +492,7 @@ mod tests {
         assert!(links.answered("b.os", 1, &other).is_none());
         // The writer takes those three (they are on the wire now); request
         // 4 and message 5 queue behind them.
-        let (mut held, mut spent, mut batch) = (None, Vec::new(), Vec::new());
-        assert!(matches!(
-            outlet.next(&mut held, &mut batch, &mut spent, false, true),
-            Work::Write
-        ));
+        assert!(matches!(step(&outlet, false), Work::Write));
         let ask = |id| Some((id, rsvp.clone(), rsvp.clone(), far));
         assert_eq!(links.send("b.os", frame(4), ask(4)), Ok(Sent::Written));
         assert_eq!(links.send("b.os", frame(5), None), Ok(Sent::Written));
@@ -531,10 +523,7 @@ mod tests {
         assert_eq!(ids(&third.queued()), [4, 5, 6]);
         // This one writes them, then ends: request 4 fails now, and the
         // link, with nothing left to carry, is gone.
-        assert!(matches!(
-            third.next(&mut held, &mut batch, &mut spent, false, true),
-            Work::Write
-        ));
+        assert!(matches!(step(&third, false), Work::Write));
         drop(third.close());
         let (orphans, again) = links.writer_ended(&third, Some("b.os"));
         assert_eq!(orphans.iter().map(|o| o.0).collect::<Vec<_>>(), [4]);
@@ -564,15 +553,8 @@ mod tests {
         // One that wrote a batch (and flushed) starts the count over.
         let good = Arc::new(Outlet::default());
         assert!(links.connected("b.os", peer, good.clone()));
-        let (mut held, mut spent, mut batch) = (None, Vec::new(), Vec::new());
-        assert!(matches!(
-            good.next(&mut held, &mut batch, &mut spent, false, true),
-            Work::Write
-        ));
-        assert!(matches!(
-            good.next(&mut held, &mut batch, &mut spent, true, true),
-            Work::Idle
-        ));
+        assert!(matches!(step(&good, false), Work::Write));
+        assert!(matches!(step(&good, true), Work::Idle));
         assert_eq!(links.send("b.os", frame(2), None), Ok(Sent::Written));
         drop(good.close());
         let (_, again) = links.writer_ended(&good, Some("b.os"));
@@ -592,20 +574,7 @@ mod tests {
 
     #[test]
     fn queues_are_bounded_in_bytes() {
-        let big = |id| {
-            let a: Address = "a.os@x:y:z".parse().unwrap();
-            Frame::Deliver(KernelMessage {
-                id,
-                source: a.clone(),
-                target: a,
-                rsvp: None,
-                message: Message::Response(Response {
-                    body: vec![0; LINK_QUEUE_BYTES / 2],
-                    metadata: None,
-                }),
-                blob: None,
-            })
-        };
+        let big = |id| answer(id, LINK_QUEUE_BYTES / 2);
         let links = Links::default();
         assert_eq!(links.send("b.os", big(1), None), Ok(Sent::Connect));
         assert_eq!(
@@ -616,13 +585,10 @@ mod tests {
         let refused = |sent: Result<(), (Refused, Frame)>| sent.map_err(|e| e.0);
         outlet.send(big(3)).unwrap();
         assert_eq!(refused(outlet.send(big(4))), Err(Refused::Full));
-        // The writer takes the queue whole; then one more fits again.
-        let (mut held, mut spent, mut batch) = (None, Vec::new(), Vec::new());
-        assert!(matches!(
-            outlet.next(&mut held, &mut batch, &mut spent, false, true),
-            Work::Write
-        ));
-        assert_eq!(spent.len() + outlet.carry().len(), 1);
+        // The writer takes the queue whole; the answer in it is kept
+        // until a flush completes, and carried if the stream breaks.
+        assert!(matches!(step(&outlet, false), Work::Write));
+        assert_eq!(outlet.carry().len(), 1);
         let outlet = Outlet::default();
         outlet.send(big(5)).unwrap();
         outlet.close();

@@ -495,54 +495,65 @@ pub async fn write_all(stream: &mut Pipe, bytes: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::types::{Address, KernelMessage, Message, Response};
 
-    /// An answer whose weight is about a quarter of the byte bound.
-    fn answer(id: u64) -> Frame {
+    /// A frame delivering `message` (addresses do not matter here).
+    pub(crate) fn deliver(id: u64, message: Message) -> Frame {
         let a: Address = "a.os@x:y:z".parse().unwrap();
         Frame::Deliver(KernelMessage {
             id,
             source: a.clone(),
             target: a,
             rsvp: None,
-            message: Message::Response(Response {
-                body: vec![0; LINK_QUEUE_BYTES / 4],
-                metadata: None,
-            }),
+            message,
             blob: None,
         })
+    }
+
+    /// An answer carrying `bytes` of body.
+    pub(crate) fn answer(id: u64, bytes: usize) -> Frame {
+        let body = vec![0; bytes];
+        deliver(
+            id,
+            Message::Response(Response {
+                body,
+                metadata: None,
+            }),
+        )
+    }
+
+    /// One step of a writer that holds no stream (it is never parked in
+    /// these outlets), dropping the batch.
+    pub(crate) fn step(outlet: &Outlet, settled: bool) -> Work {
+        let (mut held, mut batch, mut spent) = (None, Vec::new(), Vec::new());
+        outlet.next(&mut held, &mut batch, &mut spent, settled, true)
     }
 
     #[test]
     fn queued_frames_count_twice_and_unsettled_answers_once() {
         let outlet = Outlet::default();
-        let full = |id| outlet.send(answer(id)).map_err(|e| e.0) == Err(Refused::Full);
+        let full = |id| {
+            outlet
+                .send(answer(id, LINK_QUEUE_BYTES / 4))
+                .map_err(|e| e.0)
+                == Err(Refused::Full)
+        };
         // Queued, a frame is held decoded and encoded: two quarters fill
         // the bound, not four.
         assert!(!full(1));
         assert!(full(2));
         // The writer takes the batch; the answer in it stays unsettled
         // (one quarter) until the write is flushed: one frame fits, not two.
-        let (mut held, mut batch, mut spent) = (None, Vec::new(), Vec::new());
-        assert!(matches!(
-            outlet.next(&mut held, &mut batch, &mut spent, false, true),
-            Work::Write
-        ));
+        assert!(matches!(step(&outlet, false), Work::Write));
         assert!(!full(3));
         assert!(full(4));
         assert!(outlet.lock().weight <= LINK_QUEUE_BYTES);
         // Flushed: the unsettled answer is let go, and the carry holds only
         // the queued one.
-        assert!(matches!(
-            outlet.next(&mut held, &mut batch, &mut spent, true, true),
-            Work::Write
-        ));
-        assert!(matches!(
-            outlet.next(&mut held, &mut batch, &mut spent, true, true),
-            Work::Idle
-        ));
+        assert!(matches!(step(&outlet, true), Work::Write));
+        assert!(matches!(step(&outlet, true), Work::Idle));
         assert_eq!(outlet.lock().weight, 0);
         assert!(outlet.carry().is_empty());
     }

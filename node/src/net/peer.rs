@@ -121,31 +121,8 @@ impl ReadOrder {
     /// after [`REPLACE_WAIT`], is told to stop; it gives the turn up at
     /// once.
     async fn wait_turn(&self, ticket: &Ticket) -> bool {
-        let started = tokio::time::Instant::now();
-        let mut seen = self.progress.load(Ordering::Relaxed);
-        let mut quiet_since = started;
-        let mut cut = false;
-        loop {
-            let done = self.done.notified();
-            tokio::pin!(done);
-            done.as_mut().enable();
-            if self.lock_live().first() == Some(&ticket.number) {
-                return cut;
-            }
-            tokio::select! {
-                _ = &mut done => {}
-                _ = tokio::time::sleep(STALL_CHECK) => {
-                    let now = self.progress.load(Ordering::Relaxed);
-                    if now != seen {
-                        (seen, quiet_since) = (now, tokio::time::Instant::now());
-                    }
-                    if quiet_since.elapsed() >= REPLACE_STALL || started.elapsed() >= REPLACE_WAIT {
-                        cut = true;
-                        self.stop_holder();
-                    }
-                }
-            }
-        }
+        let first = || self.lock_live().first() == Some(&ticket.number);
+        self.wait_watching(first, false).await
     }
 
     /// A direct libp2p stream read its `Moved`: the lane it moved to reads.
@@ -159,15 +136,30 @@ impl ReadOrder {
     /// for [`REPLACE_STALL`] meanwhile is cut, and the lane goes on.
     async fn wait_move(&self) -> bool {
         let index = self.lanes.fetch_add(1, Ordering::Relaxed) + 1;
+        let moved = || self.moves.load(Ordering::Relaxed) >= index;
+        let cut = self.wait_watching(moved, true).await;
+        if cut {
+            self.moves.fetch_max(index, Ordering::Relaxed);
+        }
+        cut
+    }
+
+    /// Wait until `ready`, woken when a ticket is done or a stream moved,
+    /// watching the progress of the stream holding the turn meanwhile:
+    /// one that brings no bytes for [`REPLACE_STALL`], or still reads after
+    /// [`REPLACE_WAIT`], is told to stop. True if one was; with
+    /// `done_at_cut` the wait ends there, else it goes on until `ready`.
+    async fn wait_watching(&self, ready: impl Fn() -> bool, done_at_cut: bool) -> bool {
         let started = tokio::time::Instant::now();
         let mut seen = self.progress.load(Ordering::Relaxed);
         let mut quiet_since = started;
+        let mut cut = false;
         loop {
             let done = self.done.notified();
             tokio::pin!(done);
             done.as_mut().enable();
-            if self.moves.load(Ordering::Relaxed) >= index {
-                return false;
+            if ready() {
+                return cut;
             }
             tokio::select! {
                 _ = &mut done => {}
@@ -177,9 +169,11 @@ impl ReadOrder {
                         (seen, quiet_since) = (now, tokio::time::Instant::now());
                     }
                     if quiet_since.elapsed() >= REPLACE_STALL || started.elapsed() >= REPLACE_WAIT {
+                        cut = true;
                         self.stop_holder();
-                        self.moves.fetch_max(index, Ordering::Relaxed);
-                        return true;
+                        if done_at_cut {
+                            return true;
+                        }
                     }
                 }
             }
