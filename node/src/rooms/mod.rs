@@ -311,7 +311,7 @@ impl Hub {
                 if owner.node != source.node {
                     return Err(RoomsError::Forbidden("the owner's own node".into()));
                 }
-                self.on_relay(&owner, &room, to, events, (next, incarnation));
+                self.on_relay(&owner, &room, to, events, (next, incarnation))?;
                 Ok(None)
             }
             RoomsRequest::Hold if from_hub => {

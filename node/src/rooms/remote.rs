@@ -48,6 +48,26 @@ impl Drop for PeerSlot {
     }
 }
 
+/// A lagging subscriber's rejoin task; its mark is cleared when it ends.
+struct RejoinMark {
+    hub: Arc<Hub>,
+    key: (Address, String),
+    pid: ProcessId,
+    /// The task cleared its mark itself (a later task's must stay).
+    cleared: bool,
+}
+
+impl Drop for RejoinMark {
+    fn drop(&mut self) {
+        if self.cleared {
+            return;
+        }
+        if let Some(watch) = self.hub.lock().watched.get_mut(&self.key) {
+            watch.rejoins.remove(&self.pid);
+        }
+    }
+}
+
 impl Hub {
     /// A place for one more `kind` request of `node`, or `Limit`.
     pub(super) fn take_slot(
@@ -175,12 +195,16 @@ impl Hub {
         to: Option<String>,
         events: Vec<RoomEvent>,
         (next, incarnation): (u64, u64),
-    ) {
+    ) -> Result<(), RoomsError> {
+        // Live sequence numbers start at 1: `next` 0 is a bad frame.
+        let live_after = next
+            .checked_sub(1)
+            .ok_or_else(|| RoomsError::BadRequest("a relay's next is at least 1".into()))?;
         let mut state = self.lock();
         let Some(watch) = state.watched.get_mut(&(owner.clone(), room.to_string())) else {
             // Nobody here watches it (any more): dropped, and counted.
             self.count(|m| &m.rooms_refused);
-            return;
+            return Ok(());
         };
         watch.incarnation = Some(incarnation);
         let targets: Vec<(ProcessId, Option<u64>)> = match &to {
@@ -191,7 +215,7 @@ impl Hub {
                 }
                 _ => {
                     self.count(|m| &m.rooms_refused);
-                    return;
+                    return Ok(());
                 }
             },
             None => watch
@@ -221,7 +245,7 @@ impl Hub {
                 if let RoomEvent::Event { seq, .. } = event {
                     match last {
                         Some(c) if *seq <= c => continue,
-                        Some(c) if *seq > c + 1 => {
+                        Some(c) if *seq > c.saturating_add(1) => {
                             outcome = Err(SendErrorKind::MailboxFull);
                             break;
                         }
@@ -242,7 +266,7 @@ impl Hub {
             }
             match outcome {
                 Ok(()) => {
-                    let live = if to.is_some() { Some(next - 1) } else { last };
+                    let live = if to.is_some() { Some(live_after) } else { last };
                     watch.resume.remove(&pid);
                     watch.subs.insert(pid, live);
                 }
@@ -250,16 +274,30 @@ impl Hub {
                 // rejoin from where it is.
                 Err(SendErrorKind::MailboxFull) => {
                     let from = last.unwrap_or(0);
+                    let first = from.saturating_add(1);
                     let told = watch.lagging.contains_key(&pid)
                         || self
-                            .deliver(&pid, owner, room, &RoomEvent::Lagged { from: from + 1 })
+                            .deliver(&pid, owner, room, &RoomEvent::Lagged { from: first })
                             .is_ok();
                     if !told {
-                        watch.lagging.insert(pid.clone(), from + 1);
+                        watch.lagging.insert(pid.clone(), first);
                     }
                     watch.resume.insert(pid.clone(), from);
                     watch.subs.insert(pid.clone(), None);
-                    rejoin.push((pid, from));
+                    // At most one rejoin task per subscriber: a lag while
+                    // one is under way only asks it to go once more, and
+                    // is counted (a hostile owner's flood of relays with
+                    // holes costs one task, not one per frame).
+                    match watch.rejoins.get_mut(&pid) {
+                        Some(again) => {
+                            *again = true;
+                            self.count(|m| &m.rooms_refused);
+                        }
+                        None => {
+                            watch.rejoins.insert(pid.clone(), false);
+                            rejoin.push(pid);
+                        }
+                    }
                 }
                 Err(_) => {
                     watch.subs.remove(&pid);
@@ -274,23 +312,68 @@ impl Hub {
             }
         }
         drop(state);
-        for (pid, from) in rejoin {
-            let (hub, owner, room) = (self.clone(), owner.clone(), room.to_string());
-            self.spawn(async move {
-                let Some(our) = hub.our() else { return };
-                let subscriber = Address::new(our, pid);
-                if hub
-                    .until_closed(tokio::time::sleep(LAG_RETRY))
-                    .await
-                    .is_none()
-                {
+        for pid in rejoin {
+            self.spawn(
+                self.clone()
+                    .rejoin_lagging(owner.clone(), room.to_string(), pid),
+            );
+        }
+        Ok(())
+    }
+
+    /// The one rejoin task of a lagging subscriber of a watched room:
+    /// after [`LAG_RETRY`], rejoin from where it is, and again while lags
+    /// came meanwhile; its mark in [`Watch::rejoins`] goes when it ends.
+    ///
+    /// [`Watch::rejoins`]: super::room::Watch::rejoins
+    async fn rejoin_lagging(self: Arc<Self>, owner: Address, room: String, pid: ProcessId) {
+        let key = (owner.clone(), room.clone());
+        let mut mark = RejoinMark {
+            hub: self.clone(),
+            key: key.clone(),
+            pid: pid.clone(),
+            cleared: false,
+        };
+        let Some(our) = self.our() else { return };
+        let subscriber = Address::new(our, pid.clone());
+        loop {
+            if self
+                .until_closed(tokio::time::sleep(LAG_RETRY))
+                .await
+                .is_none()
+            {
+                return;
+            }
+            let from = {
+                let mut state = self.lock();
+                let Some(watch) = state.watched.get_mut(&key) else {
+                    return;
+                };
+                if !watch.subs.contains_key(&pid) {
                     return;
                 }
-                let rejoin = hub.join_at(&owner, &room, &subscriber, Some(from));
-                if let Some(Err(e)) = hub.until_closed(rejoin).await {
-                    debug!(%owner, room, %e, "rejoin after a lag failed");
+                if let Some(again) = watch.rejoins.get_mut(&pid) {
+                    *again = false;
                 }
-            });
+                watch.resume.get(&pid).copied().unwrap_or(0)
+            };
+            let rejoin = self.join_at(&owner, &room, &subscriber, Some(from));
+            match self.until_closed(rejoin).await {
+                None => return,
+                Some(Err(e)) => debug!(%owner, room, %e, "rejoin after a lag failed"),
+                Some(Ok(_)) => {}
+            }
+            // Asked again meanwhile, or done: decided under the lock a
+            // lag takes it under, so no lag falls between.
+            let mut state = self.lock();
+            let Some(watch) = state.watched.get_mut(&key) else {
+                return;
+            };
+            if watch.rejoins.get(&pid) != Some(&true) {
+                watch.rejoins.remove(&pid);
+                mark.cleared = true;
+                return;
+            }
         }
     }
 

@@ -187,6 +187,10 @@ pub struct Watch {
     /// kept until its replay got through, so a replay that fills its
     /// mailbox again never starts it over.
     pub resume: HashMap<ProcessId, u64>,
+    /// Subscribers with a lag rejoin under way (one task each); `true`
+    /// when another lag came meanwhile, so the task rejoins once more
+    /// instead of a second task starting.
+    pub rejoins: HashMap<ProcessId, bool>,
 }
 
 #[cfg(test)]

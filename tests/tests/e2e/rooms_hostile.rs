@@ -2,7 +2,8 @@
 //! `common/mallory.rs`) sends the hub-to-hub requests another node's hub
 //! sends, where and how it may not: relays of rooms her node does not own,
 //! joins for processes that do not run or for other nodes' subscribers,
-//! floods of joins and holds. Pages flood `/hearth/ws` with watches,
+//! floods of joins and holds; and, as the owner of a watched room, floods
+//! of relays with sequence holes. Pages flood `/hearth/ws` with watches,
 //! oversized frames and frame storms. Each gets a typed refusal or close
 //! (or is dropped and counted), and the node keeps serving honest nodes
 //! and pages.
@@ -554,4 +555,153 @@ async fn pages_flooding_hearth_ws_get_typed_closes_and_the_node_serves() {
     assert_eq!(browser::seqs(&got, "r0"), [1, 2, 3]);
     carol.stop().await;
     alice.stop().await;
+}
+
+/// The victim's subscriber process, as Mallory's relays name it.
+const VICTIM_SUB: &str = "victim.os@sub:probe:test";
+
+/// A relay of Mallory's room: `events` seqs, live after at `next`.
+fn relay_of(room: &str, to: Option<&str>, seqs: &[u64], next: u64) -> Value {
+    body(&RoomsRequest::Relay {
+        owner: format!("mallory.os@{OWNER_PID}"),
+        room: room.into(),
+        to: to.map(str::to_string),
+        events: seqs
+            .iter()
+            .map(|&seq| RoomEvent::Event {
+                seq,
+                payload: json!({"from": "mallory", "seq": seq}),
+            })
+            .collect(),
+        next,
+        incarnation: 7,
+    })
+}
+
+/// The next join the victim's hub asks Mallory's hub for (holds and
+/// leaves are skipped): its id, or `None` when none came `within`.
+async fn next_join(inbox: &mut Inbox, within: Duration) -> Option<u64> {
+    let until = Instant::now() + within;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let Ok(Frame::Deliver(km)) = inbox.try_next(left).await else {
+            return None;
+        };
+        let Message::Request(r) = &km.message else {
+            continue;
+        };
+        if let Ok(RoomsRequest::Join { .. }) = serde_json::from_slice(&r.body) {
+            return Some(km.id);
+        }
+    }
+}
+
+/// Mallory answers join `id`: a replay of `seqs` to the victim's
+/// subscriber, then `Joined`.
+async fn answer_join(stream: &mut libp2p::Stream, id: u64, room: &str, seqs: &[u64]) {
+    let next = seqs.last().map_or(1, |s| s + 1);
+    let replay = relay_of(room, Some(VICTIM_SUB), seqs, next);
+    write(
+        stream,
+        &tell(id + 1_000_000, MALLORY_HUB, VICTIM_HUB, &replay),
+    )
+    .await;
+    let joined = json!({"Ok": {"Joined": {"next": next, "snapshot": null}}});
+    write(stream, &response(id, MALLORY_HUB, VICTIM_HUB, joined)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_flooding_relays_with_holes_costs_one_rejoin() {
+    let v = TestNode::start("victim.os").await;
+    v.install_probe(json!([net_probe("sub")])).await;
+    let addr = v.p2p_addr().await;
+    let mallory = Mallory::connect(&addr).await;
+    let mut inbox = Inbox::listen(&mallory);
+    let mut stream = mallory.hello_stream("mallory.os").await;
+    let room = "flood";
+
+    // The victim's subscriber watches Mallory's room; Mallory admits it.
+    let owner = format!("mallory.os@{OWNER_PID}");
+    let watch = json!({"watch": {"owner": owner, "room": room, "from": null}});
+    // (Retried while the victim cannot reach Mallory's node yet.)
+    let t = Instant::now();
+    let reply = loop {
+        let asking = v.ask_within("sub:probe:test", watch.clone(), WITHIN);
+        let (reply, ()) = tokio::join!(asking, async {
+            if let Some(id) = next_join(&mut inbox, Duration::from_secs(3)).await {
+                answer_join(&mut stream, id, room, &[]).await;
+            }
+        });
+        let reply = reply.expect("sub answers");
+        if reply["Err"].get("Unreachable").is_none() || t.elapsed() > WITHIN {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(reply["Ok"]["Joined"].is_object(), "{reply}");
+
+    // A relay with a hole: the subscriber lags and one rejoin starts.
+    // Then a flood of replays to it, each with a hole again.
+    const FLOOD: u64 = 2000;
+    let before = refused(&v);
+    let mut frames = vec![tell(
+        1,
+        MALLORY_HUB,
+        VICTIM_HUB,
+        &relay_of(room, None, &[5], 6),
+    )];
+    for i in 0..FLOOD {
+        let hole = relay_of(room, Some(VICTIM_SUB), &[i + 10], i + 11);
+        frames.push(tell(10 + i, MALLORY_HUB, VICTIM_HUB, &hole));
+    }
+    // And one bad frame: `next` 0 (no live sequence number), refused.
+    frames.push(tell(
+        5,
+        MALLORY_HUB,
+        VICTIM_HUB,
+        &relay_of(room, Some(VICTIM_SUB), &[], 0),
+    ));
+    let mut stream = send_all(stream, frames).await;
+
+    // Each folded into the one pending rejoin, and counted.
+    let t = Instant::now();
+    while refused(&v) - before < FLOOD + 1 {
+        assert!(
+            t.elapsed() < WITHIN,
+            "{} of {} refusals counted",
+            refused(&v) - before,
+            FLOOD + 1
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One rejoin reaches Mallory (after the lag retry); no other comes
+    // while Mallory leaves it unanswered (one task, not one per relay).
+    let first = next_join(&mut inbox, WITHIN).await.expect("one rejoin");
+    let second = next_join(&mut inbox, Duration::from_secs(2)).await;
+    assert_eq!(second, None, "a second rejoin while one is pending");
+    assert_eq!(refused(&v) - before, FLOOD + 1, "each refusal counted once");
+
+    // Mallory answers it honestly: the subscriber gets the replay.
+    answer_join(&mut stream, first, room, &[1, 2]).await;
+    let t = Instant::now();
+    loop {
+        let log = v
+            .ask("sub:probe:test", json!({"room_log": null}))
+            .await
+            .expect("room_log");
+        let seqs: Vec<u64> = log["rooms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["room"] == room)
+            .flat_map(|r| r["events"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| e["event"]["seq"].as_u64())
+            .collect();
+        if seqs.contains(&1) && seqs.contains(&2) {
+            break;
+        }
+        assert!(t.elapsed() < WITHIN, "the replay never came: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    v.stop().await;
 }
