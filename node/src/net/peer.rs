@@ -70,6 +70,13 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// that stream's delivery): the n-th lane takes its ticket only once the
 /// n-th such `Moved` was read. A waiting stream watches the reading one's
 /// progress, and cuts it if it stalls.
+///
+/// Weak: lanes pair with moves by count. A `Moved` read whose lane never
+/// says `Hello` (it broke first, or hit [`MAX_INBOUND_STREAMS_PER_PEER`])
+/// leaves `moves` ahead: a later lane then skips its wait and may read
+/// before the libp2p stream it replaces (which may cost a
+/// [`REPLACE_STALL`] cut). And `wait_turn` reports a cut when the turn's
+/// holder is a stream still before its `Hello`.
 #[derive(Default)]
 pub struct ReadOrder {
     /// Tickets of the streams not done yet; the lowest holds the turn.
