@@ -356,15 +356,17 @@ impl Shared {
     }
 
     /// Ask the event loop to connect `node` (frames wait in its link);
-    /// if it cannot take the command, fail everything waiting for `node`.
-    fn connect(&self, node: &str) {
-        if self
+    /// if it cannot take the command, fail everything waiting for `node`
+    /// (false).
+    fn connect(&self, node: &str) -> bool {
+        let taken = self
             .commands
             .try_send(Command::Connect(node.to_string()))
-            .is_err()
-        {
+            .is_ok();
+        if !taken {
             self.unreachable(node, "the network is overloaded");
         }
+        taken
     }
 
     /// A stream to `node` ended with frames still queued for it: connect
@@ -382,7 +384,8 @@ impl Shared {
         }
         let delay = redial_delay(n);
         if delay.is_zero() {
-            return self.connect(node);
+            self.connect(node);
+            return;
         }
         debug!(node, redials = n, ?delay, "redialing after a back-off");
         let (shared, node) = (self.clone(), node.to_string());
@@ -401,17 +404,8 @@ impl Shared {
     ) -> Result<(), SendErrorKind> {
         match self.links.send(node, frame, awaited)? {
             Sent::Written | Sent::Queued => Ok(()),
-            Sent::Connect => {
-                if self
-                    .commands
-                    .try_send(Command::Connect(node.to_string()))
-                    .is_err()
-                {
-                    self.unreachable(node, "the network is overloaded");
-                    return Err(SendErrorKind::MailboxFull);
-                }
-                Ok(())
-            }
+            Sent::Connect if self.connect(node) => Ok(()),
+            Sent::Connect => Err(SendErrorKind::MailboxFull),
         }
     }
 
