@@ -79,6 +79,9 @@ try {
   const heard = await until(b, () => [...document.querySelectorAll('#entries li')]
     .some((li) => li.textContent.includes('Grace')));
   check('an entry signed on one page shows live on another', heard, await b.textContent('#entries'));
+  // Page b can hear the room before page a's form has its answer; the next
+  // entry is written only once that answer has cleared page a's box.
+  await until(a, () => document.querySelector('#text').value === '');
   const newest = await b.evaluate(() => document.querySelector('#entries li strong').textContent);
   check('the newest entry comes first', newest === 'Grace', newest);
   const markup = await b.evaluate(() => document.querySelectorAll('#entries b').length);

@@ -58,9 +58,12 @@ window.hearth.watch(`${our.node}@${our.process}`, 'entries', {
 $('sign').addEventListener('submit', async (e) => {
   e.preventDefault();
   $('error').textContent = '';
+  const text = $('text').value;
   try {
-    show(await call('POST', '/api/entries', { name: $('name').value, text: $('text').value }));
-    $('text').value = '';
+    show(await call('POST', '/api/entries', { name: $('name').value, text }));
+    // Clear the box only if it still holds what was sent: the writer may
+    // have started the next message while this one was on its way.
+    if ($('text').value === text) $('text').value = '';
   } catch (err) {
     // The app's message, as a sentence.
     $('error').textContent = err.message.charAt(0).toUpperCase() + err.message.slice(1) + '.';
