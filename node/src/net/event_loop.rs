@@ -22,7 +22,7 @@ use super::dht::{name_key, PutLimiter};
 use super::filter::is_relayed;
 use super::record::{NameRecord, MAX_ADDRS};
 use super::relay::Reservations;
-use super::{now_millis, peer, Command, Controls, NetConfig, NetError, Shared};
+use super::{now_millis, outbound, reader, Command, Controls, NetConfig, NetError, Shared};
 use crate::metrics::NetCounters;
 
 mod names;
@@ -73,7 +73,7 @@ pub(super) struct EventLoop {
     relay_candidates: Vec<(PeerId, Multiaddr)>,
     serving_relay: bool,
     bootstrap_at: Instant,
-    /// The lane listener's task (`peer::accept_lanes`).
+    /// The lane listener's task (`reader::accept_lanes`).
     lanes: Option<tokio::task::AbortHandle>,
 }
 
@@ -158,8 +158,8 @@ impl EventLoop {
             direct: swarm.behaviour().stream.inner().new_control(),
             relayed: swarm.behaviour().relayed_stream.inner().new_control(),
         };
-        tokio::spawn(peer::accept_loop(shared.clone(), controls.clone(), false));
-        tokio::spawn(peer::accept_loop(shared.clone(), controls.clone(), true));
+        tokio::spawn(reader::accept_loop(shared.clone(), controls.clone(), false));
+        tokio::spawn(reader::accept_loop(shared.clone(), controls.clone(), true));
         let lanes = lanes
             .and_then(|l| {
                 tokio::net::TcpListener::from_std(l)
@@ -167,7 +167,8 @@ impl EventLoop {
                     .ok()
             })
             .map(|l| {
-                tokio::spawn(peer::accept_lanes(shared.clone(), controls.clone(), l)).abort_handle()
+                tokio::spawn(reader::accept_lanes(shared.clone(), controls.clone(), l))
+                    .abort_handle()
             });
         {
             let mut reach = shared.lock_reach();
@@ -279,7 +280,7 @@ impl EventLoop {
         };
         if self.swarm.is_connected(&peer) {
             pending.linking = true;
-            return peer::open_link(&self.shared, &self.controls, peer);
+            return outbound::open_link(&self.shared, &self.controls, peer);
         }
         let addrs: Vec<Multiaddr> = record.addrs.iter().filter_map(|a| a.parse().ok()).collect();
         for addr in &addrs {
@@ -503,10 +504,10 @@ impl EventLoop {
                     self.reserve(Instant::now());
                 }
                 if endpoint.is_dialer() {
-                    peer::open_link(&self.shared, &self.controls, peer_id);
+                    outbound::open_link(&self.shared, &self.controls, peer_id);
                 }
                 if !is_relayed(remote) {
-                    peer::upgrade(&self.shared, &self.controls, peer_id);
+                    outbound::upgrade(&self.shared, &self.controls, peer_id);
                 }
                 // A new neighbour: make sure our record reaches the DHT.
                 self.publish_at = Some(Instant::now() + Duration::from_millis(200));

@@ -6,10 +6,14 @@
 //! - `behaviour`: identify, ping, mDNS, Kademlia, raw streams.
 //! - `event_loop`: owns the `Swarm`; resolves names, dials, publishes our
 //!   record, tracks peers.
-//! - `peer`: one long-lived outbound stream per peer with length-prefixed
-//!   frames (`wire`), and a reader per inbound stream; `outlet`: the
-//!   outbound stream shared by the routing call (which writes to it while
-//!   it is free) and the peer's writer task.
+//! - `stream`: a message stream's kinds, opening and closing one;
+//!   `outbound`: one long-lived outbound stream per peer, and the moves to
+//!   a better one; `writer`: the task that writes length-prefixed frames
+//!   (`wire`) to it; `outlet`: the outbound stream shared by the routing
+//!   call (which writes to it while it is free) and the writer.
+//! - `reader`: accepts inbound streams, one reader each; `read_order`: a
+//!   peer's streams are read one at a time, in the order they were sent;
+//!   `inbound`: what a verified stream's frames may do.
 //! - `lane`: our own Noise-authenticated TCP connection per peer, which a
 //!   message stream moves onto when both nodes speak it.
 //! - `links`: the send path by node name, with the requests awaiting an
@@ -30,14 +34,18 @@ pub mod identity;
 mod inbound;
 mod lane;
 pub mod links;
+mod outbound;
 mod outlet;
 mod owed;
 mod pack;
-mod peer;
 mod reach;
+mod read_order;
+mod reader;
 pub mod record;
 pub mod relay;
+mod stream;
 pub mod wire;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -126,7 +134,7 @@ struct OpenStream {
     relayed: bool,
     /// Hands the writer a stream to move to (on a direct connection, or a
     /// lane), and what it carries.
-    switch: mpsc::Sender<peer::Switch>,
+    switch: mpsc::Sender<stream::Switch>,
     /// A direct stream or a lane is being opened for it.
     moving: bool,
     /// It was handed a lane.
@@ -151,7 +159,7 @@ struct Shared {
     /// Requests from peers that local processes owe answers to.
     owed: Owed,
     /// Inbound message streams open per peer.
-    inbound: peer::InboundStreams,
+    inbound: reader::InboundStreams,
     /// Bytes of frames being received, across all inbound streams.
     inbound_bytes: wire::Budget,
     outbound: Mutex<HashMap<PeerId, Outbound>>,
@@ -167,7 +175,7 @@ struct Shared {
     /// The order in which each peer's inbound streams are read: a stream
     /// that replaces another (moved off a relay) is read only once the old
     /// one ended or stalled, so frames keep their order.
-    read_order: Mutex<HashMap<PeerId, Arc<peer::ReadOrder>>>,
+    read_order: Mutex<HashMap<PeerId, Arc<read_order::ReadOrder>>>,
     /// Our lane listener's port, offered to peers (none if it could not
     /// listen: messages then stay on libp2p streams).
     lane_port: Option<u16>,
@@ -313,9 +321,9 @@ impl Shared {
 
     /// The first frames of a stream of `kind`: our `Hello`, and on a
     /// lane-offering stream our lane's port.
-    fn hello(&self, kind: peer::Kind, buf: &mut Vec<u8>) {
+    fn hello(&self, kind: stream::Kind, buf: &mut Vec<u8>) {
         wire::encode(&Frame::Hello(self.our_record()), buf);
-        if kind == peer::Kind::Lanes {
+        if kind == stream::Kind::Lanes {
             lane::offer(self.lane_port, buf);
         }
     }
@@ -325,7 +333,7 @@ impl Shared {
     }
 
     /// The read order of `peer`'s inbound message streams.
-    fn read_order(&self, peer: PeerId) -> Arc<peer::ReadOrder> {
+    fn read_order(&self, peer: PeerId) -> Arc<read_order::ReadOrder> {
         self.read_order
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -466,7 +474,7 @@ impl Net {
             book: AddressBook::open(home),
             links: Links::default(),
             owed: Owed::default(),
-            inbound: peer::InboundStreams::default(),
+            inbound: reader::InboundStreams::default(),
             inbound_bytes: wire::Budget::new(INBOUND_FRAME_BYTES),
             outbound: Mutex::default(),
             record: Mutex::new(record),

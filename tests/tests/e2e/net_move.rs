@@ -18,7 +18,7 @@ use crate::common::mallory::*;
 use crate::common::*;
 
 /// How long the node gives an old stream that brings nothing (mirrors
-/// `net::peer::REPLACE_STALL`).
+/// `net::read_order::REPLACE_STALL`).
 const REPLACE_STALL: Duration = Duration::from_secs(5);
 
 async fn victim() -> TestNode {
