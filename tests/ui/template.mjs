@@ -99,7 +99,8 @@ try {
   const kept = api.ok() ? await api.json() : null;
   check('the process kept two entries', Array.isArray(kept) && kept.length === 2, JSON.stringify(kept));
 
-  await a.waitForTimeout(400); // let the newest entry's arrival fade finish
+  // The newest entry's arrival fade has finished (no running animation).
+  await until(a, () => document.getAnimations().length === 0);
   await a.screenshot({ path: join(shots, 'template-ui-desktop.png') });
   await b.close();
   await a.setViewportSize({ width: 390, height: 760 });

@@ -59,6 +59,10 @@ $('sign').addEventListener('submit', async (e) => {
   e.preventDefault();
   $('error').textContent = '';
   const text = $('text').value;
+  // One entry at a time: a second click while this one is on its way
+  // would sign it twice.
+  const button = $('sign').querySelector('button[type=submit]');
+  button.disabled = true;
   try {
     show(await call('POST', '/api/entries', { name: $('name').value, text }));
     // Clear the box only if it still holds what was sent: the writer may
@@ -67,5 +71,10 @@ $('sign').addEventListener('submit', async (e) => {
   } catch (err) {
     // The app's message, as a sentence.
     $('error').textContent = err.message.charAt(0).toUpperCase() + err.message.slice(1) + '.';
+  } finally {
+    button.disabled = false;
   }
 });
+
+// A refusal stays until the writer changes what was refused.
+$('sign').addEventListener('input', () => { $('error').textContent = ''; });
