@@ -41,7 +41,9 @@ try {
 
   // A wrong password is said, in an alert tied to the field.
   await page.fill('input[name=password]', 'not the password');
-  await Promise.all([page.waitForLoadState(), page.click('button[type=submit]')]);
+  // The answer is a new page at the same address: wait for its load, not
+  // the current page's (waitForLoadState would return at once).
+  await Promise.all([page.waitForEvent('load'), page.click('button[type=submit]')]);
   const alert = await page.textContent('[role=alert]').catch(() => '');
   const described = await page.getAttribute('#password', 'aria-describedby');
   check('wrong password shown', alert === 'Wrong password.' && described.includes('login-error'), `${alert} / ${described}`);
@@ -53,7 +55,10 @@ try {
   // Home: the node, the chat tile with its icon, an app without UI, system collapsed.
   check('home shows the node name', (await page.textContent('h1')) === node);
   const tile = await page.$('a.tile[href="/chat:chat:sys/"]');
-  const icon = tile && await tile.$eval('img', (i) => i.complete && i.naturalWidth > 0).catch(() => false);
+  const icon = tile && await page.waitForFunction(() => {
+    const i = document.querySelector('a.tile[href="/chat:chat:sys/"] img');
+    return i && i.complete && i.naturalWidth > 0;
+  }).then(() => true, () => false);
   check('chat tile with its icon links to the app', tile && icon, `tile=${!!tile} icon=${icon}`);
   const plain = await page.$$eval('.tiles .tile', (ts) => ts.map((t) => t.querySelector('.name').textContent + ':' + (t.querySelector('.icon img') ? 'img' : t.querySelector('.icon').textContent)));
   check('app without UI gets a letter avatar', plain.some((t) => /^webprobe:W$/i.test(t)), JSON.stringify(plain));
