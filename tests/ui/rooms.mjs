@@ -110,8 +110,10 @@ try {
   const b30 = await seqsOf('b');
   check('resumed after reconnect: 1..30 once each', same(a30, range(1, 30)), JSON.stringify(a30));
   check('second watch resumed: 6..30 once each', same(b30, range(6, 30)), JSON.stringify(b30));
-  const statuses = await statusesOf('a');
-  check('joined again after reconnect', statuses.filter((s) => s === 'joined').length >= 2, JSON.stringify(statuses));
+  const rejoined = await page
+    .waitForFunction(() => window.a.statuses.filter((s) => s === 'joined').length >= 2)
+    .then(() => true, () => false);
+  check('joined again after reconnect', rejoined, JSON.stringify(await statusesOf('a')));
   await page.evaluate(() => { window.a.handle.close(); window.b.handle.close(); });
 } catch (e) {
   check('script ran to the end', false, e && e.stack ? e.stack : e);
