@@ -43,17 +43,55 @@ impl From<Blob> for wit::Blob {
 }
 
 /// A request or response delivered to this process.
+///
+/// Kept within 64 bytes (40 on wasm32): the guest moves each event several
+/// times on its way to the app (into the executor's reply slot, out of
+/// it, into `handle`), and a larger value is moved by a `memory.copy`,
+/// which wasmtime runs as a call into the host. What most messages lack
+/// (metadata, blob, context) sits behind one box, made only for a message
+/// that has one of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
     id: u64,
+    /// The request's timeout when `awaits` (else 0).
+    timeout_ms: u64,
+    body: Vec<u8>,
     source: Address,
+    rare: Option<Box<Rare>>,
     is_request: bool,
     inherit: bool,
-    expects_response: Option<u64>,
-    body: Vec<u8>,
+    /// A request that awaits an answer (`expects_response` is `Some`).
+    awaits: bool,
+}
+
+// The 64 bytes above, checked where it matters (the guest's wasm32).
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(std::mem::size_of::<Incoming>() <= 64);
+
+/// The parts of an [`Incoming`] most messages do not carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Rare {
     metadata: Option<String>,
     blob: Option<Blob>,
     context: Option<Vec<u8>>,
+}
+
+impl Rare {
+    /// `None` when there is nothing to keep.
+    fn boxed(
+        metadata: Option<String>,
+        blob: Option<Blob>,
+        context: Option<Vec<u8>>,
+    ) -> Option<Box<Self>> {
+        if metadata.is_none() && blob.is_none() && context.is_none() {
+            return None;
+        }
+        Some(Box::new(Rare {
+            metadata,
+            blob,
+            context,
+        }))
+    }
 }
 
 impl Incoming {
@@ -81,7 +119,7 @@ impl Incoming {
     /// For a request that awaits an answer: its timeout in milliseconds.
     /// `None` for fire-and-forget requests and for responses.
     pub fn expects_response(&self) -> Option<u64> {
-        self.expects_response
+        self.awaits.then_some(self.timeout_ms)
     }
 
     /// Whether the sender set `inherit` on this request.
@@ -106,22 +144,22 @@ impl Incoming {
 
     /// The optional metadata string.
     pub fn metadata(&self) -> Option<&str> {
-        self.metadata.as_deref()
+        self.rare.as_ref()?.metadata.as_deref()
     }
 
     /// The blob that came with the message, if any.
     pub fn blob(&self) -> Option<&Blob> {
-        self.blob.as_ref()
+        self.rare.as_ref()?.blob.as_ref()
     }
 
     /// Takes the blob out of the message.
     pub fn take_blob(&mut self) -> Option<Blob> {
-        self.blob.take()
+        self.rare.as_mut()?.blob.take()
     }
 
     /// For a response: the context we attached to our request.
     pub fn context(&self) -> Option<&[u8]> {
-        self.context.as_deref()
+        self.rare.as_ref()?.context.as_deref()
     }
 }
 
@@ -138,6 +176,7 @@ impl From<wit::Incoming> for Incoming {
 
 impl Incoming {
     /// A delivered message whose source is the address `source`.
+    #[inline]
     fn of(incoming_message: wit::Message, parts: Parts, source: Address) -> Self {
         let (is_request, inherit, expects_response, body, metadata) = match incoming_message {
             wit::Message::Request(r) => (true, r.inherit, r.expects_response, r.body, r.metadata),
@@ -145,20 +184,20 @@ impl Incoming {
         };
         Incoming {
             id: parts.id,
+            timeout_ms: expects_response.unwrap_or(0),
+            body,
             source,
+            rare: Rare::boxed(metadata, parts.blob.map(Blob::from), parts.context),
             is_request,
             inherit,
-            expects_response,
-            body,
-            metadata,
-            blob: parts.blob.map(Blob::from),
-            context: parts.context,
+            awaits: expects_response.is_some(),
         }
     }
 
     /// A message delivered through `deliver` (WIT 0.1.2), its source read
     /// from (or first written to) the peer table. `None` when the slot is
     /// out of range or empty: the node broke the protocol.
+    #[inline]
     pub(crate) fn from_peer(incoming: wit::PeerIncoming) -> Option<Self> {
         let source = crate::peers::source(incoming.source_slot, incoming.source)?;
         let parts = Parts {
