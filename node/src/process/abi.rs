@@ -42,24 +42,6 @@ pub struct AddressOut {
     process: ProcessIdOut,
 }
 
-impl AddressOut {
-    /// Whether this names `address`.
-    fn names(&self, address: &Address) -> bool {
-        let p = &self.process;
-        address.is(&self.node, &p.process, &p.package, &p.publisher)
-    }
-
-    fn to_address(&self) -> Address {
-        let p = &self.process;
-        let id = ProcessId {
-            process: p.process.clone(),
-            package: p.package.clone(),
-            publisher: p.publisher.clone(),
-        };
-        Address::new(self.node.clone(), id)
-    }
-}
-
 impl From<Address> for AddressOut {
     fn from(a: Address) -> Self {
         Self {
@@ -123,22 +105,56 @@ pub struct FailureOut {
     context: Option<Vec<u8>>,
 }
 
+/// A delivered message as the node holds it until it is lowered: its
+/// source stays the message's shared [`Address`] (one reference), so an
+/// event whose source the guest's peer table already holds never takes
+/// the four names apart (four reference counts up, then down again).
+pub struct Incoming {
+    id: u64,
+    source: Address,
+    message: wit::Message,
+    blob: Option<wit::Blob>,
+    context: Option<Vec<u8>>,
+}
+
+/// An event for the guest: lowered as `event` ([`EventOut`], for `handle`
+/// and `handle-batch`) or as `peer-event` ([`Peers::peer_event`]).
+pub enum Event {
+    Message(Incoming),
+    Failed(FailureOut),
+}
+
 /// `event`: what `handle` and `handle-batch` take.
 #[derive(ComponentType, Lower)]
 #[component(variant)]
-pub enum Event {
+pub enum EventOut {
     #[component(name = "message")]
     Message(IncomingOut),
     #[component(name = "failed")]
     Failed(FailureOut),
 }
 
+impl From<Event> for EventOut {
+    fn from(event: Event) -> Self {
+        match event {
+            Event::Message(m) => EventOut::Message(IncomingOut {
+                id: m.id,
+                source: m.source.into(),
+                message: m.message,
+                blob: m.blob,
+                context: m.context,
+            }),
+            Event::Failed(f) => EventOut::Failed(f),
+        }
+    }
+}
+
 impl Event {
     /// The event for a delivered message; its names move over as they are.
     pub fn incoming(km: KernelMessage, context: Option<Vec<u8>>) -> Self {
-        Event::Message(IncomingOut {
+        Event::Message(Incoming {
             id: km.id,
-            source: km.source.into(),
+            source: km.source,
             message: km.message.into(),
             blob: km.blob.map(Into::into),
             context,
@@ -188,13 +204,14 @@ pub struct Peers {
 
 impl Peers {
     /// The slot for `source`, and whether the guest must be told the
-    /// address (the slot held another, or nothing).
-    /// Compared by its parts, so a known source builds no `Address`.
-    fn place(&mut self, source: &AddressOut) -> (usize, bool) {
+    /// address (the slot held another, or nothing). A slot holding the
+    /// same shared address matches by pointer; another equal one by its
+    /// parts.
+    fn place(&mut self, source: &Address) -> (usize, bool) {
         if self.slots.is_empty() {
             self.slots.resize(PEER_SLOTS, None);
         }
-        let holds = |held: Option<&Address>| held.is_some_and(|held| source.names(held));
+        let holds = |held: Option<&Address>| held.is_some_and(|held| held == source);
         if holds(self.slots.get(self.last).and_then(Option::as_ref)) {
             return (self.last, false);
         }
@@ -205,7 +222,7 @@ impl Peers {
         match self.slots.get_mut(slot) {
             Some(held) if holds(held.as_ref()) => (slot, false),
             Some(held) => {
-                *held = Some(source.to_address());
+                *held = Some(source.clone());
                 (slot, true)
             }
             None => (slot, true), // unreachable: the table has PEER_SLOTS
@@ -213,7 +230,8 @@ impl Peers {
     }
 
     /// `event` with its source as a slot of this table; the table learns
-    /// the address when the guest is told it.
+    /// the address when the guest is told it, and only then are its names
+    /// taken apart for lowering.
     pub fn peer_event(&mut self, event: Event) -> PeerEvent {
         match event {
             Event::Message(m) => {
@@ -222,7 +240,7 @@ impl Peers {
                     id: m.id,
                     // Below PEER_SLOTS, so it fits.
                     source_slot: slot as u32,
-                    source: tell.then_some(m.source),
+                    source: tell.then(|| m.source.into()),
                     message: m.message,
                     blob: m.blob,
                     context: m.context,

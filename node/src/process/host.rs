@@ -14,7 +14,7 @@ use wasmtime::component::{ComponentExportIndex, InstancePre, Linker, ResourceTab
 use wasmtime::{AsContext, Engine, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::abi::{AddressIn, AddressOut, Event, PeerEvent, Peers, Target};
+use super::abi::{AddressIn, AddressOut, Event, EventOut, PeerEvent, Peers, Target};
 use super::asks::{Asks, Pending};
 use super::bindings;
 use super::{ProcessContext, SpawnRequest};
@@ -153,8 +153,8 @@ pub struct Guest {
     init: TypedFunc<(AddressOut,), ()>,
     /// `run` of the world `process-loop`: called once, takes its events.
     run: Option<TypedFunc<(), ()>>,
-    handle: Option<TypedFunc<(Event,), ()>>,
-    batch: Option<TypedFunc<(Vec<Event>,), ()>>,
+    handle: Option<TypedFunc<(EventOut,), ()>>,
+    batch: Option<TypedFunc<(Vec<EventOut>,), ()>>,
     deliver: Option<Deliver>,
 }
 
@@ -203,7 +203,7 @@ impl Guest {
         let Some(handle) = &self.handle else {
             anyhow::bail!("the component exports no `handle`");
         };
-        handle.call_async(&mut store, (event,)).await?;
+        handle.call_async(&mut store, (event.into(),)).await?;
         handle.post_return_async(&mut store).await
     }
 
@@ -228,6 +228,7 @@ impl Guest {
         }
         match &self.batch {
             Some(func) => {
+                let events: Vec<EventOut> = events.into_iter().map(Into::into).collect();
                 func.call_async(&mut store, (events,)).await?;
                 func.post_return_async(&mut store).await
             }
