@@ -26,6 +26,9 @@ const BASELINE_CHANNEL: usize = 1_024;
 /// WASM-to-WASM message rows, N times each, and prints each run's figure
 /// on stderr, so `perf` sees little but the message path.
 const PROFILE_LOOPS: &str = "HEARTH_BENCH_MESSAGE_LOOPS";
+/// With [`PROFILE_LOOPS`]: `HEARTH_BENCH_MESSAGE_ROW=ping` runs only the
+/// round trips, `=blast` only the fire-and-forget messages.
+const PROFILE_ROW: &str = "HEARTH_BENCH_MESSAGE_ROW";
 
 /// The system allocator, counting every allocation, so the bench can
 /// report host allocations per message. Wraps `System` and adds one
@@ -149,11 +152,18 @@ pub async fn run(
 /// The two WASM-to-WASM message rows, `loops` times each, for a profiler;
 /// every figure goes to stderr and the table stays empty.
 async fn message_loops(node: &Node, loops: u32) -> Result<Vec<Row>> {
-    for i in 0..loops {
+    let row = std::env::var(PROFILE_ROW).unwrap_or_default();
+    let (ping, blast) = match row.as_str() {
+        "ping" => (loops, 0),
+        "blast" => (0, loops),
+        "" => (loops, loops),
+        other => return Err(anyhow!("{PROFILE_ROW}={other}: expected ping or blast")),
+    };
+    for i in 0..ping {
         let (p50, _) = wasm_round_trip(node).await?;
         eprintln!("{PROFILE_LOOPS}: loop {i}: round trip p50 {p50:.2} us");
     }
-    for i in 0..loops {
+    for i in 0..blast {
         // The receiver's sequence check holds for the first run only.
         let rate = wasm_fire_and_forget(node, i == 0).await?;
         eprintln!("{PROFILE_LOOPS}: loop {i}: fire-and-forget {rate:.0} msg/s");
