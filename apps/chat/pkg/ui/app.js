@@ -5,7 +5,7 @@
 import { api, explain } from './api.js';
 import { el, $, avatar, colourOf, safeColour, SWATCHES, bytes } from './util.js';
 import * as S from './store.js';
-import { renderMessages, attachmentView } from './messages.js';
+import { renderMessages, attachmentView, closePicker } from './messages.js';
 import { Composer } from './composer.js';
 
 const our = window.our;
@@ -60,7 +60,9 @@ function onView(ev) {
       const t = S.thread(store, m.room);
       const known = (m.id > 0 && t.ids.has(m.id)) || (m.client_id && t.clients.has(m.client_id));
       S.upsertMessage(store, m);
+      const typed = !known && S.stopTyping(store, m.room, m.from);
       if (m.room === store.current) {
+        if (typed) renderTyping();
         roomChanged({ newMessage: m });
         // The list is redrawn whole; screen readers hear only what is new.
         if (!known && m.from !== our.node && m.kind !== 'system') {
@@ -661,7 +663,27 @@ new IntersectionObserver((entries) => {
   if (topVisible) loadOlder();
 }, { root: $('scroller'), rootMargin: '400px 0px 0px 0px' }).observe($('top-sentinel'));
 
-$('scroller').addEventListener('scroll', () => markRead(), { passive: true });
+// The newest message stays in view while it was: content that grows after
+// it is drawn (an image decoding, a narrower window, the composer growing)
+// would otherwise push it below the fold.
+let pinned = true;
+let pinnedTop = 0; // scrollTop when `pinned` was last decided
+$('scroller').addEventListener('scroll', () => {
+  const s = $('scroller');
+  pinned = s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+  pinnedTop = s.scrollTop;
+  markRead();
+}, { passive: true });
+const keepPinned = new ResizeObserver(() => {
+  const s = $('scroller');
+  // Not if the reader scrolled up since (its scroll event not yet heard).
+  if (pinned && store.current && s.scrollTop >= pinnedTop - 1) s.scrollTop = s.scrollHeight;
+});
+keepPinned.observe($('messages'));
+keepPinned.observe($('scroller'));
+document.addEventListener('click', (e) => {
+  if (!e.target.closest('.tools')) closePicker($('messages'));
+});
 $('jump').addEventListener('click', () => { pendingScroll = { bottom: true }; scheduleMessages(); $('jump').hidden = true; });
 $('new-room').addEventListener('click', newRoomDialog);
 $('empty-new-room').addEventListener('click', newRoomDialog);
@@ -691,10 +713,13 @@ $('leave-button').addEventListener('click', () => act(async () => {
 $('invite-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const input = $('invite-node');
+  const node = input.value.trim();
   act(async () => {
-    await api.invite({ room: store.current, node: input.value.trim() });
-    toast(`Invited ${input.value.trim()}`);
-    input.value = '';
+    await api.invite({ room: store.current, node });
+    toast(`Invited ${node}`);
+    // Empty the box only if it still holds whom we invited: the next name
+    // may have been typed while this invitation was on its way.
+    if (input.value.trim() === node) input.value = '';
   });
 });
 document.addEventListener('visibilitychange', () => { if (!document.hidden) markRead(); });
@@ -712,6 +737,8 @@ document.addEventListener('keydown', (e) => {
     e.preventDefault();
     app.dataset.view = 'list';
     $('room-filter').focus();
+  } else if (e.key === 'Escape' && document.querySelector('.msg.picking')) {
+    closePicker($('messages'));
   } else if (e.key === 'Escape' && !$('members').hidden && !$('dialog').open) {
     toggleMembers(false);
   }

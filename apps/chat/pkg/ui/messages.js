@@ -9,6 +9,27 @@ const GROUP_GAP_MS = 5 * 60 * 1000;
 export const QUICK_REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '👀'];
 
 /**
+ * The message whose reaction picker is open, as `room/id`. The list is
+ * drawn anew on every change, so the open picker is kept here, not in the
+ * DOM: a message arriving while the picker is open must not close it.
+ */
+let picking = null;
+
+/** Close the open reaction picker in `list` (the messages), if any. */
+export function closePicker(list) {
+  picking = null;
+  for (const li of list.querySelectorAll('.msg.picking')) showPicker(li, false);
+}
+
+function showPicker(li, open) {
+  li.classList.toggle('picking', open);
+  const picker = li.querySelector('.picker');
+  if (picker) picker.hidden = !open;
+  const button = li.querySelector('.tools .react');
+  if (button) button.setAttribute('aria-expanded', String(open));
+}
+
+/**
  * Render the open room's messages into `list`.
  * `ctx` = {store, our, onReply, onEdit, onDelete, onReact, onRetry, onDiscard, onQuote, attachment}
  */
@@ -62,6 +83,7 @@ function message(m, ctx, memberNodes, first) {
   if (m.delivery === 'pending') classes.push('pending');
   if (m.delivery === 'failed') classes.push('failed');
   if (!mine && (m.mentions || []).includes(our)) classes.push('mentions-me');
+  if (m.id > 0 && !m.deleted && picking === `${m.room}/${m.id}`) classes.push('picking');
   const li = el(`div.${classes.join('.')}`, {
     dataset: { id: m.id, clientId: m.client_id || '', from: m.from, delivery: m.delivery || 'sent' },
     tabindex: '-1',
@@ -98,11 +120,24 @@ function message(m, ctx, memberNodes, first) {
       onclick: () => ctx.onReact(m, emoji) }, `${emoji} ${who.length}`))));
   }
   if (m.id > 0 && !m.deleted) {
-    const picker = el('span.picker', { hidden: true }, QUICK_REACTIONS.map((e) =>
-      el('button', { type: 'button', 'aria-label': `React ${e}`, title: `React ${e}`, dataset: { emoji: e }, onclick: () => ctx.onReact(m, e) }, e)));
+    const key = `${m.room}/${m.id}`;
+    const open = picking === key;
+    const list = () => li.closest('.messages') || li;
+    const picker = el('span.picker', { hidden: !open }, QUICK_REACTIONS.map((e) =>
+      el('button', { type: 'button', 'aria-label': `React ${e}`, title: `React ${e}`, dataset: { emoji: e }, onclick: () => {
+        closePicker(list());
+        showPicker(li, false);
+        ctx.onReact(m, e);
+      } }, e)));
+    const toggle = () => {
+      const wasOpen = picking === key;
+      closePicker(list());
+      showPicker(li, !wasOpen);
+      if (!wasOpen) picking = key;
+    };
     li.append(el('div.tools', { role: 'toolbar', 'aria-label': 'Message actions' },
       picker,
-      el('button.react', { type: 'button', 'aria-label': 'Add a reaction', title: 'React', onclick: () => { picker.hidden = !picker.hidden; } }, '☺'),
+      el('button.react', { type: 'button', 'aria-label': 'Add a reaction', title: 'React', 'aria-expanded': open ? 'true' : 'false', onclick: toggle }, '☺'),
       el('button.reply', { type: 'button', 'aria-label': 'Reply', title: 'Reply', onclick: () => ctx.onReply(m) }, '↩'),
       mine ? el('button.edit', { type: 'button', 'aria-label': 'Edit', title: 'Edit', onclick: () => ctx.onEdit(m) }, '✎') : null,
       mine || ctx.canModerate ? el('button.delete', { type: 'button', 'aria-label': 'Delete', title: 'Delete', onclick: () => ctx.onDelete(m) }, '🗑') : null));

@@ -38,11 +38,23 @@ export function upsertMessage(store, m) {
   const byClient = m.client_id ? t.clients.get(m.client_id) : undefined;
   const byId = m.id > 0 ? t.ids.get(m.id) : undefined;
   const key = byClient || byId || `k${nextKey++}`;
+  // A late answer or history page must not undo what a newer copy shows:
+  // one without the host's id is older than one with it (ours while
+  // pending), a deletion is never undone, and edits only move forward.
+  const known = t.byKey.get(key);
+  if (known && isOlder(m, known)) return t;
   if (byClient && byId && byClient !== byId) t.byKey.delete(byId);
   t.byKey.set(key, m);
   if (m.client_id) t.clients.set(m.client_id, key);
   if (m.id > 0) t.ids.set(m.id, key);
   return t;
+}
+
+/** Whether `m` is an older copy of the message `known`. */
+function isOlder(m, known) {
+  if (known.id > 0 && !(m.id > 0)) return true;
+  if (Boolean(known.deleted) !== Boolean(m.deleted)) return Boolean(known.deleted);
+  return (known.edited_at || 0) > (m.edited_at || 0);
 }
 
 /** Drop one of our pending or failed messages. */
@@ -105,6 +117,12 @@ export function setTyping(store, address, node, now = Date.now()) {
   let m = store.typing.get(address);
   if (!m) { m = new Map(); store.typing.set(address, m); }
   m.set(node, now + TYPING_MS);
+}
+
+/** `node`'s message arrived: what it was typing is sent, so it no longer types. */
+export function stopTyping(store, address, node) {
+  const m = store.typing.get(address);
+  return Boolean(m && m.delete(node));
 }
 
 export function typingNow(store, address, now = Date.now()) {
