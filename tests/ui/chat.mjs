@@ -72,6 +72,26 @@ async function say(page, text) {
 }
 
 const msg = (text) => `.msg:has(.text:has-text("${text}"))`;
+/**
+ * Hover a message and click one of its tools (shown on hover). The list is
+ * drawn anew on every change, and a redraw can move the message from under
+ * the pointer between the hover and the click: then hover again.
+ */
+async function tool(page, text, button) {
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    await page.hover(msg(text));
+    try {
+      await page.click(`${msg(text)} .tools ${button}`, { timeout: 2000 });
+      return;
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+    }
+  }
+}
+/** Our own message `text` has its answer: the host numbered it (sent, id > 0). */
+const ownSent = (page, text) => wait(page.waitForFunction((t) => [...document.querySelectorAll('.msg[data-delivery=sent]')]
+  .some((m) => Number(m.dataset.id) > 0 && m.querySelector('.text')?.firstChild?.textContent === t), text));
 const textsOf = (page, re) => page.$$eval('.msg .text', (nodes, src) => {
   const r = new RegExp(src);
   return nodes.map((n) => n.firstChild ? n.firstChild.textContent : '').filter((t) => r.test(t));
@@ -165,14 +185,16 @@ try {
   // A reply (bob, through the message's tools), shown inline on alice's side.
   await say(A, 'Yes: alice.os hosts the room, bob.os keeps a copy.');
   await showsText(B, 'bob.os keeps a copy');
-  await B.hover(msg('Yes: alice.os hosts the room, bob.os keeps a copy.'));
-  await B.click(`${msg('Yes: alice.os hosts the room, bob.os keeps a copy.')} .tools .reply`);
+  await tool(B, 'Yes: alice.os hosts the room, bob.os keeps a copy.', '.reply');
   await say(B, 'So I can read it even when your node is off. Nice.');
   check('reply shown inline on alice\'s page', await wait(A.waitForSelector(`${msg('So I can read it even when your node is off. Nice.')} .quote:has-text("bob.os keeps a copy")`)), lastError);
 
   // An edit (alice: ↑ in the empty box edits her last message) and a delete.
   await say(A, 'Ship date is Fridya');
   await showsText(B, 'Ship date is Fridya');
+  // ↑ edits the last of ours the host numbered: bob's page can show the
+  // message before alice's page has its own answer, so wait for that.
+  await ownSent(A, 'Ship date is Fridya');
   await A.press('#composer-text', 'ArrowUp');
   await A.waitForSelector('#reply-bar[data-mode=edit]');
   await A.fill('#composer-text', 'Ship date is Friday 🚢');
@@ -180,14 +202,13 @@ try {
   check('edit shown on bob\'s page', await wait(B.waitForSelector(`${msg('Ship date is Friday 🚢')} .edited`)), lastError);
   await say(A, 'oops, wrong room');
   await showsText(B, 'oops, wrong room');
-  await A.hover(msg('oops, wrong room'));
-  await A.click(`${msg('oops, wrong room')} .tools .delete`);
+  await ownSent(A, 'oops, wrong room');
+  await tool(A, 'oops, wrong room', '.delete');
   check('delete shown on bob\'s page', await wait(B.waitForSelector('.msg.deleted .text:has-text("This message was deleted.")')), lastError);
 
   // A reaction from bob.
   const target = msg('Ship date is Friday 🚢');
-  await B.hover(target);
-  await B.click(`${target} .tools .react`);
+  await tool(B, 'Ship date is Friday 🚢', '.react');
   await B.click(`${target} .tools .picker [data-emoji="🎉"]`);
   check('reaction shown on alice\'s page', await wait(A.waitForSelector(`${target} .reaction:has-text("🎉 1")`)), lastError);
 
@@ -198,13 +219,13 @@ try {
   const preview = await wait(A.waitForFunction(() => [...document.querySelectorAll('.attachment img')]
     .some((i) => i.alt === 'sunset.png' && i.complete && i.naturalWidth === 480), null, { timeout: SLOW }));
   check("image from bob previewed on alice's page", preview, lastError);
-  await A.hover(target);
-  await A.click(`${target} .tools .react`);
+  await tool(A, 'Ship date is Friday 🚢', '.react');
   await A.click(`${target} .tools .picker [data-emoji="❤️"]`);
   await A.mouse.move(0, 0);
+  // alice's reaction has its answer before the next step.
+  await A.waitForSelector(`${target} .reaction.mine:has-text("❤️ 1")`);
   await say(B, '@alice.os looks good to me 👍');
   await showsText(A, 'looks good to me');
-  await A.waitForTimeout(400);
 
   // A direct message from bob: alice gets it in her sidebar with an unread badge.
   await B.click('#new-dm');
@@ -224,7 +245,13 @@ try {
   await A.screenshot({ path: join(shots, 'chat-desktop.png') });
   await A.click('#members-close');
   await B.setViewportSize({ width: 390, height: 780 });
-  await B.waitForTimeout(300);
+  // The narrower room is laid out again, taller: its images drawn, the
+  // newest message stays in view.
+  check('the newest message stays in view at phone width', await wait(B.waitForFunction(() => {
+    const s = document.getElementById('scroller');
+    return [...document.querySelectorAll('.msg img')].every((i) => i.complete)
+      && s.scrollHeight - s.scrollTop - s.clientHeight < 2;
+  })), lastError);
   await B.screenshot({ path: join(shots, 'chat-phone.png') });
   await B.click('#back');
   await B.screenshot({ path: join(shots, 'chat-phone-rooms.png') });
@@ -253,7 +280,8 @@ try {
       await to.waitForFunction((t) => window.__seen && t in window.__seen, text);
       const seen = await to.evaluate((t) => window.__seen[t], text);
       latency.samples.push(seen - sent);
-      await from.waitForTimeout(150);
+      // The next one leaves once this one's answer is back on its page.
+      if (!(await ownSent(from, text))) throw new Error(`${text} never marked sent: ${lastError}`);
     }
   }
   latency.p50_ms = +percentile(latency.samples, 0.5).toFixed(1);
@@ -316,11 +344,13 @@ try {
   for (let i = 1; i <= 20; i++) await say(A, `while down ${i}`);
   await A.waitForFunction(() => [...document.querySelectorAll('.msg[data-delivery=sent] .text')].filter((t) => /^while down \d+$/.test(t.firstChild?.textContent)).length === 20, null, { timeout: SLOW });
   await node('start', 'bob.os');
-  const all20 = await wait(B.waitForFunction(() => [...document.querySelectorAll('.msg .text')]
-    .filter((t) => /^while down \d+$/.test(t.firstChild?.textContent)).length >= 20, null, { timeout: SLOW }));
-  await B.waitForTimeout(1500);
-  const got = await textsOf(B, /^while down \d+$/);
+  // bob's page comes back live and catches up: every one of the 20 shown
+  // exactly once, in order (it may pass through fewer while it catches up).
   const want = Array.from({ length: 20 }, (_, i) => `while down ${i + 1}`);
+  const all20 = await wait(B.waitForFunction((want) => document.getElementById('app').dataset.live === 'joined'
+    && JSON.stringify([...document.querySelectorAll('.msg .text')].map((t) => t.firstChild?.textContent || '')
+      .filter((t) => /^while down \d+$/.test(t))) === JSON.stringify(want), want, { timeout: SLOW }));
+  const got = await textsOf(B, /^while down \d+$/);
   check('bob killed: all 20 shown once, in order, after restart', all20 && JSON.stringify(got) === JSON.stringify(want), JSON.stringify(got));
 
   // History: a public room hosted by bob, 200 messages from both, paged back from alice's page.
@@ -349,9 +379,13 @@ try {
   for (let i = 0; i < 40; i++) {
     const done = await A.$eval('#history-state', (s) => s.dataset.hasMore === 'false');
     if (done) break;
+    const shown = await A.$$eval('.msg .text', (ts) => ts.length);
     await A.$eval('#scroller', (s) => { s.scrollTop = 0; });
     pages += 1;
-    await A.waitForTimeout(400);
+    // At the top an older page loads: wait for it (or the beginning); if
+    // none came, scroll up again.
+    await A.waitForFunction((n) => document.querySelectorAll('.msg .text').length > n
+      || document.getElementById('history-state').dataset.hasMore === 'false', shown, { timeout: 5000 }).catch(() => {});
   }
   const history = await textsOf(A, /^history [ab] \d+$/);
   const unique = new Set(history);
