@@ -270,12 +270,19 @@ fn write_unbudgeted(socket: &mut WebSocket, msg: Message, cx: &mut Context<'_>) 
     }
 }
 
+/// A topic's members, each connection's outbox by its id. A publish
+/// takes the whole table under the hub's lock as one reference count and
+/// walks it outside the lock, so the frame's first write waits for no
+/// per-member lookup or copy; a join or leave while a publish still walks
+/// the table copies it first (`Arc::make_mut`).
+type Members = Arc<HashMap<u64, Arc<Outbox>>>;
+
 #[derive(Default)]
 struct HubState {
     conns: HashMap<u64, Conn>,
     /// (owner, topic) -> members. Topics are per process: two apps may use
     /// the same topic name without meeting.
-    topics: HashMap<(ProcessId, String), HashSet<u64>>,
+    topics: HashMap<(ProcessId, String), Members>,
 }
 
 pub struct WsHub {
@@ -347,7 +354,7 @@ impl WsHub {
         for topic in c.topics.drain() {
             let key = (c.owner.clone(), topic);
             if let Some(members) = state.topics.get_mut(&key) {
-                members.remove(&conn);
+                Arc::make_mut(members).remove(&conn);
                 if members.is_empty() {
                     state.topics.remove(&key);
                 }
@@ -415,19 +422,16 @@ impl WsHub {
         let Ok(msg) = Self::frame(binary, payload) else {
             return 0;
         };
-        let members: Vec<(u64, Arc<Outbox>)> = {
+        let members: Members = {
             let state = self.lock();
             let Some(members) = state.topics.get(&(owner.clone(), topic.to_string())) else {
                 return 0;
             };
-            members
-                .iter()
-                .filter_map(|conn| Some((*conn, state.conns.get(conn)?.outbox.clone())))
-                .collect()
+            members.clone()
         };
         let mut delivered = 0;
         let mut full = Vec::new();
-        for (conn, outbox) in &members {
+        for (conn, outbox) in members.iter() {
             match outbox.offer(msg.clone(), self.client_buffer, self.client_buffer_bytes) {
                 Offered::Taken => delivered += 1,
                 Offered::Gone => {}
@@ -439,6 +443,8 @@ impl WsHub {
             .metrics
             .ws_messages_out
             .fetch_add(delivered, Ordering::Relaxed);
+        // Let go of the table first, so dropping a member does not copy it.
+        drop(members);
         if !full.is_empty() {
             let mut state = self.lock();
             for (conn, why) in full {
@@ -458,11 +464,9 @@ impl WsHub {
         match state.conns.get_mut(&conn) {
             Some(c) if c.owner == *owner => {
                 c.topics.insert(topic.clone());
-                state
-                    .topics
-                    .entry((owner.clone(), topic))
-                    .or_default()
-                    .insert(conn);
+                let outbox = c.outbox.clone();
+                let members = state.topics.entry((owner.clone(), topic)).or_default();
+                Arc::make_mut(members).insert(conn, outbox);
                 Ok(0)
             }
             _ => Err(HttpServerError::NoSuchConnection(conn)),
@@ -476,7 +480,7 @@ impl WsHub {
                 c.topics.remove(topic);
                 let key = (owner.clone(), topic.to_string());
                 if let Some(m) = state.topics.get_mut(&key) {
-                    m.remove(&conn);
+                    Arc::make_mut(m).remove(&conn);
                 }
                 Ok(0)
             }
