@@ -42,7 +42,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures::{AsyncWrite, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use super::lane::Pipe;
@@ -455,6 +455,19 @@ impl Outlet {
         self.wake.notified().await
     }
 
+    /// Resolves once the peer ended our libp2p stream, parked here or in
+    /// the writer's `held` (see [`poll_peer_ended`]).
+    pub async fn peer_ended(&self, held: &mut Option<Pipe>) {
+        std::future::poll_fn(|cx| match held.as_mut() {
+            Some(stream) => poll_peer_ended(stream, cx),
+            None => match self.lock().stream.as_mut() {
+                Some(stream) => poll_peer_ended(stream, cx),
+                None => Poll::Pending,
+            },
+        })
+        .await
+    }
+
     /// The writer ended: refuse every later frame. What is queued stays
     /// for the link to carry to the next stream.
     pub fn close(&self) -> Option<Pipe> {
@@ -487,6 +500,19 @@ fn write_now(stream: &mut Pipe, bytes: &[u8]) -> Result<(usize, bool), ()> {
         Poll::Ready(Err(_)) => Err(()),
         Poll::Pending => Ok((written, false)),
     }
+}
+
+/// Whether the peer ended `stream`, a libp2p stream we opened: closed or
+/// reset it. The peer never writes to it, so a read that returns at all
+/// (an end, an error, or bytes it had no business sending) ends it. A lane
+/// is watched through a second handle on its socket (`lane::ended`), so
+/// here it never ends.
+fn poll_peer_ended(stream: &mut Pipe, cx: &mut Context<'_>) -> Poll<()> {
+    let Pipe::Stream(stream) = stream else {
+        return Poll::Pending;
+    };
+    let mut byte = [0u8; 1];
+    Pin::new(stream).poll_read(cx, &mut byte).map(|_| ())
 }
 
 /// Write `bytes` and flush, waiting as needed (the writer's path).

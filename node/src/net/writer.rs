@@ -15,8 +15,13 @@
 //! fresh. **Invariant:** when the writer ends, its link takes back what
 //! never left (`Links::writer_ended`): requests written to the stream fail
 //! `offline`, and what is still queued goes onto the next stream, after the
-//! redial back-off the link earned (`Shared::redial`). Every byte written
-//! to a relayed stream is counted (`hearth_net_relayed_bytes_total`).
+//! redial back-off the link earned (`Shared::redial`). The writer sees its
+//! stream end even with nothing to write: a lane through a second handle
+//! on its socket, a libp2p stream through a read on it (the peer never
+//! writes to a stream we opened, so a read returns only at its close or
+//! reset); requests written to a stream the peer reset fail at once, not
+//! at their timeouts. Every byte written to a relayed stream is counted
+//! (`hearth_net_relayed_bytes_total`).
 
 use std::sync::Arc;
 
@@ -118,6 +123,10 @@ impl Writer {
                         _ = lane::ended(watch.as_ref()) => {
                             debug!(%peer, "our lane to this peer was closed or reset");
                             watch = None;
+                            outlet.end();
+                        }
+                        _ = outlet.peer_ended(&mut held) => {
+                            debug!(%peer, "the peer closed or reset our stream");
                             outlet.end();
                         }
                     }

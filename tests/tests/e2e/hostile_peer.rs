@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use hearth::api::{InjectRequest, MESSAGE_PATH};
 use hearth::net::record::NameRecord;
 use hearth::net::wire::{self, Frame};
 use hearth::types::{Address, Message, SendErrorKind};
@@ -55,6 +56,7 @@ struct Victim {
     home: TempDir,
     _user_home: TempDir,
     addr: String,
+    secret: String,
 }
 
 impl Victim {
@@ -92,6 +94,16 @@ impl Victim {
             home,
             _user_home: user_home,
             addr,
+            secret: secret.trim().to_string(),
+        }
+    }
+
+    /// Where and how to send it admin requests: off the test's runtime
+    /// (`Injector::send` blocks), so several can be in flight.
+    fn injector(&self) -> Injector {
+        Injector {
+            url: format!("http://127.0.0.1:{}{MESSAGE_PATH}", self.process.port),
+            secret: self.secret.clone(),
         }
     }
 
@@ -137,6 +149,56 @@ impl Victim {
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+}
+
+/// The victim's admin message endpoint (as `kit i` uses it).
+#[derive(Clone)]
+struct Injector {
+    url: String,
+    secret: String,
+}
+
+impl Injector {
+    /// Send `body` to `target`: its answer's body, or the admin error's
+    /// kind. `non_block` returns once the node took the message.
+    fn send(
+        &self,
+        target: &str,
+        body: Value,
+        timeout_ms: u64,
+        non_block: bool,
+    ) -> Result<Value, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let request = InjectRequest {
+            target: target.into(),
+            body,
+            timeout_ms: Some(timeout_ms),
+            non_block,
+        };
+        let mut response = agent
+            .post(&self.url)
+            .header(hearth::api::SECRET_HEADER, &self.secret)
+            .send_json(&request)
+            .expect("the admin API answers");
+        let ok = response.status().is_success();
+        let reply: Value = response.body_mut().read_json().expect("a JSON reply");
+        if ok {
+            Ok(reply["body"].clone())
+        } else {
+            Err(reply["kind"].as_str().unwrap_or("no kind").to_string())
+        }
+    }
+
+    /// [`Self::send`] on a blocking thread.
+    async fn ask(&self, target: &str, body: Value, timeout_ms: u64) -> Result<Value, String> {
+        let (this, target) = (self.clone(), target.to_string());
+        tokio::task::spawn_blocking(move || this.send(&target, body, timeout_ms, false))
+            .await
+            .expect("the ask ran")
     }
 }
 
@@ -570,4 +632,127 @@ fn name_key(name: &str) -> kad::RecordKey {
 
 fn squat_bytes(record: &NameRecord) -> Vec<u8> {
     record.to_bytes()
+}
+
+/// How many message streams a node opens to a peer that resets each one
+/// unread, with frames queued for it, before it gives the peer up: the
+/// first, then one per redial (`MAX_REDIALS`, 10, in `net/mod.rs`).
+const STREAMS_PER_GIVE_UP: usize = 11;
+
+/// Local asks answered while `until` runs, one every 100 ms: each must
+/// answer (a timer set for 1 ms fires).
+async fn local_asks_meanwhile<T>(
+    injector: &Injector,
+    until: impl std::future::Future<Output = T>,
+) -> (T, usize) {
+    let answered = std::cell::Cell::new(0);
+    let asks = async {
+        loop {
+            let fired = injector
+                .ask("timer:distro:sys", json!({"SetTimer": {"ms": 1}}), 5_000)
+                .await;
+            let fired_ms = fired.as_ref().map(|v| v["Ok"]["Fired"]["ms"].clone());
+            assert_eq!(fired_ms, Ok(json!(1)), "a local ask: {fired:?}");
+            answered.set(answered.get() + 1);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        out = until => (out, answered.get()),
+        _ = asks => unreachable!(),
+    }
+}
+
+/// A peer that takes every message stream the node opens to it and resets
+/// it unread. The node must not reopen one every round trip: streams that
+/// end with frames queued and none delivered back the redial off, and
+/// after `MAX_REDIALS` of them the peer is given up, its requests failing
+/// `offline` (not left to their timeouts). Local work goes on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_resets_our_streams_unread_is_given_up_and_asks_fail_offline() {
+    let mut victim = Victim::start();
+    let before = victim.rss_kib();
+    let injector = victim.injector();
+    let mallory = Mallory::connect(&victim.addr).await;
+    // Every message stream the node opens to mallory is accepted, then
+    // reset (dropped without a close) before a byte is read.
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut incoming = mallory
+        .control
+        .clone()
+        .accept(MESSAGES)
+        .expect("accept once");
+    let count = opened.clone();
+    tokio::spawn(async move {
+        while let Some((_, stream)) = incoming.next().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(stream);
+        }
+    });
+    let streams = || opened.load(std::sync::atomic::Ordering::Relaxed);
+    // Mallory says who it is; the node opens its stream back at once.
+    let _hello = mallory.hello_stream("mallory.os").await;
+    wait_for("the node's stream to mallory", || streams() >= 1).await;
+
+    // 1. An ask: typed `offline`, not a silent timeout.
+    let base = streams();
+    let t = Instant::now();
+    let asked = injector
+        .ask("mallory.os@x:y:z", json!({"q": 1}), 30_000)
+        .await;
+    let seen = streams() - base;
+    eprintln!("one ask: {asked:?} after {:?}, {seen} streams", t.elapsed());
+    assert_eq!(asked, Err("offline".to_string()));
+    assert!(seen <= STREAMS_PER_GIVE_UP, "{seen} streams for one ask");
+
+    // 2. A burst of one-way messages past what a stream takes unread (its
+    // send window), so each stream breaks with frames still queued, and
+    // an ask behind them; local asks meanwhile.
+    let base = streams();
+    let t = Instant::now();
+    let burst = {
+        let injector = injector.clone();
+        tokio::task::spawn_blocking(move || {
+            let pad = "x".repeat(16 * 1024);
+            let mut refused = Vec::new();
+            for i in 0..256 {
+                let sent =
+                    injector.send("mallory.os@x:y:z", json!({"i": i, "pad": pad}), 1_000, true);
+                if let Err(kind) = sent {
+                    refused.push(kind);
+                }
+            }
+            refused
+        })
+    };
+    let ((refused, asked), answered) = local_asks_meanwhile(&injector, async {
+        let refused = burst.await.expect("the burst ran");
+        let asked = injector
+            .ask("mallory.os@x:y:z", json!({"q": 2}), 30_000)
+            .await;
+        (refused, asked)
+    })
+    .await;
+    let seen = streams() - base;
+    eprintln!(
+        "a burst: {asked:?} after {:?}, {seen} streams, {} refused, {answered} local asks meanwhile",
+        t.elapsed(),
+        refused.len()
+    );
+    assert_eq!(asked, Err("offline".to_string()));
+    // What the node would not queue it refused typed, at once.
+    for kind in &refused {
+        assert!(kind == "mailbox-full" || kind == "offline", "{kind}");
+    }
+    // The burst may outlast one give-up: frames sent after it start over.
+    assert!(
+        seen <= 2 * STREAMS_PER_GIVE_UP,
+        "{seen} streams for the burst"
+    );
+    let fired = injector
+        .ask("timer:distro:sys", json!({"SetTimer": {"ms": 1}}), 5_000)
+        .await;
+    assert_eq!(fired.map(|v| v["Ok"]["Fired"]["ms"].clone()), Ok(json!(1)));
+    // Alive, its memory bounded (the queues are), and serving peers.
+    victim.check(before, "a peer resetting our streams").await;
 }
