@@ -270,6 +270,7 @@ const EXPECTED: &[&str] = &[
     "reaction shown on alice's page",
     "typing indicator shown on alice's page",
     "image from bob previewed on alice's page",
+    "the newest message stays in view at phone width",
     "direct message shown in alice's sidebar with an unread badge",
     "empty message refused in the UI",
     "too-long message refused in the UI",

@@ -445,16 +445,34 @@ pub fn browser_report(printed: &str, exited_well: bool, expected: &[&str], conte
 }
 
 /// A loopback port free right now for TCP and UDP (a node listens on both:
-/// TCP, and QUIC over UDP), found by binding port 0. Another program may
-/// still take it before the node does; checking UDP too avoids the common
-/// clash with other nodes' QUIC sockets.
+/// TCP, and QUIC over UDP), for a node that must keep its port across
+/// restarts. It is taken below the kernel's ephemeral range, so no socket
+/// bound to port 0 (every other node and client in the suite) can be handed
+/// it before the node binds it; a counter keeps this process's picks apart.
 pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let first = ephemeral_start().saturating_sub(PICKED_PORTS);
+    let spread = (std::process::id() % u32::from(PICKED_PORTS)) as u16;
+    for _ in 0..PICKED_PORTS {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = first + (spread.wrapping_add(n) % PICKED_PORTS);
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if tcp.is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no port free for both TCP and UDP")
+    panic!("no port free for both TCP and UDP below the ephemeral range")
+}
+
+/// How many ports below the ephemeral range [`free_port`] picks from.
+const PICKED_PORTS: u16 = 8192;
+
+/// The first port the kernel hands out for a bind to port 0.
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .filter(|&p: &u16| p > PICKED_PORTS + 1024)
+        .unwrap_or(32768)
 }
