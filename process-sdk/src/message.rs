@@ -154,7 +154,12 @@ impl Incoming {
 
     /// Takes the blob out of the message.
     pub fn take_blob(&mut self) -> Option<Blob> {
-        self.rare.as_mut()?.blob.take()
+        let rare = self.rare.as_mut()?;
+        let blob = rare.blob.take();
+        if **rare == Rare::default() {
+            self.rare = None; // nothing left: as if it never came
+        }
+        blob
     }
 
     /// For a response: the context we attached to our request.

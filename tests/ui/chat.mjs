@@ -80,8 +80,8 @@ const msg = (text) => `.msg:has(.text:has-text("${text}"))`;
 async function tool(page, text, button) {
   const deadline = Date.now() + TIMEOUT;
   for (;;) {
-    await page.hover(msg(text));
     try {
+      await page.hover(msg(text), { timeout: 2000 });
       await page.click(`${msg(text)} .tools ${button}`, { timeout: 2000 });
       return;
     } catch (e) {
@@ -350,6 +350,12 @@ try {
   const all20 = await wait(B.waitForFunction((want) => document.getElementById('app').dataset.live === 'joined'
     && JSON.stringify([...document.querySelectorAll('.msg .text')].map((t) => t.firstChild?.textContent || '')
       .filter((t) => /^while down \d+$/.test(t))) === JSON.stringify(want), want, { timeout: SLOW }));
+  // A barrier: bob's page catches up in the background after it shows
+  // `joined`, so a late history page could still add or move one of the
+  // 20. One more message from alice, seen on bob's page, comes after it.
+  await say(A, 'after the 20');
+  await wait(B.waitForFunction(() => [...document.querySelectorAll('.msg .text')]
+    .some((t) => t.firstChild?.textContent === 'after the 20'), null, { timeout: SLOW }));
   const got = await textsOf(B, /^while down \d+$/);
   check('bob killed: all 20 shown once, in order, after restart', all20 && JSON.stringify(got) === JSON.stringify(want), JSON.stringify(got));
 

@@ -15,6 +15,7 @@
 //! registration, buffers and [`pump`], owned by `http-server:distro:sys`,
 //! so no process can push to them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -352,13 +353,7 @@ impl WsHub {
     fn remove(state: &mut HubState, conn: u64) -> Option<Conn> {
         let mut c = state.conns.remove(&conn)?;
         for topic in c.topics.drain() {
-            let key = (c.owner.clone(), topic);
-            if let Some(members) = state.topics.get_mut(&key) {
-                Arc::make_mut(members).remove(&conn);
-                if members.is_empty() {
-                    state.topics.remove(&key);
-                }
-            }
+            leave_topic(&mut state.topics, (c.owner.clone(), topic), conn);
         }
         Some(c)
     }
@@ -478,10 +473,7 @@ impl WsHub {
         match state.conns.get_mut(&conn) {
             Some(c) if c.owner == *owner => {
                 c.topics.remove(topic);
-                let key = (owner.clone(), topic.to_string());
-                if let Some(m) = state.topics.get_mut(&key) {
-                    Arc::make_mut(m).remove(&conn);
-                }
+                leave_topic(&mut state.topics, (owner.clone(), topic.to_string()), conn);
                 Ok(0)
             }
             _ => Err(HttpServerError::NoSuchConnection(conn)),
@@ -497,6 +489,23 @@ impl WsHub {
                 Ok(0)
             }
             _ => Err(HttpServerError::NoSuchConnection(conn)),
+        }
+    }
+}
+
+/// Take `conn` out of a topic's members; a topic left with none goes. The
+/// table is copied only if `conn` is in it and a publish is walking it.
+fn leave_topic(
+    topics: &mut HashMap<(ProcessId, String), Members>,
+    key: (ProcessId, String),
+    conn: u64,
+) {
+    if let Entry::Occupied(mut members) = topics.entry(key) {
+        if members.get().contains_key(&conn) {
+            Arc::make_mut(members.get_mut()).remove(&conn);
+        }
+        if members.get().is_empty() {
+            members.remove();
         }
     }
 }

@@ -41,12 +41,19 @@ export function upsertMessage(store, m) {
   // A late answer or history page must not undo what a newer copy shows:
   // one without the host's id is older than one with it (ours while
   // pending), a deletion is never undone, and edits only move forward.
-  const known = t.byKey.get(key);
-  if (known && isOlder(m, known)) return t;
+  // Two entries may be known for it (ours by client id, a history page's
+  // by host id) until this copy joins them: the newest of all three stays.
+  let newest = m;
+  for (const k of new Set([byClient, byId])) {
+    const known = k && t.byKey.get(k);
+    if (known && isOlder(newest, known)) newest = known;
+  }
   if (byClient && byId && byClient !== byId) t.byKey.delete(byId);
-  t.byKey.set(key, m);
-  if (m.client_id) t.clients.set(m.client_id, key);
-  if (m.id > 0) t.ids.set(m.id, key);
+  t.byKey.set(key, newest);
+  for (const c of [m, newest]) {
+    if (c.client_id) t.clients.set(c.client_id, key);
+    if (c.id > 0) t.ids.set(c.id, key);
+  }
   return t;
 }
 

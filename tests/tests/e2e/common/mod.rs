@@ -446,14 +446,15 @@ pub fn browser_report(printed: &str, exited_well: bool, expected: &[&str], conte
 
 /// A loopback port free right now for TCP and UDP (a node listens on both:
 /// TCP, and QUIC over UDP), for a node that must keep its port across
-/// restarts. It is taken below the kernel's ephemeral range, so no socket
+/// restarts. It is taken outside the kernel's ephemeral range, so no socket
 /// bound to port 0 (every other node and client in the suite) can be handed
-/// it before the node binds it; a counter keeps this process's picks apart.
+/// it before the node binds it. A counter keeps this process's picks apart,
+/// and a hash of the pid spreads concurrent test runs over the range.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let first = ephemeral_start().saturating_sub(PICKED_PORTS);
-    let spread = (std::process::id() % u32::from(PICKED_PORTS)) as u16;
+    let first = picked_ports_start();
+    let spread = (std::process::id().wrapping_mul(2_654_435_761) >> 16) as u16 % PICKED_PORTS;
     for _ in 0..PICKED_PORTS {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = first + (spread.wrapping_add(n) % PICKED_PORTS);
@@ -462,17 +463,25 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no port free for both TCP and UDP below the ephemeral range")
+    panic!("no port free for both TCP and UDP outside the ephemeral range")
 }
 
-/// How many ports below the ephemeral range [`free_port`] picks from.
+/// How many ports outside the ephemeral range [`free_port`] picks from.
 const PICKED_PORTS: u16 = 8192;
 
-/// The first port the kernel hands out for a bind to port 0.
-fn ephemeral_start() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+/// The first of [`PICKED_PORTS`] ports just below the kernel's ephemeral
+/// range, or just above it when there is no room below.
+fn picked_ports_start() -> u16 {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .filter(|&p: &u16| p > PICKED_PORTS + 1024)
-        .unwrap_or(32768)
+        .and_then(|r| {
+            let mut ends = r.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((ends.next()??, ends.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    match range {
+        (low, _) if low >= PICKED_PORTS + 1024 => low - PICKED_PORTS,
+        (_, high) if high <= u16::MAX - PICKED_PORTS => high + 1,
+        range => panic!("the ephemeral range {range:?} leaves no room for fixed ports"),
+    }
 }
