@@ -69,7 +69,7 @@ pub struct Incoming {
 const _: () = assert!(std::mem::size_of::<Incoming>() <= 64);
 
 /// The parts of an [`Incoming`] most messages do not carry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Rare {
     metadata: Option<String>,
     blob: Option<Blob>,
@@ -83,14 +83,16 @@ impl Rare {
         blob: Option<Blob>,
         context: Option<Vec<u8>>,
     ) -> Option<Box<Self>> {
-        if metadata.is_none() && blob.is_none() && context.is_none() {
-            return None;
-        }
-        Some(Box::new(Rare {
+        let rare = Rare {
             metadata,
             blob,
             context,
-        }))
+        };
+        (!rare.is_empty()).then(|| Box::new(rare))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.metadata.is_none() && self.blob.is_none() && self.context.is_none()
     }
 }
 
@@ -156,7 +158,7 @@ impl Incoming {
     pub fn take_blob(&mut self) -> Option<Blob> {
         let rare = self.rare.as_mut()?;
         let blob = rare.blob.take();
-        if **rare == Rare::default() {
+        if rare.is_empty() {
             self.rare = None; // nothing left: as if it never came
         }
         blob
