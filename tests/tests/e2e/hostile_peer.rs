@@ -376,6 +376,7 @@ async fn forged_responses_and_failures_are_never_delivered() {
     let mut stream = mallory.hello_stream("mallory.os").await;
     let eve = Mallory::connect(&addr).await;
     let mut eve_stream = eve.hello_stream("eve.os").await;
+    mallory.heard_as(v.node.net(), "mallory.os").await;
 
     // net:probe:test asks mallory; mallory sees a real id in flight.
     let body = json!({"ask": {"target": "mallory.os@x:y:z", "body": {"q": 1}, "timeout_ms": 8000, "context": "c"}});
@@ -540,14 +541,7 @@ async fn names_cannot_be_squatted_through_hello_or_the_dht_and_puts_are_limited(
     };
     let bob = Mallory::connect(&addr).await;
     let _bob_stream = bob.hello_stream("bob.os").await;
-    let net = v.node.net();
-    let bob_peer = bob.key.public().to_peer_id().to_base58();
-    wait_for("bob bound", || {
-        net.peers()
-            .iter()
-            .any(|p| p.peer_id == bob_peer && p.name.as_deref() == Some("bob.os"))
-    })
-    .await;
+    bob.heard_as(v.node.net(), "bob.os").await;
 
     // Through hello: another key claiming bob.os is closed and counted.
     let squatter = Mallory::connect(&addr).await;
@@ -558,16 +552,10 @@ async fn names_cannot_be_squatted_through_hello_or_the_dht_and_puts_are_limited(
     assert_eq!(metric(|n| &n.names_refused), 1);
     // One key, many names: four bind, the fifth is refused. (Each stream
     // is closed once its name is bound: a peer holds few streams.)
-    let squatter_peer = squatter.key.public().to_peer_id().to_base58();
     for i in 0..4 {
         let name = format!("alias{i}.os");
         let mut s = squatter.hello_stream(&name).await;
-        wait_for("alias bound", || {
-            net.peers()
-                .iter()
-                .any(|p| p.peer_id == squatter_peer && p.name.as_deref() == Some(name.as_str()))
-        })
-        .await;
+        squatter.heard_as(v.node.net(), &name).await;
         let _ = s.close().await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -124,6 +124,26 @@ impl Mallory {
         write(&mut stream, &Frame::Hello(self.record(name))).await;
         stream
     }
+
+    /// Wait until the victim has read our hello as `name` and bound the
+    /// name to our key. A hello written is not yet a hello read: until
+    /// then, a message the victim sends to `name` looks it up in the DHT,
+    /// finds no record, and fails `offline`.
+    pub async fn heard_as(&self, net: &hearth::net::Net, name: &str) {
+        let peer = self.key.public().to_peer_id().to_base58();
+        let started = std::time::Instant::now();
+        while !net
+            .peers()
+            .iter()
+            .any(|p| p.peer_id == peer && p.name.as_deref() == Some(name))
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the victim never read the hello of {name}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 pub fn now_millis() -> u64 {
