@@ -99,6 +99,17 @@ const textsOf = (page, re) => page.$$eval('.msg .text', (nodes, src) => {
 const showsText = (page, text, timeout = TIMEOUT) => wait(page.waitForSelector(`.msg .text:has-text("${text}")`, { timeout }));
 const percentile = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]; };
 
+/** The message `text` of `room` as `page`'s node stores it (its latest page, through the API). */
+async function stored(page, room, text) {
+  const found = await page.evaluate(async ([room, text]) => {
+    const r = await fetch('/chat:chat:sys/api/messages', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ room, limit: 50, before_id: null }) });
+    return (await r.json()).messages.find((m) => m.text === text) || null;
+  }, [room, text]);
+  if (!found) throw new Error(`${text} is not stored in ${room}`);
+  return found;
+}
+
 /** A small picture drawn in the page, as PNG bytes. */
 async function picture(page) {
   const b64 = await page.evaluate(() => {
@@ -116,22 +127,31 @@ async function picture(page) {
   return Buffer.from(b64, 'base64');
 }
 
-/** Send `n` messages through our node's API (no UI), waiting out the rate limit. */
+/**
+ * Send `n` messages through our node's API (no UI), waiting out the rate
+ * limit: a message the host refuses comes back `failed` and is kept on our
+ * node; it is sent again (the same message) once the wait the host named
+ * is over.
+ */
 async function seed(page, room, prefix, from, n) {
   return page.evaluate(async ([room, prefix, from, n]) => {
+    const call = (method, args) => fetch(`/chat:chat:sys/api/${method}`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(args),
+    }).then((r) => r.json().then((body) => ({ ok: r.ok, body })), () => ({ ok: false, body: null }));
     let i = from;
     let tries = 0;
+    let failed = null;
     while (i < from + n) {
-      const r = await fetch('/chat:chat:sys/api/send', {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ room, text: `${prefix} ${i}`, reply_to: null, attachment: null }),
-      }).catch(() => null);
-      const body = r ? await r.json().catch(() => null) : null;
-      if (r && r.ok) { i += 1; tries = 0; continue; }
-      const code = body && body.error && body.error.code;
-      const retry = code === 'rate-limited' ? (body.error.details && body.error.details.retry_ms) || 2000 : 1000;
-      if (++tries > 200) return `stuck at ${i}: ${JSON.stringify(body)}`;
-      await new Promise((res) => setTimeout(res, retry + 100));
+      const r = failed
+        ? await call('retry', { room, client_id: failed.client_id })
+        : await call('send', { room, text: `${prefix} ${i}`, reply_to: null, attachment: null });
+      const m = r.ok ? r.body : null;
+      if (m && m.delivery === 'sent') { i += 1; tries = 0; failed = null; continue; }
+      if (m && m.delivery === 'failed') failed = m;
+      const why = (m && m.error) || (r.body && r.body.error) || {};
+      const s = why.code === 'rate-limited' && /in (\d+) s/.exec(why.message || '');
+      if (++tries > 200) return `stuck at ${i}: ${JSON.stringify(r.body)}`;
+      await new Promise((res) => setTimeout(res, s ? Number(s[1]) * 1000 + 100 : 1000));
     }
     return 'ok';
   }, [room, prefix, from, n]);
@@ -208,9 +228,28 @@ try {
 
   // A reaction from bob.
   const target = msg('Ship date is Friday 🚢');
+  const beforeReaction = await stored(A, room, 'Ship date is Friday 🚢');
   await tool(B, 'Ship date is Friday 🚢', '.react');
   await B.click(`${target} .tools .picker [data-emoji="🎉"]`);
   check('reaction shown on alice\'s page', await wait(A.waitForSelector(`${target} .reaction:has-text("🎉 1")`)), lastError);
+  // The reaction gave the message a newer version (stored on alice's
+  // node, the host); the page's store keeps the newer reactions whichever
+  // copy comes last, as a late answer or event would.
+  const reacted = await stored(A, room, 'Ship date is Friday 🚢');
+  const kept = await A.evaluate(async ([room, newer]) => {
+    const S = await import(new URL('store.js', location.href).href);
+    const older = { ...newer, version: newer.version - 1, reactions: {} };
+    const shown = [];
+    for (const order of [[older, newer], [newer, older]]) {
+      const store = S.newStore();
+      for (const copy of order) S.upsertMessage(store, copy);
+      shown.push(JSON.stringify(S.findMessage(store, room, newer.id).reactions));
+    }
+    return shown;
+  }, [room, reacted]);
+  check('an older copy never replaces newer reactions', reacted.version > beforeReaction.version
+    && '🎉' in reacted.reactions && kept.every((r) => r === JSON.stringify(reacted.reactions)),
+  JSON.stringify({ before: beforeReaction.version, after: reacted.version, reactions: reacted.reactions, kept }));
 
   // An image uploaded to bob's node, previewed on alice's page.
   await B.setInputFiles('#file', { name: 'sunset.png', mimeType: 'image/png', buffer: await picture(B) });
@@ -298,18 +337,45 @@ try {
   check('too-long message refused in the UI', await wait(B.waitForSelector('#error[data-code=too-long]:not([hidden])')), lastError);
   const errorText = await B.textContent('#error');
   await B.fill('#composer-text', '');
-  // Fill bob's minute at alice's host through the API, then one more from the UI.
-  await B.evaluate(async (room) => {
+  // Fill bob's minute at alice's host through the API (the refused filler
+  // discarded), then one more from the UI.
+  const filled = await B.evaluate(async (room) => {
+    const call = (method, args) => fetch(`/chat:chat:sys/api/${method}`, { method: 'POST',
+      headers: { 'content-type': 'application/json' }, body: JSON.stringify(args) }).then((r) => r.json());
     for (let i = 0; i < 40; i++) {
-      const r = await fetch('/chat:chat:sys/api/send', { method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ room, text: `filler ${i}`, reply_to: null, attachment: null }) });
-      if (r.status === 422 && (await r.json()).error.code === 'rate-limited') return;
+      const m = await call('send', { room, text: `filler ${i}`, reply_to: null, attachment: null });
+      if (m.delivery === 'failed' && m.error.code === 'rate-limited') {
+        await call('discard', { room, client_id: m.client_id });
+        return `limited after ${i}`;
+      }
     }
+    return 'never limited';
   }, room);
   await say(B, 'one more');
-  const limited = await wait(B.waitForSelector('#error[data-code=rate-limited]:not([hidden])'));
-  check('rate limit shown in the UI', limited, limited ? await B.textContent('#error') : `${lastError} (too-long said: ${errorText})`);
+  // The refusal is said once: its answer is in (no send waits), the
+  // message stays in the list as failed with the host's reason, Retry and
+  // Discard, and the box is left empty (the text is not put back too).
+  const limited = await wait(B.waitForFunction(() => {
+    // (The discarded filler's failed copy has gone from the list too.)
+    if (document.getElementById('composer').dataset.sending
+      || document.querySelectorAll('.msg[data-delivery=failed]').length !== 1) return false;
+    const copies = [...document.querySelectorAll('.msg')].filter((m) => m.querySelector('.text')?.firstChild?.textContent === 'one more');
+    const status = copies.length === 1 && copies[0].dataset.delivery === 'failed' && copies[0].querySelector('.status.failed');
+    return Boolean(status) && /^⚠ Not sent: Slow down: at most 30 messages a minute/.test(status.textContent)
+      && [...status.querySelectorAll('button')].map((b) => b.textContent).join() === 'Retry,Discard'
+      && document.getElementById('composer-text').value === '';
+  }));
+  const said = await B.$$eval('.msg', (ms) => ms.filter((m) => m.querySelector('.text')?.firstChild?.textContent === 'one more')
+    .map((m) => `${m.dataset.delivery}: ${m.querySelector('.text').textContent}`));
+  check('rate limit shown in the UI', limited, `${filled}; ${JSON.stringify(said)}; box: ${await B.inputValue('#composer-text')}; ${lastError} (too-long said: ${errorText})`);
+  await B.mouse.move(0, 0);
   await B.screenshot({ path: join(shots, 'chat-refused.png') });
+  check('rate limit said once: one failed message, the box empty', limited && said.length === 1
+    && (await B.inputValue('#composer-text')) === '', JSON.stringify(said));
+  // Discard takes it out of the list (and bob's node's queue).
+  await B.click(`${msg('one more')} .status.failed button:text-is("Discard")`);
+  check('a failed message discarded from the list', await wait(B.waitForFunction(() => ![...document.querySelectorAll('.msg .text')]
+    .some((t) => t.firstChild?.textContent === 'one more'))), lastError);
 
   // Presence: bob's only page closes, alice sees him offline; back online when it opens again.
   await A.click('#members-button');

@@ -387,7 +387,7 @@ pub async fn messages_within(
     )
     .await
 }
-#[doc = "Calls `send` of the app at `target` (on the same node). Sends a message. Refused at once when empty, too long, rate-limited, or not allowed; queued as `pending` when the host is unreachable (delivered in order when it returns)."]
+#[doc = "Calls `send` of the app at `target` (on the same node). Sends a message, answered as it stands: `sent` (stored by the host), `pending` (the host unreachable; delivered in order when it returns) or `failed` with the host's refusal in `error` (rate limit, a reply to no message...; kept for `retry` or `discard`). An error (empty, too long, not a member) means nothing was queued."]
 pub async fn send(
     target: &::hearth_sdk::Address,
     room: String,
@@ -598,7 +598,7 @@ pub async fn typing_within(
     }
     ::hearth_sdk::rpc::call_within(target, "typing", &Args { room: &room }, timeout_ms).await
 }
-#[doc = "Calls `retry` of the app at `target` (on the same node). Sends a failed message again, at the end of the queue."]
+#[doc = "Calls `retry` of the app at `target` (on the same node). Sends a failed message again: the same message (the host dedups by its `client_id`), at the end of the queue; answered as `send`."]
 pub async fn retry(
     target: &::hearth_sdk::Address,
     room: String,

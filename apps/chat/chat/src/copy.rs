@@ -175,10 +175,13 @@ pub async fn apply(
             // saved) must not count the message twice.
             let mut is_new = message.id == ev;
             if store_copy {
-                if is_new && store::get_message(address, message.id).await?.is_some() {
-                    is_new = false;
+                let stored = store::get_message(address, message.id).await?;
+                is_new = is_new && stored.is_none();
+                let (newest, changed) = newest_copy(stored, message);
+                message = newest;
+                if changed {
+                    store::put_message(&message).await?;
                 }
-                store::put_message(&message).await?;
             }
             let gone = state.update(|s| {
                 let Some(room) = s.rooms.get_mut(address) else {
@@ -272,6 +275,18 @@ pub async fn apply(
     Ok(())
 }
 
+/// Of our stored copy of a message and one an event brings, the one to
+/// keep and show, and whether it is the event's (to store). An event
+/// replayed by a sync carries the message as it stands now, so a later
+/// event may bring an older copy than the one stored: the higher version
+/// stays (the event's on a tie).
+fn newest_copy(stored: Option<Message>, incoming: Message) -> (Message, bool) {
+    match stored {
+        Some(stored) if stored.version > incoming.version => (stored, false),
+        _ => (incoming, true),
+    }
+}
+
 /// Typing and presence: shown, not stored.
 pub fn on_live(state: &State<Chat>, address: &str, event: &RoomStreamEvent) {
     match event {
@@ -324,5 +339,55 @@ pub async fn notify_invite(node: &str, address: &str, name: &str, kind: RoomKind
     .await
     {
         log::info!("{node} not told of its invitation to {address}: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(version: u64, reactions: &[(&str, &str)]) -> Message {
+        let mut m = Message {
+            id: 7,
+            room: "plans-1@alice.os".into(),
+            from: "alice.os".into(),
+            kind: MessageKind::Text,
+            text: "Ship date is Friday".into(),
+            reply_to: None,
+            attachment: None,
+            mentions: Vec::new(),
+            reactions: Default::default(),
+            sent_at: 1,
+            edited_at: None,
+            deleted: false,
+            version,
+            client_id: "c1".into(),
+            delivery: Delivery::Sent,
+            error: None,
+        };
+        for (emoji, node) in reactions {
+            m.reactions
+                .entry(emoji.to_string())
+                .or_default()
+                .push(node.to_string());
+        }
+        m
+    }
+
+    #[test]
+    fn an_older_copy_never_replaces_newer_reactions() {
+        let newer = copy(12, &[("🎉", "bob.os"), ("❤️", "alice.os")]);
+        let older = copy(9, &[("🎉", "bob.os")]);
+        // The older copy comes late: the stored newer one stays.
+        let (kept, store_it) = newest_copy(Some(newer.clone()), older.clone());
+        assert_eq!((kept.reactions, store_it), (newer.reactions.clone(), false));
+        // In order, each newer copy replaces the one before.
+        let (kept, store_it) = newest_copy(Some(older.clone()), newer.clone());
+        assert_eq!((kept.reactions, store_it), (newer.reactions.clone(), true));
+        let (kept, store_it) = newest_copy(None, older.clone());
+        assert_eq!((kept.version, store_it), (9, true));
+        // A copy stored before versions (0) gives way to any event's.
+        let (kept, _) = newest_copy(Some(copy(0, &[])), older);
+        assert_eq!(kept.version, 9);
     }
 }

@@ -221,9 +221,11 @@ impl Chat {
         reading::messages(&state, &room, limit, before_id).await
     }
 
-    /// Sends a message. Refused at once when empty, too long, rate-limited,
-    /// or not allowed; queued as `pending` when the host is unreachable
-    /// (delivered in order when it returns).
+    /// Sends a message, answered as it stands: `sent` (stored by the
+    /// host), `pending` (the host unreachable; delivered in order when it
+    /// returns) or `failed` with the host's refusal in `error` (rate
+    /// limit, a reply to no message...; kept for `retry` or `discard`).
+    /// An error (empty, too long, not a member) means nothing was queued.
     #[local]
     #[http(method = "POST", path = "/api/send")]
     async fn send(
@@ -286,7 +288,8 @@ impl Chat {
         actions::typing(&state, &room).await
     }
 
-    /// Sends a failed message again, at the end of the queue.
+    /// Sends a failed message again: the same message (the host dedups
+    /// by its `client_id`), at the end of the queue; answered as `send`.
     #[local]
     #[http(method = "POST", path = "/api/retry")]
     async fn retry(

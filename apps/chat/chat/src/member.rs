@@ -311,7 +311,7 @@ async fn deliver(state: &State<Chat>, address: &str, m: &Message) -> Result<Mess
 }
 
 /// Queues a message of ours and tries to send the queue; returns it as it
-/// stands (sent, pending), or the host's refusal of it.
+/// stands (see [`settle`]). An error means nothing was queued.
 pub async fn send(
     state: &State<Chat>,
     address: &str,
@@ -338,6 +338,7 @@ pub async fn send(
         sent_at: now_ms(),
         edited_at: None,
         deleted: false,
+        version: 0,
         client_id: client_id.clone(),
         delivery: Delivery::Pending,
         error: None,
@@ -361,37 +362,38 @@ pub async fn send(
     emit(&ViewEvent::Message {
         message: message.clone(),
     });
+    settle(state, address, message).await
+}
+
+/// Sends the room's queue if its host answers, then returns our queued
+/// `message` as it stands: sent (as the host stored it), pending (the
+/// host unreachable), or failed with the host's refusal (kept in the
+/// outbox, like any refusal, until retried or discarded).
+pub async fn settle(
+    state: &State<Chat>,
+    address: &str,
+    message: Message,
+) -> Result<Message, AppError> {
     let online = state.with(|s| s.rooms.get(address).is_some_and(|r| r.host_online));
     if online {
         flush(state, address).await;
     }
     let now = state.with(|s| {
-        s.rooms
-            .get(address)
-            .and_then(|r| r.outbox.iter().find(|m| m.client_id == client_id).cloned())
+        s.rooms.get(address).and_then(|r| {
+            r.outbox
+                .iter()
+                .find(|m| m.client_id == message.client_id)
+                .cloned()
+        })
     });
     match now {
-        // Refused by the host at once: answered as the error, not kept.
-        Some(m) if m.delivery == Delivery::Failed => {
-            state.update(|s| {
-                if let Some(room) = s.rooms.get_mut(address) {
-                    room.outbox.retain(|x| x.client_id != client_id);
-                }
-            });
-            let failure = m.error.unwrap_or(Failure {
-                code: "failed".into(),
-                message: "not delivered".into(),
-            });
-            emit_room(state, address);
-            Err(AppError::new(failure.code, failure.message))
-        }
         Some(m) => {
             emit_room(state, address);
             Ok(m)
         }
         None => {
             // Delivered: as the host stored it.
-            let delivered = state.update(|s| s.live.delivered.remove(&client_id));
+            let delivered = state.update(|s| s.live.delivered.remove(&message.client_id));
             Ok(delivered.unwrap_or(Message {
                 delivery: Delivery::Sent,
                 ..message

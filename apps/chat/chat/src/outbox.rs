@@ -7,6 +7,7 @@ use crate::error::ChatError;
 use crate::member;
 use crate::model::Chat;
 use crate::types::*;
+use crate::util::now_ms;
 use crate::view;
 
 /// Sends a message through the room's outbox (see [`member::send`]).
@@ -30,17 +31,34 @@ pub async fn send(
     Ok(message)
 }
 
-/// Takes a failed message out of the outbox and sends it again, at the
-/// end of the queue.
+/// Sends a failed message again, as the same message (its `client_id`,
+/// which the host dedups by), at the end of the queue; returns it as it
+/// stands (see [`member::settle`]).
 pub async fn retry(state: &State<Chat>, room: &str, client_id: &str) -> Result<Message, AppError> {
-    let failed = state.update(|s| {
-        let room = s.rooms.get_mut(room)?;
-        let at = room.outbox.iter().position(|m| m.client_id == client_id)?;
-        room.outbox.remove(at)
+    let queued = state.update(|s| {
+        let joined = s.rooms.get_mut(room)?;
+        let at = joined
+            .outbox
+            .iter()
+            .position(|m| m.client_id == client_id)?;
+        if joined.outbox[at].delivery != Delivery::Failed {
+            // Still pending: it keeps its place.
+            return joined.outbox.get(at).cloned();
+        }
+        let mut m = joined.outbox.remove(at)?;
+        m.delivery = Delivery::Pending;
+        m.error = None;
+        // Later than the failed copy, which the page orders by it.
+        m.sent_at = now_ms().max(m.sent_at + 1);
+        joined.outbox.push_back(m.clone());
+        Some(m)
     });
-    let failed =
-        failed.ok_or_else(|| ChatError::NotFound(format!("no message {client_id} waits")))?;
-    member::send(state, room, failed.text, failed.reply_to, failed.attachment).await
+    let queued =
+        queued.ok_or_else(|| ChatError::NotFound(format!("no message {client_id} waits")))?;
+    view::emit(&ViewEvent::Message {
+        message: queued.clone(),
+    });
+    member::settle(state, room, queued).await
 }
 
 /// Drops a pending or failed message from the outbox.
@@ -54,6 +72,10 @@ pub fn discard(chat: &mut Chat, room: &str, client_id: &str) -> Result<(), AppEr
     if joined.outbox.len() == before {
         return Err(ChatError::NotFound(format!("no message {client_id} waits")).into());
     }
+    view::emit(&ViewEvent::Discarded {
+        address: room.to_string(),
+        client_id: client_id.to_string(),
+    });
     if let Some(summary) = chat.rooms.get(room).map(|r| chat.summary(r)) {
         view::emit(&ViewEvent::Room { room: summary });
     }

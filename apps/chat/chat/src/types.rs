@@ -117,6 +117,12 @@ pub struct Message {
     pub edited_at: Option<u64>,
     #[serde(default)]
     pub deleted: bool,
+    /// The room's event number (`ev`) of the last change to it: its send,
+    /// an edit, the delete or a reaction. Of two copies of a message the
+    /// one with the higher version is the newer. 0 while pending, and in
+    /// copies stored before messages had versions.
+    #[serde(default)]
+    pub version: u64,
     /// Chosen by the sender's node; a pending message is known by it.
     #[serde(default)]
     pub client_id: String,
@@ -205,6 +211,9 @@ pub enum ViewEvent {
     /// turned sent or failed). Match it by `client_id` first (a pending
     /// message has id 0), then by `id`.
     Message { message: Message },
+    /// One of our pending or failed messages was discarded (on any of our
+    /// pages): it is no longer shown.
+    Discarded { address: String, client_id: String },
     /// A room appeared or changed (name, unread, role, host reachability,
     /// invitation).
     Room { room: RoomSummary },

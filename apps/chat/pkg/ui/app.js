@@ -71,6 +71,10 @@ function onView(ev) {
       }
       break;
     }
+    case 'discarded':
+      S.dropPending(store, ev.address, ev.client_id);
+      if (ev.address === store.current) scheduleMessages();
+      break;
     case 'room':
       store.rooms.set(ev.room.address, ev.room);
       renderSidebar();

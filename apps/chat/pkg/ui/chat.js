@@ -178,7 +178,7 @@ export function messages(args) {
 }
 
 /**
- * Sends a message. Refused at once when empty, too long, rate-limited, or not allowed; queued as `pending` when the host is unreachable (delivered in order when it returns).
+ * Sends a message, answered as it stands: `sent` (stored by the host), `pending` (the host unreachable; delivered in order when it returns) or `failed` with the host's refusal in `error` (rate limit, a reply to no message...; kept for `retry` or `discard`). An error (empty, too long, not a member) means nothing was queued.
  * @param {{ room: string, text: string, reply_to: number | null, attachment: Attachment | null }} args
  * @returns {Promise<Message>}
  */
@@ -232,7 +232,7 @@ export function typing(args) {
 }
 
 /**
- * Sends a failed message again, at the end of the queue.
+ * Sends a failed message again: the same message (the host dedups by its `client_id`), at the end of the queue; answered as `send`.
  * @param {{ room: string, client_id: string }} args
  * @returns {Promise<Message>}
  */

@@ -23,6 +23,7 @@ export class Composer {
     this.lastTyping = 0;
     this.mention = null;    // {start, query, items, index}
     this.sending = Promise.resolve();
+    this.waiting = 0;       // sends not answered yet
     this.form.addEventListener('submit', (e) => { e.preventDefault(); this.submit(); });
     this.text.addEventListener('keydown', (e) => this.keydown(e));
     this.text.addEventListener('input', () => this.input());
@@ -198,7 +199,12 @@ export class Composer {
     }
   }
 
-  /** Send (or save the edit). The box empties at once; a refusal puts the text back. */
+  /**
+   * Send (or save the edit). The box empties at once. A refusal that
+   * queued nothing (empty, too long, an edit refused) puts the text back;
+   * one the room's host made stays in the list as our failed message, with
+   * Retry and Discard, so it is not shown twice.
+   */
   async submit() {
     // Enter while a file uploads: send once it is stored.
     if (this.upload) await this.upload;
@@ -215,6 +221,9 @@ export class Composer {
     this.input(true);
     this.closeMentions();
     // One at a time, so our messages reach the node in the order typed.
+    // `data-sending` counts the sends still waiting for their answer.
+    this.waiting += 1;
+    this.form.dataset.sending = this.waiting;
     this.sending = this.sending.then(async () => {
       try {
         if (editing) await this.o.edit(editing, text);
@@ -230,6 +239,10 @@ export class Composer {
           this.renderChip();
           this.input(true);
         }
+      } finally {
+        this.waiting -= 1;
+        if (this.waiting) this.form.dataset.sending = this.waiting;
+        else delete this.form.dataset.sending;
       }
     });
     return this.sending;

@@ -3,6 +3,7 @@
 
 import { el, avatar, timeOf, fullTime, dayKey, dayLabel, bytes, richText, safeColour } from './util.js';
 import { ordered, findMessage, memberOf } from './store.js';
+import { explain } from './api.js';
 
 /** Messages closer than this from one sender share a header. */
 const GROUP_GAP_MS = 5 * 60 * 1000;
@@ -103,7 +104,8 @@ function message(m, ctx, memberNodes, first) {
   if (m.edited_at && !m.deleted) text.append(el('span.edited', { title: fullTime(m.edited_at) }, '(edited)'));
   if (mine && m.delivery === 'pending') text.append(el('span.status.pending', { title: 'Waiting for the room\'s host' }, '🕓 Pending'));
   if (mine && m.delivery === 'failed') {
-    text.append(el('span.status.failed', { title: m.error ? m.error.message : '' }, `⚠ Failed${m.error ? ': ' + m.error.message : ''}`,
+    const why = m.error ? explain(m.error) : '';
+    text.append(el('span.status.failed', { title: why }, `⚠ Not sent${why ? ': ' + why : ''}`,
       el('button.link-button', { type: 'button', onclick: () => ctx.onRetry(m) }, 'Retry'),
       el('button.link-button', { type: 'button', onclick: () => ctx.onDiscard(m) }, 'Discard')));
   }

@@ -38,11 +38,10 @@ export function upsertMessage(store, m) {
   const byClient = m.client_id ? t.clients.get(m.client_id) : undefined;
   const byId = m.id > 0 ? t.ids.get(m.id) : undefined;
   const key = byClient || byId || `k${nextKey++}`;
-  // A late answer or history page must not undo what a newer copy shows:
-  // one without the host's id is older than one with it (ours while
-  // pending), a deletion is never undone, and edits only move forward.
-  // Two entries may be known for it (ours by client id, a history page's
-  // by host id) until this copy joins them: the newest of all three stays.
+  // A late answer, event or history page must not undo what a newer copy
+  // shows (see `isOlder`). Two entries may be known for it (ours by client
+  // id, a history page's by host id) until this copy joins them: the
+  // newest of all three stays.
   let newest = m;
   for (const k of new Set([byClient, byId])) {
     const known = k && t.byKey.get(k);
@@ -57,9 +56,24 @@ export function upsertMessage(store, m) {
   return t;
 }
 
-/** Whether `m` is an older copy of the message `known`. */
-function isOlder(m, known) {
+/**
+ * Whether `m` is an older copy of the message `known`. One the host has not
+ * numbered is older than one it has (ours while pending). Of two the host
+ * numbered, the lower `version` (the room's event number of the last send,
+ * edit, delete or reaction) is older; copies stored before versions (0)
+ * fall back on: a deletion is never undone, edits only move forward. Of
+ * two of ours still waiting, the one sent earlier is older (a retry sends
+ * it again later), and a pending copy is older than the failed one it
+ * became.
+ */
+export function isOlder(m, known) {
   if (known.id > 0 && !(m.id > 0)) return true;
+  if (!(known.id > 0)) {
+    if (m.id > 0) return false;
+    if (m.sent_at !== known.sent_at) return m.sent_at < known.sent_at;
+    return known.delivery === 'failed' && m.delivery === 'pending';
+  }
+  if (known.version > 0 && m.version > 0) return m.version < known.version;
   if (Boolean(known.deleted) !== Boolean(m.deleted)) return Boolean(known.deleted);
   return (known.edited_at || 0) > (m.edited_at || 0);
 }

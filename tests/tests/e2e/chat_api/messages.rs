@@ -62,22 +62,34 @@ async fn replies_edits_deletes_reactions_mentions_and_files_reach_the_other_node
         (read["unread"].clone(), read["mentions"].clone()),
         (json!(0), json!(0))
     );
-    assert_eq!(
-        b.code(
+    // A reply to no message: the host refuses it; bob's node keeps it as
+    // failed until he discards it.
+    let orphan = b
+        .ok(
             "send",
-            json!({"room": room, "text": "x", "reply_to": 999_999})
+            json!({"room": room, "text": "x", "reply_to": 999_999}),
         )
-        .await,
-        "not-found"
+        .await;
+    assert_eq!(
+        (&orphan["delivery"], &orphan["error"]["code"]),
+        (&json!("failed"), &json!("not-found")),
+        "{orphan}"
     );
+    b.ok(
+        "discard",
+        json!({"room": room, "client_id": orphan["client_id"]}),
+    )
+    .await;
 
     // Edit, reaction, delete: each shows on the other node.
     let reply_id = reply["id"].as_u64().unwrap();
-    b.ok(
-        "edit",
-        json!({"room": room, "id": reply_id, "text": "hi @alice.os (edited)"}),
-    )
-    .await;
+    let version = |m: &Value| m["version"].as_u64().unwrap_or_default();
+    let edited = b
+        .ok(
+            "edit",
+            json!({"room": room, "id": reply_id, "text": "hi @alice.os (edited)"}),
+        )
+        .await;
     until("the edit at alice", || async {
         let page = a.latest(&room, 20).await;
         page["messages"]
@@ -91,17 +103,27 @@ async fn replies_edits_deletes_reactions_mentions_and_files_reach_the_other_node
             .map(|_| ())
     })
     .await;
-    a.ok(
-        "react",
-        json!({"room": room, "id": reply_id, "emoji": "👍"}),
-    )
-    .await;
+    let reacted = a
+        .ok(
+            "react",
+            json!({"room": room, "id": reply_id, "emoji": "👍"}),
+        )
+        .await;
+    // Each change is a newer version of the message (its event number).
+    assert!(
+        version(&reacted) > version(&edited) && version(&edited) > reply_id,
+        "{edited} then {reacted}"
+    );
     until("the reaction at bob", || async {
         let page = b.latest(&room, 20).await;
         page["messages"]
             .as_array()?
             .iter()
-            .find(|m| m["id"] == reply_id && m["reactions"]["👍"] == json!(["alice.os"]))
+            .find(|m| {
+                m["id"] == reply_id
+                    && m["reactions"]["👍"] == json!(["alice.os"])
+                    && version(m) == version(&reacted)
+            })
             .map(|_| ())
     })
     .await;
@@ -116,6 +138,31 @@ async fn replies_edits_deletes_reactions_mentions_and_files_reach_the_other_node
         json!({}),
         "a second reaction takes it back"
     );
+    assert!(version(&undone) > version(&reacted), "{undone}");
+    // Two members react at once: both reactions land (each is read and
+    // changed under the room's turn).
+    let (_, _) = tokio::join!(
+        a.ok(
+            "react",
+            json!({"room": room, "id": reply_id, "emoji": "🎉"})
+        ),
+        b.ok(
+            "react",
+            json!({"room": room, "id": reply_id, "emoji": "👀"})
+        ),
+    );
+    until("both reactions at alice", || async {
+        let page = a.latest(&room, 20).await;
+        page["messages"]
+            .as_array()?
+            .iter()
+            .find(|m| {
+                m["id"] == reply_id
+                    && m["reactions"] == json!({"🎉": ["alice.os"], "👀": ["bob.os"]})
+            })
+            .map(|_| ())
+    })
+    .await;
     assert_eq!(
         a.code("react", json!({"room": room, "id": reply_id, "emoji": ""}))
             .await,

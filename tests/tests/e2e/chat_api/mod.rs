@@ -470,30 +470,61 @@ async fn content_rules_roles_and_membership_are_checked_at_the_host() {
         "not-invited"
     );
 
-    // The rate limit: 30 messages a minute per user, then `rate-limited`.
+    // The rate limit: 30 messages a minute per user, then `rate-limited`:
+    // the refused message comes back failed, kept on carol's node only.
     join(c, &room).await;
     let mut sent = 0;
-    let code = loop {
-        match c
-            .call("send", json!({"room": room, "text": format!("n{sent}")}))
-            .await
-        {
-            Ok(m) => {
-                assert_eq!(m["delivery"], "sent", "{m}");
-                sent += 1;
-                assert!(sent <= 30, "more than 30 messages a minute went through");
-            }
-            Err(e) => break e["code"].as_str().unwrap_or_default().to_string(),
+    let refused = loop {
+        let m = c.send(&room, &format!("n{sent}")).await;
+        if m["delivery"] == "failed" {
+            break m;
         }
+        assert_eq!(m["delivery"], "sent", "{m}");
+        sent += 1;
+        assert!(sent <= 30, "more than 30 messages a minute went through");
     };
     // carol sent one message to this host a moment ago (into the other
     // room): 29 more fit in the minute, or 30 if that minute has passed.
-    assert_eq!(code, "rate-limited");
+    assert_eq!(refused["error"]["code"], "rate-limited", "{refused}");
     assert!(sent == 29 || sent == 30, "{sent} messages before the limit");
-    // The refused one was not kept, nor queued.
-    let page = c.latest(&room, 100).await;
-    assert!(!texts(&page).contains(&"n30".to_string()), "{page}");
+    let refused_text = format!("n{sent}");
+    let client_id = refused["client_id"].as_str().expect("a client id");
+    // Not stored by the host, not pending; once in carol's list, as failed.
+    let hosted = a.latest(&room, 100).await;
+    assert!(!texts(&hosted).contains(&refused_text), "{hosted}");
     assert_eq!(c.summary(&room).await.unwrap()["pending"], 0);
+    let shown = c.latest(&room, 100).await;
+    let copies: Vec<&Value> = shown["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["text"] == refused_text.as_str())
+        .collect();
+    assert_eq!(copies.len(), 1, "{shown}");
+    assert_eq!(copies[0]["delivery"], "failed");
+    // A retry within the minute is refused again: the same message.
+    let again = c
+        .ok("retry", json!({"room": room, "client_id": client_id}))
+        .await;
+    assert_eq!(
+        (
+            &again["client_id"],
+            &again["delivery"],
+            &again["error"]["code"]
+        ),
+        (&json!(client_id), &json!("failed"), &json!("rate-limited")),
+        "{again}"
+    );
+    // Discarded, it is gone.
+    c.ok("discard", json!({"room": room, "client_id": client_id}))
+        .await;
+    let shown = c.latest(&room, 100).await;
+    assert!(!texts(&shown).contains(&refused_text), "{shown}");
+    assert_eq!(
+        c.code("discard", json!({"room": room, "client_id": client_id}))
+            .await,
+        "not-found"
+    );
 
     // Leaving: the owner stays; bob's copy goes.
     b.ok("leave", json!({"room": room})).await;

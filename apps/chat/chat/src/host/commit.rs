@@ -76,6 +76,12 @@ pub(super) fn need_moderator(
     Ok(role)
 }
 
+/// The host's turn on a room, for an action that must read what is
+/// stored (a message it changes) before it commits: see [`commit_in_turn`].
+pub(super) async fn turn(room_id: &str) -> turns::Turn {
+    turns::take(turn_key(room_id)).await
+}
+
 /// Checks and changes a copy of the room, stores the event it makes,
 /// then keeps the change, publishes the event and applies it to our copy.
 pub(super) async fn commit<T>(
@@ -83,7 +89,18 @@ pub(super) async fn commit<T>(
     room_id: &str,
     change: impl FnOnce(&Chat, &mut Hosted, u64) -> Result<(Logged, T), ChatError>,
 ) -> Result<T, ChatError> {
-    let _turn = turns::take(turn_key(room_id)).await;
+    let turn = turn(room_id).await;
+    commit_in_turn(state, room_id, &turn, change).await
+}
+
+/// [`commit`] for a caller that holds the room's turn already (`_turn`
+/// is the proof): what it read under the turn is still what is stored.
+pub(super) async fn commit_in_turn<T>(
+    state: &State<Chat>,
+    room_id: &str,
+    _turn: &turns::Turn,
+    change: impl FnOnce(&Chat, &mut Hosted, u64) -> Result<(Logged, T), ChatError>,
+) -> Result<T, ChatError> {
     let (mut room, logged, out) = state.with(|s| {
         let mut room = hosted(s, room_id)?.clone();
         let ev = room.last_ev + 1;
@@ -138,6 +155,7 @@ pub(super) fn system_message(room_id: &str, ev: u64, text: String) -> Message {
         sent_at: now_ms(),
         edited_at: None,
         deleted: false,
+        version: ev,
         client_id: String::new(),
         delivery: Delivery::Sent,
         error: None,

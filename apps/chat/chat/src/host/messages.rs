@@ -3,7 +3,9 @@
 
 use hearth_sdk::State;
 
-use super::commit::{address_of, commit, hosted, member_role, system_message};
+use super::commit::{
+    address_of, commit, commit_in_turn, hosted, member_role, system_message, turn,
+};
 use crate::error::{ChatError, RATE_PER_MINUTE};
 use crate::model::*;
 use crate::store;
@@ -103,6 +105,7 @@ pub async fn send(
             sent_at: now_ms(),
             edited_at: None,
             deleted: false,
+            version: ev,
             client_id: client_id.to_string(),
             delivery: Delivery::Sent,
             error: None,
@@ -150,7 +153,9 @@ pub enum Change {
     React(String),
 }
 
-/// Edits, deletes or reacts to message `id`.
+/// Edits, deletes or reacts to message `id`. The message is read and
+/// changed under the room's turn, so two changes at once (two members
+/// reacting) both land, and each gets the event number as its version.
 pub async fn change(
     state: &State<Chat>,
     room_id: &str,
@@ -158,6 +163,7 @@ pub async fn change(
     id: u64,
     change: Change,
 ) -> Result<Message, ChatError> {
+    let turn = turn(room_id).await;
     let role = state.with(|s| member_role(hosted(s, room_id)?, room_id, caller))?;
     let address = address_of(room_id);
     let mut message = store::get_message(&address, id)
@@ -223,8 +229,9 @@ pub async fn change(
             }
         }
     }
-    commit(state, room_id, |_, room, _| {
+    commit_in_turn(state, room_id, &turn, |_, room, ev| {
         member_role(room, room_id, caller)?;
+        message.version = ev;
         Ok((Logged::Message(message.clone()), message))
     })
     .await
