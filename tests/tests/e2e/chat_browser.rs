@@ -5,8 +5,12 @@
 //! reactions, mentions, an image attachment, presence, history paging,
 //! refusals, bob SIGKILLed while alice sends, alice stopped while bob
 //! sends. The script asks this test to kill, stop and start nodes (`DO
-//! ...` lines, answered on its stdin), saves the README's screenshots
+//! ...` lines, answered on its stdin), takes the README's screenshots
 //! and prints browser-to-browser latency.
+//!
+//! The screenshots go to `target/ui-shots/chat/`, leaving the checkout
+//! as it was; with `HEARTH_UPDATE_SCREENSHOTS=1` they replace the README's
+//! in `apps/chat/screenshots/` (commit them after looking at them).
 //!
 //! Fails (never skips) when Chromium or the npm packages are missing:
 //! `.ci/setup` installs both.
@@ -186,8 +190,9 @@ fn two_nodes_chat_in_two_headless_chromiums() {
     bob.start();
     bob.install(files);
 
-    let shots = workspace_root().join("apps/chat/screenshots");
-    std::fs::create_dir_all(&shots).expect("apps/chat/screenshots");
+    let shots = screenshots_dir();
+    std::fs::create_dir_all(&shots).expect("the screenshots' folder");
+    eprintln!("screenshots in {}", shots.display());
     let mut child = Command::new("node")
         .current_dir(&ui_dir)
         .arg("chat.mjs")
@@ -253,6 +258,20 @@ fn two_nodes_chat_in_two_headless_chromiums() {
     let report = browser_report(&report, output.status.success(), EXPECTED, &context);
     if let Some(latency) = report.get("latency") {
         eprintln!("browser-to-browser message latency across nodes: {latency}");
+    }
+}
+
+/// Set to `1` to write the screenshots over the README's.
+const UPDATE_SCREENSHOTS: &str = "HEARTH_UPDATE_SCREENSHOTS";
+
+/// Where the script saves its screenshots: the README's folder only when
+/// asked, else under `target/`.
+fn screenshots_dir() -> PathBuf {
+    let root = workspace_root();
+    if std::env::var(UPDATE_SCREENSHOTS).is_ok_and(|v| v == "1") {
+        root.join("apps/chat/screenshots")
+    } else {
+        root.join("target/ui-shots/chat")
     }
 }
 
