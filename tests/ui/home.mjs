@@ -1,20 +1,60 @@
 // Drives Debian's Chromium against one node with the chat app (started by
-// tests/tests/e2e/ui.rs): the login page, the home page (app tiles, system
-// section, phone width), opening the chat from its tile, logout. Prints one
-// JSON object and exits 0 only if every check passed.
+// tests/tests/e2e/ui.rs): the login page, the home page (app tiles whose
+// descriptions show in full or, past four lines, stay inside their tile;
+// the badges' line; system section; phone width), opening the chat from its
+// tile, logout. Saves screenshots of the login and home pages (desktop,
+// phone, dark) into SHOTS_DIR. Prints one JSON object and exits 0 only if
+// every check passed.
 //
-//   node home.mjs BASE_URL NODE_NAME PASSWORD
+//   node home.mjs BASE_URL NODE_NAME PASSWORD SHOTS_DIR
 import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const [base, node, password] = process.argv.slice(2);
+const [base, node, password, shots] = process.argv.slice(2);
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT = 20_000;
 const checks = [];
 const check = (name, ok, detail = '') => checks.push({ name, ok: Boolean(ok), detail: String(detail) });
 const fits = (page) => page.evaluate(() => document.scrollingElement.scrollWidth <= window.innerWidth + 1);
+const until = (page, fn, arg) => page.waitForFunction(fn, arg).then(() => true, () => false);
+const shot = (page, name) => page.screenshot({ path: join(shots, name), fullPage: true, animations: 'disabled' });
+const CHAT_DESCRIPTION = JSON.parse(readFileSync('../../apps/chat/metadata.json', 'utf8')).description;
+
+// The chat tile's description: all of the metadata's text, none of it
+// clipped by the line clamp.
+const chatDescriptionWhole = (page) => until(page, (text) => {
+  const d = document.querySelector('a.tile[href="/chat:chat:sys/"] .desc');
+  return d && d.textContent === text && d.scrollHeight <= d.clientHeight + 1;
+}, CHAT_DESCRIPTION);
+
+// The tile of the app whose metadata is hostile (ui.rs): its description
+// is clamped (four lines at most, the text again as a tooltip), its name
+// to two, and nothing sticks out of the tile. Says what is wrong, '' if
+// nothing.
+const longTileProblems = () => {
+  const tile = [...document.querySelectorAll('.tiles .tile')].find((t) => t.querySelector('.desc[title]'));
+  if (!tile) return 'no tile with a tooltip description';
+  const desc = tile.querySelector('.desc');
+  const name = tile.querySelector('.name');
+  const lines = (el) => el.clientHeight / parseFloat(getComputedStyle(el).lineHeight);
+  const box = tile.getBoundingClientRect();
+  const inside = [...tile.querySelectorAll('*')].every((el) => {
+    const r = el.getBoundingClientRect();
+    return r.left >= box.left - 1 && r.right <= box.right + 1 && r.bottom <= box.bottom + 1;
+  });
+  const problems = [];
+  if (lines(desc) > 4.05) problems.push(`description ${lines(desc)} lines`);
+  if (lines(name) > 2.05) problems.push(`name ${lines(name)} lines`);
+  if (!(desc.scrollHeight > desc.clientHeight)) problems.push('description not clamped');
+  if (tile.scrollWidth > tile.clientWidth + 1) problems.push(`tile scrolls ${tile.scrollWidth}>${tile.clientWidth}`);
+  if (!inside) problems.push('content outside the tile');
+  if (box.height > 280) problems.push(`tile ${box.height}px high`);
+  return problems.join('; ');
+};
+const longTileBounded = async (page) => (await until(page, `(${longTileProblems})() === ''`))
+  ? '' : page.evaluate(longTileProblems);
 
 const profile = mkdtempSync(join(tmpdir(), 'hearth-chromium-'));
 let context;
@@ -38,6 +78,7 @@ try {
   const label = await page.$eval('label[for=password]', (l) => l.textContent).catch(() => '');
   check('login field is labelled', label === 'Password', label);
   check('login page names the node', (await page.textContent('.login')).includes(node));
+  await shot(page, 'home-login.png');
 
   // A wrong password is said, in an alert tied to the field.
   await page.fill('input[name=password]', 'not the password');
@@ -47,6 +88,7 @@ try {
   const alert = await page.textContent('[role=alert]').catch(() => '');
   const described = await page.getAttribute('#password', 'aria-describedby');
   check('wrong password shown', alert === 'Wrong password.' && described.includes('login-error'), `${alert} / ${described}`);
+  await shot(page, 'home-login-wrong.png');
 
   await page.fill('input[name=password]', password);
   await Promise.all([page.waitForURL(`${base}/`), page.click('button[type=submit]')]);
@@ -62,6 +104,24 @@ try {
   check('chat tile with its icon links to the app', tile && icon, `tile=${!!tile} icon=${icon}`);
   const plain = await page.$$eval('.tiles .tile', (ts) => ts.map((t) => t.querySelector('.name').textContent + ':' + (t.querySelector('.icon img') ? 'img' : t.querySelector('.icon').textContent)));
   check('app without UI gets a letter avatar', plain.some((t) => /^webprobe:W$/i.test(t)), JSON.stringify(plain));
+  await page.evaluate(() => document.fonts.ready);
+  check('chat description shows in full on a desktop', await chatDescriptionWhole(page),
+    await page.$eval('a.tile[href="/chat:chat:sys/"] .desc', (d) => `${d.scrollHeight}/${d.clientHeight} ${d.textContent}`).catch((e) => e));
+  const longDesktop = await longTileBounded(page);
+  check('a hostile description stays inside its tile on a desktop', longDesktop === '', longDesktop);
+  // Three apps at 1280 px: one row, the tiles as wide as the column allows.
+  const row = await page.$$eval('.tiles .tile', (ts) => ts.map((t) => [Math.round(t.getBoundingClientRect().top), Math.round(t.getBoundingClientRect().width)]));
+  check('the tiles share the desktop row', row.length === 3 && row.every(([top, w]) => top === row[0][0] && w >= 300), JSON.stringify(row));
+  // The version reads on the badges' line, centred with them.
+  const line = await page.evaluate(() => {
+    const mid = (el) => { const r = el.getBoundingClientRect(); return r.top + r.height / 2; };
+    const pills = [...document.querySelectorAll('.hero .badges .pill')].map(mid);
+    const version = document.querySelector('.hero .badges .version');
+    return version && pills.length > 0 ? pills.map((p) => Math.abs(p - mid(version))) : null;
+  });
+  check('version sits centred beside the badges', line && line.every((d) => d <= 1.5), JSON.stringify(line));
+  check('no peers says so', (await page.textContent('section[aria-labelledby=peers-h] .empty').catch(() => '')).startsWith('No peers connected yet'));
+  await shot(page, 'home-desktop.png');
   const closed = await page.$eval('details.system', (d) => !d.open);
   await page.click('details.system summary');
   const services = await page.$$eval('details.system tbody tr', (rows) => rows.map((r) => r.cells[0].textContent));
@@ -69,6 +129,16 @@ try {
   check('home page fits a desktop', await fits(page));
   await page.setViewportSize({ width: 375, height: 740 });
   check('home page fits a phone', await fits(page));
+  check('chat description shows in full on a phone', await chatDescriptionWhole(page));
+  const longPhone = await longTileBounded(page);
+  check('a hostile description stays inside its tile on a phone', longPhone === '', longPhone);
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot(page, 'home-phone.png');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await shot(page, 'home-dark.png');
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.setViewportSize({ width: 375, height: 740 });
 
   // The chat opens from its tile and goes live, at phone width too.
   await Promise.all([page.waitForURL(`${base}/chat:chat:sys/`), page.click('a.tile[href="/chat:chat:sys/"]')]);

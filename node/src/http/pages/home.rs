@@ -24,6 +24,22 @@ pub const LOGO: &str = "<svg viewBox=\"0 0 32 32\" aria-hidden=\"true\"><rect wi
 /// Largest `metadata.json` read for a tile (uploads are capped well below).
 const MAX_METADATA_BYTES: u64 = 64 * 1024;
 
+/// Most characters of an app's name a tile shows; past it the name ends
+/// in `…` (metadata may carry any length).
+const MAX_NAME_CHARS: usize = 60;
+
+/// Names longer than this may be cut to the tile's two lines: they get
+/// the name again as a tooltip.
+const NAME_FITS_CHARS: usize = 36;
+
+/// Most characters of an app's description a tile carries: a few lines'
+/// worth more than the tile shows, so the clamp in `style.css` ends it.
+const MAX_DESCRIPTION_CHARS: usize = 400;
+
+/// Descriptions longer than this may be cut to the tile's four lines at
+/// its narrowest (300 px): they get the text again as a tooltip.
+const DESCRIPTION_FITS_CHARS: usize = 110;
+
 /// Backgrounds of letter avatars: each keeps white text above 4.5:1.
 const AVATAR_COLOURS: [&str; 10] = [
     "#c2410c", "#b91c1c", "#7c3aed", "#1d4ed8", "#0f766e", "#15803d", "#a21caf", "#be123c",
@@ -163,6 +179,16 @@ fn read_metadata(path: &Path) -> TileMetadata {
     }
 }
 
+/// `text` whole if it has at most `max` characters, else its first ones
+/// (whitespace trimmed) and `…`.
+fn clip(text: &str, max: usize) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", text[..end].trim_end()),
+    }
+}
+
 /// `1.2 MB`, `340 KB`, `12 B`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
@@ -182,7 +208,12 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 fn tile_html(app: &AppTile) -> String {
-    let name = escape(&app.name);
+    let name = escape(&clip(&app.name, MAX_NAME_CHARS));
+    let name_title = if app.name.chars().count() > NAME_FITS_CHARS {
+        format!(" title=\"{name}\"")
+    } else {
+        String::new()
+    };
     let icon = match (&app.icon, &app.ui) {
         (Some(icon), Some(ui)) => format!(
             "<span class=icon><img src=\"/{}/{}\" alt=\"\"></span>",
@@ -197,10 +228,14 @@ fn tile_html(app: &AppTile) -> String {
             )
         }
     };
-    let desc = if app.description.is_empty() {
-        String::new()
-    } else {
-        format!("<span class=desc>{}</span>", escape(&app.description))
+    let description = clip(&app.description, MAX_DESCRIPTION_CHARS);
+    let desc = match description.chars().count() {
+        0 => String::new(),
+        n if n > DESCRIPTION_FITS_CHARS => format!(
+            "<span class=desc title=\"{text}\">{text}</span>",
+            text = escape(&description)
+        ),
+        _ => format!("<span class=desc>{}</span>", escape(&description)),
     };
     let status = match (app.running, &app.ui) {
         (0, _) => "Stopped".to_string(),
@@ -211,7 +246,7 @@ fn tile_html(app: &AppTile) -> String {
         ),
     };
     let body = format!(
-        "{icon}<span><span class=name>{name}</span>{desc}<span class=meta>{status}</span></span>"
+        "{icon}<span class=text><span class=name{name_title}>{name}</span>{desc}<span class=meta>{status}</span></span>"
     );
     match &app.ui {
         Some(ui) if app.running > 0 => format!(
@@ -236,7 +271,10 @@ fn short_id(id: &str) -> String {
     format!("{head}…{tail}")
 }
 
-fn peers_html(peers: &[PeerInfo]) -> String {
+fn peers_html(peers: &[PeerInfo], networking: bool) -> String {
+    if !networking {
+        return "<p class=empty>Peer-to-peer is off on this node, so it has no peers.</p>".into();
+    }
     if peers.is_empty() {
         return "<p class=empty>No peers connected yet. Nodes on the same network find each other; \
                 others join with <code>--bootstrap</code>.</p>"
@@ -412,7 +450,8 @@ pub fn render(data: &HomeData) -> String {
          <main id=main>\
          <section class=hero aria-label=\"This node\"><div class=id>\
          <span class=avatar style=\"background:{colour}\" aria-hidden=true>{letter}</span>\
-         <div><h1>{node}</h1><p><span class=pill>Online</span> {reach_pill} Hearth {version}</p>{reach_line}</div></div>\
+         <div><h1>{node}</h1><p class=badges><span class=pill>Online</span>{reach_pill}\
+         <span class=version>Hearth {version}</span></p>{reach_line}</div></div>\
          <dl class=stats><div><dt>Apps</dt><dd>{napps}</dd></div><div><dt>Peers</dt><dd>{npeers}</dd></div>\
          <div><dt>Disk use</dt><dd>{disk}</dd></div><div><dt>Live pages</dt><dd>{ws}</dd></div></dl></section>\
          <section aria-labelledby=apps-h><h2 id=apps-h>Apps</h2>{tiles}</section>\
@@ -425,7 +464,7 @@ pub fn render(data: &HomeData) -> String {
         napps = data.apps.len(),
         npeers = data.peers.len(),
         ws = data.ws_open,
-        peers = peers_html(&data.peers),
+        peers = peers_html(&data.peers, data.reachability.is_some()),
         nproc = data.processes.len(),
     );
     super::page(&format!("{node} · Hearth"), &body)
@@ -489,6 +528,40 @@ mod tests {
             "{line}"
         );
         assert!(reach_html(None).0.contains("off"));
+    }
+
+    #[test]
+    fn tiles_bound_what_metadata_says() {
+        let tile = |name: &str, description: &str| {
+            tile_html(&AppTile {
+                package_id: "x:test".into(),
+                name: name.into(),
+                description: description.into(),
+                ui: None,
+                icon: None,
+                running: 1,
+            })
+        };
+        let short = tile("Chat", "Rooms & more");
+        assert!(
+            short.contains("<span class=desc>Rooms &amp; more</span>"),
+            "{short}"
+        );
+        let word = "é".repeat(5_000);
+        let long = tile(&word, &format!("<b>{word}"));
+        let shown = "é".repeat(MAX_DESCRIPTION_CHARS - 3);
+        assert!(
+            long.contains(&format!(
+                "title=\"&lt;b&gt;{shown}…\">&lt;b&gt;{shown}…</span>"
+            )),
+            "{long}"
+        );
+        let name = "é".repeat(MAX_NAME_CHARS);
+        assert!(long.contains(&format!("title=\"{name}…\">{name}…</span>")));
+        assert!(!short.contains("title="), "{short}");
+        assert!(long.len() < 4 * MAX_DESCRIPTION_CHARS + 4 * MAX_NAME_CHARS + 400);
+        assert_eq!(clip("  two words  ", 4), "two…");
+        assert_eq!(clip("fits", 4), "fits");
     }
 
     #[test]
