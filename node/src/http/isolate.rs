@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -133,19 +133,18 @@ impl Handoff {
 
 /// On a package's origin, only that package's paths and [`ENTER_PATH`]:
 /// the refusal for any other request there (run on every request, by the
-/// server's front middleware).
-pub fn wrong_site(state: &HttpState, request: &Request) -> Option<Response> {
-    let Ok(Site::Package(package)) = state.policy().site(request.headers()) else {
+/// server's front service, with the `Host`'s site it read once).
+pub fn wrong_site(site: &Result<Site, Refused>, path: &str) -> Option<Response> {
+    let Ok(Site::Package(package)) = site else {
         return None;
     };
-    let path = request.uri().path();
     let own = path == ENTER_PATH
         || path
             .trim_start_matches('/')
             .split('/')
             .next()
             .and_then(|first| first.parse::<ProcessId>().ok())
-            .is_some_and(|p| p.package_id() == package);
+            .is_some_and(|p| p.package_id() == *package);
     (!own).then(|| Refused::WrongOrigin.into_response())
 }
 

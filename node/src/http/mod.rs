@@ -36,18 +36,24 @@ pub mod ui;
 pub mod wire;
 pub mod ws;
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::{self, Next};
+use axum::http::Method;
 use axum::response::Response;
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_service::Service;
 
 pub use crate::config::{HttpConfig, Password, WS_CLIENT_BUFFER_BYTES};
 use crate::kernel::caps::ProcessCaps;
@@ -157,7 +163,7 @@ impl Web {
 }
 
 /// What HTTP handlers share, behind one `Arc` ([`Http`]): the router and
-/// its middleware clone the state for every request, and one reference
+/// the front service clone the state for every request, and one reference
 /// count is cheaper than six.
 pub type Http = Arc<HttpState>;
 
@@ -188,8 +194,8 @@ impl HttpState {
     }
 }
 
-pub fn router(state: HttpState) -> Router {
-    let state: Http = Arc::new(state);
+/// The node's routes; [`Front`] runs in front of them.
+fn routes(state: Http) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/login", get(pages::login_page).post(pages::login))
@@ -201,7 +207,6 @@ pub fn router(state: HttpState) -> Router {
         .route(isolate::ENTER_PATH, get(isolate::enter))
         .nest("/admin", admin::router(state.clone()))
         .fallback(app)
-        .layer(middleware::from_fn_with_state(state.clone(), front))
         .with_state(state)
 }
 
@@ -210,24 +215,105 @@ async fn app(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    proxy::app(state, peer, request).await
+    let site = state.policy().site(request.headers());
+    proxy::app(state, peer, request, site).await
 }
 
-/// Every request: refused on a package's origin unless it is that
-/// package's (`isolate::wrong_site`), then counted with its latency. One
-/// middleware, so each request pays for one layer.
-async fn front(State(state): State<Http>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let response = match isolate::wrong_site(&state, &request) {
-        Some(refused) => refused,
-        None => next.run(request).await,
-    };
+/// Makes one [`Front`] per connection, knowing its peer's address.
+#[derive(Clone)]
+struct MakeFront {
+    routes: Router,
+    state: Http,
+}
+
+impl<'a> Service<IncomingStream<'a, TcpListener>> for MakeFront {
+    type Response = Front;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Front, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: IncomingStream<'a, TcpListener>) -> Self::Future {
+        std::future::ready(Ok(Front {
+            routes: self.routes.clone(),
+            state: self.state.clone(),
+            peer: *stream.remote_addr(),
+        }))
+    }
+}
+
+/// Every request of one connection: refused on a package's origin unless
+/// it is that package's (`isolate::wrong_site`), then served and counted
+/// with its latency. A path under a process (its first segment has a `:`,
+/// which none of the node's own routes has) goes straight to
+/// `proxy::app`, with the `Host`'s site read once for both; any other
+/// request goes through the router. A `HEAD` or `CONNECT` also goes
+/// through the router, which shapes those responses.
+#[derive(Clone)]
+struct Front {
+    routes: Router,
+    state: Http,
+    peer: SocketAddr,
+}
+
+type FrontFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl Service<Request> for Front {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = FrontFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request) -> FrontFuture {
+        let started = Instant::now();
+        let state = self.state.clone();
+        let site = state.policy().site(request.headers());
+        if let Some(refused) = isolate::wrong_site(&site, request.uri().path()) {
+            counted(&state, &refused, started);
+            return Box::pin(std::future::ready(Ok(refused)));
+        }
+        if under_a_process(&request) {
+            let peer = self.peer;
+            return Box::pin(async move {
+                let response = proxy::app(state.clone(), peer, request, site).await;
+                counted(&state, &response, started);
+                Ok(response)
+            });
+        }
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let routed = self.routes.call(request);
+        Box::pin(async move {
+            let Ok(response) = routed.await;
+            counted(&state, &response, started);
+            Ok(response)
+        })
+    }
+}
+
+/// Whether `proxy::app` is the request's only possible handler: its path's
+/// first segment names a process (has a `:`), and it is no `HEAD` or
+/// `CONNECT`.
+fn under_a_process(request: &Request) -> bool {
+    let method = request.method();
+    if method == Method::HEAD || method == Method::CONNECT {
+        return false;
+    }
+    let path = request.uri().path().trim_start_matches('/');
+    let first = path.split('/').next().unwrap_or_default();
+    first.contains(':')
+}
+
+fn counted(state: &HttpState, response: &Response, started: Instant) {
     state
         .services
         .kernel
         .metrics
         .http_response(response.status().as_u16(), started.elapsed());
-    response
 }
 
 /// Serve until `shutdown` turns true.
@@ -236,10 +322,54 @@ pub async fn serve(
     state: HttpState,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let state: Http = Arc::new(state);
+    let app = MakeFront {
+        routes: routes(state.clone()),
+        state,
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, path: &str) -> Request {
+        let mut request = Request::new(axum::body::Body::empty());
+        *request.method_mut() = method;
+        *request.uri_mut() = path.parse().expect("a test path");
+        request
+    }
+
+    /// The node's own routes always go through the router; only a path
+    /// under a process id, asked with a method the router would not shape,
+    /// goes straight to the proxy.
+    #[test]
+    fn only_process_paths_skip_the_router() {
+        for own in [
+            "/",
+            "/login",
+            "/logout",
+            "/our.js",
+            "/hearth.js",
+            "/hearth/ws",
+            "/metrics",
+            isolate::ENTER_PATH,
+            "/admin",
+            "/admin/status",
+            "/not-a-process/x:y",
+        ] {
+            assert!(!under_a_process(&request(Method::GET, own)), "{own}");
+        }
+        let app = "/notebook:notebook:sys/api/notes/a";
+        assert!(under_a_process(&request(Method::GET, app)));
+        assert!(under_a_process(&request(Method::POST, app)));
+        assert!(under_a_process(&request(Method::GET, "//a:b:c")));
+        assert!(!under_a_process(&request(Method::HEAD, app)));
+        assert!(!under_a_process(&request(Method::CONNECT, app)));
+    }
 }

@@ -104,8 +104,14 @@ fn admit<'s>(
     }
 }
 
-/// The fallback handler: `/<process-id>/...`.
-pub async fn app(state: Http, peer: SocketAddr, request: Request) -> Response {
+/// The fallback handler: `/<process-id>/...`. `site` is where the
+/// request's `Host` points (`Policy::site`), read once by the caller.
+pub async fn app(
+    state: Http,
+    peer: SocketAddr,
+    request: Request,
+    site: Result<Site, Refused>,
+) -> Response {
     // The parts and the body apart: the path is read borrowed from the
     // parts' `Uri` for the whole request, never copied.
     let (parts, body) = request.into_parts();
@@ -135,7 +141,6 @@ pub async fn app(state: Http, peer: SocketAddr, request: Request) -> Response {
         return Redirect::permanent(&format!("/{process}/")).into_response();
     }
     let isolated = is_isolated(&state, &process).await;
-    let site = state.policy().site(&parts.headers);
     if matches!(site, Ok(Site::Package(_))) && !isolated {
         // Only isolated packages are served from their own origin.
         return plain(StatusCode::NOT_FOUND, "not found");
