@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::loadgen;
+use super::local::allocations;
 use super::table::{percentile, Better, Row};
 
 /// The node password the bench sets.
@@ -67,9 +68,13 @@ pub async fn run(node: &Node, notebook: Vec<PackageFile>) -> Result<Vec<Row>> {
     let warm = Duration::from_millis(500);
     loadgen::run_with(baseline_addr, "/health", &headers, CONNECTIONS, warm).await?;
     loadgen::run_with(addr, &ours_path, &headers, CONNECTIONS, warm).await?;
+    let before = allocations();
     let base =
         loadgen::run_with(baseline_addr, "/health", &headers, CONNECTIONS, LOAD_TIME).await?;
+    let base_allocations = per_request(allocations() - before, &base);
+    let before = allocations();
     let ours = loadgen::run_with(addr, &ours_path, &headers, CONNECTIONS, LOAD_TIME).await?;
+    let ours_allocations = per_request(allocations() - before, &ours);
 
     let mut rows = vec![
         Row::new(
@@ -102,6 +107,14 @@ pub async fn run(node: &Node, notebook: Vec<PackageFile>) -> Result<Vec<Row>> {
             ours.cpu_us_per_request,
         )
         .baseline("plain axum handler", base.cpu_us_per_request),
+        // Counted by kit's allocator over the same runs; the client's own
+        // allocations are in both.
+        Row::new(
+            "HTTP GET to a process endpoint, host allocations per request (node + client)",
+            "alloc",
+            ours_allocations,
+        )
+        .baseline("plain axum handler", base_allocations),
     ];
     let base = publish_fan_out(
         &Feed::Plain {
@@ -158,6 +171,11 @@ pub async fn run(node: &Node, notebook: Vec<PackageFile>) -> Result<Vec<Row>> {
         .baseline(BROADCAST, base.cpu_ms_per_publish),
     );
     Ok(rows)
+}
+
+/// `allocations` made over `load`'s run, per request it completed.
+fn per_request(allocations: u64, load: &loadgen::Load) -> f64 {
+    allocations as f64 / load.latencies_us.len().max(1) as f64
 }
 
 /// `KIT_BENCH_HTTP_SOLO=hearth` or `=axum`: load only that side, for

@@ -65,7 +65,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn allocations() -> u64 {
+/// Host allocations of this whole process so far (also read by
+/// `kit bench http`).
+pub(super) fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
