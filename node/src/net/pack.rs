@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::wire::{self, Frame, FrameError};
 use crate::kernel::FastMap;
-use crate::types::{valid_name, Address, Blob, KernelMessage, Message, ProcessId};
+use crate::types::{valid_name, Address, AddressParts, Blob, KernelMessage, Message, ProcessId};
 
 /// The first byte of a packed frame's body.
 pub const PACKED: u8 = 4;
@@ -97,6 +97,11 @@ struct PackedIn<'a> {
     blob: Option<Blob>,
 }
 
+/// Slots a [`Packer`] finds by the address's allocation, before hashing
+/// its names: a stream's frames mostly repeat a few `Address` values (a
+/// sender's own, its usual targets), shared, not rebuilt.
+const RECENT: usize = 4;
+
 /// The sending side of a stream's address table.
 #[derive(Default)]
 pub struct Packer {
@@ -104,11 +109,24 @@ pub struct Packer {
     index: FastMap<Address, u16>,
     /// The next slot to reuse once all are taken (oldest defined first).
     hand: usize,
+    /// Addresses found or defined lately and their slots, matched by
+    /// pointer; an entry goes when its slot is defined anew.
+    recent: [Option<(Address, u16)>; RECENT],
+    /// The entry of `recent` to replace next.
+    recent_hand: usize,
 }
 
 impl Packer {
     fn addr<'a>(&mut self, a: &'a Address) -> Addr<'a> {
+        let parts: &AddressParts = a;
+        for (known, slot) in self.recent.iter().flatten() {
+            let known: &AddressParts = known;
+            if std::ptr::eq(known, parts) {
+                return Addr::Slot(*slot);
+            }
+        }
         if let Some(&slot) = self.index.get(a) {
+            self.remember(a, slot);
             return Addr::Slot(slot);
         }
         let names = Names::of(a);
@@ -123,10 +141,22 @@ impl Packer {
             self.hand = (self.hand + 1) % TABLE_SLOTS;
             let old = std::mem::replace(&mut self.slots[slot], a.clone());
             self.index.remove(&old);
+            for entry in &mut self.recent {
+                if entry.as_ref().is_some_and(|(_, s)| usize::from(*s) == slot) {
+                    *entry = None;
+                }
+            }
             slot
         };
         self.index.insert(a.clone(), slot as u16);
+        self.remember(a, slot as u16);
         Addr::Define(slot as u16, names)
+    }
+
+    /// Find `a` (at `slot`) by pointer next time.
+    fn remember(&mut self, a: &Address, slot: u16) {
+        self.recent[self.recent_hand] = Some((a.clone(), slot));
+        self.recent_hand = (self.recent_hand + 1) % RECENT;
     }
 
     /// Append `frame`, packed, to `buf` (length prefix included). False if
@@ -289,6 +319,38 @@ mod tests {
             }
         }
         assert!(matches!(got[3], Frame::Moved));
+    }
+
+    #[test]
+    fn shared_addresses_stay_in_step_while_their_slots_are_reused() {
+        // One shared sender and a few shared targets, as a process sends:
+        // found by pointer, until fresh targets wrap the table around and
+        // take their slots, when they are defined again.
+        let me: Address = "me.os@p:q:r".parse().unwrap();
+        let usual: Vec<Address> = (0..3)
+            .map(|i| format!("u{i}.os@p:q:r").parse().unwrap())
+            .collect();
+        let mut packer = Packer::default();
+        let mut bytes = Vec::new();
+        let mut sent = Vec::new();
+        for i in 0..(3 * TABLE_SLOTS as u64) {
+            let mut m = km(i, "x.os@p:q:r", &format!("n{i}.os@p:q:r"), None);
+            m.source = me.clone();
+            if i % 2 == 0 {
+                m.target = usual[i as usize % usual.len()].clone();
+            }
+            m.rsvp = Some(me.clone());
+            assert!(packer.encode(&Frame::Deliver(m.clone()), &mut bytes));
+            sent.push(m);
+        }
+        let got = read_all(&mut Unpacker::default(), &bytes).unwrap();
+        assert_eq!(got.len(), sent.len());
+        for (m, f) in sent.iter().zip(&got) {
+            match f {
+                Frame::Deliver(k) => assert_eq!(k, m),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
