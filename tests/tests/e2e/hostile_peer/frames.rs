@@ -127,10 +127,9 @@ async fn forged_responses_and_failures_are_never_delivered() {
     let addr = v.p2p_addr().await;
     let mallory = Mallory::connect(&addr).await;
     let mut inbox = Inbox::listen(&mallory);
-    let mut stream = mallory.hello_stream("mallory.os").await;
+    let mut stream = mallory.heard_stream(v.node.net(), "mallory.os").await;
     let eve = Mallory::connect(&addr).await;
-    let mut eve_stream = eve.hello_stream("eve.os").await;
-    mallory.heard_as(v.node.net(), "mallory.os").await;
+    let mut eve_stream = eve.heard_stream(v.node.net(), "eve.os").await;
 
     // net:probe:test asks mallory; mallory sees a real id in flight.
     let body = json!({"ask": {"target": "mallory.os@x:y:z", "body": {"q": 1}, "timeout_ms": 8000, "context": "c"}});

@@ -11,8 +11,7 @@ async fn names_cannot_be_squatted_through_hello_or_the_dht_and_puts_are_limited(
         f(&v.node.services().kernel.metrics.net).load(std::sync::atomic::Ordering::Relaxed)
     };
     let bob = Mallory::connect(&addr).await;
-    let _bob_stream = bob.hello_stream("bob.os").await;
-    bob.heard_as(v.node.net(), "bob.os").await;
+    let _bob_stream = bob.heard_stream(v.node.net(), "bob.os").await;
 
     // Through hello: another key claiming bob.os is closed and counted.
     let squatter = Mallory::connect(&addr).await;
@@ -25,8 +24,7 @@ async fn names_cannot_be_squatted_through_hello_or_the_dht_and_puts_are_limited(
     // is closed once its name is bound: a peer holds few streams.)
     for i in 0..4 {
         let name = format!("alias{i}.os");
-        let mut s = squatter.hello_stream(&name).await;
-        squatter.heard_as(v.node.net(), &name).await;
+        let mut s = squatter.heard_stream(v.node.net(), &name).await;
         let _ = s.close().await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
