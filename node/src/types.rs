@@ -189,6 +189,7 @@ serde_as_string!(Address);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blob {
     pub mime: Option<String>,
+    #[serde(with = "byte_string")]
     pub bytes: Vec<u8>,
 }
 
@@ -197,12 +198,14 @@ pub struct Request {
     pub inherit: bool,
     /// Timeout in milliseconds; `None` is fire-and-forget.
     pub expects_response: Option<u64>,
+    #[serde(with = "byte_string")]
     pub body: Vec<u8>,
     pub metadata: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
+    #[serde(with = "byte_string")]
     pub body: Vec<u8>,
     pub metadata: Option<String>,
 }
@@ -305,12 +308,106 @@ pub enum OnExit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRequest {
     pub target: Address,
+    #[serde(with = "byte_string")]
     pub body: Vec<u8>,
+}
+
+/// Message bodies and blobs (de)serialised as one byte string, not as a
+/// sequence of `u8`s: bincode and JSON encode both the same way (a length,
+/// then the bytes; an array of numbers), but a sequence costs a serde call
+/// per byte each way. Every bincode decode of these types in the node
+/// runs with a byte limit (`net::wire`, the admin upload), so a claimed
+/// length past the input is refused before anything is allocated for it.
+mod byte_string {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    /// Bytes up front taken from a sequence's claimed length.
+    const SEQ_PREALLOCATION: usize = 4096;
+
+    impl<'de> de::Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(bytes.to_vec())
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(bytes)
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let claimed = seq.size_hint().unwrap_or(0);
+            let mut bytes = Vec::with_capacity(claimed.min(SEQ_PREALLOCATION));
+            while let Some(byte) = seq.next_element()? {
+                bytes.push(byte);
+            }
+            Ok(bytes)
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body as a byte string encodes exactly as the sequence of `u8`s it
+    /// was before (bincode and JSON), so nodes and stored data of either
+    /// kind read each other, and a claimed length past the frame is refused.
+    #[test]
+    fn bodies_encode_as_before_and_hostile_lengths_are_refused() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Before {
+            inherit: bool,
+            expects_response: Option<u64>,
+            body: Vec<u8>,
+            metadata: Option<String>,
+        }
+        let body: Vec<u8> = (0..=255).chain([0, 7, 255]).collect();
+        let now = Request {
+            inherit: true,
+            expects_response: Some(9),
+            body: body.clone(),
+            metadata: Some("m".into()),
+        };
+        let before = Before {
+            inherit: true,
+            expects_response: Some(9),
+            body,
+            metadata: Some("m".into()),
+        };
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&now, config).unwrap();
+        assert_eq!(
+            bytes,
+            bincode::serde::encode_to_vec(&before, config).unwrap()
+        );
+        let (back, _): (Request, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(back, now);
+        let json = serde_json::to_string(&now).unwrap();
+        assert_eq!(json, serde_json::to_string(&before).unwrap());
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), now);
+
+        // The body claims 2^40 bytes; the frame holds 12.
+        let mut hostile = vec![1, 1, 9, 0xfd];
+        hostile.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        let limited = config.with_limit::<4096>();
+        assert!(bincode::serde::decode_from_slice::<Request, _>(&hostile, limited).is_err());
+    }
 
     #[test]
     fn parses_and_prints_addresses() {
