@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ask::{ask, field};
 use super::table::{percentile, Better, Row};
+use super::MessageRows;
 
 /// Sequential round trips measured for the latency rows.
 const PINGS: u64 = 20_000;
@@ -154,13 +155,7 @@ pub async fn run(
 /// The two WASM-to-WASM message rows, `loops` times each, for a profiler;
 /// every figure goes to stderr and the table stays empty.
 async fn message_loops(node: &Node, loops: u32) -> Result<Vec<Row>> {
-    let row = std::env::var(PROFILE_ROW).unwrap_or_default();
-    let (ping, blast) = match row.as_str() {
-        "ping" => (loops, 0),
-        "blast" => (0, loops),
-        "" => (loops, loops),
-        other => return Err(anyhow!("{PROFILE_ROW}={other}: expected ping or blast")),
-    };
+    let (ping, blast) = MessageRows::from_env(PROFILE_ROW)?.split(loops);
     for i in 0..ping {
         let (p50, _) = wasm_round_trip(node).await?;
         eprintln!("{PROFILE_LOOPS}: loop {i}: round trip p50 {p50:.2} us");

@@ -76,6 +76,36 @@ fn package(rel: &str) -> Result<Vec<PackageFile>> {
     Ok(collect_package(&built)?.files)
 }
 
+/// Which message rows a profiling run of `local` or `net` repeats:
+/// `HEARTH_BENCH_MESSAGE_ROW` / `HEARTH_BENCH_NET_ROW` set to `ping` (the
+/// round trips), `blast` (the fire-and-forget messages), or unset (both).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MessageRows {
+    Both,
+    Ping,
+    Blast,
+}
+
+impl MessageRows {
+    fn from_env(var: &str) -> Result<Self> {
+        match std::env::var(var).unwrap_or_default().as_str() {
+            "" => Ok(Self::Both),
+            "ping" => Ok(Self::Ping),
+            "blast" => Ok(Self::Blast),
+            other => anyhow::bail!("{var}={other}: expected ping or blast"),
+        }
+    }
+
+    /// How many of `loops` each row runs: (round trips, fire-and-forget).
+    fn split<T: Copy + Default>(self, loops: T) -> (T, T) {
+        match self {
+            Self::Both => (loops, loops),
+            Self::Ping => (loops, T::default()),
+            Self::Blast => (T::default(), loops),
+        }
+    }
+}
+
 pub fn run(args: &BenchArgs) -> Result<()> {
     if let Suite::Nat = args.suite {
         return nat::run(args.json); // its own network, nodes as children

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::ask::{ask, field};
 use super::table::{percentile, Better, Row};
+use super::MessageRows;
 
 const PINGS: u64 = 5_000;
 const BLAST: u64 = 100_000;
@@ -109,13 +110,8 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(1)
         .max(1);
-    let row = std::env::var(PROFILE_ROW).unwrap_or_default();
-    let (pings, blasts) = match row.as_str() {
-        "ping" => (loops, 0),
-        "blast" => (0, loops),
-        "" => (loops, loops),
-        other => return Err(anyhow!("{PROFILE_ROW}={other}: expected ping or blast")),
-    };
+    let rows = MessageRows::from_env(PROFILE_ROW)?;
+    let (pings, blasts) = rows.split(loops);
     let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
     for _ in 0..pings {
         let ping = json!({"bench_ping": {"target": "b.os@net:probe:test", "count": PINGS, "body_bytes": BODY}});
@@ -159,24 +155,18 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
         "ms",
         boot_to_first,
     );
-    if !row.is_empty() {
-        // Profiling one row: no baselines, and only the row that ran.
-        let ran = match row.as_str() {
-            "ping" => Row::new(
-                "round trip WASM to WASM across two nodes, p50",
-                "us",
-                median(p50s),
-            ),
-            _ => fire_and_forget(median(rates)),
-        };
-        return Ok(vec![ran, boot]);
+    // Profiling one row: no baselines, and only the row that ran.
+    match rows {
+        MessageRows::Ping => return Ok(vec![round_trip_p50(median(p50s)), boot]),
+        MessageRows::Blast => return Ok(vec![fire_and_forget(median(rates)), boot]),
+        MessageRows::Both => {}
     }
     let (p50, p99, rate) = (median(p50s), median(p99s), median(rates));
     let (tcp50, tcp99) = tokio::spawn(raw_tcp_round_trip()).await??;
     let (rr50, rr99) = tokio::spawn(request_response_round_trip()).await??;
     Ok(vec![
         // Target: 2.5x the same-run raw TCP round trip.
-        Row::new("round trip WASM to WASM across two nodes, p50", "us", p50)
+        round_trip_p50(p50)
             .baseline("raw tokio TCP", tcp50)
             .target(Better::Lower, 2.5 * tcp50),
         Row::new(
@@ -191,6 +181,10 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
         fire_and_forget(rate),
         boot,
     ])
+}
+
+fn round_trip_p50(p50: f64) -> Row {
+    Row::new("round trip WASM to WASM across two nodes, p50", "us", p50)
 }
 
 fn fire_and_forget(rate: f64) -> Row {
