@@ -189,6 +189,16 @@ fn clip(text: &str, max: usize) -> String {
     }
 }
 
+/// ` title="{escaped}"` for a text of `chars` characters past the `fits`
+/// its lines surely show (it may be cut there), else nothing.
+fn tooltip(escaped: &str, chars: usize, fits: usize) -> String {
+    if chars > fits {
+        format!(" title=\"{escaped}\"")
+    } else {
+        String::new()
+    }
+}
+
 /// `1.2 MB`, `340 KB`, `12 B`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
@@ -209,11 +219,7 @@ pub fn human_bytes(n: u64) -> String {
 
 fn tile_html(app: &AppTile) -> String {
     let name = escape(&clip(&app.name, MAX_NAME_CHARS));
-    let name_title = if app.name.chars().count() > NAME_FITS_CHARS {
-        format!(" title=\"{name}\"")
-    } else {
-        String::new()
-    };
+    let name_title = tooltip(&name, app.name.chars().count(), NAME_FITS_CHARS);
     let icon = match (&app.icon, &app.ui) {
         (Some(icon), Some(ui)) => format!(
             "<span class=icon><img src=\"/{}/{}\" alt=\"\"></span>",
@@ -229,13 +235,12 @@ fn tile_html(app: &AppTile) -> String {
         }
     };
     let description = clip(&app.description, MAX_DESCRIPTION_CHARS);
-    let desc = match description.chars().count() {
-        0 => String::new(),
-        n if n > DESCRIPTION_FITS_CHARS => format!(
-            "<span class=desc title=\"{text}\">{text}</span>",
-            text = escape(&description)
-        ),
-        _ => format!("<span class=desc>{}</span>", escape(&description)),
+    let desc = if description.is_empty() {
+        String::new()
+    } else {
+        let text = escape(&description);
+        let title = tooltip(&text, description.chars().count(), DESCRIPTION_FITS_CHARS);
+        format!("<span class=desc{title}>{text}</span>")
     };
     let status = match (app.running, &app.ui) {
         (0, _) => "Stopped".to_string(),
