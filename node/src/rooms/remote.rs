@@ -162,6 +162,8 @@ impl Hub {
             )));
         }
         let room_state = self.admit(&mut state, &owner, &room)?;
+        // A burst's live events go first, to the nodes that had joined.
+        self.send_outbox(&owner_addr, &room, room_state);
         room_state
             .nodes
             .entry(node.clone())

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -18,6 +19,10 @@ pub const TAIL_BYTES: usize = 1024 * 1024;
 /// Subscribers of one room: local processes plus subscribers on other
 /// nodes.
 pub const MAX_SUBSCRIBERS: usize = 4096;
+/// Live events of a burst held for one relay to the subscribing nodes; at
+/// either bound the publish that reaches it sends them at once.
+pub const RELAY_EVENTS: usize = 64;
+pub const RELAY_BYTES: usize = 64 * 1024;
 
 /// A room owned by a process of this node.
 pub struct Room {
@@ -37,6 +42,22 @@ pub struct Room {
     /// Of a durable room: the last seq on disk. Replays stop there, since
     /// later events are fanned out only once written.
     pub committed: u64,
+    /// Live events not yet relayed to the subscribing nodes (a burst's).
+    pub outbox: Outbox,
+}
+
+/// A burst's live events, relayed together (`Hub::fan_out`): an event that
+/// follows the previous one within `RELAY_GAP`, or while a send of the
+/// outbox is set, waits here and leaves with the others in one relay.
+#[derive(Default)]
+pub struct Outbox {
+    /// Events in seq order, with their encoded payload bytes.
+    pub events: Vec<(u64, Arc<Value>)>,
+    pub bytes: usize,
+    /// A task is set to send the outbox.
+    pub sending: bool,
+    /// When the previous live event went out or was queued.
+    pub last: Option<Instant>,
 }
 
 impl Default for Room {
@@ -51,6 +72,7 @@ impl Default for Room {
             nodes: HashMap::new(),
             durable: false,
             committed: 0,
+            outbox: Outbox::default(),
         }
     }
 }
@@ -106,6 +128,15 @@ impl Room {
         self.locals.len() + self.nodes.values().map(HashSet::len).sum::<usize>()
     }
 
+    /// Encoded bytes of event `seq`'s payload, if the tail holds it.
+    pub fn bytes_of(&self, seq: u64) -> Option<usize> {
+        let first = self.first()?;
+        let (at, _, bytes) = self
+            .tail
+            .get(usize::try_from(seq.checked_sub(first)?).ok()?)?;
+        (*at == seq).then_some(*bytes)
+    }
+
     /// Append an event; returns its seq.
     pub fn push(&mut self, payload: Value) -> (u64, Arc<Value>) {
         let seq = self.next();
@@ -153,7 +184,7 @@ impl Room {
 }
 
 /// Bytes of `payload` encoded as JSON, counted without keeping them.
-fn encoded_len(payload: &Value) -> usize {
+pub fn encoded_len(payload: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {

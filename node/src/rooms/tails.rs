@@ -166,7 +166,7 @@ impl Hub {
 
     /// `write` is on disk: its room's subscribers get it, its publisher
     /// its seq.
-    fn committed(&self, write: TailWrite) {
+    fn committed(self: &Arc<Self>, write: TailWrite) {
         let mut state = self.lock();
         let key = (write.owner.process.clone(), write.room);
         if let Some(room) = state.owned.get_mut(&key) {
