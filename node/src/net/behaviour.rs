@@ -1,7 +1,8 @@
 //! The libp2p behaviour: identify and ping with their standard protocol
 //! ids (so they interoperate with any libp2p peer), mDNS, a Kademlia DHT
-//! under Hearth's own protocol id, raw streams for Hearth messages (one
-//! behaviour for direct connections, one for relayed ones, see `filter`),
+//! under Hearth's own protocol id, raw streams for Hearth messages (opened
+//! through libp2p-stream, one behaviour for direct connections, one for
+//! relayed ones, see `filter`; accepted through our own, see `accept`),
 //! circuit relay v2 (client always, server with `--relay`), DCUtR hole
 //! punching and AutoNAT v2 (client and server).
 
@@ -13,6 +14,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{autonat, connection_limits, dcutr, identify, mdns, ping, relay, StreamProtocol};
 
+use super::accept;
 use super::filter::{Only, QuietKad};
 use super::relay::RelayLimits;
 
@@ -39,10 +41,14 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub kad: QuietKad,
-    /// Message streams over direct connections.
+    /// Opening message streams over direct connections.
     pub stream: Only<libp2p_stream::Behaviour>,
-    /// Message streams over relayed connections (until DCUtR upgrades).
+    /// Opening message streams over relayed connections (until DCUtR upgrades).
     pub relayed_stream: Only<libp2p_stream::Behaviour>,
+    /// Accepting message streams, over any connection (the only behaviour
+    /// listening for the message protocols: libp2p-stream is never asked
+    /// to accept them).
+    pub accept: accept::Behaviour,
     pub relay_client: relay::client::Behaviour,
     /// Serving as a relay: only with `--relay`.
     pub relay: Toggle<relay::Behaviour>,
@@ -106,6 +112,7 @@ impl Behaviour {
             kad: QuietKad(kad),
             stream: Only::direct(libp2p_stream::Behaviour::new()),
             relayed_stream: Only::relayed(libp2p_stream::Behaviour::new()),
+            accept: accept::Behaviour::default(),
             relay_client,
             relay: relay
                 .map(|limits| relay::Behaviour::new(peer, limits.config()))

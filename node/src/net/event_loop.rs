@@ -22,7 +22,7 @@ use super::dht::{name_key, PutLimiter};
 use super::filter::is_relayed;
 use super::record::{NameRecord, MAX_ADDRS};
 use super::relay::Reservations;
-use super::{now_millis, outbound, reader, Command, Controls, NetConfig, NetError, Shared};
+use super::{accept, now_millis, outbound, reader, Command, Controls, NetConfig, NetError, Shared};
 use crate::metrics::NetCounters;
 
 mod names;
@@ -158,8 +158,16 @@ impl EventLoop {
             direct: swarm.behaviour().stream.inner().new_control(),
             relayed: swarm.behaviour().relayed_stream.inner().new_control(),
         };
-        tokio::spawn(reader::accept_loop(shared.clone(), controls.clone(), false));
-        tokio::spawn(reader::accept_loop(shared.clone(), controls.clone(), true));
+        match swarm.behaviour_mut().accept.take_incoming() {
+            Some(incoming) => {
+                tokio::spawn(reader::accept_loop(
+                    shared.clone(),
+                    controls.clone(),
+                    incoming,
+                ));
+            }
+            None => warn!("no accept queue: peers' message streams will not be read"),
+        }
         let lanes = lanes
             .and_then(|l| {
                 tokio::net::TcpListener::from_std(l)
@@ -621,6 +629,11 @@ impl EventLoop {
                 let soon = Instant::now() + Duration::from_millis(200);
                 if self.publish_at.is_none_or(|at| at > soon) {
                     self.publish_at = Some(soon);
+                }
+            }
+            BehaviourEvent::Accept(accept::Event::Refused(n)) => {
+                for _ in 0..n {
+                    self.shared.count(|net| &net.streams_refused);
                 }
             }
             BehaviourEvent::RelayClient(event) => self.on_relay_client(event),

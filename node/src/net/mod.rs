@@ -25,6 +25,7 @@
 //! The kernel reaches the network through [`Net`], which implements
 //! `kernel::Remote`.
 
+mod accept;
 mod behaviour;
 pub mod book;
 mod dht;

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use libp2p::PeerId;
 use tracing::{debug, info, warn, Instrument};
 
-use super::behaviour::{MESSAGES, MESSAGES_LANE, MESSAGES_PACKED};
+use super::accept::{Inbound, Incoming};
 use super::lane::{self, Pipe};
 use super::outbound::{open_link, to_lane};
 use super::pack::Unpacker;
@@ -77,33 +77,17 @@ impl Drop for StreamSlot<'_> {
     }
 }
 
-/// Accept inbound message streams for as long as the node runs.
-pub async fn accept_loop(shared: Arc<Shared>, controls: Controls, relayed: bool) {
-    let mut control = if relayed {
-        controls.relayed.clone()
-    } else {
-        controls.direct.clone()
-    };
-    let accepted = (
-        control.accept(MESSAGES),
-        control.accept(MESSAGES_PACKED),
-        control.accept(MESSAGES_LANE),
-    );
-    let (plain, packed, lanes) = match accepted {
-        (Ok(plain), Ok(packed), Ok(lanes)) => (plain, packed, lanes),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            warn!("cannot accept message streams: {e}");
-            return;
-        }
-    };
-    let mut incoming = futures::stream::select(
-        futures::stream::select(
-            plain.map(|(peer, stream)| (peer, stream, Kind::Plain)),
-            packed.map(|(peer, stream)| (peer, stream, Kind::Packed)),
-        ),
-        lanes.map(|(peer, stream)| (peer, stream, Kind::Lanes)),
-    );
-    while let Some((peer, stream, kind)) = incoming.next().await {
+/// Read inbound message streams (handed over by `accept`) for as long as
+/// the node runs: each gets its reader.
+pub async fn accept_loop(shared: Arc<Shared>, controls: Controls, mut incoming: Incoming) {
+    while let Some(inbound) = incoming.next().await {
+        let Inbound {
+            peer,
+            stream,
+            kind,
+            relayed,
+            ..
+        } = inbound;
         let span = tracing::info_span!("peer", %peer);
         // Its place in the peer's read order is taken now, in arrival order.
         let ticket = shared.read_order(peer).ticket();

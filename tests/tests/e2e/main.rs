@@ -21,6 +21,7 @@ mod kit_views;
 mod long_call;
 mod messaging;
 mod nat;
+mod net_accept;
 mod net_lane;
 mod net_move;
 mod p2p;

@@ -1,0 +1,336 @@
+//! Accepting inbound message streams: a behaviour of our own that listens
+//! for the three message protocols on every connection and hands each
+//! negotiated stream to the accept loop (`reader::accept_loop`) through a
+//! bounded queue. libp2p-stream only opens our streams (`stream::open`).
+//!
+//! Why: libp2p-stream's accept queue holds one stream per protocol, and a
+//! stream that arrives while another waits there is dropped (two peers'
+//! streams a few milliseconds apart on a loaded node). Here a stream that
+//! finds the queue full waits in its connection's handler, which hands it
+//! on as soon as the queue has room.
+//!
+//! **Invariant:** a connection has at most [`MAX_PENDING_PER_CONNECTION`]
+//! streams not yet taken by the accept loop (waiting in its handler or in
+//! the queue); a stream past that is refused (reset), warned about (the
+//! first of a connection, then at each power of two) and counted
+//! (`hearth_net_streams_refused_total`). The queue holds
+//! [`ACCEPT_QUEUE`] streams plus one per connection (each connection's
+//! own slot), and connections waiting for room are served in turn, so a
+//! peer flooding streams neither grows memory past these counts nor keeps
+//! other peers' streams out.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use futures::channel::mpsc;
+use libp2p::core::transport::PortUse;
+use libp2p::core::upgrade::{DeniedUpgrade, InboundUpgrade, UpgradeInfo};
+use libp2p::core::Endpoint;
+use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
+    NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+use tracing::{debug, warn};
+
+use super::behaviour::{MESSAGES, MESSAGES_LANE, MESSAGES_PACKED};
+use super::filter::is_relayed;
+use super::stream::Kind;
+
+/// Streams handed to the accept loop and not yet taken, across all
+/// connections (the queue adds one slot per connection).
+pub const ACCEPT_QUEUE: usize = 64;
+/// Streams of one connection not yet taken by the accept loop. A peer
+/// opens one stream at a time, plus one per move (off a relay, onto a
+/// lane) or reconnect: this is far past that, and far below yamux's
+/// stream cap per connection.
+pub const MAX_PENDING_PER_CONNECTION: usize = 16;
+
+/// One negotiated inbound message stream.
+pub struct Inbound {
+    pub peer: PeerId,
+    pub stream: Stream,
+    pub kind: Kind,
+    /// Over a relayed connection.
+    pub relayed: bool,
+    /// Frees the stream's place in its connection's count when dropped.
+    _pending: Pending,
+}
+
+/// The accept loop's end of the queue.
+pub type Incoming = mpsc::Receiver<Inbound>;
+
+/// A stream's place in its connection's count of pending streams.
+struct Pending(Arc<AtomicUsize>);
+
+impl Pending {
+    /// A place in `count`, unless it holds `max` already.
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(count.clone()))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the behaviour reports to the event loop.
+#[derive(Debug)]
+pub enum Event {
+    /// Streams refused over [`MAX_PENDING_PER_CONNECTION`] since the last report.
+    Refused(u64),
+}
+
+/// The behaviour: one [`Handler`] per connection, all feeding one queue.
+pub struct Behaviour {
+    queue: mpsc::Sender<Inbound>,
+    incoming: Option<Incoming>,
+    /// Refusals handlers reported, not yet passed to the swarm.
+    refused: u64,
+    waker: Option<Waker>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        let (queue, incoming) = mpsc::channel(ACCEPT_QUEUE);
+        Self {
+            queue,
+            incoming: Some(incoming),
+            refused: 0,
+            waker: None,
+        }
+    }
+}
+
+impl Behaviour {
+    /// The queue's receiving end, once (for the accept loop).
+    pub fn take_incoming(&mut self) -> Option<Incoming> {
+        self.incoming.take()
+    }
+
+    fn handler(&self, peer: PeerId, relayed: bool) -> Handler {
+        Handler {
+            peer,
+            relayed,
+            queue: self.queue.clone(),
+            waiting: VecDeque::new(),
+            pending: Arc::new(AtomicUsize::new(0)),
+            refused: 0,
+            unreported: 0,
+        }
+    }
+}
+
+impl NetworkBehaviour for Behaviour {
+    type ConnectionHandler = Handler;
+    type ToSwarm = Event;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: PeerId,
+        _: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(self.handler(peer, is_relayed(remote)))
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(self.handler(peer, is_relayed(addr)))
+    }
+
+    fn on_swarm_event(&mut self, _: FromSwarm) {}
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: ConnectionId,
+        refused: THandlerOutEvent<Self>,
+    ) {
+        self.refused = self.refused.saturating_add(refused);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        if self.refused > 0 {
+            let n = std::mem::take(&mut self.refused);
+            return Poll::Ready(ToSwarm::GenerateEvent(Event::Refused(n)));
+        }
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// One connection's side: negotiates the message protocols on inbound
+/// streams and hands each stream to the queue, in arrival order.
+pub struct Handler {
+    peer: PeerId,
+    relayed: bool,
+    queue: mpsc::Sender<Inbound>,
+    /// Streams that found the queue full, oldest first.
+    waiting: VecDeque<Inbound>,
+    /// This connection's streams not yet taken by the accept loop.
+    pending: Arc<AtomicUsize>,
+    /// Streams refused on this connection (for the warnings).
+    refused: u64,
+    /// Refusals not yet reported to the behaviour.
+    unreported: u64,
+}
+
+impl Handler {
+    fn on_stream(&mut self, stream: Stream, protocol: StreamProtocol) {
+        let kind = match protocol {
+            p if p == MESSAGES_LANE => Kind::Lanes,
+            p if p == MESSAGES_PACKED => Kind::Packed,
+            _ => Kind::Plain,
+        };
+        let Some(pending) = Pending::take(&self.pending, MAX_PENDING_PER_CONNECTION) else {
+            // Dropping the stream resets it.
+            self.refused += 1;
+            self.unreported += 1;
+            if self.refused.is_power_of_two() {
+                warn!(
+                    peer = %self.peer,
+                    refused = self.refused,
+                    "peer opened more than {MAX_PENDING_PER_CONNECTION} message streams \
+                     on one connection before we took them; refused"
+                );
+            }
+            return;
+        };
+        self.waiting.push_back(Inbound {
+            peer: self.peer,
+            stream,
+            kind,
+            relayed: self.relayed,
+            _pending: pending,
+        });
+    }
+
+    /// Move waiting streams into the queue while it has room.
+    fn hand_on(&mut self, cx: &mut Context<'_>) {
+        while !self.waiting.is_empty() {
+            match self.queue.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let Some(inbound) = self.waiting.pop_front() else {
+                        return;
+                    };
+                    if self.queue.start_send(inbound).is_err() {
+                        return self.queue_gone();
+                    }
+                }
+                Poll::Ready(Err(_)) => return self.queue_gone(),
+                Poll::Pending => return,
+            }
+        }
+    }
+
+    /// The accept loop ended (the node is stopping): nothing takes streams.
+    fn queue_gone(&mut self) {
+        debug!(peer = %self.peer, "accept loop gone; inbound streams dropped");
+        self.waiting.clear();
+    }
+}
+
+impl ConnectionHandler for Handler {
+    type FromBehaviour = Infallible;
+    /// Streams refused since the last report.
+    type ToBehaviour = u64;
+    type InboundProtocol = Protocols;
+    type OutboundProtocol = DeniedUpgrade;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = Infallible;
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Protocols> {
+        SubstreamProtocol::new(Protocols, ())
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, Infallible, u64>> {
+        self.hand_on(cx);
+        if self.unreported > 0 {
+            let n = std::mem::take(&mut self.unreported);
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(n));
+        }
+        Poll::Pending
+    }
+
+    fn on_behaviour_event(&mut self, event: Infallible) {
+        libp2p::core::util::unreachable(event)
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<Protocols, DeniedUpgrade, (), Infallible>,
+    ) {
+        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+            protocol: (stream, protocol),
+            ..
+        }) = event
+        {
+            self.on_stream(stream, protocol);
+        }
+    }
+}
+
+/// The inbound upgrade: the three message protocols, newest first.
+pub struct Protocols;
+
+impl UpgradeInfo for Protocols {
+    type Info = StreamProtocol;
+    type InfoIter = std::array::IntoIter<StreamProtocol, 3>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        [MESSAGES_LANE, MESSAGES_PACKED, MESSAGES].into_iter()
+    }
+}
+
+impl InboundUpgrade<Stream> for Protocols {
+    type Output = (Stream, StreamProtocol);
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Output, Infallible>>;
+
+    fn upgrade_inbound(self, stream: Stream, protocol: StreamProtocol) -> Self::Future {
+        ready(Ok((stream, protocol)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_holds_at_most_its_cap_of_pending_streams() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let taken: Vec<Pending> = (0..MAX_PENDING_PER_CONNECTION)
+            .map(|_| Pending::take(&count, MAX_PENDING_PER_CONNECTION).expect("room"))
+            .collect();
+        assert!(Pending::take(&count, MAX_PENDING_PER_CONNECTION).is_none());
+        drop(taken);
+        assert_eq!(count.load(Ordering::Acquire), 0);
+        assert!(Pending::take(&count, MAX_PENDING_PER_CONNECTION).is_some());
+    }
+}
