@@ -56,6 +56,45 @@ const longTileProblems = () => {
 const longTileBounded = async (page) => (await until(page, `(${longTileProblems})() === ''`))
   ? '' : page.evaluate(longTileProblems);
 
+// Each tile's name and description has a tooltip exactly where it is cut:
+// by its line clamp at the width drawn, or by the server (`data-cut`).
+// Returns what is wrong ('' if nothing) and which texts are cut.
+const tooltipState = () => {
+  const wrong = [];
+  const cut = [];
+  if (document.querySelector('.tiles').dataset.tooltips !== 'ready') return { wrong: ['script not run'], cut };
+  for (const el of document.querySelectorAll('.tiles .name, .tiles .desc')) {
+    const clamped = el.scrollHeight > el.clientHeight + 1 || el.scrollWidth > el.clientWidth + 1;
+    const isCut = clamped || el.hasAttribute('data-cut');
+    const label = `${el.className} of ${el.closest('.tile').querySelector('.name').textContent.slice(0, 20)}`;
+    if (isCut) cut.push(`${label}${clamped ? '' : ' (server)'}`);
+    if (isCut !== el.hasAttribute('title') || (isCut && el.title !== el.textContent)) wrong.push(`${label}: cut=${isCut} title=${el.title.slice(0, 20)}`);
+  }
+  return { wrong, cut };
+};
+const tooltipsRight = async (page) => {
+  await until(page, `(${tooltipState})().wrong.length === 0`);
+  return page.evaluate(tooltipState);
+};
+// The tiles' heights, rounded: every one the same.
+const tileHeights = (page) => page.$$eval('.tiles .tile', (ts) => ts.map((t) => Math.round(t.getBoundingClientRect().height)));
+const even = (hs) => hs.length > 1 && hs.every((h) => h === hs[0]);
+// The open System table at phone width: nothing scrolls sideways, and
+// each row's values sit under their labels inside the card.
+const systemProblems = () => {
+  const card = document.querySelector('details.system .card');
+  const problems = [];
+  if (card.scrollWidth > card.clientWidth + 1) problems.push(`card scrolls ${card.scrollWidth}>${card.clientWidth}`);
+  const box = card.getBoundingClientRect();
+  for (const td of card.querySelectorAll('td')) {
+    const r = td.getBoundingClientRect();
+    if (r.width && (r.right > box.right + 1 || r.left < box.left - 1)) problems.push(`${td.textContent} outside`);
+    if (r.width && !td.dataset.label) problems.push(`${td.textContent} unlabelled`);
+  }
+  if (!card.querySelector('td[data-label=Kind]') || getComputedStyle(card.querySelector('tr')).display !== 'block') problems.push('not stacked');
+  return problems.join('; ');
+};
+
 const profile = mkdtempSync(join(tmpdir(), 'hearth-chromium-'));
 let context;
 try {
@@ -120,6 +159,20 @@ try {
     return version && pills.length > 0 ? pills.map((p) => Math.abs(p - mid(version))) : null;
   });
   check('version sits centred beside the badges', line && line.every((d) => d <= 1.5), JSON.stringify(line));
+  const desktopHeights = await tileHeights(page);
+  check('the tiles of a row are even, one long text making none taller', even(desktopHeights), JSON.stringify(desktopHeights));
+  const wide = await tooltipsRight(page);
+  check("a tooltip only where a tile's text is cut on a desktop", wide.wrong.length === 0
+    && wide.cut.length === 2 && wide.cut.every((c) => c.includes('Unbreakable')), JSON.stringify(wide));
+  // Two 300 px tiles to a row: the chat's description no longer fits its
+  // three lines, and the page says so with a tooltip (back at 1280, none).
+  await page.setViewportSize({ width: 654, height: 800 });
+  const narrow = await tooltipsRight(page);
+  check('a tooltip where the clamp cuts at a narrower width', narrow.wrong.length === 0
+    && narrow.cut.some((c) => c === 'desc of Chat'), JSON.stringify(narrow));
+  await page.setViewportSize({ width: 1280, height: 800 });
+  const again = await tooltipsRight(page);
+  check('the tooltip goes when the text fits again', again.wrong.length === 0 && !again.cut.some((c) => c === 'desc of Chat'), JSON.stringify(again));
   check('no peers says so', (await page.textContent('section[aria-labelledby=peers-h] .empty').catch(() => '')).startsWith('No peers connected yet'));
   await shot(page, 'home-desktop.png');
   const closed = await page.$eval('details.system', (d) => !d.open);
@@ -127,8 +180,14 @@ try {
   const services = await page.$$eval('details.system tbody tr', (rows) => rows.map((r) => r.cells[0].textContent));
   check('system services under a collapsed section', closed && services.includes('http-server:distro:sys'), JSON.stringify(services));
   check('home page fits a desktop', await fits(page));
-  await page.setViewportSize({ width: 375, height: 740 });
+  await page.setViewportSize({ width: 390, height: 844 });
   check('home page fits a phone', await fits(page));
+  const system = (await until(page, `(${systemProblems})() === ''`)) ? '' : await page.evaluate(systemProblems);
+  check('the System table reads at phone width, nothing sideways', system === '', system);
+  const phoneHeights = await tileHeights(page);
+  check('the tiles are even at phone width', even(phoneHeights), JSON.stringify(phoneHeights));
+  const phoneTips = await tooltipsRight(page);
+  check("a tooltip only where a tile's text is cut on a phone", phoneTips.wrong.length === 0, JSON.stringify(phoneTips));
   check('chat description shows in full on a phone', await chatDescriptionWhole(page));
   const longPhone = await longTileBounded(page);
   check('a hostile description stays inside its tile on a phone', longPhone === '', longPhone);

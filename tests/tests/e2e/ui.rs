@@ -3,7 +3,9 @@
 //! (labelled field, wrong password said), the home page (app tiles with
 //! icons or letter avatars, the chat's description in full, a hostile
 //! app's long name and description kept inside its tile, system services
-//! collapsed, desktop and phone width), the chat opening from its tile and
+//! collapsed, desktop and phone width; tiles of even height, a tooltip
+//! only where a tile's text is cut, decided in the page as it is laid out;
+//! the System table stacked at phone width), the chat opening from its tile and
 //! going live, logout. The screenshots go to `target/ui-shots/home-*.png`.
 //! The chat between two nodes is `chat_browser.rs`.
 //!
@@ -89,12 +91,19 @@ async fn home_and_login_in_headless_chromium() {
         "chat description shows in full on a desktop",
         "a hostile description stays inside its tile on a desktop",
         "the tiles share the desktop row",
+        "the tiles of a row are even, one long text making none taller",
+        "a tooltip only where a tile's text is cut on a desktop",
+        "a tooltip where the clamp cuts at a narrower width",
+        "the tooltip goes when the text fits again",
         "version sits centred beside the badges",
         "no peers says so",
         "chat description shows in full on a phone",
         "a hostile description stays inside its tile on a phone",
         "system services under a collapsed section",
         "home page fits a phone",
+        "the System table reads at phone width, nothing sideways",
+        "the tiles are even at phone width",
+        "a tooltip only where a tile's text is cut on a phone",
         "chat opens from its tile and goes live",
         "chat fits a phone",
         "logout ends the session",

@@ -1,7 +1,9 @@
 //! The home page's content: the node's identity and status, its installed
 //! apps as tiles (from each package's `metadata.json`), peers with their
 //! round-trip times, disk use, and the system services under a collapsed
-//! section. Plain HTML and the inlined `style.css`: no script, no CDN.
+//! section. Plain HTML, the inlined `style.css` and one small inlined
+//! script (`tooltips.js`: a tooltip where a tile's text is cut); nothing
+//! fetched from elsewhere.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,6 +18,9 @@ use crate::types::ProcessId;
 /// The sheet of the node's pages, inlined into each.
 pub const STYLE: &str = include_str!("style.css");
 
+/// The home page's script, inlined: tooltips where a tile's text is cut.
+const TOOLTIPS: &str = include_str!("tooltips.js");
+
 /// The flame of the brand, inline.
 pub const LOGO: &str = "<svg viewBox=\"0 0 32 32\" aria-hidden=\"true\"><rect width=\"32\" height=\"32\" rx=\"9\" fill=\"#c2410c\"/>\
 <path d=\"M16 5c1 4.5 6.5 7 6.5 13a6.5 6.5 0 0 1-13 0c0-3.2 1.8-5 3.2-6.6.3 2 1.2 3.2 2.6 3.6-.6-3.6-.2-6.8.7-10z\" fill=\"#fff7ed\"/>\
@@ -24,21 +29,13 @@ pub const LOGO: &str = "<svg viewBox=\"0 0 32 32\" aria-hidden=\"true\"><rect wi
 /// Largest `metadata.json` read for a tile (uploads are capped well below).
 const MAX_METADATA_BYTES: u64 = 64 * 1024;
 
-/// Most characters of an app's name a tile shows; past it the name ends
-/// in `…` (metadata may carry any length).
+/// Most characters of an app's name a tile carries; past it the name ends
+/// in `…` (metadata may carry any length). The tile shows one line of it.
 const MAX_NAME_CHARS: usize = 60;
-
-/// Names longer than this may be cut to the tile's two lines: they get
-/// the name again as a tooltip.
-const NAME_FITS_CHARS: usize = 36;
 
 /// Most characters of an app's description a tile carries: a few lines'
 /// worth more than the tile shows, so the clamp in `style.css` ends it.
 const MAX_DESCRIPTION_CHARS: usize = 400;
-
-/// Descriptions longer than this may be cut to the tile's four lines at
-/// its narrowest (300 px): they get the text again as a tooltip.
-const DESCRIPTION_FITS_CHARS: usize = 110;
 
 /// Backgrounds of letter avatars: each keeps white text above 4.5:1.
 const AVATAR_COLOURS: [&str; 10] = [
@@ -180,22 +177,22 @@ fn read_metadata(path: &Path) -> TileMetadata {
 }
 
 /// `text` whole if it has at most `max` characters, else its first ones
-/// (whitespace trimmed) and `…`.
-fn clip(text: &str, max: usize) -> String {
+/// (whitespace trimmed) and `…`; and whether it was cut.
+fn clip(text: &str, max: usize) -> (String, bool) {
     let text = text.trim();
     match text.char_indices().nth(max) {
-        None => text.to_string(),
-        Some((end, _)) => format!("{}…", text[..end].trim_end()),
+        None => (text.to_string(), false),
+        Some((end, _)) => (format!("{}…", text[..end].trim_end()), true),
     }
 }
 
-/// ` title="{escaped}"` for a text of `chars` characters past the `fits`
-/// its lines surely show (it may be cut there), else nothing.
-fn tooltip(escaped: &str, chars: usize, fits: usize) -> String {
-    if chars > fits {
-        format!(" title=\"{escaped}\"")
+/// ` data-cut` on a text the server cut: the page's script gives it a
+/// tooltip whatever its lines show (see `TOOLTIPS`).
+fn cut_mark(cut: bool) -> &'static str {
+    if cut {
+        " data-cut"
     } else {
-        String::new()
+        ""
     }
 }
 
@@ -218,8 +215,9 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 fn tile_html(app: &AppTile) -> String {
-    let name = escape(&clip(&app.name, MAX_NAME_CHARS));
-    let name_title = tooltip(&name, app.name.chars().count(), NAME_FITS_CHARS);
+    let (name, name_cut) = clip(&app.name, MAX_NAME_CHARS);
+    let name = escape(&name);
+    let name_cut = cut_mark(name_cut);
     let icon = match (&app.icon, &app.ui) {
         (Some(icon), Some(ui)) => format!(
             "<span class=icon><img src=\"/{}/{}\" alt=\"\"></span>",
@@ -234,13 +232,16 @@ fn tile_html(app: &AppTile) -> String {
             )
         }
     };
-    let description = clip(&app.description, MAX_DESCRIPTION_CHARS);
+    let (description, desc_cut) = clip(&app.description, MAX_DESCRIPTION_CHARS);
+    // Every tile keeps its description's lines, so a row's tiles match.
     let desc = if description.is_empty() {
-        String::new()
+        "<span class=\"desc none\">No description.</span>".to_string()
     } else {
-        let text = escape(&description);
-        let title = tooltip(&text, description.chars().count(), DESCRIPTION_FITS_CHARS);
-        format!("<span class=desc{title}>{text}</span>")
+        format!(
+            "<span class=desc{}>{}</span>",
+            cut_mark(desc_cut),
+            escape(&description)
+        )
     };
     let status = match (app.running, &app.ui) {
         (0, _) => "Stopped".to_string(),
@@ -251,7 +252,7 @@ fn tile_html(app: &AppTile) -> String {
         ),
     };
     let body = format!(
-        "{icon}<span class=text><span class=name{name_title}>{name}</span>{desc}<span class=meta>{status}</span></span>"
+        "{icon}<span class=text><span class=name{name_cut}>{name}</span>{desc}<span class=meta>{status}</span></span>"
     );
     match &app.ui {
         Some(ui) if app.running > 0 => format!(
@@ -405,7 +406,8 @@ fn system_html(data: &HomeData) -> (usize, String) {
             .map(|(_, f)| format!("<span class=tag>{f}</span> "))
             .collect::<String>();
             format!(
-                "<tr><td><code>{}</code></td><td>{kind}</td><td>{flags}</td></tr>",
+                "<tr><td data-label=Process><code>{}</code></td><td data-label=Kind>{kind}</td>\
+                 <td data-label=Capabilities>{flags}</td></tr>",
                 escape(&id.to_string())
             )
         })
@@ -463,7 +465,8 @@ pub fn render(data: &HomeData) -> String {
          <section aria-labelledby=peers-h><h2 id=peers-h>Peers</h2><div class=card>{peers}</div></section>\
          <details class=system><summary>System · {services} services, {nproc} processes</summary>\
          <div class=card>{system}</div></details></main>\
-         <footer>Hearth node {node} · peer-to-peer apps that you run</footer>",
+         <footer>Hearth node {node} · peer-to-peer apps that you run</footer>\
+         <script>{TOOLTIPS}</script>",
         letter = escape(&letter.to_string()),
         version = data.version,
         napps = data.apps.len(),
@@ -547,9 +550,11 @@ mod tests {
                 running: 1,
             })
         };
+        // Text within the limits is whole, unmarked: the page's script
+        // decides from its layout whether the clamp cut it.
         let short = tile("Chat", "Rooms & more");
         assert!(
-            short.contains("<span class=desc>Rooms &amp; more</span>"),
+            short.contains("<span class=name>Chat</span><span class=desc>Rooms &amp; more</span>"),
             "{short}"
         );
         let word = "é".repeat(5_000);
@@ -557,16 +562,68 @@ mod tests {
         let shown = "é".repeat(MAX_DESCRIPTION_CHARS - 3);
         assert!(
             long.contains(&format!(
-                "title=\"&lt;b&gt;{shown}…\">&lt;b&gt;{shown}…</span>"
+                "<span class=desc data-cut>&lt;b&gt;{shown}…</span>"
             )),
             "{long}"
         );
         let name = "é".repeat(MAX_NAME_CHARS);
-        assert!(long.contains(&format!("title=\"{name}…\">{name}…</span>")));
-        assert!(!short.contains("title="), "{short}");
-        assert!(long.len() < 4 * MAX_DESCRIPTION_CHARS + 4 * MAX_NAME_CHARS + 400);
-        assert_eq!(clip("  two words  ", 4), "two…");
-        assert_eq!(clip("fits", 4), "fits");
+        assert!(long.contains(&format!("<span class=name data-cut>{name}…</span>")));
+        assert!(
+            !short.contains("title=") && !long.contains("title="),
+            "{long}"
+        );
+        assert!(long.len() < 2 * MAX_DESCRIPTION_CHARS + 2 * MAX_NAME_CHARS + 400);
+        // No description still keeps its lines, so tiles in a row match.
+        assert!(tile("Probe", " ").contains("<span class=\"desc none\">No description.</span>"));
+        assert_eq!(clip("  two words  ", 4), ("two…".to_string(), true));
+        assert_eq!(clip("fits", 4), ("fits".to_string(), false));
+    }
+
+    #[test]
+    fn system_cells_name_their_column() {
+        let (_, table) = system_html(&HomeData {
+            node: "n.os".into(),
+            version: "0",
+            processes: vec![(
+                ProcessId::new("kv", "distro", "sys"),
+                ProcessCaps {
+                    public: true,
+                    ..Default::default()
+                },
+            )],
+            apps: Vec::new(),
+            peers: Vec::new(),
+            reachability: None,
+            disk: None,
+            ws_open: 0,
+        });
+        // At phone width each row stacks, every value under its label.
+        assert!(
+            table.contains(
+                "<td data-label=Process><code>kv:distro:sys</code></td><td data-label=Kind>service</td>\
+                 <td data-label=Capabilities><span class=tag>public</span> </td>"
+            ),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_page_carries_its_tooltip_script() {
+        let page = render(&HomeData {
+            node: "n.os".into(),
+            version: "0",
+            processes: Vec::new(),
+            apps: Vec::new(),
+            peers: Vec::new(),
+            reachability: None,
+            disk: None,
+            ws_open: 0,
+        });
+        assert!(
+            page.contains("<script>") && page.contains("data-cut"),
+            "{page}"
+        );
+        assert!(page.ends_with("</script></body></html>"), "{page}");
     }
 
     #[test]
