@@ -320,6 +320,13 @@ impl InboundUpgrade<Stream> for Protocols {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{noise, tcp, yamux, Swarm};
+    use tokio::sync::mpsc as tokio_mpsc;
+
     use super::*;
 
     #[test]
@@ -332,5 +339,97 @@ mod tests {
         drop(taken);
         assert_eq!(count.load(Ordering::Acquire), 0);
         assert!(Pending::take(&count, MAX_PENDING_PER_CONNECTION).is_some());
+    }
+
+    fn swarm<B: NetworkBehaviour + Send>(behaviour: B) -> Swarm<B> {
+        libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp")
+            .with_behaviour(|_| behaviour)
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+            .build()
+    }
+
+    /// A peer opens streams while nothing takes them from the queue: the
+    /// connection's first `MAX_PENDING_PER_CONNECTION` wait, in order and
+    /// tagged; the rest are refused and reported; once taken, room frees.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streams_past_a_connections_cap_are_refused_and_reported() {
+        const EXTRA: usize = 8;
+        let mut server = swarm(Behaviour::default());
+        let mut incoming = server.behaviour_mut().take_incoming().expect("the queue");
+        assert!(
+            server.behaviour_mut().take_incoming().is_none(),
+            "taken once"
+        );
+        let server_peer = *server.local_peer_id();
+        server
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .expect("listen");
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+                break address;
+            }
+        };
+        let (refused_tx, mut refused_rx) = tokio_mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                if let SwarmEvent::Behaviour(Event::Refused(n)) = server.select_next_some().await {
+                    let _ = refused_tx.send(n).await;
+                }
+            }
+        });
+        let mut client = swarm(libp2p_stream::Behaviour::new());
+        let mut control = client.behaviour().new_control();
+        let client_peer = *client.local_peer_id();
+        client.dial(addr).expect("dial");
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = client.select_next_some().await {
+                break;
+            }
+        }
+        tokio::spawn(async move {
+            loop {
+                client.select_next_some().await;
+            }
+        });
+        let mut held = Vec::new();
+        for _ in 0..MAX_PENDING_PER_CONNECTION + EXTRA {
+            let stream = control.open_stream(server_peer, MESSAGES_PACKED).await;
+            held.push(stream.expect("negotiated"));
+        }
+        let mut refused = 0;
+        while refused < EXTRA as u64 {
+            let n = tokio::time::timeout(Duration::from_secs(10), refused_rx.recv())
+                .await
+                .expect("refusals reported in time")
+                .expect("server running");
+            refused += n;
+        }
+        assert_eq!(refused, EXTRA as u64);
+        let mut taken = Vec::new();
+        while let Ok(inbound) = incoming.try_recv() {
+            assert_eq!(inbound.peer, client_peer);
+            assert_eq!(inbound.kind, Kind::Packed);
+            assert!(!inbound.relayed);
+            taken.push(inbound);
+        }
+        assert_eq!(taken.len(), MAX_PENDING_PER_CONNECTION);
+        // Taken (and read or dropped): the connection has room again.
+        drop(taken);
+        let stream = control.open_stream(server_peer, MESSAGES).await;
+        held.push(stream.expect("negotiated"));
+        let inbound = tokio::time::timeout(Duration::from_secs(10), incoming.next())
+            .await
+            .expect("handed on in time")
+            .expect("queue open");
+        assert_eq!(inbound.kind, Kind::Plain);
+        assert!(refused_rx.try_recv().is_err(), "nothing more refused");
     }
 }
