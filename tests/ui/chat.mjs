@@ -110,6 +110,54 @@ async function stored(page, room, text) {
   return found;
 }
 
+/**
+ * Hold back the answer to `page`'s next call of the chat's `method`: the
+ * call reaches our node and is answered as ever, but the page gets the
+ * answer only at `release()`, late, as a slow network would hand it over.
+ * `answer` is the held body; `delivered` resolves once the page has it.
+ */
+async function hold(page, method) {
+  let release;
+  const released = new Promise((r) => { release = r; });
+  let got;
+  const answer = new Promise((r) => { got = r; });
+  let handed;
+  const delivered = new Promise((r) => { handed = r; });
+  await page.route(`**/chat:chat:sys/api/${method}`, async (route) => {
+    const response = await route.fetch();
+    got(await response.json());
+    await released;
+    await route.fulfill({ response });
+    handed();
+  }, { times: 1 });
+  return {
+    answer,
+    // The page has read the answer and drawn what it made of it (two frames).
+    release: async () => {
+      release();
+      await delivered;
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 100)))));
+    },
+  };
+}
+
+/** The status line under our message `text` on this page ('' if none), or null if the message is not shown. */
+const statusOf = (text) => {
+  const m = [...document.querySelectorAll('.msg')].find((e) => e.querySelector('.text')?.firstChild?.textContent === text);
+  return m ? (m.querySelector('.status.failed')?.textContent || '') : null;
+};
+/** Seconds a rate limit's words say to wait (NaN if they name none). */
+const secondsLeft = (status) => Number((/Try again in (\d+) s\./.exec(status || '') || [])[1] || NaN);
+/** Whether `ok(status of text)` comes true on `page` within `timeout`. */
+async function statusBecomes(page, text, ok, timeout = TIMEOUT) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (ok(await page.evaluate(statusOf, text))) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** A small picture drawn in the page, as PNG bytes. */
 async function picture(page) {
   const b64 = await page.evaluate(() => {
@@ -226,30 +274,29 @@ try {
   await tool(A, 'oops, wrong room', '.delete');
   check('delete shown on bob\'s page', await wait(B.waitForSelector('.msg.deleted .text:has-text("This message was deleted.")')), lastError);
 
-  // A reaction from bob.
+  // A reaction from bob, whose answer reaches his page late: after alice's
+  // reaction, made meanwhile, gave the message a newer version. The late
+  // answer is a real older copy; bob's page keeps the newer one.
   const target = msg('Ship date is Friday 🚢');
   const beforeReaction = await stored(A, room, 'Ship date is Friday 🚢');
+  const slowReact = await hold(B, 'react');
   await tool(B, 'Ship date is Friday 🚢', '.react');
   await B.click(`${target} .tools .picker [data-emoji="🎉"]`);
   check('reaction shown on alice\'s page', await wait(A.waitForSelector(`${target} .reaction:has-text("🎉 1")`)), lastError);
-  // The reaction gave the message a newer version (stored on alice's
-  // node, the host); the page's store keeps the newer reactions whichever
-  // copy comes last, as a late answer or event would.
+  await tool(A, 'Ship date is Friday 🚢', '.react');
+  await A.click(`${target} .tools .picker [data-emoji="❤️"]`);
+  await A.mouse.move(0, 0);
+  // alice's reaction has its answer, and bob's page has both from events.
+  await A.waitForSelector(`${target} .reaction.mine:has-text("❤️ 1")`);
+  const both = await wait(B.waitForSelector(`${target} .reaction:has-text("❤️ 1")`));
+  const late = await slowReact.answer;
+  await slowReact.release();
   const reacted = await stored(A, room, 'Ship date is Friday 🚢');
-  const kept = await A.evaluate(async ([room, newer]) => {
-    const S = await import(new URL('store.js', location.href).href);
-    const older = { ...newer, version: newer.version - 1, reactions: {} };
-    const shown = [];
-    for (const order of [[older, newer], [newer, older]]) {
-      const store = S.newStore();
-      for (const copy of order) S.upsertMessage(store, copy);
-      shown.push(JSON.stringify(S.findMessage(store, room, newer.id).reactions));
-    }
-    return shown;
-  }, [room, reacted]);
-  check('an older copy never replaces newer reactions', reacted.version > beforeReaction.version
-    && '🎉' in reacted.reactions && kept.every((r) => r === JSON.stringify(reacted.reactions)),
-  JSON.stringify({ before: beforeReaction.version, after: reacted.version, reactions: reacted.reactions, kept }));
+  const shown = await B.$$eval(`${target} .reaction`, (rs) => rs.map((r) => r.textContent).sort());
+  check('a late older copy never replaces newer reactions', both && late.version > beforeReaction.version
+    && late.version < reacted.version && !('❤️' in late.reactions)
+    && JSON.stringify(shown) === JSON.stringify(['❤️ 1', '🎉 1'].sort()),
+  JSON.stringify({ before: beforeReaction.version, late: late.version, late_reactions: late.reactions, stored: reacted.version, shown }));
 
   // An image uploaded to bob's node, previewed on alice's page.
   await B.setInputFiles('#file', { name: 'sunset.png', mimeType: 'image/png', buffer: await picture(B) });
@@ -258,11 +305,6 @@ try {
   const preview = await wait(A.waitForFunction(() => [...document.querySelectorAll('.attachment img')]
     .some((i) => i.alt === 'sunset.png' && i.complete && i.naturalWidth === 480), null, { timeout: SLOW }));
   check("image from bob previewed on alice's page", preview, lastError);
-  await tool(A, 'Ship date is Friday 🚢', '.react');
-  await A.click(`${target} .tools .picker [data-emoji="❤️"]`);
-  await A.mouse.move(0, 0);
-  // alice's reaction has its answer before the next step.
-  await A.waitForSelector(`${target} .reaction.mine:has-text("❤️ 1")`);
   await say(B, '@alice.os looks good to me 👍');
   await showsText(A, 'looks good to me');
 
@@ -372,10 +414,40 @@ try {
   await B.screenshot({ path: join(shots, 'chat-refused.png') });
   check('rate limit said once: one failed message, the box empty', limited && said.length === 1
     && (await B.inputValue('#composer-text')) === '', JSON.stringify(said));
-  // Discard takes it out of the list (and bob's node's queue).
-  await B.click(`${msg('one more')} .status.failed button:text-is("Discard")`);
-  check('a failed message discarded from the list', await wait(B.waitForFunction(() => ![...document.querySelectorAll('.msg .text')]
-    .some((t) => t.firstChild?.textContent === 'one more'))), lastError);
+  // The wait the refusal names counts down as it sits.
+  const firstStatus = await B.evaluate(statusOf, 'one more');
+  const counted = await statusBecomes(B, 'one more', (s) => secondsLeft(s) <= secondsLeft(firstStatus) - 2);
+  check('the rate limit\'s wait counts down as it sits', secondsLeft(firstStatus) > 2 && counted,
+    `${firstStatus} -> ${await B.evaluate(statusOf, 'one more')}`);
+
+  // Discard is final: a copy of the discarded message that comes late
+  // (here the send's own answer, held back until after the Discard) does
+  // not bring it back, on this page or on bob's other open page.
+  const B2 = await openChat(bob.context, bobBase);
+  await B2.click(`#rooms a[data-room="${room}"]`);
+  const slowSend = await hold(B, 'send');
+  await say(B, 'one more, late');
+  const failed = (s) => /^⚠ Not sent/.test(s || '');
+  const shownFailed = (await statusBecomes(B, 'one more, late', failed)) && (await statusBecomes(B2, 'one more, late', failed));
+  await B.click(`${msg('one more, late')} .status.failed button:text-is("Discard")`);
+  const gone = (s) => s === null;
+  const discarded = (await statusBecomes(B, 'one more, late', gone)) && (await statusBecomes(B2, 'one more, late', gone));
+  check('a failed message discarded from the list, on both of bob\'s pages', shownFailed && discarded,
+    JSON.stringify({ shownFailed, discarded }));
+  const lateSend = await slowSend.answer;
+  await slowSend.release();
+  await B.waitForFunction(() => !document.getElementById('composer').dataset.sending);
+  const after = [await B.evaluate(statusOf, 'one more, late'), await B2.evaluate(statusOf, 'one more, late')];
+  check('a late copy of a discarded message does not bring it back', lateSend.delivery === 'failed'
+    && lateSend.text === 'one more, late' && after.every(gone), JSON.stringify({ late: lateSend.delivery, after }));
+  await B2.close();
+
+  // Once the wait is over the words say so, and Retry then sends it.
+  const retryNow = await statusBecomes(B, 'one more', (s) => /You can try again now\.(Retry|$)/.test(s || ''), SLOW);
+  const nowSaid = await B.evaluate(statusOf, 'one more');
+  await B.click(`${msg('one more')} .status.failed button:text-is("Retry")`);
+  check('"try again now" once the wait is over, and Retry then sends it', retryNow && await ownSent(B, 'one more'),
+    `${nowSaid} ${lastError}`);
 
   // Presence: bob's only page closes, alice sees him offline; back online when it opens again.
   await A.click('#members-button');

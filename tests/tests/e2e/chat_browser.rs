@@ -3,8 +3,9 @@
 //! node, driven by `tests/ui/chat.mjs` (playwright-core): rooms,
 //! invitations, live messages both ways, replies, edits, deletes,
 //! reactions, mentions, an image attachment, presence, history paging,
-//! refusals, bob SIGKILLed while alice sends, alice stopped while bob
-//! sends. The script asks this test to kill, stop and start nodes (`DO
+//! refusals (a rate limit's wait counting down), late answers (a
+//! reaction's and a discarded send's, held back in the browser), bob
+//! SIGKILLed while alice sends, alice stopped while bob sends. The script asks this test to kill, stop and start nodes (`DO
 //! ...` lines, answered on its stdin), takes the README's screenshots
 //! and prints browser-to-browser latency.
 //!
@@ -287,7 +288,7 @@ const EXPECTED: &[&str] = &[
     "edit shown on bob's page",
     "delete shown on bob's page",
     "reaction shown on alice's page",
-    "an older copy never replaces newer reactions",
+    "a late older copy never replaces newer reactions",
     "typing indicator shown on alice's page",
     "image from bob previewed on alice's page",
     "the newest message stays in view at phone width",
@@ -296,7 +297,10 @@ const EXPECTED: &[&str] = &[
     "too-long message refused in the UI",
     "rate limit shown in the UI",
     "rate limit said once: one failed message, the box empty",
-    "a failed message discarded from the list",
+    "the rate limit's wait counts down as it sits",
+    "a failed message discarded from the list, on both of bob's pages",
+    "a late copy of a discarded message does not bring it back",
+    "\"try again now\" once the wait is over, and Retry then sends it",
     "history paged back to the first message",
     "presence: bob offline on alice's page after his page closed",
     "presence: bob online again",

@@ -271,6 +271,11 @@ fn fail(state: &State<Chat>, address: &str, client_id: &str, error: AppError) {
         m.error = Some(Failure {
             code: error.code.clone(),
             message: error.message.clone(),
+            retry_ms: error
+                .details
+                .as_ref()
+                .and_then(|d| d.get("retry_ms"))
+                .and_then(|ms| ms.as_u64()),
         });
         Some(m.clone())
     });

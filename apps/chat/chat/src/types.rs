@@ -87,6 +87,11 @@ pub struct AttachmentData {
 pub struct Failure {
     pub code: String,
     pub message: String,
+    /// For `rate-limited`: how long the host said to wait, in ms from
+    /// its refusal, so the page can count it down; `null` otherwise, and
+    /// in failures stored before it was kept.
+    #[serde(default)]
+    pub retry_ms: Option<u64>,
 }
 
 /// One message of a room.

@@ -33,15 +33,35 @@ export const api = Object.fromEntries(
     .map(([name, f]) => [name, guarded(f)]),
 );
 
-/** What to tell a person for each typed refusal. */
-export function explain(error) {
+/**
+ * When a refusal made at `since` (ms) may be tried again: a rate limit's
+ * `retry_ms` later (in a thrown error's `details`, or on a failed message's
+ * `error`); null for any other refusal, or one without a wait.
+ */
+export function retryAt(error, since = Date.now()) {
+  if (!error || error.code !== 'rate-limited') return null;
+  const ms = error.retry_ms || (error.details && error.details.retry_ms);
+  return ms ? since + ms : null;
+}
+
+/** The rate limit's words at `now`, for a wait that ends at `at`: counting down, then "now". */
+export function slowDown(at, now = Date.now()) {
+  const s = Math.ceil((at - now) / 1000);
+  return `Slow down: at most 30 messages a minute. ${s > 0 ? `Try again in ${s} s.` : 'You can try again now.'}`;
+}
+
+/**
+ * What to tell a person for each typed refusal; a rate limit's wait is
+ * counted from `since`, when the refusal was made (see `slowDown`).
+ */
+export function explain(error, since = Date.now(), now = Date.now()) {
   const code = error && error.code;
   switch (code) {
     case 'empty-message': return 'Write something first (or attach a file).';
     case 'too-long': return error.message.replace(/^the message/, 'Your message');
     case 'rate-limited': {
-      const ms = error.details && error.details.retry_ms;
-      return ms ? `Slow down: at most 30 messages a minute. Try again in ${Math.ceil(ms / 1000)} s.` : `Slow down: ${error.message}.`;
+      const at = retryAt(error, since);
+      return at ? slowDown(at, now) : `Slow down: ${error.message}.`;
     }
     case 'not-member': return `You are not a member of this room. ${error.message}`;
     case 'forbidden': return `Your role does not allow that. ${error.message}`;

@@ -2,8 +2,11 @@
 // inline replies, reactions, attachments, and our pending/failed marks.
 
 import { el, avatar, timeOf, fullTime, dayKey, dayLabel, bytes, richText, safeColour } from './util.js';
-import { ordered, findMessage, memberOf } from './store.js';
-import { explain } from './api.js';
+import { ordered, findMessage, memberOf, refusedAt } from './store.js';
+import { explain, retryAt, slowDown } from './api.js';
+
+/** How often a rate limit's "try again in N s" counts down. */
+const COUNTDOWN_MS = 1000;
 
 /** Messages closer than this from one sender share a header. */
 const GROUP_GAP_MS = 5 * 60 * 1000;
@@ -74,6 +77,32 @@ export function renderMessages(list, ctx) {
     }
   }
   list.replaceChildren(...items);
+  countDown(list);
+}
+
+let countdown = 0;
+
+/**
+ * Keep each "try again in N s" under a rate-limited message of ours true
+ * as it sits: one timer while any counts, updating the words in place
+ * (the list is not drawn anew), until each says it can be tried now.
+ */
+function countDown(list) {
+  const tick = () => {
+    let counting = false;
+    const now = Date.now();
+    for (const status of list.querySelectorAll('.status.failed[data-retry-at]')) {
+      const at = Number(status.dataset.retryAt);
+      const words = slowDown(at, now);
+      status.querySelector('.why').textContent = `⚠ Not sent: ${words}`;
+      status.title = words;
+      if (at > now) counting = true;
+      else delete status.dataset.retryAt;
+    }
+    if (!counting && countdown) { clearInterval(countdown); countdown = 0; }
+    return counting;
+  };
+  if (tick() && !countdown) countdown = setInterval(tick, COUNTDOWN_MS);
 }
 
 function message(m, ctx, memberNodes, first) {
@@ -104,8 +133,11 @@ function message(m, ctx, memberNodes, first) {
   if (m.edited_at && !m.deleted) text.append(el('span.edited', { title: fullTime(m.edited_at) }, '(edited)'));
   if (mine && m.delivery === 'pending') text.append(el('span.status.pending', { title: 'Waiting for the room\'s host' }, '🕓 Pending'));
   if (mine && m.delivery === 'failed') {
-    const why = m.error ? explain(m.error) : '';
-    text.append(el('span.status.failed', { title: why }, `⚠ Not sent${why ? ': ' + why : ''}`,
+    const since = refusedAt(store, m);
+    const why = m.error ? explain(m.error, since) : '';
+    const at = m.error && retryAt(m.error, since);
+    text.append(el('span.status.failed', { title: why, dataset: at ? { retryAt: at } : {} },
+      el('span.why', {}, `⚠ Not sent${why ? ': ' + why : ''}`),
       el('button.link-button', { type: 'button', onclick: () => ctx.onRetry(m) }, 'Retry'),
       el('button.link-button', { type: 'button', onclick: () => ctx.onDiscard(m) }, 'Discard')));
   }

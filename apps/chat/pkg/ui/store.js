@@ -3,6 +3,11 @@
 // room's events, both upserts, so seeing one twice is harmless.
 
 export const TYPING_MS = 4000;
+/**
+ * How many of our discarded messages (by client id) a page remembers, and
+ * how many refusals' times: the oldest are forgotten first.
+ */
+export const REMEMBERED = 500;
 
 export function newStore() {
   return {
@@ -12,6 +17,13 @@ export function newStore() {
     threads: new Map(),       // address -> Thread
     members: new Map(),       // address -> Member[]
     typing: new Map(),        // address -> Map(node -> until ms)
+    // Client ids of our messages discarded here or on our other pages
+    // (the `discarded` event reaches each): a late copy of one while it
+    // waited (a send's or retry's answer, an event) is not shown again.
+    discarded: new Set(),
+    // client id -> {sent_at, at}: when this page first saw the host's
+    // refusal of that send, which a rate limit's wait counts from.
+    refused: new Map(),
   };
 }
 
@@ -33,8 +45,11 @@ let nextKey = 1;
  * by its client id (ours while pending, or an event) or by its host id (a
  * history page), in any order.
  */
-export function upsertMessage(store, m) {
+export function upsertMessage(store, m, now = Date.now()) {
   const t = thread(store, m.room);
+  // Discarding is final: only the host's numbered copy (it was sent before
+  // the discard reached our node) may still show the message.
+  if (!(m.id > 0) && m.client_id && store.discarded.has(m.client_id)) return t;
   const byClient = m.client_id ? t.clients.get(m.client_id) : undefined;
   const byId = m.id > 0 ? t.ids.get(m.id) : undefined;
   const key = byClient || byId || `k${nextKey++}`;
@@ -53,7 +68,30 @@ export function upsertMessage(store, m) {
     if (c.client_id) t.clients.set(c.client_id, key);
     if (c.id > 0) t.ids.set(c.id, key);
   }
+  if (newest.delivery === 'failed' && newest.client_id) {
+    const seen = store.refused.get(newest.client_id);
+    // A retry sends it again later: its refusal is a new one.
+    if (!seen || seen.sent_at !== newest.sent_at) remember(store.refused, newest.client_id, { sent_at: newest.sent_at, at: now });
+  }
   return t;
+}
+
+/** Add to a Map or Set, forgetting the oldest past `REMEMBERED`. */
+function remember(memory, key, value) {
+  memory.delete(key);
+  if (memory instanceof Set) memory.add(key);
+  else memory.set(key, value);
+  while (memory.size > REMEMBERED) memory.delete(memory.keys().next().value);
+}
+
+/**
+ * When this page first saw the host refuse `m` (ours, failed), in ms: a
+ * rate limit's `retry_ms` counts from then. A page opened later sees it
+ * later, so it may say to wait longer than needed, never too little.
+ */
+export function refusedAt(store, m, now = Date.now()) {
+  const seen = m.client_id && store.refused.get(m.client_id);
+  return seen && seen.sent_at === m.sent_at ? seen.at : now;
 }
 
 /**
@@ -78,8 +116,13 @@ export function isOlder(m, known) {
   return (known.edited_at || 0) > (m.edited_at || 0);
 }
 
-/** Drop one of our pending or failed messages. */
+/**
+ * Drop one of our pending or failed messages, for good: a late copy of it
+ * is not shown again (see `upsertMessage`).
+ */
 export function dropPending(store, address, clientId) {
+  remember(store.discarded, clientId);
+  store.refused.delete(clientId);
   const t = thread(store, address);
   const key = t.clients.get(clientId);
   if (key) { t.byKey.delete(key); t.clients.delete(clientId); }

@@ -486,6 +486,13 @@ async fn content_rules_roles_and_membership_are_checked_at_the_host() {
     // carol sent one message to this host a moment ago (into the other
     // room): 29 more fit in the minute, or 30 if that minute has passed.
     assert_eq!(refused["error"]["code"], "rate-limited", "{refused}");
+    // The wait the host named comes with it, for the page to count down:
+    // within the minute, and what the words say.
+    let retry_ms = refused["error"]["retry_ms"].as_u64().expect("retry_ms");
+    assert!((1..=60_000).contains(&retry_ms), "{refused}");
+    let said = format!("try again in {} s", retry_ms.div_ceil(1000));
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.ends_with(&said), "{refused}");
     assert!(sent == 29 || sent == 30, "{sent} messages before the limit");
     let refused_text = format!("n{sent}");
     let client_id = refused["client_id"].as_str().expect("a client id");
