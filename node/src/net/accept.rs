@@ -1,7 +1,8 @@
 //! Accepting inbound message streams: a behaviour of our own that listens
-//! for the three message protocols on every connection and hands each
-//! negotiated stream to the accept loop (`reader::accept_loop`) through a
-//! bounded queue. libp2p-stream only opens our streams (`stream::open`).
+//! for the message protocols (given by `behaviour`) on every connection
+//! and hands each negotiated stream to the accept loop
+//! (`reader::accept_loop`) through a bounded queue. libp2p-stream only
+//! opens our streams (`stream::open`).
 //!
 //! Why: libp2p-stream's accept queue holds one stream per protocol, and a
 //! stream that arrives while another waits there is dropped (two peers'
@@ -38,9 +39,7 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use tracing::{debug, warn};
 
-use super::behaviour::{MESSAGES, MESSAGES_LANE, MESSAGES_PACKED};
 use super::filter::is_relayed;
-use super::stream::Kind;
 
 /// Streams handed to the accept loop and not yet taken, across all
 /// connections (the queue adds one slot per connection).
@@ -55,7 +54,8 @@ pub const MAX_PENDING_PER_CONNECTION: usize = 16;
 pub struct Inbound {
     pub peer: PeerId,
     pub stream: Stream,
-    pub kind: Kind,
+    /// The protocol it was negotiated with.
+    pub protocol: StreamProtocol,
     /// Over a relayed connection.
     pub relayed: bool,
     /// Frees the stream's place in its connection's count when dropped.
@@ -95,6 +95,8 @@ pub enum Event {
 
 /// The behaviour: one [`Handler`] per connection, all feeding one queue.
 pub struct Behaviour {
+    /// The protocols listened for, preferred first.
+    protocols: Vec<StreamProtocol>,
     queue: mpsc::Sender<Inbound>,
     incoming: Option<Incoming>,
     /// Refusals handlers reported, not yet passed to the swarm.
@@ -102,19 +104,19 @@ pub struct Behaviour {
     waker: Option<Waker>,
 }
 
-impl Default for Behaviour {
-    fn default() -> Self {
+impl Behaviour {
+    /// Listening for `protocols` (preferred first) on every connection.
+    pub fn new(protocols: Vec<StreamProtocol>) -> Self {
         let (queue, incoming) = mpsc::channel(ACCEPT_QUEUE);
         Self {
+            protocols,
             queue,
             incoming: Some(incoming),
             refused: 0,
             waker: None,
         }
     }
-}
 
-impl Behaviour {
     /// The queue's receiving end, once (for the accept loop).
     pub fn take_incoming(&mut self) -> Option<Incoming> {
         self.incoming.take()
@@ -122,6 +124,7 @@ impl Behaviour {
 
     fn handler(&self, peer: PeerId, relayed: bool) -> Handler {
         Handler {
+            protocols: self.protocols.clone(),
             peer,
             relayed,
             queue: self.queue.clone(),
@@ -185,6 +188,7 @@ impl NetworkBehaviour for Behaviour {
 /// One connection's side: negotiates the message protocols on inbound
 /// streams and hands each stream to the queue, in arrival order.
 pub struct Handler {
+    protocols: Vec<StreamProtocol>,
     peer: PeerId,
     relayed: bool,
     queue: mpsc::Sender<Inbound>,
@@ -200,11 +204,6 @@ pub struct Handler {
 
 impl Handler {
     fn on_stream(&mut self, stream: Stream, protocol: StreamProtocol) {
-        let kind = match protocol {
-            p if p == MESSAGES_LANE => Kind::Lanes,
-            p if p == MESSAGES_PACKED => Kind::Packed,
-            _ => Kind::Plain,
-        };
         let Some(pending) = Pending::take(&self.pending, MAX_PENDING_PER_CONNECTION) else {
             // Dropping the stream resets it.
             self.refused += 1;
@@ -222,7 +221,7 @@ impl Handler {
         self.waiting.push_back(Inbound {
             peer: self.peer,
             stream,
-            kind,
+            protocol,
             relayed: self.relayed,
             _pending: pending,
         });
@@ -263,7 +262,7 @@ impl ConnectionHandler for Handler {
     type OutboundOpenInfo = Infallible;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Protocols> {
-        SubstreamProtocol::new(Protocols, ())
+        SubstreamProtocol::new(Protocols(self.protocols.clone()), ())
     }
 
     fn poll(
@@ -296,15 +295,15 @@ impl ConnectionHandler for Handler {
     }
 }
 
-/// The inbound upgrade: the three message protocols, newest first.
-pub struct Protocols;
+/// The inbound upgrade: the protocols listened for, preferred first.
+pub struct Protocols(Vec<StreamProtocol>);
 
 impl UpgradeInfo for Protocols {
     type Info = StreamProtocol;
-    type InfoIter = std::array::IntoIter<StreamProtocol, 3>;
+    type InfoIter = std::vec::IntoIter<StreamProtocol>;
 
     fn protocol_info(&self) -> Self::InfoIter {
-        [MESSAGES_LANE, MESSAGES_PACKED, MESSAGES].into_iter()
+        self.0.clone().into_iter()
     }
 }
 
@@ -328,6 +327,9 @@ mod tests {
     use tokio::sync::mpsc as tokio_mpsc;
 
     use super::*;
+
+    const PLAIN: StreamProtocol = StreamProtocol::new("/test/plain");
+    const PACKED: StreamProtocol = StreamProtocol::new("/test/packed");
 
     #[test]
     fn a_connection_holds_at_most_its_cap_of_pending_streams() {
@@ -362,7 +364,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn streams_past_a_connections_cap_are_refused_and_reported() {
         const EXTRA: usize = 8;
-        let mut server = swarm(Behaviour::default());
+        let mut server = swarm(Behaviour::new(vec![PACKED, PLAIN]));
         let mut incoming = server.behaviour_mut().take_incoming().expect("the queue");
         assert!(
             server.behaviour_mut().take_incoming().is_none(),
@@ -401,7 +403,7 @@ mod tests {
         });
         let mut held = Vec::new();
         for _ in 0..MAX_PENDING_PER_CONNECTION + EXTRA {
-            let stream = control.open_stream(server_peer, MESSAGES_PACKED).await;
+            let stream = control.open_stream(server_peer, PACKED).await;
             held.push(stream.expect("negotiated"));
         }
         let mut refused = 0;
@@ -416,20 +418,20 @@ mod tests {
         let mut taken = Vec::new();
         while let Ok(inbound) = incoming.try_recv() {
             assert_eq!(inbound.peer, client_peer);
-            assert_eq!(inbound.kind, Kind::Packed);
+            assert_eq!(inbound.protocol, PACKED);
             assert!(!inbound.relayed);
             taken.push(inbound);
         }
         assert_eq!(taken.len(), MAX_PENDING_PER_CONNECTION);
         // Taken (and read or dropped): the connection has room again.
         drop(taken);
-        let stream = control.open_stream(server_peer, MESSAGES).await;
+        let stream = control.open_stream(server_peer, PLAIN).await;
         held.push(stream.expect("negotiated"));
         let inbound = tokio::time::timeout(Duration::from_secs(10), incoming.next())
             .await
             .expect("handed on in time")
             .expect("queue open");
-        assert_eq!(inbound.kind, Kind::Plain);
+        assert_eq!(inbound.protocol, PLAIN);
         assert!(refused_rx.try_recv().is_err(), "nothing more refused");
     }
 }

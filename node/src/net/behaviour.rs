@@ -112,7 +112,7 @@ impl Behaviour {
             kad: QuietKad(kad),
             stream: Only::direct(libp2p_stream::Behaviour::new()),
             relayed_stream: Only::relayed(libp2p_stream::Behaviour::new()),
-            accept: accept::Behaviour::default(),
+            accept: accept::Behaviour::new(vec![MESSAGES_LANE, MESSAGES_PACKED, MESSAGES]),
             relay_client,
             relay: relay
                 .map(|limits| relay::Behaviour::new(peer, limits.config()))

@@ -21,6 +21,7 @@ use libp2p::PeerId;
 use tracing::{debug, info, warn, Instrument};
 
 use super::accept::{Inbound, Incoming};
+use super::behaviour::{MESSAGES_LANE, MESSAGES_PACKED};
 use super::lane::{self, Pipe};
 use super::outbound::{open_link, to_lane};
 use super::pack::Unpacker;
@@ -84,10 +85,15 @@ pub async fn accept_loop(shared: Arc<Shared>, controls: Controls, mut incoming: 
         let Inbound {
             peer,
             stream,
-            kind,
+            protocol,
             relayed,
             ..
         } = inbound;
+        let kind = match protocol {
+            p if p == MESSAGES_LANE => Kind::Lanes,
+            p if p == MESSAGES_PACKED => Kind::Packed,
+            _ => Kind::Plain,
+        };
         let span = tracing::info_span!("peer", %peer);
         // Its place in the peer's read order is taken now, in arrival order.
         let ticket = shared.read_order(peer).ticket();
