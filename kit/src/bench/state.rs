@@ -42,6 +42,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// For profiling and old/new comparisons: `KIT_BENCH_STATE_ONLY=set-state`
 /// runs only the one-writer row, `=vfs` only the vfs rows.
 const ONLY: &str = "KIT_BENCH_STATE_ONLY";
+/// For old/new comparisons: `KIT_BENCH_VFS_ROUNDS=N` runs N counted vfs
+/// rounds instead of [`VFS_ROUNDS`].
+const VFS_ROUNDS_VAR: &str = "KIT_BENCH_VFS_ROUNDS";
 
 pub async fn run(node: &Node, probe: Vec<PackageFile>, scratch: &Path) -> Result<Vec<Row>> {
     std::fs::create_dir_all(scratch).context("scratch directory")?;
@@ -312,7 +315,15 @@ async fn vfs_rows(node: &Node, plain: &Path) -> Result<FileRows> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Round 0 warms both sides up and is not counted: in every run the
     // side that wrote first wrote at a fraction of its later rounds.
-    for round in 0..=VFS_ROUNDS {
+    let rounds = match std::env::var(VFS_ROUNDS_VAR) {
+        Ok(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("{VFS_ROUNDS_VAR}={n}: expected a positive count"))?,
+        Err(_) => VFS_ROUNDS,
+    };
+    for round in 0..=rounds {
         for hearth_turn in [hearth_first(round), !hearth_first(round)] {
             let chunks = chunks();
             settle(&[&drive_dir, &plain_dir])?;
