@@ -39,7 +39,8 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use tracing::{debug, warn};
 
-use super::filter::is_relayed;
+use super::filter::{inbound_relayed, is_relayed};
+use super::read_order::Ticket;
 
 /// Streams handed to the accept loop and not yet taken, across all
 /// connections (the queue adds one slot per connection).
@@ -58,12 +59,21 @@ pub struct Inbound {
     pub protocol: StreamProtocol,
     /// Over a relayed connection.
     pub relayed: bool,
+    /// Its place in the peer's read order.
+    pub ticket: Ticket,
     /// Frees the stream's place in its connection's count when dropped.
     _pending: Pending,
 }
 
 /// The accept loop's end of the queue.
 pub type Incoming = mpsc::Receiver<Inbound>;
+
+/// Gives a stream of `peer` its place in the peer's read order
+/// (`Shared::read_order`). It is taken when the stream is negotiated, not
+/// when the accept loop takes it: a connection's stream that waited for
+/// room in the queue must not be read after a newer one of another
+/// connection that found room at once.
+pub type Tickets = Arc<dyn Fn(PeerId) -> Ticket + Send + Sync>;
 
 /// A stream's place in its connection's count of pending streams.
 struct Pending(Arc<AtomicUsize>);
@@ -97,6 +107,7 @@ pub enum Event {
 pub struct Behaviour {
     /// The protocols listened for, preferred first.
     protocols: Vec<StreamProtocol>,
+    tickets: Tickets,
     queue: mpsc::Sender<Inbound>,
     incoming: Option<Incoming>,
     /// Refusals handlers reported, not yet passed to the swarm.
@@ -105,11 +116,13 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    /// Listening for `protocols` (preferred first) on every connection.
-    pub fn new(protocols: Vec<StreamProtocol>) -> Self {
+    /// Listening for `protocols` (preferred first) on every connection;
+    /// each stream gets its read-order place from `tickets`.
+    pub fn new(protocols: Vec<StreamProtocol>, tickets: Tickets) -> Self {
         let (queue, incoming) = mpsc::channel(ACCEPT_QUEUE);
         Self {
             protocols,
+            tickets,
             queue,
             incoming: Some(incoming),
             refused: 0,
@@ -125,6 +138,7 @@ impl Behaviour {
     fn handler(&self, peer: PeerId, relayed: bool) -> Handler {
         Handler {
             protocols: self.protocols.clone(),
+            tickets: self.tickets.clone(),
             peer,
             relayed,
             queue: self.queue.clone(),
@@ -144,10 +158,10 @@ impl NetworkBehaviour for Behaviour {
         &mut self,
         _: ConnectionId,
         peer: PeerId,
-        _: &Multiaddr,
+        local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer, is_relayed(remote)))
+        Ok(self.handler(peer, inbound_relayed(local, remote)))
     }
 
     fn handle_established_outbound_connection(
@@ -189,6 +203,7 @@ impl NetworkBehaviour for Behaviour {
 /// streams and hands each stream to the queue, in arrival order.
 pub struct Handler {
     protocols: Vec<StreamProtocol>,
+    tickets: Tickets,
     peer: PeerId,
     relayed: bool,
     queue: mpsc::Sender<Inbound>,
@@ -223,6 +238,7 @@ impl Handler {
             stream,
             protocol,
             relayed: self.relayed,
+            ticket: (self.tickets)(self.peer),
             _pending: pending,
         });
     }
@@ -327,6 +343,7 @@ mod tests {
     use tokio::sync::mpsc as tokio_mpsc;
 
     use super::*;
+    use crate::net::read_order::ReadOrder;
 
     const PLAIN: StreamProtocol = StreamProtocol::new("/test/plain");
     const PACKED: StreamProtocol = StreamProtocol::new("/test/packed");
@@ -364,7 +381,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn streams_past_a_connections_cap_are_refused_and_reported() {
         const EXTRA: usize = 8;
-        let mut server = swarm(Behaviour::new(vec![PACKED, PLAIN]));
+        let order = Arc::new(ReadOrder::default());
+        let tickets: Tickets = {
+            let order = order.clone();
+            Arc::new(move |_| order.ticket())
+        };
+        let mut server = swarm(Behaviour::new(vec![PACKED, PLAIN], tickets));
         let mut incoming = server.behaviour_mut().take_incoming().expect("the queue");
         assert!(
             server.behaviour_mut().take_incoming().is_none(),

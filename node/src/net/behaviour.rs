@@ -63,6 +63,8 @@ pub struct Settings {
     pub ping_interval: Duration,
     pub max_connections: u32,
     pub relay: Option<RelayLimits>,
+    /// Read-order places for inbound message streams (`accept`).
+    pub tickets: accept::Tickets,
 }
 
 impl Behaviour {
@@ -76,6 +78,7 @@ impl Behaviour {
             ping_interval,
             max_connections,
             relay,
+            tickets,
         } = settings;
         let peer = key.public().to_peer_id();
         let identify = identify::Behaviour::new(
@@ -112,7 +115,7 @@ impl Behaviour {
             kad: QuietKad(kad),
             stream: Only::direct(libp2p_stream::Behaviour::new()),
             relayed_stream: Only::relayed(libp2p_stream::Behaviour::new()),
-            accept: accept::Behaviour::new(vec![MESSAGES_LANE, MESSAGES_PACKED, MESSAGES]),
+            accept: accept::Behaviour::new(vec![MESSAGES_LANE, MESSAGES_PACKED, MESSAGES], tickets),
             relay_client,
             relay: relay
                 .map(|limits| relay::Behaviour::new(peer, limits.config()))

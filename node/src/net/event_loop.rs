@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::behaviour::{Behaviour, BehaviourEvent, Settings};
 use super::dht::{name_key, PutLimiter};
-use super::filter::is_relayed;
+use super::filter::{connection_addr, is_relayed};
 use super::record::{NameRecord, MAX_ADDRS};
 use super::relay::Reservations;
 use super::{accept, now_millis, outbound, reader, Command, Controls, NetConfig, NetError, Shared};
@@ -92,6 +92,10 @@ impl EventLoop {
             ping_interval: config.ping_interval,
             max_connections: config.max_connections,
             relay: config.relay,
+            tickets: {
+                let shared = shared.clone();
+                Arc::new(move |peer| shared.read_order(peer).ticket())
+            },
         };
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
@@ -506,15 +510,15 @@ impl EventLoop {
                 connection_id,
                 ..
             } => {
-                let remote = endpoint.get_remote_address();
-                self.shared.peer_connected(peer_id, connection_id, remote);
+                let remote = connection_addr(&endpoint, peer_id);
+                self.shared.peer_connected(peer_id, connection_id, &remote);
                 if self.reservations.connecting_to(&peer_id) {
                     self.reserve(Instant::now());
                 }
                 if endpoint.is_dialer() {
                     outbound::open_link(&self.shared, &self.controls, peer_id);
                 }
-                if !is_relayed(remote) {
+                if !is_relayed(&remote) {
                     outbound::upgrade(&self.shared, &self.controls, peer_id);
                 }
                 // A new neighbour: make sure our record reaches the DHT.
@@ -632,9 +636,7 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Accept(accept::Event::Refused(n)) => {
-                for _ in 0..n {
-                    self.shared.count(|net| &net.streams_refused);
-                }
+                self.shared.count_by(|net| &net.streams_refused, n);
             }
             BehaviourEvent::RelayClient(event) => self.on_relay_client(event),
             BehaviourEvent::Relay(event) => self.on_relay(event),

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use either::Either;
 use libp2p::core::transport::PortUse;
-use libp2p::core::Endpoint;
+use libp2p::core::{ConnectedPoint, Endpoint};
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{
@@ -28,6 +28,29 @@ use libp2p::{Multiaddr, PeerId};
 /// Whether an address goes through a relay.
 pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+/// Whether a connection a peer opened to us runs over a relay. The relay
+/// client gives such a connection a bare `/p2p/<peer>` as its remote
+/// address: only our local (circuit) address says it is relayed.
+pub fn inbound_relayed(local: &Multiaddr, remote: &Multiaddr) -> bool {
+    is_relayed(local) || is_relayed(remote)
+}
+
+/// The address a connection to `peer` runs over, as the node records it:
+/// the remote address, except for a relayed connection the peer opened
+/// to us, whose bare `/p2p/<peer>` becomes our circuit address plus the
+/// peer, so that [`is_relayed`] tells it apart from a direct one.
+pub fn connection_addr(endpoint: &ConnectedPoint, peer: PeerId) -> Multiaddr {
+    match endpoint {
+        ConnectedPoint::Listener {
+            local_addr,
+            send_back_addr,
+        } if !is_relayed(send_back_addr) && is_relayed(local_addr) => {
+            local_addr.clone().with(Protocol::P2p(peer))
+        }
+        _ => endpoint.get_remote_address().clone(),
+    }
 }
 
 /// Kademlia, minus the bootstrap kad starts when an address comes up with
@@ -157,7 +180,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Only<B> {
         local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        if is_relayed(remote) != self.relayed {
+        if inbound_relayed(local, remote) != self.relayed {
             return Ok(Either::Right(dummy::ConnectionHandler));
         }
         let handler = self

@@ -217,8 +217,18 @@ impl Shared {
         &self,
         counter: impl Fn(&crate::metrics::NetCounters) -> &std::sync::atomic::AtomicU64,
     ) {
+        self.count_by(counter, 1);
+    }
+
+    /// Add `n` to the counter `counter` picks.
+    fn count_by(
+        &self,
+        counter: impl Fn(&crate::metrics::NetCounters) -> &std::sync::atomic::AtomicU64,
+        n: u64,
+    ) {
         if let Some(services) = self.services.upgrade() {
-            crate::metrics::NetCounters::count(counter(&services.kernel.metrics.net));
+            counter(&services.kernel.metrics.net)
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -87,6 +87,7 @@ pub async fn accept_loop(shared: Arc<Shared>, controls: Controls, mut incoming: 
             stream,
             protocol,
             relayed,
+            ticket,
             ..
         } = inbound;
         let kind = match protocol {
@@ -95,8 +96,6 @@ pub async fn accept_loop(shared: Arc<Shared>, controls: Controls, mut incoming: 
             _ => Kind::Plain,
         };
         let span = tracing::info_span!("peer", %peer);
-        // Its place in the peer's read order is taken now, in arrival order.
-        let ticket = shared.read_order(peer).ticket();
         let read = read_loop(
             shared.clone(),
             controls.clone(),

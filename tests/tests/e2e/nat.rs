@@ -347,6 +347,15 @@ fn symmetric_nat_hole_punch_fails_and_traffic_stays_relayed() {
             .unwrap_or_else(|e| panic!("request {i} over the relay: {e}"));
         assert_eq!(answer[0], i);
     }
+    // Bob took the circuit alice opened: the relay client names its far
+    // end a bare `/p2p/<alice>`, and it must still count as relayed.
+    let bobs = peers(&bob);
+    let to_alice = peer(&bobs, "alice.os").expect("alice among bob's peers");
+    assert_eq!(
+        to_alice.connection.as_deref(),
+        Some("relayed"),
+        "{to_alice:?}"
+    );
     let peers = peers(&alice);
     let to_bob = peer(&peers, "bob.os").expect("bob among alice's peers");
     assert_eq!(to_bob.connection.as_deref(), Some("relayed"), "{to_bob:?}");
