@@ -185,6 +185,11 @@ struct HubState {
     held: HashSet<Arc<str>>,
     /// Other nodes' joins and holds being served here, per node.
     in_flight: HashMap<(Arc<str>, remote::Pending), usize>,
+    /// The room whose outbox may hold a burst's events (owner, room).
+    /// Only one at a time: an event of another room sends it first, so
+    /// relays leave in the order their events were published, across
+    /// rooms too.
+    bursting: Option<(Address, String)>,
 }
 
 type Answer = (u64, Address);
@@ -455,6 +460,7 @@ impl Hub {
                 )));
             }
         }
+        self.end_other_burst(&mut state, owner, &key.1);
         let room = state.owned.entry(key.clone()).or_default();
         if durable && !room.durable {
             tails::check_name(&key.1)?;
@@ -484,7 +490,26 @@ impl Hub {
         }
         let (seq, payload) = room.push(payload);
         self.fan_out(owner, &key.1, room, seq, &payload);
+        if !room.outbox.events.is_empty() {
+            state.bursting = Some((owner.clone(), key.1));
+        }
         Ok(Some(seq))
+    }
+
+    /// Before an event of `owner`'s `room` fans out: the burst another
+    /// room's outbox holds leaves first.
+    fn end_other_burst(&self, state: &mut HubState, owner: &Address, room: &str) {
+        let Some((other_owner, other_room)) = state.bursting.take() else {
+            return;
+        };
+        if other_owner.process == owner.process && other_room == room {
+            state.bursting = Some((other_owner, other_room));
+            return;
+        }
+        let key = (other_owner.process.clone(), other_room);
+        if let Some(other) = state.owned.get_mut(&key) {
+            self.send_outbox(&other_owner, &key.1, other);
+        }
     }
 
     /// Hand event `seq` of `room` to its local subscribers and, once per

@@ -169,9 +169,13 @@ impl Hub {
     fn committed(self: &Arc<Self>, write: TailWrite) {
         let mut state = self.lock();
         let key = (write.owner.process.clone(), write.room);
+        self.end_other_burst(&mut state, &write.owner, &key.1);
         if let Some(room) = state.owned.get_mut(&key) {
             room.committed = room.committed.max(write.seq);
             self.fan_out(&write.owner, &key.1, room, write.seq, &write.payload);
+            if !room.outbox.events.is_empty() {
+                state.bursting = Some((write.owner.clone(), key.1));
+            }
         }
         drop(state);
         self.reply(
