@@ -225,6 +225,57 @@ async fn three_nodes_receive_every_event_in_order_once() {
     a.stop().await;
 }
 
+/// A burst spread over two rooms reaches a subscriber on another node in
+/// the order it was published: a room's held burst leaves before the other
+/// room's next event (the hub holds one room's burst at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_across_two_rooms_keeps_its_order_on_another_node() {
+    const COUNT: u64 = 400;
+    let a = node("a.os", &[], 0).await;
+    let a_addr = a.p2p_addr().await;
+    let b = node("b.os", &[&a_addr], 0).await;
+    let owner = owner_on("a.os");
+    let sub = At::Here(&b, "sub");
+    for room in ["left", "right"] {
+        joined(sub, &owner, room, None).await;
+    }
+    // Runs of 8 payloads, to `left` and `right` in turn, in one guest call.
+    let sent = a
+        .ask(
+            "owner:probe:test",
+            json!({"publish_n": {"room": "left", "alternate": "right", "count": COUNT, "acked": false}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent, json!({"ok": {"sent": COUNT}}));
+    for room in ["left", "right"] {
+        let got = events_until(sub, &owner, room, |e| e.len() as u64 >= COUNT / 2).await;
+        assert_eq!(
+            got.len() as u64,
+            COUNT / 2,
+            "{room}: {} deliveries",
+            got.len()
+        );
+    }
+    // Every delivery of both rooms, by its arrival at the subscriber.
+    let log = sub.call(json!({"room_log": null})).await;
+    let mut arrivals: Vec<(u64, u64)> = Vec::new();
+    for room in log["rooms"].as_array().expect("rooms") {
+        let events = room["events"].as_array().expect("events");
+        let arrived = room["arrived"].as_array().expect("arrived");
+        assert_eq!(events.len(), arrived.len(), "{room}");
+        for (event, at) in events.iter().zip(arrived) {
+            let i = event["event"]["payload"]["i"].as_u64().expect("payload i");
+            arrivals.push((at.as_u64().expect("arrival"), i));
+        }
+    }
+    arrivals.sort_unstable();
+    let order: Vec<u64> = arrivals.iter().map(|&(_, i)| i).collect();
+    assert_eq!(order, (0..COUNT).collect::<Vec<_>>(), "payloads by arrival");
+    b.stop().await;
+    a.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_join_is_a_typed_refusal() {
     let a = node("a.os", &[], 0).await;

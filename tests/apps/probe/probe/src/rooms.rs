@@ -31,6 +31,9 @@ pub(crate) struct RoomLog {
     last: Option<u64>,
     /// Every delivery, as it came.
     events: Vec<RoomEvent>,
+    /// For each delivery, how many deliveries of any room came before it.
+    #[serde(default)]
+    arrived: Vec<u64>,
 }
 
 /// The state shared by `handle` and the tasks awaiting the hub.
@@ -58,7 +61,15 @@ pub(crate) struct PublishNArgs {
     /// Acked publishes to a durable room.
     #[serde(default)]
     durable: bool,
+    /// Fire-and-forget only: every other run of [`RUN`] publishes goes to
+    /// this room instead (`i` 8..16, 24..32, ...).
+    #[serde(default)]
+    alternate: Option<String>,
 }
+
+/// Publishes in a row to one room before `alternate` switches rooms: a
+/// burst, which the hub relays in one message.
+const RUN: u64 = 8;
 
 fn yes() -> bool {
     true
@@ -112,6 +123,7 @@ fn log_of<'a>(saved: &'a mut Saved, owner: &str, room: &str) -> &'a mut RoomLog 
             watching: false,
             last: None,
             events: Vec::new(),
+            arrived: Vec::new(),
         });
         saved.rooms.len() - 1
     });
@@ -135,7 +147,11 @@ pub(crate) fn publish_n(asker: u64, args: PublishNArgs) {
     let pad = "x".repeat(args.pad);
     if !args.acked {
         for i in args.base..args.base.saturating_add(args.count) {
-            if let Err(error) = rooms::publish(&args.room, &json!({"i": i, "pad": pad})) {
+            let room = match &args.alternate {
+                Some(other) if (i / RUN) % 2 == 1 => other,
+                _ => &args.room,
+            };
+            if let Err(error) = rooms::publish(room, &json!({"i": i, "pad": pad})) {
                 let context = format!("publish {i} of {}", args.count);
                 return reply(asker, &send_err_value(&error, Some(&context)));
             }
@@ -230,7 +246,9 @@ pub(crate) fn unwatch(shared: &Shared, asker: u64, args: UnwatchArgs) {
 pub(crate) fn record(shared: &Shared, delivery: RoomDelivery) {
     let owner = delivery.owner.to_string();
     let mut saved = shared.borrow_mut();
+    let before: usize = saved.rooms.iter().map(|l| l.events.len()).sum();
     let log = log_of(&mut saved, &owner, &delivery.room);
+    log.arrived.push(before as u64);
     match &delivery.event {
         RoomEvent::Event { seq, .. } => log.last = Some(*seq),
         RoomEvent::Gap { next } => {
