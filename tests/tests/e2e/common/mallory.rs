@@ -128,11 +128,11 @@ impl Mallory {
     /// A stream that has said hello as `name`, once the victim has read
     /// that hello and bound the name to our key. A hello written is not
     /// yet a hello read: until then, a message the victim sends to `name`
-    /// looks it up in the DHT and fails `offline`. And the victim's
-    /// libp2p-stream accept queue holds one stream: one that arrives while
-    /// another waits there is dropped (on a loaded machine, two peers'
-    /// streams a few milliseconds apart). A real node sees its stream reset
-    /// and opens another; so does this, closing the one not read.
+    /// looks it up in the DHT and fails `offline`. A stream can still be
+    /// refused (a peer's streams past the reader's cap, or a node
+    /// stopping): a real node sees its stream reset and opens another; so
+    /// does this, closing the one not read. (Before `net::accept`, the
+    /// one-deep accept queue of libp2p-stream dropped streams under load.)
     pub async fn heard_stream(&self, net: &hearth::net::Net, name: &str) -> libp2p::Stream {
         const TRIES: usize = 3;
         for _ in 0..TRIES {
