@@ -276,6 +276,56 @@ async fn a_burst_across_two_rooms_keeps_its_order_on_another_node() {
     a.stop().await;
 }
 
+/// A node that joins while the owner publishes in bursts (which leave in
+/// one relay each, `rooms::Hub::fan_out`) gets every event from its join
+/// on, once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_in_the_middle_of_bursts_misses_and_repeats_nothing() {
+    const PER_BURST: u64 = 20;
+    /// Bursts go on this many times after the join is answered.
+    const AFTER: u64 = 5;
+    /// A bound, should the join never be answered (it then fails).
+    const MAX_BURSTS: u64 = 400;
+    let a = node("a.os", &[], 0).await;
+    let a_addr = a.p2p_addr().await;
+    let b = node("b.os", &[&a_addr], 0).await;
+    let owner = owner_on("a.os");
+    let sub = At::Here(&b, "sub");
+    // The room exists before the bursts start; b joins it (its first
+    // join there, so the owner's hub admits a new node) while they go on.
+    assert_eq!(publish_n(At::Here(&a, "owner"), "busy", 0, 1).await, (1, 1));
+    // Short bursts with a pause between them, so that the join's answer
+    // gets through while they go on, and the subscriber (which saves its
+    // whole log on every delivery) keeps up.
+    let answered = Cell::new(false);
+    let bursts = async {
+        let (mut burst, mut after) = (0, 0);
+        while burst < MAX_BURSTS && after < AFTER {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let body = json!({"publish_n": {"room": "busy", "base": 1 + burst * PER_BURST,
+                "count": PER_BURST, "acked": false}});
+            let sent = a.ask("owner:probe:test", body).await.unwrap();
+            assert_eq!(sent, json!({"ok": {"sent": PER_BURST}}), "burst {burst}");
+            burst += 1;
+            after += u64::from(answered.get());
+        }
+        burst
+    };
+    let join = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let next = joined(sub, &owner, "busy", None).await;
+        answered.set(true);
+        next
+    };
+    let (bursts, next) = tokio::join!(bursts, join);
+    let last = 1 + bursts * PER_BURST;
+    assert!(next > 2 && next <= last, "joined at {next} of {last}");
+    let got = events_until(sub, &owner, "busy", |e| last_seq(e) == Some(last)).await;
+    assert_events(&got, next..=last, "b's subscriber");
+    b.stop().await;
+    a.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_join_is_a_typed_refusal() {
     let a = node("a.os", &[], 0).await;
