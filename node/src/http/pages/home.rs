@@ -579,24 +579,30 @@ mod tests {
         assert_eq!(clip("fits", 4), ("fits".to_string(), false));
     }
 
-    #[test]
-    fn system_cells_name_their_column() {
-        let (_, table) = system_html(&HomeData {
+    /// A node named `n.os` running `processes`, nothing else.
+    fn node_with(processes: Vec<(ProcessId, ProcessCaps)>) -> HomeData {
+        HomeData {
             node: "n.os".into(),
             version: "0",
-            processes: vec![(
-                ProcessId::new("kv", "distro", "sys"),
-                ProcessCaps {
-                    public: true,
-                    ..Default::default()
-                },
-            )],
+            processes,
             apps: Vec::new(),
             peers: Vec::new(),
             reachability: None,
             disk: None,
             ws_open: 0,
-        });
+        }
+    }
+
+    #[test]
+    fn system_cells_name_their_column() {
+        let public = ProcessCaps {
+            public: true,
+            ..Default::default()
+        };
+        let (_, table) = system_html(&node_with(vec![(
+            ProcessId::new("kv", "distro", "sys"),
+            public,
+        )]));
         // At phone width each row stacks, every value under its label.
         assert!(
             table.contains(
@@ -609,16 +615,7 @@ mod tests {
 
     #[test]
     fn the_page_carries_its_tooltip_script() {
-        let page = render(&HomeData {
-            node: "n.os".into(),
-            version: "0",
-            processes: Vec::new(),
-            apps: Vec::new(),
-            peers: Vec::new(),
-            reachability: None,
-            disk: None,
-            ws_open: 0,
-        });
+        let page = render(&node_with(Vec::new()));
         assert!(
             page.contains("<script>") && page.contains("data-cut"),
             "{page}"
