@@ -330,6 +330,18 @@ impl Packer {
         self.recent_hand = (self.recent_hand + 1) % RECENT;
     }
 
+    /// The packed form of `km`, its addresses by this packer's table.
+    fn packed<'a>(&mut self, km: &'a KernelMessage) -> PackedOut<'a> {
+        PackedOut {
+            id: km.id,
+            source: self.addr(&km.source),
+            target: self.addr(&km.target),
+            rsvp: km.rsvp.as_ref().map(|a| self.addr(a)),
+            message: &km.message,
+            blob: &km.blob,
+        }
+    }
+
     /// Append `frame`, packed, to `buf` (length prefix included). False if
     /// it could not be encoded: the table may then differ from the
     /// reader's, so the stream must end.
@@ -339,14 +351,7 @@ impl Packer {
             wire::encode(frame, buf);
             return buf.len() > start;
         };
-        let packed = PackedOut {
-            id: km.id,
-            source: self.addr(&km.source),
-            target: self.addr(&km.target),
-            rsvp: km.rsvp.as_ref().map(|a| self.addr(a)),
-            message: &km.message,
-            blob: &km.blob,
-        };
+        let packed = self.packed(km);
         let start = buf.len();
         buf.extend_from_slice(&[0; 4]);
         buf.push(PACKED);
@@ -746,14 +751,7 @@ mod tests {
             let mut by_hand = Packer::default();
             let mut serde_packer = Packer::default();
             assert!(by_hand.encode(&Frame::Deliver(m.clone()), &mut bytes));
-            let out = PackedOut {
-                id: m.id,
-                source: serde_packer.addr(&m.source),
-                target: serde_packer.addr(&m.target),
-                rsvp: m.rsvp.as_ref().map(|a| serde_packer.addr(a)),
-                message: &m.message,
-                blob: &m.blob,
-            };
+            let out = serde_packer.packed(&m);
             let serde_bytes =
                 bincode::serde::encode_to_vec(&out, bincode::config::standard()).unwrap();
             assert_eq!(bytes[5..], serde_bytes[..]);
