@@ -9,6 +9,7 @@
 //! a process answer requests it received. Messages to or from other nodes
 //! need the `network` capability (`request_networking`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::FastMap;
@@ -27,6 +28,9 @@ pub struct ProcessCaps {
 pub struct CapabilityTable {
     /// sender -> what it may message.
     messaging: RwLock<FastMap<ProcessId, Arc<RwLock<Grants>>>>,
+    /// `revoke_all` calls so far: the only way an allowed route becomes
+    /// refused (grants only add), so remembered routes check it.
+    revocations: AtomicU64,
 }
 
 /// What one holder may message: the targets granted to it, each with its
@@ -125,10 +129,14 @@ impl CapabilityTable {
     }
 
     pub fn revoke_all(&self, holder: &ProcessId) {
-        self.messaging
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(holder);
+        let mut map = self.messaging.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(holder);
+        self.revocations.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many revocations there have been.
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::Acquire)
     }
 
     pub fn holds(&self, holder: &ProcessId, target: &ProcessId) -> bool {

@@ -12,7 +12,8 @@ pub mod mailbox;
 pub mod trace;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 
 /// The hash map of the kernel's hot tables: foldhash, seeded per map, in
 /// place of std's SipHash (keys are process ids and correlation ids, looked
@@ -69,6 +70,10 @@ pub struct Kernel {
     our: Arc<str>,
     limits: Limits,
     table: RwLock<FastMap<ProcessId, Entry>>,
+    /// Changes to `table` so far (register, unregister): with the
+    /// capability table's revocations, what a [`RouteMemo`] is checked
+    /// against.
+    table_changes: AtomicU64,
     pub caps: CapabilityTable,
     ids: ids::IdMinter,
     /// Counters rendered at `/metrics`.
@@ -94,6 +99,7 @@ impl Kernel {
             our: our.into(),
             limits,
             table: RwLock::default(),
+            table_changes: AtomicU64::new(0),
             caps: CapabilityTable::default(),
             ids: ids::IdMinter::new(),
             metrics: crate::metrics::Metrics::default(),
@@ -127,6 +133,7 @@ impl Kernel {
             return Err(AlreadyRunning(id));
         }
         table.insert(id, endpoint.into());
+        self.table_changed();
         Ok(())
     }
 
@@ -146,14 +153,29 @@ impl Kernel {
             return Err(RegisterError::NodeFull(table.len()));
         }
         table.insert(id, endpoint.into());
+        self.table_changed();
         Ok(())
     }
 
     pub fn unregister(&self, id: &ProcessId) {
-        self.table
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        table.remove(id);
+        self.table_changed();
+    }
+
+    /// Counted under the table's write lock, so a routing call that finds
+    /// the table changed also finds the count moved (and its memo stale).
+    fn table_changed(&self) {
+        self.table_changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// Moves whenever a route a [`RouteMemo`] holds could have changed: an
+    /// endpoint registered or gone, or a holder's capabilities revoked.
+    /// (Grants only add: a route allowed stays allowed until a revocation.)
+    fn routes_generation(&self) -> u64 {
+        self.table_changes
+            .load(Ordering::Acquire)
+            .wrapping_add(self.caps.revocations())
     }
 
     pub fn is_running(&self, id: &ProcessId) -> bool {
@@ -199,7 +221,7 @@ impl Kernel {
     /// say at once why not. The sender's capabilities are looked up in the
     /// process table.
     pub fn route(&self, km: KernelMessage) -> Result<(), SendError> {
-        let result = self.route_with(km, None);
+        let result = self.route_with(km, None, None);
         self.metrics.route_result(&result);
         result
     }
@@ -212,28 +234,64 @@ impl Kernel {
         km: KernelMessage,
         source_caps: &ProcessCaps,
     ) -> Result<(), SendError> {
-        let result = self.route_with(km, Some(source_caps));
+        let result = self.route_with(km, Some(source_caps), None);
         self.metrics.route_result(&result);
         result
+    }
+
+    /// [`Kernel::route_from`] for a sender that keeps a [`RouteMemo`]
+    /// (one per kind of message it sends, for the life of its
+    /// capabilities): a message to the target it remembers, while no
+    /// endpoint came or went and no capability was revoked, skips the
+    /// process table and the capability look-ups. The decision is the
+    /// same.
+    pub fn route_remembered(
+        &self,
+        km: KernelMessage,
+        source_caps: &ProcessCaps,
+        memo: &mut RouteMemo,
+    ) -> Result<(), SendError> {
+        let result = match memo.route_for(&km, self.routes_generation()) {
+            Some(mailbox) => {
+                self.trace.message(&km);
+                match self.check_size(&km) {
+                    Ok(()) => self.deliver_to(&mailbox, km),
+                    Err(e) => Err(e),
+                }
+            }
+            None => self.route_with(km, Some(source_caps), Some(memo)),
+        };
+        self.metrics.route_result(&result);
+        result
+    }
+
+    fn check_size(&self, km: &KernelMessage) -> Result<(), SendError> {
+        let len = km.payload_len();
+        if len > self.limits.max_message_bytes {
+            return Err(SendError::new(
+                SendErrorKind::PayloadTooLarge,
+                &km.target,
+                format!(
+                    "{len} bytes exceed the limit of {} bytes",
+                    self.limits.max_message_bytes
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn route_with(
         &self,
         km: KernelMessage,
         known_caps: Option<&ProcessCaps>,
+        memo: Option<&mut RouteMemo>,
     ) -> Result<(), SendError> {
         self.trace.message(&km);
         let fail = |kind, detail: String| Err(SendError::new(kind, &km.target, detail));
-        let len = km.payload_len();
-        if len > self.limits.max_message_bytes {
-            return fail(
-                SendErrorKind::PayloadTooLarge,
-                format!(
-                    "{len} bytes exceed the limit of {} bytes",
-                    self.limits.max_message_bytes
-                ),
-            );
-        }
+        self.check_size(&km)?;
+        // Read before the table: a change after this read moves the
+        // generation past what the memo keeps.
+        let generation = memo.is_some().then(|| self.routes_generation());
         let table = self.read_table();
         let no_caps = ProcessCaps::default();
         let source_caps = match known_caps {
@@ -284,6 +342,13 @@ impl Kernel {
         }
         let mailbox = Arc::clone(&target.mailbox);
         drop(table);
+        if let (Some(memo), Some(generation)) = (memo, generation) {
+            memo.remember(&km, generation, &mailbox);
+        }
+        self.deliver_to(&mailbox, km)
+    }
+
+    fn deliver_to(&self, mailbox: &MailboxTx, km: KernelMessage) -> Result<(), SendError> {
         mailbox.deliver(Envelope::Message(km)).map_err(|refused| {
             let target = match &refused.envelope {
                 Envelope::Message(km) => km.target.clone(),
@@ -333,7 +398,7 @@ impl Kernel {
             system: true,
             ..ProcessCaps::default()
         };
-        let result = self.route_with(km, Some(&system));
+        let result = self.route_with(km, Some(&system), None);
         self.metrics.route_result(&result);
         result
     }
@@ -369,3 +434,61 @@ impl Kernel {
         }
     }
 }
+
+/// A sender's memo of its last local route: the target, its mailbox, and
+/// whether requests to it were allowed, valid while the kernel's routes
+/// generation stays where it was when the route was looked up. Kept by a
+/// process for its own sends ([`Kernel::route_remembered`]); a process
+/// usually sends many messages to the same peer.
+#[derive(Debug, Default)]
+pub struct RouteMemo {
+    last: Option<Remembered>,
+}
+
+#[derive(Debug)]
+struct Remembered {
+    generation: u64,
+    target: Address,
+    /// Weak: a memo never keeps a gone endpoint's sender alive (its
+    /// receiver ends when the last sender goes).
+    mailbox: Weak<MailboxTx>,
+    /// A request to `target` passed the capability check (only a response
+    /// was routed otherwise, which needs none).
+    requests: bool,
+}
+
+impl RouteMemo {
+    /// The mailbox to deliver `km` to, if this memo decides its route.
+    fn route_for(&self, km: &KernelMessage, generation: u64) -> Option<Arc<MailboxTx>> {
+        let last = self.last.as_ref()?;
+        let fits = last.generation == generation
+            && last.target == km.target
+            && (last.requests || !km.is_request());
+        if fits {
+            last.mailbox.upgrade()
+        } else {
+            None
+        }
+    }
+
+    /// Keep the route `km` just passed (local, and allowed).
+    fn remember(&mut self, km: &KernelMessage, generation: u64, mailbox: &Arc<MailboxTx>) {
+        let requests = km.is_request();
+        if let Some(last) = &mut self.last {
+            if last.generation == generation && last.target == km.target {
+                last.requests |= requests;
+                return;
+            }
+        }
+        self.last = Some(Remembered {
+            generation,
+            target: km.target.clone(),
+            mailbox: Arc::downgrade(mailbox),
+            requests,
+        });
+    }
+}
+
+#[cfg(test)]
+#[path = "memo_tests.rs"]
+mod memo_tests;

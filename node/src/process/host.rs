@@ -19,6 +19,7 @@ use super::asks::{Asks, Pending};
 use super::bindings;
 use super::{ProcessContext, SpawnRequest};
 use crate::kernel::caps::ProcessCaps;
+use crate::kernel::RouteMemo;
 use crate::types::{self as t, Address, KernelMessage, ProcessId, SendError, SendErrorKind};
 
 pub use super::bindings::wit;
@@ -338,6 +339,10 @@ pub struct HostState {
     /// to the same peer, and reusing its (shared) address saves checking
     /// and allocating the four names per send.
     last_target: Option<Address>,
+    /// The routes of our last request and our last response, so that
+    /// sending again to the same process skips the kernel's look-ups.
+    request_route: RouteMemo,
+    response_route: RouteMemo,
     /// The guest's stderr: logged line by line, the last lines kept.
     pub stderr: super::stderr::GuestStderr,
     wasi: WasiCtx,
@@ -362,6 +367,8 @@ impl HostState {
             peers: Peers::default(),
             inbox: None,
             last_target: None,
+            request_route: RouteMemo::default(),
+            response_route: RouteMemo::default(),
             wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
             stderr,
             table: ResourceTable::new(),
@@ -537,7 +544,7 @@ impl HostState {
             blob,
         };
         kernel
-            .route_from(km, &self.caps)
+            .route_remembered(km, &self.caps, &mut self.request_route)
             .map_err(wit::SendError::from)?;
         match (forward, timeout) {
             (Some((id, _)), _) => {
@@ -612,7 +619,8 @@ impl bindings::hearth::process::kernel::Host for HostState {
             }),
             blob: blob.map(Into::into),
         };
-        match self.ctx.services.kernel.route_from(km, &self.caps) {
+        let kernel = &self.ctx.services.kernel;
+        match kernel.route_remembered(km, &self.caps, &mut self.response_route) {
             Ok(()) => Ok(()),
             Err(e) => {
                 if e.kind == SendErrorKind::PayloadTooLarge {
