@@ -458,10 +458,15 @@ async fn solo_stream(
         std::process::id()
     );
     let mut rates = Vec::new();
+    let allocations = super::local::allocations();
     for round in 1..=SOLO_ROUNDS {
         rates.push(stream(from, to, &body, rx, first + round * STREAM).await?);
     }
-    eprintln!("kit bench rooms: {side} stream ends");
+    // Host allocations, both nodes and the bench's own (the bodies it
+    // builds, the receipts): a count the machine's load does not move.
+    let per_event =
+        (super::local::allocations() - allocations) as f64 / (SOLO_ROUNDS * STREAM) as f64;
+    eprintln!("kit bench rooms: {side} stream ends, {per_event:.2} host allocations per event");
     rates.sort_by(f64::total_cmp);
     Ok(vec![Row::new(
         format!("events per second, {side} alone, median of {SOLO_ROUNDS} rounds"),

@@ -229,8 +229,10 @@ impl Hub {
         };
         let mut rejoin = Vec::new();
         // Each event's body, made once for all the targets.
+        // The last target takes the bodies themselves, not copies.
         let mut bodies: Vec<Option<Vec<u8>>> = vec![None; events.len()];
-        for (pid, cursor) in targets {
+        let final_target = targets.len().saturating_sub(1);
+        for (i, (pid, cursor)) in targets.into_iter().enumerate() {
             let mut last = cursor;
             let mut outcome = Ok(());
             if to.is_some() && watch.rejoining.remove(&pid) {
@@ -254,8 +256,14 @@ impl Hub {
                         _ => {}
                     }
                 }
-                let body = body.get_or_insert_with(|| super::delivery_body(owner, room, event));
-                if let Err(kind) = self.deliver_body(&pid, body.clone()) {
+                let body = if i == final_target {
+                    body.take()
+                        .unwrap_or_else(|| super::delivery_body(owner, room, event))
+                } else {
+                    body.get_or_insert_with(|| super::delivery_body(owner, room, event))
+                        .clone()
+                };
+                if let Err(kind) = self.deliver_body(&pid, body) {
                     outcome = Err(kind);
                     break;
                 }
