@@ -18,10 +18,16 @@ fn main() {
         .to_path_buf();
     let mut files = Vec::new();
     for part in PARTS {
-        println!("cargo:rerun-if-changed={}", root.join(part).display());
         collect(&root, &root.join(part), &mut files);
     }
     files.sort();
+    // Each file by name: a folder named alone did not make cargo run this
+    // script again when a file inside it changed, which left SDK_HASH (and
+    // so the unpacked SDK that guests build against) stale. Folders are
+    // named too, for files added or removed.
+    for (_, absolute) in &files {
+        println!("cargo:rerun-if-changed={}", absolute.display());
+    }
     // FNV-1a over paths and contents: stable across builds and platforms.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut table = String::from("pub const SDK_FILES: &[(&str, &str)] = &[\n");
@@ -47,6 +53,7 @@ fn main() {
 /// Every file under `dir` that a build needs: `Cargo.toml`, `*.rs` under
 /// `src/`, `*.wit`; as (path relative to `root` with `/`, absolute path).
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+    println!("cargo:rerun-if-changed={}", dir.display());
     let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     for entry in entries {
         let path = entry.expect("listing an SDK directory").path();
