@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -36,13 +37,42 @@ struct ReplySlot {
     waker: Option<Waker>,
 }
 
+/// Hashes the executor's `u64` keys with one multiply, not SipHash: the
+/// keys are task ids we count and correlation ids the node mints, neither
+/// chosen by a peer, so there is no flooding to resist, and a round trip
+/// hashes one key six times.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        // An odd multiplier (2^64 / golden ratio) spreads the key over the
+        // high bits; folding them down gives the table's bucket (low bits)
+        // and tag (top bits) a share of every key bit.
+        let mixed = (self.0 ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = mixed ^ (mixed >> 32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
 #[derive(Default)]
 struct Executor {
     next_task: u64,
     /// Parked tasks; a task is absent while it is being polled.
-    tasks: HashMap<u64, Task>,
+    tasks: IdMap<Task>,
     /// Correlation id -> the slot its `Ask` reads.
-    replies: HashMap<u64, ReplySlot>,
+    replies: IdMap<ReplySlot>,
 }
 
 thread_local! {
