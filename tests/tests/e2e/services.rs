@@ -136,10 +136,42 @@ async fn vfs_files_chunks_traversal_and_cross_package_access() {
             "{path}: {r}"
         );
     }
+    // A read past the 64 KiB served in the sender's call matches the file,
+    // in the middle and to the end.
+    let big: String = (0..200_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    std::fs::write(n.node.home().join("vfs/probe:test/docs/big.txt"), &big).unwrap();
+    let r = vfs(json!({"read": {"path": "docs/big.txt", "offset": 1000, "length": 150_000}}))
+        .await
+        .unwrap();
+    assert!(
+        r == json!({"ok": {"text": &big[1000..151_000], "eof": false}}),
+        "a large read differs from the file"
+    );
+    let r = vfs(json!({"read": {"path": "docs/big.txt", "offset": 120_000, "length": 1 << 22}}))
+        .await
+        .unwrap();
+    assert!(
+        r == json!({"ok": {"text": &big[120_000..], "eof": true}}),
+        "a large read to the end differs from the file"
+    );
+    vfs(json!({"remove": {"path": "docs/big.txt"}}))
+        .await
+        .unwrap();
+
     #[cfg(unix)]
     {
         let drive = n.node.home().join("vfs/probe:test");
         std::os::unix::fs::symlink(n.node.home(), drive.join("escape")).unwrap();
+        std::fs::write(n.node.home().join("big.secret"), &big).unwrap();
+        let r = vfs(json!({"read": {"path": "escape/big.secret", "offset": 0, "length": 1 << 22}}))
+            .await
+            .unwrap();
+        assert!(
+            error_text(&r).contains("Traversal"),
+            "a large read through a symlink out of the drive"
+        );
         let r = vfs(json!({"read": {"path": "escape/admin.secret", "offset": 0, "length": 99}}))
             .await
             .unwrap();
