@@ -122,17 +122,18 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
             eprintln!("round trip p50 {:.1} us", p50s[p50s.len() - 1]);
         }
     }
-    let mut rates = Vec::new();
+    let (mut rates, mut allocs) = (Vec::new(), Vec::new());
     for run in 1..=blasts as u64 {
         let blast = json!({"bench_blast": {"target": "b.os@sink:probe:test", "count": BLAST, "window": WINDOW}});
+        // Both nodes live in this process: the count is the sender's and
+        // the receiver's host allocations (and the bench's two asks),
+        // until the receiver has counted every message.
+        let before = super::local::allocations();
         let v = ask(a, "net:probe:test", blast, Duration::from_secs(300)).await?;
         if field(&v, "errors")? > 0.0 {
             return Err(anyhow!("fire-and-forget run had errors: {v}"));
         }
         rates.push(BLAST as f64 / (field(&v, "total_ns")? / 1e9));
-        if loops > 1 {
-            eprintln!("fire-and-forget {:.0} msg/s", rates[rates.len() - 1]);
-        }
         let got = ask(
             &b,
             "sink:probe:test",
@@ -140,6 +141,14 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
             Duration::from_secs(10),
         )
         .await?;
+        allocs.push((super::local::allocations() - before) as f64 / BLAST as f64);
+        if loops > 1 {
+            eprintln!(
+                "fire-and-forget {:.0} msg/s, {:.2} host allocations per message",
+                rates[rates.len() - 1],
+                allocs[allocs.len() - 1]
+            );
+        }
         // The sink counts across runs; each new run's seq 0 counts as one
         // out of order.
         let restarts = (run - 1) as f64;
@@ -158,7 +167,13 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
     // Profiling one row: no baselines, and only the row that ran.
     match rows {
         MessageRows::Ping => return Ok(vec![round_trip_p50(median(p50s)), boot]),
-        MessageRows::Blast => return Ok(vec![fire_and_forget(median(rates)), boot]),
+        MessageRows::Blast => {
+            return Ok(vec![
+                fire_and_forget(median(rates)),
+                fire_and_forget_allocations(median(allocs)),
+                boot,
+            ])
+        }
         MessageRows::Both => {}
     }
     let (p50, p99, rate) = (median(p50s), median(p99s), median(rates));
@@ -179,6 +194,7 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
             .baseline("raw tokio TCP", tcp99),
         Row::new("stock libp2p request-response round trip, p99", "us", rr99),
         fire_and_forget(rate),
+        fire_and_forget_allocations(median(allocs)),
         boot,
     ])
 }
@@ -194,6 +210,16 @@ fn fire_and_forget(rate: f64) -> Row {
         rate,
     )
     .target(Better::Higher, 500_000.0)
+}
+
+/// Host allocations per cross-node fire-and-forget message, sender and
+/// receiver together: a count the machine's load does not move.
+fn fire_and_forget_allocations(per_message: f64) -> Row {
+    Row::new(
+        "host allocations per fire-and-forget message across two nodes (both nodes)",
+        "alloc",
+        per_message,
+    )
 }
 
 /// The median; 0 for no samples (a row that did not run).
