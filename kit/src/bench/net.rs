@@ -112,14 +112,20 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
         .max(1);
     let rows = MessageRows::from_env(PROFILE_ROW)?;
     let (pings, blasts) = rows.split(loops);
-    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    let (mut p50s, mut p99s, mut ping_allocs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..pings {
         let ping = json!({"bench_ping": {"target": "b.os@net:probe:test", "count": PINGS, "body_bytes": BODY}});
+        let before = super::local::allocations();
         let v = ask(a, "net:probe:test", ping, Duration::from_secs(300)).await?;
+        ping_allocs.push((super::local::allocations() - before) as f64 / PINGS as f64);
         p50s.push(field(&v, "p50_ns")? / 1e3);
         p99s.push(field(&v, "p99_ns")? / 1e3);
         if loops > 1 {
-            eprintln!("round trip p50 {:.1} us", p50s[p50s.len() - 1]);
+            eprintln!(
+                "round trip p50 {:.1} us, {:.2} host allocations per round trip",
+                p50s[p50s.len() - 1],
+                ping_allocs[ping_allocs.len() - 1]
+            );
         }
     }
     let (mut rates, mut allocs) = (Vec::new(), Vec::new());
@@ -166,7 +172,13 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
     );
     // Profiling one row: no baselines, and only the row that ran.
     match rows {
-        MessageRows::Ping => return Ok(vec![round_trip_p50(median(p50s)), boot]),
+        MessageRows::Ping => {
+            return Ok(vec![
+                round_trip_p50(median(p50s)),
+                round_trip_allocations(median(ping_allocs)),
+                boot,
+            ])
+        }
         MessageRows::Blast => {
             return Ok(vec![
                 fire_and_forget(median(rates)),
@@ -193,6 +205,7 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
         Row::new("round trip WASM to WASM across two nodes, p99", "us", p99)
             .baseline("raw tokio TCP", tcp99),
         Row::new("stock libp2p request-response round trip, p99", "us", rr99),
+        round_trip_allocations(median(ping_allocs)),
         fire_and_forget(rate),
         fire_and_forget_allocations(median(allocs)),
         boot,
@@ -210,6 +223,17 @@ fn fire_and_forget(rate: f64) -> Row {
         rate,
     )
     .target(Better::Higher, 500_000.0)
+}
+
+/// Host allocations per cross-node round trip, both nodes: each message
+/// of a round trip goes in a Noise frame of its own, so this row also
+/// counts what decoding a frame costs.
+fn round_trip_allocations(per_round_trip: f64) -> Row {
+    Row::new(
+        "host allocations per round trip across two nodes (both nodes)",
+        "alloc",
+        per_round_trip,
+    )
 }
 
 /// Host allocations per cross-node fire-and-forget message, sender and
