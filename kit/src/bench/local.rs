@@ -25,7 +25,7 @@ const WINDOW: u64 = 1_000;
 const BASELINE_CHANNEL: usize = 1_024;
 /// For profiling: `HEARTH_BENCH_MESSAGE_LOOPS=N` runs only the two
 /// WASM-to-WASM message rows, N times each, and prints each run's figure
-/// on stderr, so `perf` sees little but the message path.
+/// and host allocations on stderr, so `perf` sees little but the message path.
 const PROFILE_LOOPS: &str = "HEARTH_BENCH_MESSAGE_LOOPS";
 /// With [`PROFILE_LOOPS`]: `HEARTH_BENCH_MESSAGE_ROW=ping` runs only the
 /// round trips, `=blast` only the fire-and-forget messages.
@@ -157,13 +157,19 @@ pub async fn run(
 async fn message_loops(node: &Node, loops: u32) -> Result<Vec<Row>> {
     let (ping, blast) = MessageRows::from_env(PROFILE_ROW)?.split(loops);
     for i in 0..ping {
+        let before = allocations();
         let (p50, _) = wasm_round_trip(node).await?;
-        eprintln!("{PROFILE_LOOPS}: loop {i}: round trip p50 {p50:.2} us");
+        let allocs = (allocations() - before) as f64 / PINGS as f64;
+        eprintln!(
+            "{PROFILE_LOOPS}: loop {i}: round trip p50 {p50:.2} us, {allocs:.2} host allocations"
+        );
     }
     for i in 0..blast {
         // The receiver's sequence check holds for the first run only.
+        let before = allocations();
         let rate = wasm_fire_and_forget(node, i == 0).await?;
-        eprintln!("{PROFILE_LOOPS}: loop {i}: fire-and-forget {rate:.0} msg/s");
+        let allocs = (allocations() - before) as f64 / BLAST as f64;
+        eprintln!("{PROFILE_LOOPS}: loop {i}: fire-and-forget {rate:.0} msg/s, {allocs:.2} host allocations per message");
     }
     Ok(Vec::new())
 }

@@ -12,8 +12,12 @@
 //! is loaded, like the generated ones.
 
 use std::hash::BuildHasher;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
+use wasmtime::component::__internal::{
+    CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext,
+};
 use wasmtime::component::{ComponentType, Lift, Lower, WasmStr};
 use wasmtime::StoreContext;
 
@@ -277,6 +281,59 @@ pub enum PeerEvent {
     Message(PeerIncomingOut),
     #[component(name = "failed")]
     Failed(FailureOut),
+}
+
+/// What one `inbox.next-events` call hands the guest, lowered as the
+/// `list<peer-event>` it is. A lone event (a request, or one answer: every
+/// event of a round trip) is held inline; only a batch of two or more is a
+/// `Vec`. Lowered through `Vec<PeerEvent>` that lone event cost a host
+/// allocation per call.
+pub enum Events {
+    One(PeerEvent),
+    Many(Vec<PeerEvent>),
+}
+
+impl Events {
+    pub fn as_slice(&self) -> &[PeerEvent] {
+        match self {
+            Events::One(event) => std::slice::from_ref(event),
+            Events::Many(events) => events,
+        }
+    }
+}
+
+// SAFETY: type, size, alignment and flat form are those of
+// `[PeerEvent]`, whose impl does every check. The hidden items named here
+// are those every `#[derive(ComponentType, Lower)]` expands to, so a
+// wasmtime update that moves them fails the build, not a call.
+unsafe impl ComponentType for Events {
+    type Lower = <[PeerEvent] as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <[PeerEvent] as ComponentType>::ABI;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <[PeerEvent] as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: as above; both calls lower the slice of events.
+unsafe impl Lower for Events {
+    fn linear_lower_to_flat<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        dst: &mut MaybeUninit<Self::Lower>,
+    ) -> wasmtime::Result<()> {
+        self.as_slice().linear_lower_to_flat(cx, ty, dst)
+    }
+
+    fn linear_lower_to_memory<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        offset: usize,
+    ) -> wasmtime::Result<()> {
+        self.as_slice().linear_lower_to_memory(cx, ty, offset)
+    }
 }
 
 /// `process-id` as it lies in guest memory.

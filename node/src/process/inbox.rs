@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use wasmtime::component::Linker;
 use wasmtime::{Engine, StoreContextMut};
 
-use super::abi::{Event, PeerEvent};
+use super::abi::{Event, Events, PeerEvent};
 use super::host::HostState;
 use super::queue::{Inbox, Woke};
 use super::{batchable, event_of, payload_bytes, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
@@ -47,8 +47,11 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
 }
 
 /// What one look at the inbox found.
+// Returned and matched at once: boxing the events would bring back the
+// allocation `Events` saves.
+#[allow(clippy::large_enum_variant)]
 enum Step {
-    Events(Vec<PeerEvent>),
+    Events(Events),
     Wait,
     Ended,
 }
@@ -74,24 +77,25 @@ impl Inbox {
             }
             let take = if quick { MAX_BATCH_EVENTS } else { 1 };
             let n = take.min(self.expired.len());
-            let mut events = Vec::with_capacity(n);
+            let mut events = None;
             for event in self.expired.drain(..n) {
-                events.push(state.peers.peer_event(event));
+                gather(&mut events, state.peers.peer_event(event));
             }
             state.limits.stats().handled(n as u64);
-            return Step::Events(events);
+            return events.map_or(Step::Wait, Step::Events);
         }
-        let mut events = Vec::new();
+        let mut events: Option<Events> = None;
+        let mut gathered = 0;
         let mut bytes = 0;
         let mut next = first.or_else(|| self.queue.try_recv());
         while let Some(envelope) = next.take() {
             let size = payload_bytes(&envelope);
             let joins = quick
                 && batchable(&envelope)
-                && events.len() < MAX_BATCH_EVENTS
+                && gathered < MAX_BATCH_EVENTS
                 && bytes + size <= MAX_BATCH_BYTES;
             if !joins {
-                if !events.is_empty() {
+                if gathered > 0 {
                     self.queue.hold(envelope);
                     break;
                 }
@@ -100,7 +104,7 @@ impl Inbox {
                 match event_of(state, envelope) {
                     Some(event) => {
                         state.limits.stats().handled(1);
-                        return Step::Events(vec![state.peers.peer_event(event)]);
+                        return Step::Events(Events::One(state.peers.peer_event(event)));
                     }
                     None => {
                         next = self.queue.try_recv();
@@ -110,23 +114,22 @@ impl Inbox {
             }
             if let Some(event) = event_of(state, envelope) {
                 bytes += size;
-                events.push(state.peers.peer_event(event));
+                gathered += 1;
+                gather(&mut events, state.peers.peer_event(event));
             }
-            if events.len() < MAX_BATCH_EVENTS {
+            if gathered < MAX_BATCH_EVENTS {
                 next = self.queue.try_recv();
             }
         }
-        match events.len() {
-            0 => Step::Wait,
-            n => {
-                // No request context in a batch: `inherit` sees none.
-                if n > 1 {
-                    state.current = None;
-                }
-                state.limits.stats().handled(n as u64);
-                Step::Events(events)
-            }
+        let Some(events) = events else {
+            return Step::Wait;
+        };
+        // No request context in a batch: `inherit` sees none.
+        if gathered > 1 {
+            state.current = None;
         }
+        state.limits.stats().handled(gathered as u64);
+        Step::Events(events)
     }
 
     /// Every ask past its deadline becomes a `timeout` failure to hand
@@ -154,13 +157,30 @@ impl Inbox {
     }
 }
 
+/// Add `event` to those one call hands over: the first is held inline,
+/// and the `Vec` is made at the second, with room for a whole batch (a
+/// `Vec` grown one push at a time reallocated at 4, 8, 16 and 32).
+fn gather(events: &mut Option<Events>, event: PeerEvent) {
+    *events = Some(match events.take() {
+        None => Events::One(event),
+        Some(Events::One(first)) => {
+            let mut batch = Vec::with_capacity(MAX_BATCH_EVENTS);
+            batch.push(first);
+            batch.push(event);
+            Events::Many(batch)
+        }
+        Some(Events::Many(mut batch)) => {
+            batch.push(event);
+            Events::Many(batch)
+        }
+    });
+}
+
 /// `inbox.next-events`: the guest's next events, waiting for them. Ends
 /// the handling of the last ones (no current request from here on).
 /// Errors (a trap in the guest) when the process is stopped, or when the
 /// guest calls it outside `run`.
-pub async fn next_events(
-    cx: &mut StoreContextMut<'_, HostState>,
-) -> wasmtime::Result<Vec<PeerEvent>> {
+pub async fn next_events(cx: &mut StoreContextMut<'_, HostState>) -> wasmtime::Result<Events> {
     // A guest that always finds events waiting still yields to the other
     // tasks now and then, as a `recv` in the per-event runner does.
     tokio::task::coop::consume_budget().await;
