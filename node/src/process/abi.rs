@@ -11,6 +11,7 @@
 //! Their shapes are checked against the component's types when an instance
 //! is loaded, like the generated ones.
 
+use std::cell::Cell;
 use std::hash::BuildHasher;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use wasmtime::component::{ComponentType, Lift, Lower, WasmStr};
 use wasmtime::StoreContext;
 
 use super::bindings::wit;
+use super::MAX_BATCH_EVENTS;
 use crate::types::{valid_name, Address, KernelMessage, ParseError, ProcessId, SendError};
 
 /// `process-id`, lowered from shared names.
@@ -284,20 +286,43 @@ pub enum PeerEvent {
 }
 
 /// What one `inbox.next-events` call hands the guest, lowered as the
-/// `list<peer-event>` it is. A lone event (a request, or one answer: every
-/// event of a round trip) is held inline; only a batch of two or more is a
-/// `Vec`. Lowered through `Vec<PeerEvent>` that lone event cost a host
-/// allocation per call.
-pub enum Events {
-    One(PeerEvent),
-    Many(Vec<PeerEvent>),
+/// `list<peer-event>` it is. Its `Vec` is taken from the thread's spare
+/// and given back when wasmtime drops it after lowering, so a call
+/// allocates nothing once the thread has one (a `Vec<PeerEvent>` return
+/// cost an allocation per call, and a batch's reallocations as it grew).
+/// A spare holds at most [`MAX_BATCH_EVENTS`] events' room: one call
+/// never gathers more, and each runtime thread keeps one.
+pub struct Events(Vec<PeerEvent>);
+
+thread_local! {
+    static SPARE: Cell<Vec<PeerEvent>> = const { Cell::new(Vec::new()) };
 }
 
 impl Events {
-    pub fn as_slice(&self) -> &[PeerEvent] {
-        match self {
-            Events::One(event) => std::slice::from_ref(event),
-            Events::Many(events) => events,
+    /// An empty list, with the thread's spare room if it has one.
+    pub fn new() -> Self {
+        Events(SPARE.take())
+    }
+
+    pub fn push(&mut self, event: PeerEvent) {
+        self.0.push(event);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let mut spare = std::mem::take(&mut self.0);
+        if spare.capacity() <= MAX_BATCH_EVENTS {
+            spare.clear();
+            SPARE.set(spare);
         }
     }
 }
@@ -323,7 +348,7 @@ unsafe impl Lower for Events {
         ty: InterfaceType,
         dst: &mut MaybeUninit<Self::Lower>,
     ) -> wasmtime::Result<()> {
-        self.as_slice().linear_lower_to_flat(cx, ty, dst)
+        self.0.linear_lower_to_flat(cx, ty, dst)
     }
 
     fn linear_lower_to_memory<T>(
@@ -332,7 +357,7 @@ unsafe impl Lower for Events {
         ty: InterfaceType,
         offset: usize,
     ) -> wasmtime::Result<()> {
-        self.as_slice().linear_lower_to_memory(cx, ty, offset)
+        self.0.linear_lower_to_memory(cx, ty, offset)
     }
 }
 

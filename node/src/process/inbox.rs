@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use wasmtime::component::Linker;
 use wasmtime::{Engine, StoreContextMut};
 
-use super::abi::{Event, Events, PeerEvent};
+use super::abi::{Event, Events};
 use super::host::HostState;
 use super::queue::{Inbox, Woke};
 use super::{batchable, event_of, payload_bytes, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
@@ -47,9 +47,6 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
 }
 
 /// What one look at the inbox found.
-// Returned and matched at once: boxing the events would bring back the
-// allocation `Events` saves.
-#[allow(clippy::large_enum_variant)]
 enum Step {
     Events(Events),
     Wait,
@@ -77,25 +74,24 @@ impl Inbox {
             }
             let take = if quick { MAX_BATCH_EVENTS } else { 1 };
             let n = take.min(self.expired.len());
-            let mut events = None;
+            let mut events = Events::new();
             for event in self.expired.drain(..n) {
-                gather(&mut events, state.peers.peer_event(event));
+                events.push(state.peers.peer_event(event));
             }
             state.limits.stats().handled(n as u64);
-            return events.map_or(Step::Wait, Step::Events);
+            return Step::Events(events);
         }
-        let mut events: Option<Events> = None;
-        let mut gathered = 0;
+        let mut events = Events::new();
         let mut bytes = 0;
         let mut next = first.or_else(|| self.queue.try_recv());
         while let Some(envelope) = next.take() {
             let size = payload_bytes(&envelope);
             let joins = quick
                 && batchable(&envelope)
-                && gathered < MAX_BATCH_EVENTS
+                && events.len() < MAX_BATCH_EVENTS
                 && bytes + size <= MAX_BATCH_BYTES;
             if !joins {
-                if gathered > 0 {
+                if !events.is_empty() {
                     self.queue.hold(envelope);
                     break;
                 }
@@ -104,7 +100,8 @@ impl Inbox {
                 match event_of(state, envelope) {
                     Some(event) => {
                         state.limits.stats().handled(1);
-                        return Step::Events(Events::One(state.peers.peer_event(event)));
+                        events.push(state.peers.peer_event(event));
+                        return Step::Events(events);
                     }
                     None => {
                         next = self.queue.try_recv();
@@ -114,22 +111,23 @@ impl Inbox {
             }
             if let Some(event) = event_of(state, envelope) {
                 bytes += size;
-                gathered += 1;
-                gather(&mut events, state.peers.peer_event(event));
+                events.push(state.peers.peer_event(event));
             }
-            if gathered < MAX_BATCH_EVENTS {
+            if events.len() < MAX_BATCH_EVENTS {
                 next = self.queue.try_recv();
             }
         }
-        let Some(events) = events else {
-            return Step::Wait;
-        };
-        // No request context in a batch: `inherit` sees none.
-        if gathered > 1 {
-            state.current = None;
+        match events.len() {
+            0 => Step::Wait,
+            n => {
+                // No request context in a batch: `inherit` sees none.
+                if n > 1 {
+                    state.current = None;
+                }
+                state.limits.stats().handled(n as u64);
+                Step::Events(events)
+            }
         }
-        state.limits.stats().handled(gathered as u64);
-        Step::Events(events)
     }
 
     /// Every ask past its deadline becomes a `timeout` failure to hand
@@ -155,25 +153,6 @@ impl Inbox {
                 .push_back(Event::failed(id, error, pending.context));
         }
     }
-}
-
-/// Add `event` to those one call hands over: the first is held inline,
-/// and the `Vec` is made at the second, with room for a whole batch (a
-/// `Vec` grown one push at a time reallocated at 4, 8, 16 and 32).
-fn gather(events: &mut Option<Events>, event: PeerEvent) {
-    *events = Some(match events.take() {
-        None => Events::One(event),
-        Some(Events::One(first)) => {
-            let mut batch = Vec::with_capacity(MAX_BATCH_EVENTS);
-            batch.push(first);
-            batch.push(event);
-            Events::Many(batch)
-        }
-        Some(Events::Many(mut batch)) => {
-            batch.push(event);
-            Events::Many(batch)
-        }
-    });
 }
 
 /// `inbox.next-events`: the guest's next events, waiting for them. Ends
