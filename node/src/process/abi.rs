@@ -301,7 +301,7 @@ thread_local! {
 impl Events {
     /// An empty list, with the thread's spare room if it has one.
     pub fn new() -> Self {
-        Events(SPARE.take())
+        Events(SPARE.try_with(Cell::take).unwrap_or_default())
     }
 
     pub fn push(&mut self, event: PeerEvent) {
@@ -322,7 +322,8 @@ impl Drop for Events {
         let mut spare = std::mem::take(&mut self.0);
         if spare.capacity() <= MAX_BATCH_EVENTS {
             spare.clear();
-            SPARE.set(spare);
+            // A thread being torn down has no spare to keep.
+            let _ = SPARE.try_with(|slot| slot.set(spare));
         }
     }
 }
