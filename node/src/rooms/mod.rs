@@ -519,11 +519,7 @@ impl Hub {
         for (i, (pid, lagged)) in subs.into_iter().enumerate() {
             let outcome = match lagged {
                 None => {
-                    let body = if i == final_sub {
-                        body.take().unwrap_or_else(make)
-                    } else {
-                        body.get_or_insert_with(make).clone()
-                    };
+                    let body = shared_body(&mut body, i == final_sub, make);
                     self.deliver_body(&pid, body).map_err(|k| (k, seq))
                 }
                 Some(from) => self.catch_up(&pid, owner, room_name, room, from),
@@ -691,6 +687,16 @@ impl Hub {
                 let _ = self.tell_hub(&owner.node, &leave);
             }
         }
+    }
+}
+
+/// One event's delivery body for one of its receivers: made once (by
+/// `make`) and copied for each, except the last, which takes it.
+fn shared_body(body: &mut Option<Vec<u8>>, last: bool, make: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+    if last {
+        body.take().unwrap_or_else(make)
+    } else {
+        body.get_or_insert_with(make).clone()
     }
 }
 

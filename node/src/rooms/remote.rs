@@ -256,13 +256,9 @@ impl Hub {
                         _ => {}
                     }
                 }
-                let body = if i == final_target {
-                    body.take()
-                        .unwrap_or_else(|| super::delivery_body(owner, room, event))
-                } else {
-                    body.get_or_insert_with(|| super::delivery_body(owner, room, event))
-                        .clone()
-                };
+                let body = super::shared_body(body, i == final_target, || {
+                    super::delivery_body(owner, room, event)
+                });
                 if let Err(kind) = self.deliver_body(&pid, body) {
                     outcome = Err(kind);
                     break;
