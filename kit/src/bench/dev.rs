@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::table::{self, Better, Row};
+use super::table::{self, median, Better, Row};
 
 /// Runs of each warm measure; the median is reported.
 const RUNS: usize = 3;
@@ -304,11 +304,6 @@ fn wait_for_file(path: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn cargo() -> std::ffi::OsString {

@@ -72,6 +72,12 @@ pub(super) fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
+/// Host allocations since `before` (a reading of [`allocations`]), per
+/// one of `count` things done in between.
+pub(super) fn allocations_per(before: u64, count: u64) -> f64 {
+    (allocations() - before) as f64 / count as f64
+}
+
 pub async fn run(
     node: &Node,
     echo: Vec<PackageFile>,
@@ -95,7 +101,7 @@ pub async fn run(
     let mut rows = Vec::new();
     let before = allocations();
     let (p50, p99) = wasm_round_trip(node).await?;
-    let rtt_allocs = (allocations() - before) as f64 / PINGS as f64;
+    let rtt_allocs = allocations_per(before, PINGS);
     let (b50, b99) = baseline_round_trip().await;
     rows.push(
         Row::new("request/response round trip, WASM to WASM, p50", "us", p50)
@@ -130,7 +136,7 @@ pub async fn run(
 
     let before = allocations();
     let rate = wasm_fire_and_forget(node, true).await?;
-    let fnf_allocs = (allocations() - before) as f64 / BLAST as f64;
+    let fnf_allocs = allocations_per(before, BLAST);
     let base = baseline_fire_and_forget().await;
     rows.push(
         Row::new("fire-and-forget, process to process", "msg/s", rate)
@@ -159,7 +165,7 @@ async fn message_loops(node: &Node, loops: u32) -> Result<Vec<Row>> {
     for i in 0..ping {
         let before = allocations();
         let (p50, _) = wasm_round_trip(node).await?;
-        let allocs = (allocations() - before) as f64 / PINGS as f64;
+        let allocs = allocations_per(before, PINGS);
         eprintln!(
             "{PROFILE_LOOPS}: loop {i}: round trip p50 {p50:.2} us, {allocs:.2} host allocations"
         );
@@ -168,7 +174,7 @@ async fn message_loops(node: &Node, loops: u32) -> Result<Vec<Row>> {
         // The receiver's sequence check holds for the first run only.
         let before = allocations();
         let rate = wasm_fire_and_forget(node, i == 0).await?;
-        let allocs = (allocations() - before) as f64 / BLAST as f64;
+        let allocs = allocations_per(before, BLAST);
         eprintln!("{PROFILE_LOOPS}: loop {i}: fire-and-forget {rate:.0} msg/s, {allocs:.2} host allocations per message");
     }
     Ok(Vec::new())

@@ -117,7 +117,7 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
         let ping = json!({"bench_ping": {"target": "b.os@net:probe:test", "count": PINGS, "body_bytes": BODY}});
         let before = super::local::allocations();
         let v = ask(a, "net:probe:test", ping, Duration::from_secs(300)).await?;
-        ping_allocs.push((super::local::allocations() - before) as f64 / PINGS as f64);
+        ping_allocs.push(super::local::allocations_per(before, PINGS));
         p50s.push(field(&v, "p50_ns")? / 1e3);
         p99s.push(field(&v, "p99_ns")? / 1e3);
         if loops > 1 {
@@ -147,7 +147,7 @@ pub async fn run(a: &Node, probe: Vec<PackageFile>) -> Result<Vec<Row>> {
             Duration::from_secs(10),
         )
         .await?;
-        allocs.push((super::local::allocations() - before) as f64 / BLAST as f64);
+        allocs.push(super::local::allocations_per(before, BLAST));
         if loops > 1 {
             eprintln!(
                 "fire-and-forget {:.0} msg/s, {:.2} host allocations per message",

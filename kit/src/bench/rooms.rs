@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::net::{config, p2p_addr};
-use super::table::{percentile, Better, Row};
+use super::table::{median, percentile, Better, Row};
 
 /// Events timed one at a time in each latency row, after [`WARMUP`].
 const PINGS: u64 = 10_000;
@@ -448,11 +448,6 @@ async fn measure(a: &Node, base: &std::path::Path, nodes: &mut Vec<Node>) -> Res
     ])
 }
 
-fn median(mut turns: Vec<f64>) -> f64 {
-    turns.sort_by(f64::total_cmp);
-    percentile(&turns, 50.0)
-}
-
 /// Rounds of a solo stream window.
 const SOLO_ROUNDS: u64 = 10;
 
@@ -482,8 +477,7 @@ async fn solo_stream(
     }
     // Host allocations, both nodes and the bench's own (the bodies it
     // builds, the receipts): a count the machine's load does not move.
-    let per_event =
-        (super::local::allocations() - allocations) as f64 / (SOLO_ROUNDS * STREAM) as f64;
+    let per_event = super::local::allocations_per(allocations, SOLO_ROUNDS * STREAM);
     eprintln!("kit bench rooms: {side} stream ends, {per_event:.2} host allocations per event");
     Ok(vec![Row::new(
         format!("events per second, {side} alone, median of {SOLO_ROUNDS} rounds"),

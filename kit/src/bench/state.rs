@@ -16,7 +16,7 @@ use hearth::{Node, NodeConfig};
 use serde_json::{json, Value};
 
 use super::ask::{ask_with_blob, copy_spec};
-use super::table::{human, percentile, Better, Row};
+use super::table::{human, median, percentile, Better, Row};
 
 /// Writers for the set-state rows, and the writes each does per round.
 const WRITERS: [(usize, u64); 3] = [(1, 1000), (16, 150), (256, 20)];
@@ -139,11 +139,6 @@ pub async fn run(node: &Node, probe: Vec<PackageFile>, scratch: &Path) -> Result
 }
 
 /// The median of `values`.
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    percentile(&values, 50.0)
-}
-
 /// Print every round of a row (the table keeps the medians).
 fn show_rounds(row: &str, hearth: &[f64], baseline: &[f64]) {
     let list = |v: &[f64]| v.iter().map(|x| human(*x)).collect::<Vec<_>>().join(" ");

@@ -122,6 +122,12 @@ pub fn print(title: &str, rows: &[Row], json: bool) {
     }
 }
 
+/// The median of unsorted samples (NaN for none).
+pub fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    percentile(&samples, 50.0)
+}
+
 /// p-th percentile (0..=100) of sorted samples.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
