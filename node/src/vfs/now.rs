@@ -15,9 +15,10 @@
 use std::io::IoSliceMut;
 use std::path::Path;
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, CWD};
+use rustix::fs::ResolveFlags;
 use rustix::io::ReadWriteFlags;
 
+use super::path::open_plain;
 use super::VfsResponse;
 
 /// Largest read served in the sender's call: about 5 µs of copying.
@@ -41,16 +42,7 @@ pub fn read(path: &Path, offset: u64, length: u64) -> Option<(VfsResponse, Vec<u
     if length > READ_NOW_MAX {
         return None;
     }
-    // O_NONBLOCK: opening a FIFO (never made by the vfs, but an operator
-    // could) must not wait for a writer; it is refused below anyway.
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let resolve = ResolveFlags::CACHED | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-    let fd = rustix::fs::openat2(CWD, path, flags, Mode::empty(), resolve).ok()?;
-    let stat = rustix::fs::fstat(&fd).ok()?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-        return None;
-    }
-    let size = u64::try_from(stat.st_size).ok()?;
+    let (fd, size) = open_plain(path, ResolveFlags::CACHED)?;
     let want = length.min(size.saturating_sub(offset));
     let mut bytes = vec![0; want as usize];
     if want > 0 {

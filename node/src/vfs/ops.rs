@@ -2,6 +2,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -26,7 +27,7 @@ pub enum Op {
     Remove(PathBuf),
 }
 
-fn io(shown: &Path, e: std::io::Error) -> VfsError {
+pub fn io(shown: &Path, e: std::io::Error) -> VfsError {
     let shown = shown.display().to_string();
     match e.kind() {
         ErrorKind::NotFound => VfsError::NotFound(shown),
@@ -103,11 +104,21 @@ fn write_synced(path: &Path, bytes: &[u8], append: bool) -> std::io::Result<()> 
 fn read(path: &Path, offset: u64, length: u64) -> std::io::Result<(VfsResponse, Option<Vec<u8>>)> {
     let file = fs::File::open(path)?;
     let size = file.metadata()?.len();
+    read_open(&file, size, offset, length)
+}
+
+/// Up to `length` bytes from `offset` of an open file of `size` bytes.
+pub fn read_open(
+    file: impl AsFd,
+    size: u64,
+    offset: u64,
+    length: u64,
+) -> std::io::Result<(VfsResponse, Option<Vec<u8>>)> {
     let want = length.min(size.saturating_sub(offset)) as usize;
     // `pread` straight into the reply's buffer: not zero-filled first, and
     // one call for the whole chunk (`read_to_end` on a `Take` made ten,
-    // doubling from 8 KiB). The file may have shrunk since `metadata`, so
-    // a short read is fine.
+    // doubling from 8 KiB). The file may have shrunk since its size was
+    // read, so a short read is fine.
     let mut bytes = Vec::with_capacity(want);
     while bytes.len() < want {
         let at = offset + bytes.len() as u64;

@@ -2,8 +2,11 @@
 //! anything that could leave it.
 
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, CWD};
 
 use super::VfsError;
 
@@ -51,10 +54,19 @@ impl Drives {
     /// (the blocking path does it), off a local file system, or for a
     /// path [`resolve_in`] would refuse.
     pub fn now_path(&self, owner: &str, rel: &str) -> Option<PathBuf> {
-        let canonical = self.canonical.get()?;
         if self.local.get() != Some(&true) {
             return None;
         }
+        self.plain_path(owner, rel)
+    }
+
+    /// Where `rel` is in the drive of `owner`, under the canonical vfs
+    /// directory, for [`open_plain`]: opened with no symlink on the way,
+    /// it is inside the drive with no further check. `None` before the
+    /// directory was resolved ([`Drives::open`] does it), or for a path
+    /// [`resolve_in`] would refuse.
+    pub fn plain_path(&self, owner: &str, rel: &str) -> Option<PathBuf> {
+        let canonical = self.canonical.get()?;
         Some(canonical.join(owner).join(plain_relative(rel).ok()?))
     }
 
@@ -76,6 +88,25 @@ impl Drives {
         };
         Ok(Drive { root, canonical })
     }
+}
+
+/// `path` opened read-only, with its size, if the kernel finds a regular
+/// file there with no symlink anywhere on the way (`RESOLVE_NO_SYMLINKS`
+/// makes the check and the open one step, so nothing can be swapped for a
+/// symlink in between), under the extra `resolve` flags. `None` for
+/// anything else: a symlink, a missing file, not a regular file, an old
+/// kernel without `openat2`.
+pub fn open_plain(path: &Path, resolve: ResolveFlags) -> Option<(OwnedFd, u64)> {
+    // O_NONBLOCK: opening a FIFO (never made by the vfs, but an operator
+    // could) must not wait for a writer; it is refused below anyway.
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    let resolve = resolve | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let fd = rustix::fs::openat2(CWD, path, flags, Mode::empty(), resolve).ok()?;
+    let stat = rustix::fs::fstat(&fd).ok()?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return None;
+    }
+    Some((fd, u64::try_from(stat.st_size).ok()?))
 }
 
 /// `root/rel` for a relative `rel` made of plain names only, whose deepest
@@ -189,6 +220,30 @@ mod tests {
             ));
             assert!(matches!(resolve(&root, "out"), Err(VfsError::Traversal(_))));
             assert!(resolve(&root, "in/x").is_ok());
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn open_plain_takes_only_regular_files_reached_without_symlinks() {
+        let base = std::env::temp_dir().join(format!("hearth-vfs-plain-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("a")).unwrap();
+        let base = base.canonicalize().unwrap();
+        std::fs::write(base.join("a/f.bin"), [7u8; 300]).unwrap();
+        let none = ResolveFlags::empty();
+        // An old kernel without openat2 refuses everything (the checked
+        // path serves it), so only a success is checked for its size.
+        if let Some((_, size)) = open_plain(&base.join("a/f.bin"), none) {
+            assert_eq!(size, 300);
+        }
+        assert!(open_plain(&base.join("a"), none).is_none(), "a directory");
+        assert!(open_plain(&base.join("a/missing"), none).is_none());
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(base.join("a"), base.join("dir-link")).unwrap();
+            std::os::unix::fs::symlink(base.join("a/f.bin"), base.join("file-link")).unwrap();
+            assert!(open_plain(&base.join("dir-link/f.bin"), none).is_none());
+            assert!(open_plain(&base.join("file-link"), none).is_none());
         }
         let _ = std::fs::remove_dir_all(&base);
     }
