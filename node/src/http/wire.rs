@@ -118,31 +118,57 @@ pub struct IncomingHttpRef<'a, H: Serialize> {
 /// The parameters a match captured, in pattern order, each name once (a
 /// name the pattern repeats keeps its last value). A `:name` value is
 /// borrowed from the request path, a `*name` one is the rest joined.
-/// Encoded as a JSON object of strings.
+/// Encoded as a JSON object of strings. The first [`INLINE_PARAMS`] live
+/// in the value itself, so a usual match (one or two parameters, or a
+/// pattern that fails after capturing some) allocates nothing; more go to
+/// `spilled`.
 #[derive(Debug, Clone, Default)]
-pub struct Params<'p>(Vec<(Arc<str>, Cow<'p, str>)>);
+pub struct Params<'p> {
+    inline: [Option<Param<'p>>; INLINE_PARAMS],
+    spilled: Vec<Param<'p>>,
+}
+
+/// Parameters a [`Params`] holds without allocating.
+pub const INLINE_PARAMS: usize = 4;
+
+/// One captured parameter: its name (shared with the pattern) and value.
+type Param<'p> = (Arc<str>, Cow<'p, str>);
 
 impl<'p> Params<'p> {
     /// Capture `value` for `name`, replacing an earlier one.
     pub fn set(&mut self, name: &Arc<str>, value: Cow<'p, str>) {
-        match self.0.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = value,
-            None => self.0.push((name.clone(), value)),
+        if let Some(slot) = self.entries_mut().find(|(n, _)| n == name) {
+            slot.1 = value;
+            return;
+        }
+        let entry = (name.clone(), value);
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(free) => *free = Some(entry),
+            None => self.spilled.push(entry),
         }
     }
 
     /// The value captured for `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
+        self.entries()
             .find(|(n, _)| &**n == name)
             .map(|(_, v)| v.as_ref())
+    }
+
+    /// The captured parameters in pattern order (inline ones fill from the
+    /// front and are never emptied, so they all come before the spilled).
+    fn entries(&self) -> impl Iterator<Item = &Param<'p>> {
+        self.inline.iter().flatten().chain(&self.spilled)
+    }
+
+    fn entries_mut(&mut self) -> impl Iterator<Item = &mut Param<'p>> {
+        self.inline.iter_mut().flatten().chain(&mut self.spilled)
     }
 }
 
 impl serde::Serialize for Params<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(n, v)| (&**n, v.as_ref())))
+        serializer.collect_map(self.entries().map(|(n, v)| (&**n, v.as_ref())))
     }
 }
 
@@ -319,6 +345,39 @@ mod tests {
             serde_json::from_slice::<HttpServerEvent>(&bytes).unwrap(),
             owned
         );
+    }
+
+    /// Past the inline room, parameters spill in order; a repeated name
+    /// keeps its place and its last value, wherever it lives.
+    #[test]
+    fn params_keep_pattern_order_past_the_inline_room() {
+        let names: Vec<Arc<str>> = (0..INLINE_PARAMS + 3)
+            .map(|i| Arc::from(format!("p{i}")))
+            .collect();
+        let mut params = Params::default();
+        for (i, name) in names.iter().enumerate() {
+            params.set(name, Cow::Owned(i.to_string()));
+        }
+        params.set(&names[1], Cow::Borrowed("inline again"));
+        params.set(&names[INLINE_PARAMS + 1], Cow::Borrowed("spilled again"));
+        let expected: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let value = match i {
+                    1 => "inline again".to_string(),
+                    i if i == INLINE_PARAMS + 1 => "spilled again".to_string(),
+                    i => i.to_string(),
+                };
+                format!("\"{name}\":\"{value}\"")
+            })
+            .collect();
+        let text = serde_json::to_string(&params).unwrap();
+        assert_eq!(text, format!("{{{}}}", expected.join(",")));
+        assert_eq!(params.get("p1"), Some("inline again"));
+        assert_eq!(params.get("p0"), Some("0"));
+        assert_eq!(params.get("nope"), None);
+        assert_eq!(serde_json::to_string(&Params::default()).unwrap(), "{}");
     }
 
     #[test]
