@@ -120,7 +120,7 @@ pub fn expand(app: &App) -> TokenStream {
                     state: &#rpc::State<Self>,
                     mut ctx: #rpc::Ctx,
                     method: &str,
-                    args: #rpc::__private::serde_json::Value,
+                    args: #rpc::__private::Args<'_>,
                 ) -> #rpc::Outcome {
                     match method {
                         #(#arms)*

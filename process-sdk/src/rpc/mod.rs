@@ -21,6 +21,7 @@
 
 mod client;
 mod ctx;
+mod http_args;
 mod runtime;
 mod state;
 
@@ -36,6 +37,7 @@ pub use state::{Persist, State};
 /// Glue used by the code [`macro@crate::app`] generates. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use super::http_args::Args;
     pub use super::runtime::{
         export_deliver, export_init, ok_json, parse_args, persisted_decode, persisted_encode,
         publish_resource, AppCell, Reply,

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::http_args::{Args, Pairs as ArgPairs};
 use super::{codes, AppError, Ctx, Persist, State, Via};
 use crate::http::{self, Access, HttpEvent, HttpRequestView, Pairs};
 use crate::{executor, log, wit, Failure, Incoming};
@@ -87,7 +88,9 @@ pub trait App: Default + 'static {
     /// The state from saved bytes, `None` if the app is not persisted.
     fn decode(bytes: &[u8]) -> Option<Result<Self, String>>;
     fn init(state: &State<Self>, ctx: Ctx) -> Outcome;
-    fn call(state: &State<Self>, ctx: Ctx, method: &str, args: Value) -> Outcome;
+    /// Calls `method` with `args` ([`Args::Json`] for a message, or a
+    /// bodiless HTTP request's pairs).
+    fn call(state: &State<Self>, ctx: Ctx, method: &str, args: Args<'_>) -> Outcome;
     fn timer(state: &State<Self>, index: usize) -> Outcome;
     fn ws(state: &State<Self>, ctx: Ctx, handler: &str, event: WsEvent) -> Outcome;
     /// The `#[fallback]` handler; gives the message back if there is none.
@@ -231,7 +234,7 @@ fn on_request<A: App>(state: State<A>, msg: Incoming) {
     };
     let mut ctx = Ctx::new(msg.id(), msg.source().clone(), via);
     ctx.set_method(&method);
-    match A::call(&state, ctx, &method, args) {
+    match A::call(&state, ctx, &method, Args::Json(args)) {
         Outcome::UnknownMethod => {
             let error = AppError::new(
                 codes::UNKNOWN_METHOD,
@@ -348,42 +351,58 @@ fn on_http_request<A: App>(state: State<A>, id: u64, req: HttpRequestView<'_>, b
         };
         return send(answer, Err(error));
     };
-    let mut args = match http_args(body) {
-        Ok(args) => args,
-        Err(error) => return send(answer, Err(error)),
-    };
     // Path parameters first, then the query, then the body; a name given
-    // twice in one of them keeps its last value.
-    for (key, value) in req
-        .params
-        .0
-        .into_iter()
-        .rev()
-        .chain(req.query.0.into_iter().rev())
-    {
-        if !args.contains_key(key.as_ref()) {
-            args.insert(key.into_owned(), Value::String(value.into_owned()));
-        }
-    }
+    // twice in one of them keeps its last value. Without a body the pairs
+    // are read as they are; with one, into the body's object.
+    let quick = is_blank(body)
+        .then(|| ArgPairs::new(&req.params.0, &req.query.0))
+        .flatten();
+    let args = match quick {
+        Some(pairs) => Args::Pairs(pairs),
+        None => match http_args(body, &req.params, &req.query) {
+            Ok(args) => Args::Json(Value::Object(args)),
+            Err(error) => return send(answer, Err(error)),
+        },
+    };
     let mut ctx = Ctx::new(id, http::server(), Via::Http);
     ctx.set_method(route.handler);
     ctx.set_user(req.user.map(Cow::into_owned));
-    match A::call(&state, ctx, route.handler, Value::Object(args)) {
+    match A::call(&state, ctx, route.handler, args) {
         Outcome::UnknownMethod => send(answer, Err(AppError::internal("route without handler"))),
         outcome => finish(state, outcome, answer),
     }
 }
 
-fn http_args(body: &[u8]) -> Result<Map<String, Value>, AppError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
+/// Whether an HTTP body is empty or whitespace: no arguments in it.
+fn is_blank(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
+/// A request body's JSON object of named arguments, with the path
+/// parameters and then the query added under names it does not have.
+fn http_args(
+    body: &[u8],
+    params: &Pairs<'_>,
+    query: &Pairs<'_>,
+) -> Result<Map<String, Value>, AppError> {
+    let mut args = if is_blank(body) {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => map,
+            _ => {
+                return Err(AppError::bad_request(
+                    "the body must be a JSON object of named arguments",
+                ))
+            }
+        }
+    };
+    for (key, value) in params.0.iter().rev().chain(query.0.iter().rev()) {
+        if !args.contains_key(key.as_ref()) {
+            args.insert(key.to_string(), Value::String(value.to_string()));
+        }
     }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(AppError::bad_request(
-            "the body must be a JSON object of named arguments",
-        )),
-    }
+    Ok(args)
 }
 
 fn on_ws<A: App>(state: State<A>, handler: Option<&'static str>, event: WsEvent) {
@@ -473,17 +492,12 @@ pub(crate) fn envelope(reply: Reply) -> Vec<u8> {
 
 /// Deserializes a method's arguments; says what was expected if they do
 /// not fit.
-pub fn parse_args<T: DeserializeOwned>(
-    args: Value,
+pub fn parse_args<'a, T: DeserializeOwned>(
+    args: impl Into<Args<'a>>,
     method: &str,
     expected: &str,
 ) -> Result<T, AppError> {
-    let args = if args.is_null() {
-        Value::Object(Map::new())
-    } else {
-        args
-    };
-    serde_json::from_value(args).map_err(|error| {
+    args.into().deserialize().map_err(|error| {
         AppError::bad_request(format!(
             "arguments of `{method}` do not fit ({error}); expected {{\"{method}\": {expected}}}"
         ))
