@@ -305,6 +305,14 @@ impl MailboxRx {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
+    /// Wait until an envelope is queued (`true`, and [`Self::try_recv`]
+    /// takes it) or the mailbox is closed and drained (`false`). Takes
+    /// nothing out: an envelope stays in place until its taker wants it,
+    /// instead of moving through every layer of the wait.
+    pub async fn ready(&mut self) -> bool {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
     pub fn try_recv(&mut self) -> Option<Envelope> {
         // Nothing counted means nothing queued (a sender counts its
         // envelope before it pushes it): no need to take the lock, which
@@ -331,6 +339,21 @@ impl MailboxRx {
         }
         if inner.closed || self.shared.senders.load(Ordering::Acquire) == 0 {
             return Poll::Ready(None);
+        }
+        match &inner.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => inner.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut inner = self.shared.lock();
+        if !inner.queue.is_empty() {
+            return Poll::Ready(true);
+        }
+        if inner.closed || self.shared.senders.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(false);
         }
         match &inner.waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -481,6 +504,35 @@ mod tests {
         drop(rx);
         let refused = tx.deliver(message(2, true, 0)).unwrap_err();
         assert_eq!(refused.kind, SendErrorKind::ProcessExited);
+    }
+
+    #[tokio::test]
+    async fn ready_waits_for_an_envelope_and_leaves_it_queued() {
+        let (tx, mut rx) = mailbox(10, 10_000);
+        let waiting = tokio::spawn(async move {
+            let ready = rx.ready().await;
+            // Nothing was taken out: the envelope is still counted.
+            let id = match rx.try_recv() {
+                Some(Envelope::Message(km)) => Some(km.id),
+                _ => None,
+            };
+            (ready, id, rx)
+        });
+        tokio::task::yield_now().await;
+        tx.deliver(message(7, true, 0)).unwrap();
+        let (ready, id, mut rx) = tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+            .await
+            .expect("a delivery wakes the wait")
+            .unwrap();
+        assert!(ready);
+        assert_eq!(id, Some(7));
+        tx.deliver(message(8, true, 0)).unwrap();
+        rx.close();
+        // Closed, but not drained: still ready, and the envelope comes out.
+        assert!(rx.ready().await);
+        assert!(rx.try_recv().is_some());
+        assert!(!rx.ready().await);
+        assert_eq!(tx.depth(), (0, 0));
     }
 
     #[test]

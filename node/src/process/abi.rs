@@ -13,17 +13,13 @@
 
 use std::cell::Cell;
 use std::hash::BuildHasher;
-use std::mem::MaybeUninit;
 use std::sync::Arc;
 
-use wasmtime::component::__internal::{
-    CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext,
-};
 use wasmtime::component::{ComponentType, Lift, Lower, WasmStr};
 use wasmtime::StoreContext;
 
 use super::bindings::wit;
-use super::MAX_BATCH_EVENTS;
+use super::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
 use crate::types::{valid_name, Address, KernelMessage, ParseError, ProcessId, SendError};
 
 /// `process-id`, lowered from shared names.
@@ -179,16 +175,19 @@ impl Event {
     /// Payload bytes (bodies, blobs, failure details), for the batch bound.
     pub fn payload_bytes(&self) -> usize {
         match self {
-            Event::Message(m) => {
-                let body = match &m.message {
-                    wit::Message::Request(r) => r.body.len(),
-                    wit::Message::Response(r) => r.body.len(),
-                };
-                body + m.blob.as_ref().map_or(0, |b| b.bytes.len())
-            }
+            Event::Message(m) => message_bytes(&m.message, m.blob.as_ref()),
             Event::Failed(f) => f.error.detail.len(),
         }
     }
+}
+
+/// A message's body and blob bytes.
+fn message_bytes(message: &wit::Message, blob: Option<&wit::Blob>) -> usize {
+    let body = match message {
+        wit::Message::Request(r) => r.body.len(),
+        wit::Message::Response(r) => r.body.len(),
+    };
+    body + blob.map_or(0, |b| b.bytes.len())
 }
 
 /// Slots of a process's peer table (WIT `peer-incoming`, since 0.1.2):
@@ -285,17 +284,38 @@ pub enum PeerEvent {
     Failed(FailureOut),
 }
 
-/// What one `inbox.next-events` call hands the guest, lowered as the
-/// `list<peer-event>` it is. Its `Vec` is taken from the thread's spare
-/// and given back when wasmtime drops it after lowering, so a call
-/// allocates nothing once the thread has one (a `Vec<PeerEvent>` return
-/// cost an allocation per call, and a batch's reallocations as it grew).
-/// A spare holds at most [`MAX_BATCH_EVENTS`] events' room: one call
-/// never gathers more, and each runtime thread keeps one.
+impl PeerEvent {
+    /// Payload bytes (bodies, blobs, failure details), as
+    /// [`Event::payload_bytes`].
+    fn payload_bytes(&self) -> usize {
+        match self {
+            PeerEvent::Message(m) => message_bytes(&m.message, m.blob.as_ref()),
+            PeerEvent::Failed(f) => f.error.detail.len(),
+        }
+    }
+}
+
+/// What one `inbox.next-events` call gathers for the guest. Its `Vec` is
+/// the thread's spare, and [`Events::hand_over`] gives it to wasmtime in
+/// an `Arc` the thread keeps a second reference to: wasmtime drops its
+/// reference once it has lowered the list (as the `list<peer-event>` it
+/// is, through wasmtime's public `Lower` for `Arc<Vec<_>>`), so the buffer
+/// and the `Arc` come back to the thread, and a call allocates nothing
+/// once the thread has both (a new `Vec` per call cost an allocation, and
+/// a batch's reallocations as it grew).
+///
+/// The events a thread handed over last stay in its `Arc` until that
+/// thread hands over its next list (for any process), and only when their
+/// payload is within [`MAX_BATCH_BYTES`]: a larger lone event is handed
+/// over without a kept reference. So each runtime thread holds at most one
+/// batch's bytes, and at most [`MAX_BATCH_EVENTS`] events' room.
 pub struct Events(Vec<PeerEvent>);
 
 thread_local! {
+    /// Room for the next list, empty.
     static SPARE: Cell<Vec<PeerEvent>> = const { Cell::new(Vec::new()) };
+    /// The list this thread handed over last (its kept reference).
+    static HANDED: Cell<Option<Arc<Vec<PeerEvent>>>> = const { Cell::new(None) };
 }
 
 impl Events {
@@ -315,6 +335,32 @@ impl Events {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The list to return from `next-events`. Reuses the `Arc` this thread
+    /// handed over last when wasmtime has let it go; the events in it,
+    /// lowered by now, are dropped, and its old buffer becomes the
+    /// thread's spare.
+    pub fn hand_over(mut self) -> Arc<Vec<PeerEvent>> {
+        let mut events = std::mem::take(&mut self.0);
+        let keep = events.capacity() <= MAX_BATCH_EVENTS
+            && events.iter().map(PeerEvent::payload_bytes).sum::<usize>() <= MAX_BATCH_BYTES;
+        let list = match HANDED.try_with(Cell::take).ok().flatten() {
+            Some(mut handed) => match Arc::get_mut(&mut handed) {
+                Some(old) => {
+                    std::mem::swap(old, &mut events);
+                    // Emptied and kept as the spare when `self` drops.
+                    self.0 = events;
+                    handed
+                }
+                None => Arc::new(events),
+            },
+            None => Arc::new(events),
+        };
+        if keep {
+            let _ = HANDED.try_with(|slot| slot.set(Some(list.clone())));
+        }
+        list
+    }
 }
 
 impl Drop for Events {
@@ -325,40 +371,6 @@ impl Drop for Events {
             // A thread being torn down has no spare to keep.
             let _ = SPARE.try_with(|slot| slot.set(spare));
         }
-    }
-}
-
-// SAFETY: type, size, alignment and flat form are those of
-// `[PeerEvent]`, whose impl does every check. The hidden items named here
-// are those every `#[derive(ComponentType, Lower)]` expands to, so a
-// wasmtime update that moves them fails the build, not a call.
-unsafe impl ComponentType for Events {
-    type Lower = <[PeerEvent] as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <[PeerEvent] as ComponentType>::ABI;
-
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <[PeerEvent] as ComponentType>::typecheck(ty, types)
-    }
-}
-
-// SAFETY: as above; both calls lower the slice of events.
-unsafe impl Lower for Events {
-    fn linear_lower_to_flat<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        dst: &mut MaybeUninit<Self::Lower>,
-    ) -> wasmtime::Result<()> {
-        self.0.linear_lower_to_flat(cx, ty, dst)
-    }
-
-    fn linear_lower_to_memory<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        offset: usize,
-    ) -> wasmtime::Result<()> {
-        self.0.linear_lower_to_memory(cx, ty, offset)
     }
 }
 
@@ -450,5 +462,67 @@ pub fn checked_address(
             };
             Err((address, error.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::SendErrorKind;
+
+    fn failure(detail_bytes: usize) -> PeerEvent {
+        let target: Address = "n@a:b:c".parse().expect("an address");
+        let error = SendError::new(SendErrorKind::Timeout, &target, "x".repeat(detail_bytes));
+        Peers::default().peer_event(Event::failed(1, error, None))
+    }
+
+    fn detail(list: &[PeerEvent]) -> Vec<usize> {
+        list.iter().map(PeerEvent::payload_bytes).collect()
+    }
+
+    #[test]
+    fn a_thread_reuses_its_handed_list_once_wasmtime_lets_it_go() {
+        std::thread::spawn(|| {
+            let mut events = Events::new();
+            events.push(failure(3));
+            let first = events.hand_over();
+            assert_eq!(detail(&first), vec![3]);
+            let at = Arc::as_ptr(&first);
+            // Still held (as while wasmtime lowers it): the next list is new.
+            let mut events = Events::new();
+            events.push(failure(4));
+            let second = events.hand_over();
+            assert_ne!(Arc::as_ptr(&second), at);
+            assert_eq!(detail(&first), vec![3]);
+            let at = Arc::as_ptr(&second);
+            drop((first, second));
+            // Let go: the next hand-over comes in the same `Arc`, and the
+            // lowered events in it are gone.
+            let mut events = Events::new();
+            events.push(failure(5));
+            events.push(failure(6));
+            let third = events.hand_over();
+            assert_eq!(Arc::as_ptr(&third), at);
+            assert_eq!(detail(&third), vec![5, 6]);
+            assert_eq!(Arc::strong_count(&third), 2, "the thread keeps one");
+        })
+        .join()
+        .expect("the test thread");
+    }
+
+    #[test]
+    fn a_list_over_the_batch_bytes_is_not_kept_by_the_thread() {
+        std::thread::spawn(|| {
+            let mut events = Events::new();
+            events.push(failure(MAX_BATCH_BYTES + 1));
+            let big = events.hand_over();
+            assert_eq!(Arc::strong_count(&big), 1);
+            let mut events = Events::new();
+            events.push(failure(1));
+            let small = events.hand_over();
+            assert_eq!(Arc::strong_count(&small), 2);
+        })
+        .join()
+        .expect("the test thread");
     }
 }

@@ -25,9 +25,8 @@ use wasmtime::{Engine, StoreContextMut};
 
 use super::abi::{Event, Events};
 use super::host::HostState;
-use super::queue::{Inbox, Woke};
+use super::queue::Inbox;
 use super::{batchable, event_of, payload_bytes, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
-use crate::kernel::mailbox::Envelope;
 use crate::types::{SendError, SendErrorKind};
 
 /// The interface a `process-loop` component takes its events from.
@@ -41,7 +40,7 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = super::host::linker(engine)?;
     let mut inbox = linker.instance(INBOX)?;
     inbox.func_wrap_async("next-events", |mut cx: Cx<'_>, (): ()| {
-        Box::new(async move { Ok((next_events(&mut cx).await?,)) })
+        Box::new(async move { Ok((next_events(&mut cx).await?.hand_over(),)) })
     })?;
     Ok(linker)
 }
@@ -54,14 +53,10 @@ enum Step {
 }
 
 impl Inbox {
-    /// Look for events without waiting. `first` is an envelope a wait
-    /// just took out of the mailbox.
-    fn step(&mut self, state: &mut HostState, first: Option<Envelope>) -> Step {
+    /// Look for events without waiting.
+    fn step(&mut self, state: &mut HostState) -> Step {
         if self.ended || self.stop_requested() {
             self.ended = true;
-            if let Some(envelope) = first {
-                self.queue.hold(envelope);
-            }
             return Step::Ended;
         }
         // A guest whose last delivery ran through epoch ticks gets its
@@ -69,9 +64,6 @@ impl Inbox {
         let quick = state.call_ticks == 0;
         self.collect_expired(state);
         if !self.expired.is_empty() {
-            if let Some(envelope) = first {
-                self.queue.hold(envelope);
-            }
             let take = if quick { MAX_BATCH_EVENTS } else { 1 };
             let n = take.min(self.expired.len());
             let mut events = Events::new();
@@ -83,7 +75,7 @@ impl Inbox {
         }
         let mut events = Events::new();
         let mut bytes = 0;
-        let mut next = first.or_else(|| self.queue.try_recv());
+        let mut next = self.queue.try_recv();
         while let Some(envelope) = next.take() {
             let size = payload_bytes(&envelope);
             let joins = quick
@@ -165,14 +157,13 @@ pub async fn next_events(cx: &mut StoreContextMut<'_, HostState>) -> wasmtime::R
     tokio::task::coop::consume_budget().await;
     let state = cx.data_mut();
     state.current = None;
-    let mut first = None;
     let events = loop {
         // Taken out and put back with no await between, so a dropped call
         // never loses it.
         let Some(mut inbox) = state.inbox.take() else {
             anyhow::bail!("`next-events` is only for a process in `run`");
         };
-        let step = inbox.step(state, first.take());
+        let step = inbox.step(state);
         state.inbox = Some(inbox);
         match step {
             Step::Events(events) => break events,
@@ -183,10 +174,8 @@ pub async fn next_events(cx: &mut StoreContextMut<'_, HostState>) -> wasmtime::R
         let Some(inbox) = state.inbox.as_mut() else {
             anyhow::bail!("`next-events` is only for a process in `run`");
         };
-        match inbox.wait(deadline).await {
-            Woke::Envelope(envelope) => first = Some(envelope),
-            Woke::Timer | Woke::Ended => {}
-        }
+        // Whatever woke it, the next step looks again.
+        inbox.wait(deadline).await;
     };
     // The call time limit starts again for these events.
     cx.data_mut().call_ticks = 0;

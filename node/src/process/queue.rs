@@ -39,6 +39,12 @@ impl Queue {
         }
     }
 
+    /// Wait until an envelope waits (`true`) or the mailbox is closed and
+    /// empty (`false`); [`Self::try_recv`] then takes it.
+    pub async fn ready(&mut self) -> bool {
+        self.held.is_some() || self.mailbox.ready().await
+    }
+
     /// The next envelope, if one waits.
     pub fn try_recv(&mut self) -> Option<Envelope> {
         match self.held.take() {
@@ -72,8 +78,9 @@ pub struct Inbox {
 }
 
 /// What ended a wait.
-pub(super) enum Woke {
-    Envelope(Envelope),
+enum Woke {
+    /// An envelope waits in the queue.
+    Envelope,
     Timer,
     Ended,
 }
@@ -102,7 +109,7 @@ impl Inbox {
     }
 
     /// Wait for an envelope, the next ask deadline, or a stop.
-    pub(super) async fn wait(&mut self, deadline: Option<Instant>) -> Woke {
+    pub(super) async fn wait(&mut self, deadline: Option<Instant>) {
         // The timer moves only to an earlier deadline: one that fires
         // early finds nothing due and is set again, which is rarer than
         // a new ask (and a timer reset) per round trip.
@@ -126,17 +133,16 @@ impl Inbox {
         let woke = tokio::select! {
             biased;
             _ = self.stop.changed() => Woke::Ended,
-            envelope = self.queue.recv() => match envelope {
-                Some(envelope) => Woke::Envelope(envelope),
-                None => Woke::Ended,
+            ready = self.queue.ready() => match ready {
+                true => Woke::Envelope,
+                false => Woke::Ended,
             },
             _ = timer, if armed => Woke::Timer,
         };
         match woke {
             Woke::Ended => self.ended = true,
             Woke::Timer => self.armed = None,
-            Woke::Envelope(_) => {}
+            Woke::Envelope => {}
         }
-        woke
     }
 }
